@@ -1,0 +1,193 @@
+"""Configuration models shared by the loader, the engine and the probes.
+
+Every model is strict (an unknown key is an error) and frozen. Each probe kind
+defines its own target model in ``probes/<kind>.py`` by subclassing
+``TargetBase``; ``probes.PROBES`` lists them, and the loader builds the
+``targets`` union from that registry.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    StringConstraints,
+    model_validator,
+)
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+DURATION_HINT = "must be a duration like 10s"
+
+
+def parse_duration(value: Any) -> float:
+    """Parse ``500ms``, ``10s``, ``5m``, ``2h``, ``30d`` (or a bare number of seconds) into seconds."""
+    if isinstance(value, bool):
+        raise ValueError(DURATION_HINT)
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION_RE.match(value)):
+        seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    else:
+        raise ValueError(DURATION_HINT)
+    if seconds <= 0:
+        raise ValueError("must be a positive duration like 10s")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """Inverse of parse_duration for display: 10.0 -> '10s', 0.5 -> '500ms'."""
+    if seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+"""Seconds as a float; written in YAML as ``10s``, ``500ms``, ``5m``."""
+
+TargetId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")]
+"""Lower-case letters, digits and dashes: ``trunk-a``, ``edge-router``."""
+
+TagKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
+
+
+class StrictModel(BaseModel):
+    """Base for every config model: unknown keys are errors, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MaintenanceWindow(StrictModel):
+    """A planned period during which a target's failures do not count.
+
+    One-off: ``start`` and ``end`` (ISO 8601 datetimes, site timezone when naive).
+    Recurring: ``cron`` (5-field crontab, site timezone) and ``duration``.
+    """
+
+    start: str | None = None
+    end: str | None = None
+    cron: str | None = None
+    duration: Duration | None = None
+    reason: str = ""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> MaintenanceWindow:
+        one_off = self.start is not None or self.end is not None
+        recurring = self.cron is not None or self.duration is not None
+        if one_off == recurring:
+            raise ValueError("give either start and end (one-off) or cron and duration (recurring)")
+        if one_off and (self.start is None or self.end is None):
+            raise ValueError("a one-off window needs both start and end")
+        if recurring and (self.cron is None or self.duration is None):
+            raise ValueError("a recurring window needs both cron and duration")
+        return self
+
+
+class TargetBase(StrictModel):
+    """Fields every target has, whatever its kind.
+
+    A probe kind subclasses this with ``kind: Literal["<kind>"]`` and its own
+    fields, and may override the defaults (e.g. a longer ``interval``).
+    """
+
+    id: TargetId
+    kind: str
+    name: str | None = None
+    """Human name shown on the dashboard; defaults to the id."""
+    interval: Duration = 30.0
+    """How often the target is probed."""
+    timeout: Duration = 5.0
+    """How long one probe may take; not longer than ``interval``."""
+    fail_after: PositiveInt = 2
+    """Consecutive ``fail`` observations before the target is ``down``."""
+    recover_after: PositiveInt = 2
+    """Consecutive ``ok`` observations before a down target is ``up`` again."""
+    depends_on: list[TargetId] = Field(default_factory=list)
+    """Targets this one needs; while a parent is down, this one is ``affected_by`` it."""
+    tags: dict[TagKey, str] = Field(default_factory=dict)
+    """Labels copied onto every metric point and usable in selectors (carrier, role, customer)."""
+    incident_on: Literal["down", "degraded"] = "down"
+    """Which health opens an incident: only ``down`` (default) or also ``degraded``."""
+    maintenance: list[MaintenanceWindow] = Field(default_factory=list)
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _timeout_within_interval(self) -> TargetBase:
+        if self.timeout > self.interval:
+            raise ValueError(
+                f"timeout ({format_duration(self.timeout)}) must not be longer than "
+                f"interval ({format_duration(self.interval)})"
+            )
+        return self
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+
+class SiteConfig(StrictModel):
+    """The call center this appliance watches."""
+
+    name: str = "Dialwatch"
+    timezone: str = "UTC"
+    """IANA name (``Asia/Shanghai``); times on the dashboard and status page use it."""
+    language: Literal["zh-CN", "en"] = "zh-CN"
+    """Default UI language when the browser asks for neither."""
+
+
+class StorageConfig(StrictModel):
+    """Where state and the embedded metrics live."""
+
+    data_dir: str | None = None
+    """Data directory; ``--data`` and ``DIALWATCH_DATA`` win over this."""
+    database_url: str | None = None
+    """SQLAlchemy URL of the state DB; default ``sqlite:///<data_dir>/state.db``."""
+    raw_retention: Duration = 3 * 3600.0
+    """How long raw points are kept in the embedded metrics store."""
+    rollup_1m_retention: Duration = 30 * 86400.0
+    rollup_1h_retention: Duration = 365 * 86400.0
+    max_bytes: int = 2 * 1024**3
+    """Disk budget for the embedded metrics store; oldest raw data goes first."""
+
+
+class WebConfig(StrictModel):
+    listen: str = "127.0.0.1:8080"
+    """HOST:PORT; on any non-loopback address the dashboard and API need ``token``."""
+    token: str | None = None
+    """API / dashboard token for non-loopback listeners (use ``${ENV}`` or ``${file:...}``)."""
+    public_status: bool = True
+
+
+class ApplianceConfig(StrictModel):
+    """Limits for the appliance's own health check (the built-in ``dialwatch`` target)."""
+
+    interval: Duration = 15.0
+    max_scheduler_lag: Duration = 2.0
+    """Warn when probes start this much later than their slot."""
+    min_free_disk_mb: int = 500
+    """Fail when the data directory's filesystem has less free space than this."""
+    max_state_db_mb: int = 2048
+    concurrency: PositiveInt = 512
+    """Global cap on probes in flight."""
+
+
+class ComponentConfig(StrictModel):
+    """A line on the public status page, made of targets."""
+
+    id: TargetId
+    name: dict[str, str]
+    """Per language: ``{zh-CN: 外呼线路, en: Outbound calling}``."""
+    description: dict[str, str] = Field(default_factory=dict)
+    targets: list[TargetId] = Field(default_factory=list)
+    selector: dict[TagKey, str] = Field(default_factory=dict)
+    """Tag selector: every target whose tags include all of these."""

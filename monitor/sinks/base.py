@@ -1,0 +1,200 @@
+"""The metric sink interface: where observations' points go.
+
+A sink receives *enriched* points (the engine has added the ``target``,
+``kind``, ``site`` and configured tags, and set ``time_ns``). ``submit`` must
+never block the probes: sinks queue and write from their own thread.
+
+``BatchingSink`` is the shared base: a bounded queue, a writer thread that
+flushes by size or time, and counters for the appliance's own health. A
+concrete sink implements ``write_batch`` and raises ``SinkError`` when a write
+fails. The embedded store and the InfluxDB sinks all build on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from monitor.observation import MetricPoint
+
+log = logging.getLogger(__name__)
+
+
+class SinkError(Exception):
+    """A write failed. ``retryable``: time may fix it (server down, 5xx, 429)."""
+
+    def __init__(
+        self, message: str, retryable: bool = True, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class SinkHealth:
+    """What the appliance self-check and the dashboard show about a sink."""
+
+    name: str
+    up: bool
+    message: str
+    points_written: int
+    points_dropped: int
+    queued: int
+    last_write_at: float | None = None
+    last_write_seconds: float | None = None
+    spool_bytes: int = 0
+    spool_oldest_age: float | None = None
+
+
+class MetricSink(ABC):
+    """Anything that accepts metric points."""
+
+    name: str
+
+    @abstractmethod
+    def submit(self, points: Sequence[MetricPoint]) -> None:
+        """Queue points for writing. Never blocks; never raises for a full queue
+        (points over the bound are dropped and counted)."""
+
+    def start(self) -> None:  # noqa: B027 - optional hook
+        """Start background work (threads). Called once by the engine."""
+
+    @abstractmethod
+    def close(self, timeout: float = 10.0) -> None:
+        """Flush what is queued (best effort within ``timeout``) and stop."""
+
+    @abstractmethod
+    def health(self) -> SinkHealth: ...
+
+
+class BatchingSink(MetricSink):
+    """Queue + writer thread; subclasses implement ``write_batch``."""
+
+    def __init__(
+        self,
+        name: str,
+        batch_size: int = 5000,
+        flush_interval: float = 1.0,
+        max_queued: int = 200_000,
+    ) -> None:
+        self.name = name
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self._queue: queue.Queue[MetricPoint] = queue.Queue(maxsize=max_queued)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._written = 0
+        self._dropped = 0
+        self._up = True
+        self._message = "no writes yet"
+        self._last_write_at: float | None = None
+        self._last_write_seconds: float | None = None
+
+    # -- interface -----------------------------------------------------
+    def submit(self, points: Sequence[MetricPoint]) -> None:
+        for point in points:
+            try:
+                self._queue.put_nowait(point)
+            except queue.Full:
+                with self._lock:
+                    self._dropped += 1
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=f"sink-{self.name}", daemon=True)
+            self._thread.start()
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        else:
+            self._drain_once()
+        self.on_close()
+
+    def health(self) -> SinkHealth:
+        with self._lock:
+            return SinkHealth(
+                name=self.name,
+                up=self._up,
+                message=self._message,
+                points_written=self._written,
+                points_dropped=self._dropped,
+                queued=self._queue.qsize(),
+                last_write_at=self._last_write_at,
+                last_write_seconds=self._last_write_seconds,
+            )
+
+    # -- for subclasses ------------------------------------------------
+    @abstractmethod
+    def write_batch(self, points: list[MetricPoint]) -> None:
+        """Write one batch; raise SinkError on failure. Called from the writer thread only."""
+
+    def on_close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources after the last batch."""
+
+    def on_failure(self, points: list[MetricPoint], error: SinkError) -> None:
+        """A batch could not be written. The base drops and counts it; spooling sinks override."""
+        with self._lock:
+            self._dropped += len(points)
+
+    def count_dropped(self, n: int) -> None:
+        with self._lock:
+            self._dropped += n
+
+    # -- writer thread -------------------------------------------------
+    def _take_batch(self, wait: float) -> list[MetricPoint]:
+        batch: list[MetricPoint] = []
+        deadline = time.monotonic() + wait
+        while len(batch) < self.batch_size:
+            remaining = deadline - time.monotonic()
+            try:
+                if remaining <= 0:
+                    batch.append(self._queue.get_nowait())
+                else:
+                    batch.append(self._queue.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return batch
+
+    def _write(self, batch: list[MetricPoint]) -> None:
+        started = time.monotonic()
+        try:
+            self.write_batch(batch)
+        except SinkError as exc:
+            with self._lock:
+                self._up = False
+                self._message = str(exc)
+            log.warning("sink %s: write of %d points failed: %s", self.name, len(batch), exc)
+            self.on_failure(batch, exc)
+            return
+        except Exception as exc:  # a sink bug must not kill the writer thread
+            log.exception("sink %s: unexpected error writing %d points", self.name, len(batch))
+            self.on_failure(batch, SinkError(f"unexpected error: {exc}", retryable=False))
+            return
+        elapsed = time.monotonic() - started
+        with self._lock:
+            self._up = True
+            self._message = "ok"
+            self._written += len(batch)
+            self._last_write_at = time.time()
+            self._last_write_seconds = elapsed
+
+    def _drain_once(self) -> None:
+        while batch := self._take_batch(0):
+            self._write(batch)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            batch = self._take_batch(self.flush_interval)
+            if batch:
+                self._write(batch)
+        self._drain_once()

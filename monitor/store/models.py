@@ -1,0 +1,136 @@
+"""State database tables (SQLAlchemy 2.0): health, transitions, incidents, probe state.
+
+The in-memory health of every target is the truth while the engine runs;
+these tables make it survive a restart. Transitions and incidents are written
+at once (rare, must survive a crash); the latest observation per target is
+checkpointed in batches. Schema changes go through Alembic migrations in
+``monitor/store/migrations``.
+
+Times are stored as epoch seconds (float, UTC) so SQLite and PostgreSQL agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class TargetState(Base):
+    """Current health and last observation of one target."""
+
+    __tablename__ = "target_state"
+
+    target_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    health: Mapped[str] = mapped_column(
+        String(16), index=True
+    )  # up|degraded|down|unknown|maintenance
+    since: Mapped[float] = mapped_column(Float)
+    flapping: Mapped[bool] = mapped_column(Boolean, default=False)
+    affected_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    ok_streak: Mapped[int] = mapped_column(Integer, default=0)
+    fail_streak: Mapped[int] = mapped_column(Integer, default=0)
+    machine: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """The health state machine's full state (flap history...), as it serialises itself."""
+    last_status: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    last_detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_latency: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_observed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """Flat ``{"measurement.field[tag=v]": value}`` of the last observation, for the dashboard."""
+    probes_run: Mapped[int] = mapped_column(Integer, default=0)
+    probes_failed: Mapped[int] = mapped_column(Integer, default=0)
+    probes_errored: Mapped[int] = mapped_column(Integer, default=0)
+    config_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class Transition(Base):
+    """A change of health of one target."""
+
+    __tablename__ = "transition"
+    __table_args__ = (Index("ix_transition_target_at", "target_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    target_id: Mapped[str] = mapped_column(String(64))
+    at: Mapped[float] = mapped_column(Float, index=True)
+    from_health: Mapped[str] = mapped_column(String(16))
+    to_health: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    flapping: Mapped[bool] = mapped_column(Boolean, default=False)
+    affected_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incident.id"), nullable=True)
+
+
+class Incident(Base):
+    """A period of trouble for one or more targets."""
+
+    __tablename__ = "incident"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)  # open | resolved
+    opened_at: Mapped[float] = mapped_column(Float, index=True)
+    resolved_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    root_target_id: Mapped[str] = mapped_column(String(64))
+    """The target whose failure opened it; dependants join it."""
+    title: Mapped[str] = mapped_column(Text, default="")
+    severity: Mapped[str] = mapped_column(String(16), default="down")  # down | degraded
+    cause: Mapped[str | None] = mapped_column(Text, nullable=True)
+    eta: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Expected recovery time (epoch seconds), set by staff or runbooks."""
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """Customer-facing summary per language: ``{"zh-CN": "...", "en": "..."}``."""
+    acknowledged_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+class IncidentTarget(Base):
+    """Membership of a target in an incident (root or affected)."""
+
+    __tablename__ = "incident_target"
+
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incident.id"), primary_key=True)
+    target_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    role: Mapped[str] = mapped_column(String(16), default="root")  # root | affected
+    joined_at: Mapped[float] = mapped_column(Float)
+    recovered_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class IncidentEvent(Base):
+    """One line of an incident's timeline."""
+
+    __tablename__ = "incident_event"
+    __table_args__ = (Index("ix_incident_event_incident_at", "incident_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incident.id"))
+    at: Mapped[float] = mapped_column(Float)
+    kind: Mapped[str] = mapped_column(
+        String(32)
+    )  # opened|joined|transition|recovered|resolved|note
+    target_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    text: Mapped[str] = mapped_column(Text, default="")
+
+
+class ProbeState(Base):
+    """Per-target probe memory (counters for rates, file offsets) that must survive a restart."""
+
+    __tablename__ = "probe_state"
+
+    target_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class Counter(Base):
+    """Appliance-wide counters restored on start (probes run, notifications sent...)."""
+
+    __tablename__ = "counter"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer, default=0)

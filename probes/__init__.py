@@ -1,0 +1,23 @@
+"""Probe kinds: one module each, one signature, one literal registry.
+
+``PROBES`` is the only place a kind is registered; the config loader builds
+the ``targets`` schema from it and the runner looks checks up in it.
+"""
+
+from __future__ import annotations
+
+from probes import appliance, server, sip, tcp
+from probes.base import ProbeContext, ProbeKind, SharedResources
+
+PROBES: dict[str, ProbeKind] = {
+    "sip": ProbeKind("sip", sip.SipTarget, sip.check, "SIP OPTIONS ping of a trunk or gateway"),
+    "server": ProbeKind(
+        "server", server.ServerTarget, server.check, "CPU, memory, disk, network, processes"
+    ),
+    "tcp": ProbeKind("tcp", tcp.TcpTarget, tcp.check, "TCP connect time"),
+    "appliance": ProbeKind(
+        "appliance", appliance.ApplianceTarget, appliance.check, "Dialwatch's own health (built in)"
+    ),
+}
+
+__all__ = ["PROBES", "ProbeContext", "ProbeKind", "SharedResources"]

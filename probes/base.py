@@ -1,0 +1,82 @@
+"""The one probe signature, and what the runner hands each probe.
+
+Every probe kind is a module in ``probes/`` exposing a target model (a
+subclass of ``TargetBase``) and::
+
+    async def check(target: MyTarget, ctx: ProbeContext) -> Observation
+
+A probe never changes health. It returns ``ok``/``warn``/``fail`` with a human
+sentence in ``detail``; an unexpected exception is turned into an ``error``
+observation by the runner, not by the probe. Sockets, engines and clients are
+closed in ``finally``; long-lived ones (a shared UDP socket, an SSH
+connection) live in ``ctx.shared`` and are closed by the engine on stop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from monitor.config.models import SiteConfig, TargetBase
+from monitor.observation import Observation
+
+T = TypeVar("T")
+
+
+class SharedResources:
+    """Engine-wide objects probes share (one UDP socket for all SIP targets,
+    an SSH connection per host...). Created lazily, closed once on engine stop."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, Any] = {}
+        self._closers: list[Callable[[], Awaitable[None] | None]] = []
+
+    def get(self, key: str) -> Any | None:
+        return self._items.get(key)
+
+    def set(
+        self, key: str, value: Any, close: Callable[[], Awaitable[None] | None] | None = None
+    ) -> None:
+        self._items[key] = value
+        if close is not None:
+            self._closers.append(close)
+
+    async def aclose(self) -> None:
+        closers, self._closers = self._closers[::-1], []
+        self._items.clear()
+        for close in closers:
+            with contextlib.suppress(Exception):
+                result = close()
+                if result is not None:
+                    await result
+
+
+@dataclass
+class ProbeContext:
+    """What the runner gives a probe for one run."""
+
+    target_id: str
+    timeout: float
+    """Seconds this run may take; the runner cancels the probe after it (plus a small grace)."""
+    state: dict[str, Any] = field(default_factory=dict)
+    """Per-target memory between runs (previous counters, file offsets). JSON-serialisable
+    values only: the engine persists it so it survives a restart."""
+    shared: SharedResources = field(default_factory=SharedResources)
+    site: SiteConfig = field(default_factory=SiteConfig)
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Engine facts for built-in probes (e.g. the appliance self-check reads engine stats here)."""
+
+
+Check = Callable[[Any, ProbeContext], Awaitable[Observation]]
+
+
+@dataclass(frozen=True)
+class ProbeKind:
+    """A registry entry: the kind's name, its target model and its check."""
+
+    kind: str
+    model: type[TargetBase]
+    check: Check
+    summary: str

@@ -1,0 +1,1 @@
+"""Runbook engine and built-in runbooks (later issues)."""
