@@ -1,0 +1,64 @@
+"""Helpers for starting real peers (sipp, snmpd, sshd, influxd...) in test fixtures.
+
+Each peer has its own module here (``tests/peers/sipp.py``...). A missing peer
+is a test failure that says how to install it, never a skip.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+# Binary -> Debian package that provides it; the test command (.ci/run) installs these.
+PEER_PACKAGES = {
+    "sipp": "sip-tester",
+    "kamailio": "kamailio",
+    "snmpd": "snmpd",
+    "snmpbulkwalk": "snmp",
+    "sshd": "openssh-server",
+    "influxd": "influxdb",
+    "victoria-metrics": "victoria-metrics",
+    "chromium": "chromium",
+    "dnsmasq": "dnsmasq-base",
+}
+
+_SBIN = ("/usr/sbin", "/usr/local/sbin", "/sbin")
+
+
+def require_binary(name: str) -> str:
+    """Path of a peer binary, or fail the test with the command that installs it."""
+    path = shutil.which(name) or next(
+        (str(Path(d) / name) for d in _SBIN if (Path(d) / name).exists()), None
+    )
+    if path is None:
+        package = PEER_PACKAGES.get(name, name)
+        pytest.fail(
+            f"{name} is not installed: run `sudo apt-get install -y {package}` "
+            f"(or ./install.sh --test, which installs every test peer)",
+            pytrace=False,
+        )
+    return path
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """An ephemeral loopback port that is free right now (TCP or UDP)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_tcp(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
+    """Wait until something accepts TCP connections on host:port."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s") from None
+            time.sleep(0.05)
