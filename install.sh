@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Dialwatch installer for Debian 12 / Ubuntu. Idempotent: run it again any time.
+#
+#   sudo ./install.sh --run      install, then run the appliance on embedded defaults
+#   sudo ./install.sh --test     install, install the test peers, run lint + the test suite
+#   sudo ./install.sh --service  install and enable a systemd unit (dialwatch.service)
+#   ./install.sh                 install only
+#
+# Options: --config-dir DIR (default /etc/dialwatch as root, ./etc otherwise)
+#          --data-dir DIR   (default /var/lib/dialwatch as root, ./data otherwise)
+#          --listen HOST:PORT (default 127.0.0.1:8080)
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$here"
+
+mode=install
+listen="127.0.0.1:8080"
+if [ "$(id -u)" -eq 0 ]; then
+    config_dir=/etc/dialwatch
+    data_dir=/var/lib/dialwatch
+else
+    config_dir="$here/etc"
+    data_dir="$here/data"
+fi
+
+die() { echo "install.sh: error: $*" >&2; exit 1; }
+step() { echo "==> $*"; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --run) mode=run ;;
+        --test) mode=test ;;
+        --service) mode=service ;;
+        --config-dir) config_dir="${2:?--config-dir needs a directory}"; shift ;;
+        --data-dir) data_dir="${2:?--data-dir needs a directory}"; shift ;;
+        --listen) listen="${2:?--listen needs HOST:PORT}"; shift ;;
+        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        *) die "unknown option '$1' (allowed: --run, --test, --service, --config-dir, --data-dir, --listen)" ;;
+    esac
+    shift
+done
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"
+    elif command -v sudo >/dev/null; then sudo "$@"
+    else die "need root to run: $* (run install.sh as root or install sudo)"
+    fi
+}
+
+apt_updated=0
+apt_install() {
+    if ! command -v apt-get >/dev/null; then
+        die "apt-get not found: install these packages by hand: $*"
+    fi
+    if [ "$apt_updated" -eq 0 ]; then
+        as_root apt-get update -q || die "apt-get update failed (is the package mirror reachable?)"
+        apt_updated=1
+    fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" \
+        || die "apt-get install $* failed"
+}
+
+# --- Python 3.11+ with venv -------------------------------------------------
+python=""
+for candidate in python3.13 python3.12 python3.11 python3; do
+    if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+        python="$(command -v "$candidate")"
+        break
+    fi
+done
+[ -n "$python" ] || { step "installing python3"; apt_install python3; python="$(command -v python3)"; }
+"$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || die "Python 3.11 or newer is required, found $("$python" --version 2>&1)"
+
+if ! "$python" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    step "installing python3-venv (stock Debian ships python3 without venv/ensurepip)"
+    pyver="$("$python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
+    apt_install python3-venv "python${pyver}-venv" 2>/dev/null || apt_install python3-venv
+fi
+
+# --- virtualenv and the package ---------------------------------------------
+if [ ! -x .venv/bin/python ]; then
+    step "creating .venv"
+    "$python" -m venv .venv || die "could not create the virtualenv in $here/.venv"
+fi
+extras=""
+[ "$mode" = test ] && extras="[test]"
+step "installing dialwatch$extras into .venv"
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null || die "could not upgrade pip in .venv"
+.venv/bin/python -m pip install -q -e ".$extras" || die "pip install of dialwatch failed (see above)"
+
+# --- data directory and starter config --------------------------------------
+# The test mode touches neither /etc nor /var/lib: tests make their own temp dirs.
+if [ "$mode" = test ]; then
+    .venv/bin/dialwatch check-config config/dialwatch.yaml || die "the starter config is not valid"
+else
+mkdir -p "$data_dir" "$config_dir" || die "could not create $data_dir or $config_dir"
+config="$config_dir/dialwatch.yaml"
+if [ ! -e "$config" ]; then
+    step "writing starter config $config"
+    cp config/dialwatch.yaml "$config" || die "could not write $config"
+fi
+.venv/bin/dialwatch check-config "$config" || die "$config is not valid (see the errors above)"
+fi
+
+# --- test peers ---------------------------------------------------------------
+install_test_peers() {
+    # binary -> Debian package; only install what is missing
+    local missing=() pair bin pkg
+    for pair in sipp:sip-tester kamailio:kamailio snmpd:snmpd snmpget:snmp sshd:openssh-server \
+                influxd:influxdb victoria-metrics:victoria-metrics chromium:chromium \
+                chromedriver:chromium-driver dnsmasq:dnsmasq-base \
+                pg_ctlcluster:postgresql mariadbd:mariadb-server; do
+        bin="${pair%%:*}"; pkg="${pair#*:}"
+        command -v "$bin" >/dev/null || [ -x "/usr/sbin/$bin" ] || missing+=("$pkg")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        step "installing test peers: ${missing[*]}"
+        # Installing these would start their stock services on standard ports
+        # (influxd :8086, postgres :5432, sshd :22, snmpd :161...). A policy-rc.d
+        # that denies service starts prevents it; tests start their own instances
+        # on ephemeral loopback ports.
+        local policy=/usr/sbin/policy-rc.d had_policy=0
+        [ -e "$policy" ] && had_policy=1
+        if [ "$had_policy" -eq 0 ]; then
+            printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
+            as_root chmod +x "$policy"
+        fi
+        trap '[ "$had_policy" -eq 0 ] && as_root rm -f /usr/sbin/policy-rc.d' EXIT
+        apt_install "${missing[@]}"
+        [ "$had_policy" -eq 0 ] && as_root rm -f "$policy"
+        trap - EXIT
+    fi
+}
+
+case "$mode" in
+    install)
+        step "installed. Start it with: .venv/bin/dialwatch run --config $config --data $data_dir"
+        ;;
+    run)
+        step "starting Dialwatch on http://$listen (Ctrl-C stops it)"
+        exec .venv/bin/dialwatch run --config "$config" --data "$data_dir" --listen "$listen"
+        ;;
+    test)
+        install_test_peers
+        step "ruff"
+        .venv/bin/ruff check . || die "ruff found problems (see above)"
+        step "pytest"
+        exec .venv/bin/python -m pytest
+        ;;
+    service)
+        command -v systemctl >/dev/null || die "systemctl not found: --service needs systemd"
+        unit=/etc/systemd/system/dialwatch.service
+        step "writing $unit"
+        as_root tee "$unit" >/dev/null <<EOF
+[Unit]
+Description=Dialwatch call-center monitor
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+ExecStart=$here/.venv/bin/dialwatch run --config $config --data $data_dir --listen $listen
+ExecReload=/bin/kill -HUP \$MAINPID
+Restart=always
+RestartSec=2
+TimeoutStopSec=30
+
+[Install]
+WantedBy=multi-user.target
+EOF
+        as_root systemctl daemon-reload || die "systemctl daemon-reload failed"
+        as_root systemctl enable --now dialwatch.service || die "could not enable dialwatch.service"
+        step "dialwatch.service enabled; logs: journalctl -u dialwatch -f, and $data_dir/logs/"
+        ;;
+esac

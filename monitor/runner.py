@@ -1,0 +1,117 @@
+"""Runs one probe with the global concurrency cap and a hard timeout.
+
+Two lanes share the cap. A target whose last run failed or timed out runs in
+the *suspect* lane, everything else in the *live* lane. When a carrier's
+whole gateway range goes dark, thousands of suspect probes each hold a slot
+for their full timeout; with a single semaphore they would queue the live
+targets behind them and make healthy trunks late. With lanes, dead targets
+can only use their own share, so live targets keep their slots.
+
+The runner — not each probe — turns an exception into an ``error``
+observation with the exception text, and a probe overrunning its timeout
+into a ``fail`` with ErrorClass.TIMEOUT. Nothing a probe does can stop the
+engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+
+from monitor.observation import ErrorClass, Observation, Status
+from probes.base import Check, ProbeContext
+
+log = logging.getLogger(__name__)
+
+# A probe gets its own timeout plus this grace to clean up and report its own
+# (more precise) timeout message before the runner cancels it.
+TIMEOUT_GRACE = 0.5
+
+
+@dataclass
+class RunnerStats:
+    """Counters the appliance self-check reads (monotonic totals)."""
+
+    started: int = 0
+    finished: int = 0
+    failed: int = 0
+    errored: int = 0
+    timed_out: int = 0
+    in_flight: int = 0
+    queued: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+
+
+class ProbeRunner:
+    """Bounded, timeout-enforcing executor for probe checks on one asyncio loop."""
+
+    def __init__(self, concurrency: int = 512, suspect_share: float = 0.5) -> None:
+        self.concurrency = concurrency
+        self._live = asyncio.Semaphore(concurrency)
+        self._suspect = asyncio.Semaphore(max(1, int(concurrency * suspect_share)))
+        self.stats = RunnerStats()
+
+    async def run(
+        self, check: Check, target: object, ctx: ProbeContext, suspect: bool = False
+    ) -> Observation:
+        lane = self._suspect if suspect else self._live
+        self.stats.queued += 1
+        acquired = False
+        try:
+            async with lane:
+                acquired = True
+                self.stats.queued -= 1
+                self.stats.in_flight += 1
+                self.stats.started += 1
+                try:
+                    obs = await self._run_one(check, target, ctx)
+                finally:
+                    self.stats.in_flight -= 1
+        finally:
+            if not acquired:  # cancelled while waiting for a slot (engine stopping)
+                self.stats.queued -= 1
+        self.stats.finished += 1
+        self.stats.by_status[obs.status.value] = self.stats.by_status.get(obs.status.value, 0) + 1
+        if obs.status is Status.FAIL:
+            self.stats.failed += 1
+        elif obs.status is Status.ERROR:
+            self.stats.errored += 1
+        return obs
+
+    async def _run_one(self, check: Check, target: object, ctx: ProbeContext) -> Observation:
+        started = time.perf_counter()
+        try:
+            obs = await asyncio.wait_for(check(target, ctx), ctx.timeout + TIMEOUT_GRACE)
+        except TimeoutError:
+            self.stats.timed_out += 1
+            return Observation(
+                Status.FAIL,
+                f"probe did not finish within its timeout of {ctx.timeout:g}s",
+                latency=time.perf_counter() - started,
+                error_class=ErrorClass.TIMEOUT,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning(
+                "probe for %s crashed: %s\n%s",
+                ctx.target_id,
+                exc,
+                "".join(traceback.format_exception(exc, limit=-3)),
+            )
+            return Observation(
+                Status.ERROR,
+                f"probe crashed: {type(exc).__name__}: {exc}",
+                latency=time.perf_counter() - started,
+                error_class=ErrorClass.CRASH,
+            )
+        if not isinstance(obs, Observation):
+            return Observation(
+                Status.ERROR,
+                f"probe returned {type(obs).__name__}, not an Observation",
+                error_class=ErrorClass.CRASH,
+            )
+        return obs
