@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Float,
     ForeignKey,
@@ -154,4 +155,5 @@ class Counter(Base):
     __tablename__ = "counter"
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[int] = mapped_column(Integer, default=0)
+    # 64-bit: "probes run" grows by ~1,000/s at 10,000 targets and would pass 2**31 in weeks.
+    value: Mapped[int] = mapped_column(BigInteger, default=0)

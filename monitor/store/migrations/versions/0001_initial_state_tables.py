@@ -21,7 +21,7 @@ def upgrade() -> None:
     op.create_table(
         "counter",
         sa.Column("name", sa.String(length=64), nullable=False),
-        sa.Column("value", sa.Integer(), nullable=False),
+        sa.Column("value", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_counter")),
     )
     op.create_table(

@@ -1,0 +1,690 @@
+"""StateRepository: every read and write of the state DB, as plain values.
+
+The engine calls the write side from its one writer thread; the web calls the
+read side from waitress threads. Each call takes its own connection from the
+engine's pool and returns frozen dataclasses, never ORM objects bound to a
+session, so the repository is safe to share between threads.
+
+Writes that must survive a crash (transitions, incidents) are committed before
+the call returns. The hot path, ``checkpoint``, upserts thousands of
+``target_state`` rows with one ``INSERT ... ON CONFLICT DO UPDATE`` executed
+for all rows in one transaction (see bench/state_checkpoint.py for why not ORM
+objects). Times are epoch seconds (float, UTC).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    bindparam,
+    case,
+    delete,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from monitor.store.db import WRITE
+from monitor.store.models import (
+    Counter,
+    Incident,
+    IncidentEvent,
+    IncidentTarget,
+    ProbeState,
+    TargetState,
+    Transition,
+)
+
+HEALTH_ORDER = ("down", "degraded", "unknown", "maintenance", "up")
+"""Worst first: the order of the dashboard's target list and its health tabs."""
+
+INCIDENT_OPEN = "open"
+INCIDENT_RESOLVED = "resolved"
+EVENT_KINDS = ("opened", "joined", "transition", "recovered", "resolved", "acknowledged", "note")
+
+_TARGET_STATE: Table = TargetState.__table__  # type: ignore[assignment]
+_TRANSITION: Table = Transition.__table__  # type: ignore[assignment]
+_INCIDENT: Table = Incident.__table__  # type: ignore[assignment]
+_MEMBER: Table = IncidentTarget.__table__  # type: ignore[assignment]
+_EVENT: Table = IncidentEvent.__table__  # type: ignore[assignment]
+_PROBE_STATE: Table = ProbeState.__table__  # type: ignore[assignment]
+_COUNTER: Table = Counter.__table__  # type: ignore[assignment]
+
+TARGET_STATE_COLUMNS = frozenset(c.name for c in _TARGET_STATE.columns)
+_INSERT_NEEDS = frozenset({"target_id", "kind", "health", "since"})  # NOT NULL, no default
+_DELETE_CHUNK = 500  # ids per DELETE ... IN (...): well under every driver's parameter limit
+MAX_PER_PAGE = 1000
+
+
+class NotFound(LookupError):
+    """The incident (or incident member) a write refers to does not exist."""
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+"""Default of ``set_incident_fields`` arguments: leave that field as it is (None clears it)."""
+
+
+# -- values returned ---------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class TargetStateRow:
+    """One ``target_state`` row: a target's health and last observation."""
+
+    target_id: str
+    kind: str
+    health: str
+    since: float
+    flapping: bool
+    affected_by: str | None
+    ok_streak: int
+    fail_streak: int
+    machine: dict[str, Any]
+    last_status: str | None
+    last_detail: str | None
+    last_latency: float | None
+    last_observed_at: float | None
+    last_metrics: dict[str, Any]
+    probes_run: int
+    probes_failed: int
+    probes_errored: int
+    config_hash: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row as ``checkpoint`` takes it."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionRow:
+    id: int
+    target_id: str
+    at: float
+    from_health: str
+    to_health: str
+    reason: str
+    flapping: bool
+    affected_by: str | None
+    incident_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentMember:
+    """A target's membership in an incident; ``recovered_at`` None while it is still in trouble."""
+
+    target_id: str
+    role: str  # root | affected
+    joined_at: float
+    recovered_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentRow:
+    """An incident with its members (root first, then in the order they joined)."""
+
+    id: int
+    state: str  # open | resolved
+    opened_at: float
+    resolved_at: float | None
+    root_target_id: str
+    title: str
+    severity: str  # down | degraded
+    cause: str | None
+    eta: float | None
+    summary: dict[str, Any]
+    acknowledged_at: float | None
+    acknowledged_by: str | None
+    members: tuple[IncidentMember, ...] = field(default=())
+
+    @property
+    def member_ids(self) -> tuple[str, ...]:
+        return tuple(m.target_id for m in self.members)
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentEventRow:
+    """One line of an incident's timeline."""
+
+    id: int
+    incident_id: int
+    at: float
+    kind: str
+    target_id: str | None
+    text: str
+
+
+class TargetPage(NamedTuple):
+    """One page of the target list; unpacks as ``rows, total, totals_by_health``."""
+
+    rows: list[TargetStateRow]
+    total: int
+    """Targets matching every filter (all pages)."""
+    totals_by_health: dict[str, int]
+    """Targets matching ``kind`` and ``q`` per health, ignoring the ``health`` filter:
+    the counts on the dashboard's health tabs. Every health in HEALTH_ORDER is present."""
+
+
+class IncidentPage(NamedTuple):
+    rows: list[IncidentRow]
+    total: int
+
+
+# -- pure helpers ------------------------------------------------------------
+def latest_per_target(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Keep the last row per ``target_id`` (one statement may not update a row twice)."""
+    latest: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if "target_id" not in row:
+            raise ValueError(f"checkpoint row without target_id: {dict(row)!r}")
+        unknown = set(row) - TARGET_STATE_COLUMNS
+        if unknown:
+            raise ValueError(
+                f"checkpoint row for {row['target_id']!r} has unknown column(s) "
+                f"{', '.join(sorted(unknown))}; target_state has {', '.join(sorted(TARGET_STATE_COLUMNS))}"
+            )
+        latest[row["target_id"]] = dict(row)
+    return list(latest.values())
+
+
+def group_by_columns(rows: Iterable[dict[str, Any]]) -> list[tuple[tuple[str, ...], list[dict]]]:
+    """Rows grouped by the set of columns they carry: one executemany per group.
+
+    A row updates only the columns it has, so a caller that sends just
+    ``health`` and ``since`` does not reset the probe counters.
+    """
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(sorted(row)), []).append(row)
+    return list(groups.items())
+
+
+def like_pattern(text: str) -> str:
+    """A LIKE pattern matching ``text`` anywhere, with LIKE's wildcards taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _check_page(page: int, per_page: int) -> None:
+    if page < 1:
+        raise ValueError(f"page must be 1 or more, not {page}")
+    if not 1 <= per_page <= MAX_PER_PAGE:
+        raise ValueError(f"per_page must be between 1 and {MAX_PER_PAGE}, not {per_page}")
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# -- the repository ----------------------------------------------------------
+class StateRepository:
+    """Reads and writes of the state DB. Thread-safe; one instance per engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._dialect = engine.dialect.name
+        if self._dialect not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported state DB dialect {self._dialect!r}")
+        # SQLite has one writer at a time anyway; queueing our own threads here is
+        # cheaper than having them spin on the busy timeout.
+        self._write_lock: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if self._dialect == "sqlite" else contextlib.nullcontext()
+        )
+
+    def close(self) -> None:
+        """Close pooled connections (the engine can still be used afterwards)."""
+        self.engine.dispose()
+
+    # -- plumbing -------------------------------------------------------
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """One committed transaction (rolled back if the block raises)."""
+        with (
+            self._write_lock,
+            self.engine.connect().execution_options(**WRITE) as conn,
+            conn.begin(),
+        ):
+            yield conn
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    def _insert(self, table: Table) -> Any:
+        """The dialect's INSERT, which has ``on_conflict_do_update`` and ``excluded``."""
+        return postgresql.insert(table) if self._dialect == "postgresql" else sqlite.insert(table)
+
+    # -- target state ---------------------------------------------------
+    def checkpoint(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Upsert many ``target_state`` rows in one transaction; returns how many.
+
+        Each row is a dict of target_state columns with at least ``target_id``.
+        A row updates only the columns it carries; a row without ``kind``,
+        ``health`` and ``since`` only updates a target already stored (it is
+        ignored for an unknown target). When one target appears twice, the last
+        row wins.
+        """
+        latest = latest_per_target(rows)
+        if latest:
+            with self._writing() as conn:
+                self._upsert_target_states(conn, latest)
+        return len(latest)
+
+    def _upsert_target_states(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        t = _TARGET_STATE
+        for columns, group in group_by_columns(rows):
+            changed = [c for c in columns if c != "target_id"]
+            if not changed:
+                continue
+            if set(columns) >= _INSERT_NEEDS:
+                stmt = self._insert(t)
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["target_id"], set_={c: stmt.excluded[c] for c in changed}
+                )
+                conn.execute(stmt, group)
+            else:
+                # Without kind/health/since the row cannot be inserted (NOT NULL is
+                # checked before ON CONFLICT), so it may only update a stored target.
+                stmt = (
+                    update(t)
+                    .where(t.c.target_id == bindparam("_target_id"))
+                    .values({c: bindparam(c) for c in changed})
+                )
+                conn.execute(stmt, [{**r, "_target_id": r["target_id"]} for r in group])
+
+    def load_target_states(self) -> dict[str, TargetStateRow]:
+        """Every stored target state by target id (the engine restores them on start)."""
+        with self._reading() as conn:
+            result = conn.execute(select(_TARGET_STATE))
+            return {row.target_id: TargetStateRow(**row._mapping) for row in result}
+
+    def delete_target_states(self, target_ids: Collection[str]) -> int:
+        """Forget targets removed from the config: their state and probe state.
+
+        Transitions and incident history are kept. Returns how many target
+        states were deleted.
+        """
+        ids = sorted(set(target_ids))
+        deleted = 0
+        with self._writing() as conn:
+            for chunk in _chunks(ids, _DELETE_CHUNK):
+                result = conn.execute(
+                    delete(_TARGET_STATE).where(_TARGET_STATE.c.target_id.in_(chunk))
+                )
+                deleted += result.rowcount
+                conn.execute(delete(_PROBE_STATE).where(_PROBE_STATE.c.target_id.in_(chunk)))
+        return deleted
+
+    def target_page(
+        self,
+        health: str | Collection[str] | None = None,
+        kind: str | None = None,
+        q: str | None = None,
+        page: int = 1,
+        per_page: int = 100,
+    ) -> TargetPage:
+        """One page of target states, worst health first, then by id.
+
+        ``q`` matches anywhere in the target id, case-insensitively.
+        """
+        _check_page(page, per_page)
+        t = _TARGET_STATE
+        common = []
+        if kind:
+            common.append(t.c.kind == kind)
+        if q:
+            common.append(t.c.target_id.ilike(like_pattern(q), escape="\\"))
+        filters = list(common)
+        if health:
+            healths = [health] if isinstance(health, str) else list(health)
+            filters.append(t.c.health.in_(healths))
+        order = case(
+            {h: i for i, h in enumerate(HEALTH_ORDER)}, value=t.c.health, else_=len(HEALTH_ORDER)
+        )
+        with self._reading() as conn:
+            rows = conn.execute(
+                select(t)
+                .where(*filters)
+                .order_by(order, t.c.target_id)
+                .limit(per_page)
+                .offset((page - 1) * per_page)
+            )
+            page_rows = [TargetStateRow(**row._mapping) for row in rows]
+            by_health = dict.fromkeys(HEALTH_ORDER, 0)
+            for h, n in conn.execute(
+                select(t.c.health, func.count()).where(*common).group_by(t.c.health)
+            ):
+                by_health[h] = n
+            total = conn.execute(select(func.count()).select_from(t).where(*filters)).scalar_one()
+        return TargetPage(page_rows, total, by_health)
+
+    # -- transitions ----------------------------------------------------
+    def record_transition(
+        self,
+        target_id: str,
+        at: float,
+        from_health: str,
+        to_health: str,
+        *,
+        reason: str = "",
+        flapping: bool = False,
+        affected_by: str | None = None,
+        incident_id: int | None = None,
+        state: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Write one change of health, committed before returning; returns its id.
+
+        ``state``: the target's ``target_state`` row (as for ``checkpoint``),
+        upserted in the same transaction, so a crash right after a transition
+        does not restore the health from before it.
+        """
+        with self._writing() as conn:
+            result = conn.execute(
+                _TRANSITION.insert().values(
+                    target_id=target_id,
+                    at=at,
+                    from_health=from_health,
+                    to_health=to_health,
+                    reason=reason,
+                    flapping=flapping,
+                    affected_by=affected_by,
+                    incident_id=incident_id,
+                )
+            )
+            if state is not None:
+                self._upsert_target_states(
+                    conn, latest_per_target([{**state, "target_id": target_id}])
+                )
+            return int(result.inserted_primary_key[0])
+
+    def transitions(self, target_id: str | None = None, limit: int = 100) -> list[TransitionRow]:
+        """The latest transitions, newest first (of one target, or of all)."""
+        t = _TRANSITION
+        stmt = select(t).order_by(t.c.at.desc(), t.c.id.desc()).limit(limit)
+        if target_id is not None:
+            stmt = stmt.where(t.c.target_id == target_id)
+        with self._reading() as conn:
+            return [TransitionRow(**row._mapping) for row in conn.execute(stmt)]
+
+    # -- incidents: writes ------------------------------------------------
+    def open_incident(self, root_target_id: str, severity: str, title: str, at: float) -> int:
+        """Open an incident with its root target as first member; returns its id."""
+        with self._writing() as conn:
+            result = conn.execute(
+                _INCIDENT.insert().values(
+                    state=INCIDENT_OPEN,
+                    opened_at=at,
+                    root_target_id=root_target_id,
+                    title=title,
+                    severity=severity,
+                    summary={},
+                )
+            )
+            incident_id = int(result.inserted_primary_key[0])
+            conn.execute(
+                _MEMBER.insert().values(
+                    incident_id=incident_id, target_id=root_target_id, role="root", joined_at=at
+                )
+            )
+            self._event(conn, incident_id, "opened", at, root_target_id, title)
+        return incident_id
+
+    def join_incident(
+        self, incident_id: int, target_id: str, role: str = "affected", at: float | None = None
+    ) -> None:
+        """Add a target to an incident (or bring a recovered member back into it)."""
+        at = time.time() if at is None else at
+        with self._writing() as conn:
+            self._require_incident(conn, incident_id)
+            stmt = self._insert(_MEMBER).values(
+                incident_id=incident_id, target_id=target_id, role=role, joined_at=at
+            )
+            # A member that recovered and failed again keeps its role and first join time.
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["incident_id", "target_id"], set_={"recovered_at": None}
+                )
+            )
+            self._event(conn, incident_id, "joined", at, target_id, role)
+
+    def recover_target(self, incident_id: int, target_id: str, at: float) -> None:
+        """Mark a member as recovered (the incident stays open until resolved)."""
+        m = _MEMBER
+        with self._writing() as conn:
+            found = conn.execute(
+                select(m.c.recovered_at).where(
+                    m.c.incident_id == incident_id, m.c.target_id == target_id
+                )
+            ).first()
+            if found is None:
+                raise NotFound(f"target {target_id!r} is not a member of incident {incident_id}")
+            if found.recovered_at is None:
+                conn.execute(
+                    update(m)
+                    .where(m.c.incident_id == incident_id, m.c.target_id == target_id)
+                    .values(recovered_at=at)
+                )
+                self._event(conn, incident_id, "recovered", at, target_id, "")
+
+    def resolve_incident(self, incident_id: int, at: float) -> bool:
+        """Resolve an open incident; members still in trouble are marked recovered at ``at``.
+
+        Returns False (and changes nothing) when it was resolved already, so a
+        replay after a crash is harmless.
+        """
+        with self._writing() as conn:
+            state = self._require_incident(conn, incident_id)
+            if state != INCIDENT_OPEN:
+                return False
+            conn.execute(
+                update(_INCIDENT)
+                .where(_INCIDENT.c.id == incident_id)
+                .values(state=INCIDENT_RESOLVED, resolved_at=at)
+            )
+            conn.execute(
+                update(_MEMBER)
+                .where(_MEMBER.c.incident_id == incident_id, _MEMBER.c.recovered_at.is_(None))
+                .values(recovered_at=at)
+            )
+            self._event(conn, incident_id, "resolved", at, None, "")
+        return True
+
+    def add_incident_event(
+        self,
+        incident_id: int,
+        kind: str,
+        at: float,
+        target_id: str | None = None,
+        text: str = "",
+    ) -> int:
+        """Append a line to an incident's timeline; returns its id."""
+        with self._writing() as conn:
+            self._require_incident(conn, incident_id)
+            return self._event(conn, incident_id, kind, at, target_id, text)
+
+    def set_incident_fields(
+        self,
+        incident_id: int,
+        *,
+        cause: str | None = UNSET,
+        eta: float | None = UNSET,
+        summary: Mapping[str, str] | None = UNSET,
+    ) -> None:
+        """Set what staff or runbooks know: cause, ETA (epoch seconds), customer summary.
+
+        Only the arguments given change; ``None`` clears cause or ETA (and
+        empties the summary).
+        """
+        values: dict[str, Any] = {}
+        if cause is not UNSET:
+            values["cause"] = cause
+        if eta is not UNSET:
+            values["eta"] = eta
+        if summary is not UNSET:
+            values["summary"] = dict(summary or {})
+        with self._writing() as conn:
+            self._require_incident(conn, incident_id)
+            if values:
+                conn.execute(
+                    update(_INCIDENT).where(_INCIDENT.c.id == incident_id).values(**values)
+                )
+
+    def acknowledge_incident(self, incident_id: int, by: str, at: float) -> bool:
+        """Record who acknowledged an incident; False if it was acknowledged already."""
+        with self._writing() as conn:
+            self._require_incident(conn, incident_id)
+            result = conn.execute(
+                update(_INCIDENT)
+                .where(_INCIDENT.c.id == incident_id, _INCIDENT.c.acknowledged_at.is_(None))
+                .values(acknowledged_at=at, acknowledged_by=by)
+            )
+            if result.rowcount == 0:
+                return False
+            self._event(conn, incident_id, "acknowledged", at, None, by)
+        return True
+
+    def _require_incident(self, conn: Connection, incident_id: int) -> str:
+        state = conn.execute(
+            select(_INCIDENT.c.state).where(_INCIDENT.c.id == incident_id)
+        ).scalar_one_or_none()
+        if state is None:
+            raise NotFound(f"no incident {incident_id}")
+        return state
+
+    def _event(
+        self,
+        conn: Connection,
+        incident_id: int,
+        kind: str,
+        at: float,
+        target_id: str | None,
+        text: str,
+    ) -> int:
+        if kind not in EVENT_KINDS:
+            raise ValueError(f"unknown incident event kind {kind!r}; use one of {EVENT_KINDS}")
+        result = conn.execute(
+            _EVENT.insert().values(
+                incident_id=incident_id, at=at, kind=kind, target_id=target_id, text=text
+            )
+        )
+        return int(result.inserted_primary_key[0])
+
+    # -- incidents: reads -------------------------------------------------
+    def open_incidents(self) -> list[IncidentRow]:
+        """Every open incident with its members, oldest first (restored on start)."""
+        with self._reading() as conn:
+            return self._incidents_with_members(
+                conn,
+                select(_INCIDENT)
+                .where(_INCIDENT.c.state == INCIDENT_OPEN)
+                .order_by(_INCIDENT.c.opened_at, _INCIDENT.c.id),
+            )
+
+    def incident(self, incident_id: int) -> IncidentRow | None:
+        with self._reading() as conn:
+            found = self._incidents_with_members(
+                conn, select(_INCIDENT).where(_INCIDENT.c.id == incident_id)
+            )
+        return found[0] if found else None
+
+    def incidents(
+        self, state: str | None = None, page: int = 1, per_page: int = 50
+    ) -> IncidentPage:
+        """One page of incidents, newest first; ``state`` is ``open``, ``resolved`` or None (all)."""
+        _check_page(page, per_page)
+        filters = [] if state is None else [_INCIDENT.c.state == state]
+        with self._reading() as conn:
+            rows = self._incidents_with_members(
+                conn,
+                select(_INCIDENT)
+                .where(*filters)
+                .order_by(_INCIDENT.c.opened_at.desc(), _INCIDENT.c.id.desc())
+                .limit(per_page)
+                .offset((page - 1) * per_page),
+            )
+            total = conn.execute(
+                select(func.count()).select_from(_INCIDENT).where(*filters)
+            ).scalar_one()
+        return IncidentPage(rows, total)
+
+    def incident_events(self, incident_id: int) -> list[IncidentEventRow]:
+        """An incident's timeline, oldest first."""
+        e = _EVENT
+        with self._reading() as conn:
+            rows = conn.execute(
+                select(e).where(e.c.incident_id == incident_id).order_by(e.c.at, e.c.id)
+            )
+            return [IncidentEventRow(**row._mapping) for row in rows]
+
+    def _incidents_with_members(self, conn: Connection, stmt: Any) -> list[IncidentRow]:
+        incidents = [dict(row._mapping) for row in conn.execute(stmt)]
+        if not incidents:
+            return []
+        members: dict[int, list[IncidentMember]] = {i["id"]: [] for i in incidents}
+        m = _MEMBER
+        root_first = case((m.c.role == "root", 0), else_=1)
+        for row in conn.execute(
+            select(m)
+            .where(m.c.incident_id.in_(list(members)))
+            .order_by(m.c.incident_id, root_first, m.c.joined_at, m.c.target_id)
+        ):
+            members[row.incident_id].append(
+                IncidentMember(row.target_id, row.role, row.joined_at, row.recovered_at)
+            )
+        return [IncidentRow(**i, members=tuple(members[i["id"]])) for i in incidents]
+
+    # -- probe state ------------------------------------------------------
+    def save_probe_states(self, states: Mapping[str, Mapping[str, Any]]) -> None:
+        """Upsert per-target probe memory (JSON-serialisable dicts) in one transaction."""
+        if not states:
+            return
+        now = time.time()
+        rows = [{"target_id": t, "data": dict(d), "updated_at": now} for t, d in states.items()]
+        with self._writing() as conn:
+            stmt = self._insert(_PROBE_STATE)
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["target_id"],
+                    set_={"data": stmt.excluded.data, "updated_at": stmt.excluded.updated_at},
+                ),
+                rows,
+            )
+
+    def load_probe_states(self) -> dict[str, dict[str, Any]]:
+        with self._reading() as conn:
+            rows = conn.execute(select(_PROBE_STATE.c.target_id, _PROBE_STATE.c.data))
+            return {row.target_id: row.data for row in rows}
+
+    # -- counters ---------------------------------------------------------
+    def add_counters(self, deltas: Mapping[str, int]) -> None:
+        """Add to appliance-wide counters (created at 0), atomically in one transaction."""
+        if not deltas:
+            return
+        rows = [{"name": name, "value": int(n)} for name, n in deltas.items()]
+        with self._writing() as conn:
+            stmt = self._insert(_COUNTER)
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["name"],
+                    set_={"value": _COUNTER.c.value + stmt.excluded.value},
+                ),
+                rows,
+            )
+
+    def counters(self) -> dict[str, int]:
+        with self._reading() as conn:
+            return {row.name: row.value for row in conn.execute(select(_COUNTER))}
