@@ -1,0 +1,312 @@
+"""Building SIP OPTIONS requests and parsing the responses to them.
+
+Pure functions only: no sockets, no clocks. The parser is deliberately
+forgiving about what RFC 3261 allows (compact header names, any letter case,
+folded header lines, ``\\n`` instead of ``\\r\\n``) and strict about what we
+need to match a response to our request (a status line, the top Via's branch
+and the CSeq method). Anything else raises ``SipParseError``, which the
+transports treat as "ignore this datagram", never as the end of a transaction.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+MAGIC_COOKIE = "z9hG4bK"
+"""RFC 3261 §8.1.1.7: a branch starting with this marks an RFC 3261 transaction id."""
+
+# RFC 3261 §7.3.3 and the IANA SIP header registry: compact form -> full name.
+COMPACT_HEADERS: Mapping[str, str] = {
+    "a": "accept-contact",
+    "b": "referred-by",
+    "c": "content-type",
+    "d": "request-disposition",
+    "e": "content-encoding",
+    "f": "from",
+    "i": "call-id",
+    "j": "reject-contact",
+    "k": "supported",
+    "l": "content-length",
+    "m": "contact",
+    "o": "event",
+    "r": "refer-to",
+    "s": "subject",
+    "t": "to",
+    "u": "allow-events",
+    "v": "via",
+    "x": "session-expires",
+    "y": "identity",
+}
+
+_STATUS_LINE_RE = re.compile(r"^SIP/2\.0\s+(\d{3})(?:\s+(.*))?$", re.IGNORECASE)
+_URI_RE = re.compile(
+    r"""^(?P<scheme>sips?):
+        (?:(?P<user>[^@;?]+)@)?
+        (?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)
+        (?::(?P<port>\d{1,5}))?
+        (?P<params>(?:;[^;?]*)*)
+        (?:\?(?P<headers>.*))?$""",
+    re.VERBOSE,
+)
+_HOSTNAME_LABEL_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$")
+
+
+class SipParseError(ValueError):
+    """A datagram or stream chunk that is not a SIP response we can use."""
+
+
+@dataclass(frozen=True, slots=True)
+class SipUri:
+    """The parts of a ``sip:``/``sips:`` URI the probe needs."""
+
+    scheme: str
+    user: str | None
+    host: str
+    """Host name or address, IPv6 without brackets."""
+    port: int | None
+    params: Mapping[str, str] = field(default_factory=dict)
+    """URI parameters, names lower-cased; a parameter without value maps to ``""``."""
+    text: str = ""
+    """The URI as written, used verbatim as the Request-URI."""
+
+    @property
+    def default_port(self) -> int:
+        return 5061 if self.scheme == "sips" else 5060
+
+    @property
+    def effective_port(self) -> int:
+        return self.port if self.port is not None else self.default_port
+
+
+def parse_uri(text: str) -> SipUri:
+    """Parse ``sip:[user@]host[:port][;params][?headers]``; ValueError says what is wrong."""
+    text = text.strip()
+    m = _URI_RE.match(text)
+    if m is None:
+        raise ValueError(
+            "must be a SIP URI like sip:carrier.example.com or sip:+8610@192.0.2.10:5060"
+        )
+    host = m.group("host")
+    if host.startswith("["):
+        host = host[1:-1]
+        if ":" not in host:
+            raise ValueError("brackets in a SIP URI are for IPv6 addresses only")
+    elif not _is_ipv4(host):
+        labels = host.rstrip(".").split(".")
+        if not all(_HOSTNAME_LABEL_RE.match(label) for label in labels):
+            raise ValueError(f"{host!r} is not a valid host name")
+    port = int(m.group("port")) if m.group("port") else None
+    if port is not None and not 0 < port < 65536:
+        raise ValueError("port must be a number from 1 to 65535")
+    params: dict[str, str] = {}
+    for part in (m.group("params") or "").split(";")[1:]:
+        name, _, value = part.partition("=")
+        if not name:
+            raise ValueError("empty URI parameter (two ';' in a row)")
+        params[name.strip().lower()] = value.strip()
+    return SipUri(m.group("scheme").lower(), m.group("user"), host, port, params, text)
+
+
+def _is_ipv4(host: str) -> bool:
+    parts = host.split(".")
+    return len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts)
+
+
+def format_host(host: str) -> str:
+    """Host for a header: IPv6 addresses go in brackets."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def new_branch() -> str:
+    """A fresh Via branch: the magic cookie plus 96 random bits."""
+    return MAGIC_COOKIE + secrets.token_hex(12)
+
+
+@dataclass(frozen=True, slots=True)
+class OptionsRequest:
+    """One OPTIONS request: its bytes and what identifies its transaction."""
+
+    data: bytes
+    branch: str
+    call_id: str
+    cseq: int
+
+
+def build_options(
+    *,
+    request_uri: str,
+    transport: str,
+    local_host: str,
+    local_port: int,
+    from_user: str,
+    from_domain: str,
+    user_agent: str,
+    cseq: int = 1,
+    branch: str | None = None,
+    call_id: str | None = None,
+    from_tag: str | None = None,
+) -> OptionsRequest:
+    """Build an out-of-dialog OPTIONS request (RFC 3261 §8.1.1 and §11.1).
+
+    ``transport`` is ``udp`` or ``tcp`` and ends up in the Via and Contact.
+    The random parts can be given for tests; by default they are fresh.
+    """
+    branch = branch or new_branch()
+    call_id = call_id or f"{secrets.token_hex(16)}@{format_host(local_host)}"
+    from_tag = from_tag or secrets.token_hex(8)
+    proto = transport.upper()
+    host = format_host(local_host)
+    to_uri = request_uri.split("?", 1)[0]
+    lines = [
+        f"OPTIONS {request_uri} SIP/2.0",
+        f"Via: SIP/2.0/{proto} {host}:{local_port};branch={branch};rport",
+        "Max-Forwards: 70",
+        f"From: <sip:{from_user}@{format_host(from_domain)}>;tag={from_tag}",
+        f"To: <{to_uri}>",
+        f"Call-ID: {call_id}",
+        f"CSeq: {cseq} OPTIONS",
+        f"Contact: <sip:{from_user}@{host}:{local_port};transport={transport.lower()}>",
+        "Accept: application/sdp",
+        f"User-Agent: {user_agent}",
+        "Content-Length: 0",
+    ]
+    data = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    return OptionsRequest(data, branch, call_id, cseq)
+
+
+@dataclass(frozen=True, slots=True)
+class SipResponse:
+    """A parsed SIP response: status, and headers under their full lower-case names."""
+
+    status: int
+    reason: str
+    headers: Mapping[str, tuple[str, ...]]
+    """Every value of every header, in order; comma-separated values are not split."""
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        """First value of a header (full or compact name, any case), or None."""
+        values = self.headers.get(_canonical_name(name))
+        return values[0] if values else None
+
+    @property
+    def top_via_branch(self) -> str | None:
+        via = self.header("via")
+        if via is None:
+            return None
+        return via_params(first_via(via)).get("branch")
+
+    @property
+    def cseq(self) -> tuple[int, str] | None:
+        """(number, METHOD) from the CSeq header, or None when missing or malformed."""
+        value = self.header("cseq")
+        if value is None:
+            return None
+        parts = value.split()
+        if len(parts) != 2 or not parts[0].isdigit():
+            return None
+        return int(parts[0]), parts[1].upper()
+
+    def matches(self, branch: str, method: str = "OPTIONS") -> bool:
+        """RFC 3261 §17.1.3: same top Via branch and same CSeq method as our request."""
+        cseq = self.cseq
+        return self.top_via_branch == branch and cseq is not None and cseq[1] == method
+
+
+def _canonical_name(name: str) -> str:
+    name = name.strip().lower()
+    return COMPACT_HEADERS.get(name, name)
+
+
+def first_via(value: str) -> str:
+    """The first via-parm of a Via header value that may hold several, comma-separated."""
+    return value.split(",", 1)[0].strip()
+
+
+def via_params(via: str) -> dict[str, str]:
+    """Parameters of one via-parm (``SIP/2.0/UDP h:p;branch=x;rport``), names lower-cased."""
+    params: dict[str, str] = {}
+    for part in via.split(";")[1:]:
+        name, _, value = part.partition("=")
+        params[name.strip().lower()] = value.strip()
+    return params
+
+
+def split_head(data: bytes) -> tuple[bytes, bytes]:
+    """Split a message into (start line + headers, body) at the first empty line."""
+    for sep in (b"\r\n\r\n", b"\n\n"):
+        head, found, body = data.partition(sep)
+        if found:
+            return head, body
+    raise SipParseError("no empty line after the headers")
+
+
+def parse_response(data: bytes) -> SipResponse:
+    """Parse one complete SIP response (a UDP datagram or a framed TCP message)."""
+    head, body = split_head(data.lstrip(b"\r\n"))
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = head.decode("latin-1")
+    lines = text.replace("\r\n", "\n").split("\n")
+    m = _STATUS_LINE_RE.match(lines[0].strip())
+    if m is None:
+        raise SipParseError(f"not a SIP response status line: {lines[0][:60]!r}")
+    status = int(m.group(1))
+    if not 100 <= status <= 699:
+        raise SipParseError(f"status code {status} is out of range")
+    headers: dict[str, list[str]] = {}
+    last: str | None = None
+    for line in lines[1:]:
+        if line[:1] in (" ", "\t"):
+            # RFC 3261 §7.3.1: a line starting with whitespace continues the previous header.
+            if last is None:
+                raise SipParseError("continuation line before any header")
+            headers[last][-1] = f"{headers[last][-1]} {line.strip()}"
+            continue
+        name, colon, value = line.partition(":")
+        if not colon or not name.strip() or " " in name.strip():
+            raise SipParseError(f"malformed header line: {line[:60]!r}")
+        last = _canonical_name(name)
+        headers.setdefault(last, []).append(value.strip())
+    return SipResponse(
+        status=status,
+        reason=(m.group(2) or "").strip(),
+        headers={k: tuple(v) for k, v in headers.items()},
+        body=body,
+    )
+
+
+def content_length(head: bytes) -> int:
+    """Content-Length (or ``l``) from a header block; 0 when absent. For stream framing."""
+    for line in head.split(b"\n")[1:]:
+        name, colon, value = line.partition(b":")
+        if colon and name.strip().lower() in (b"content-length", b"l"):
+            value = value.strip()
+            if not value.isdigit():
+                raise SipParseError("Content-Length is not a number")
+            return int(value)
+    return 0
+
+
+def frame_stream(buffer: bytearray) -> bytes | None:
+    """Take one complete message off the front of a TCP receive buffer, or None if incomplete.
+
+    Leading CRLFs are keep-alives (RFC 5626 §3.5.1) and are dropped. Framing
+    follows RFC 3261 §18.3: headers up to the empty line, then Content-Length bytes.
+    """
+    while buffer[:2] == b"\r\n":
+        del buffer[:2]
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head_len = end + 4
+    length = content_length(bytes(buffer[:end]))
+    if len(buffer) < head_len + length:
+        return None
+    message = bytes(buffer[: head_len + length])
+    del buffer[: head_len + length]
+    return message

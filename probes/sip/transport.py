@@ -1,0 +1,280 @@
+"""Sockets for the SIP probe: shared UDP endpoints with a branch dispatcher, and TCP connects.
+
+Why one shared UDP socket. The engine runs thousands of SIP targets on one
+asyncio loop (10,000 targets every 10 s is ~1,000 OPTIONS/s). A socket per
+probe would cost a file descriptor, a bind and a selector registration per
+request, and a fixed ``source_port`` (carriers whitelist ip:port) cannot be
+bound twice anyway. So every probe from one (source address, source port)
+shares one bound, unconnected socket; responses are routed to their
+transaction by the top Via branch (RFC 3261 §17.1.3) through a dict, and the
+socket gets a large SO_RCVBUF so a burst of answers is not dropped by the
+kernel while the loop is busy. ``source_port`` 0 still shares one socket per
+source address: the kernel picks its port once.
+
+Why IP_RECVERR. An unconnected UDP socket never sees ECONNREFUSED: Linux
+only reports ICMP errors to connected sockets, because otherwise it could not
+say which destination failed. With ``IP_RECVERR`` (``IPV6_RECVERR``) the
+kernel instead queues each ICMP error with the original datagram, and
+``recvmsg(MSG_ERRQUEUE)`` hands us that datagram back — it contains our Via
+branch, so a "port unreachable" is routed to exactly the transaction that
+caused it. That keeps REFUSED detection without a connected socket per
+probe. Where IP_RECVERR does not exist (not Linux), a refused UDP probe ends
+as a timeout instead; that is the documented trade-off.
+
+A pending ICMP error is also returned by the *next* ``sendto`` on the socket,
+whoever calls it, and that datagram is then not sent. ``UdpEndpoint.send``
+therefore drains the error queue (delivering each error to its owner) and
+retries once before it blames its own transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import re
+import socket
+import struct
+import sys
+from collections.abc import Callable
+from typing import Protocol, cast
+
+from probes.sip.message import SipParseError, SipResponse, parse_response
+
+log = logging.getLogger(__name__)
+
+SHARED_KEY = "sip.udp_endpoints"
+RECEIVE_BUFFER = 4 * 1024 * 1024
+"""Bytes asked for SO_RCVBUF; Linux caps it at net.core.rmem_max unless we may force it."""
+
+# Linux values; the socket module does not export them.
+_IP_RECVERR = 11
+_IPV6_RECVERR = 25
+_SO_RCVBUFFORCE = 33
+_SOCK_EXTENDED_ERR = struct.Struct("=IBBBBII")
+_BRANCH_RE = re.compile(rb"branch=(z9hG4bK[0-9A-Za-z.!%*_+`'~-]+)", re.IGNORECASE)
+
+
+class TransactionSink(Protocol):
+    """What the dispatcher delivers to: a UdpClientTransaction."""
+
+    def on_response(self, response: SipResponse) -> None: ...
+    def on_error(self, error: OSError) -> None: ...
+
+
+class UdpEndpoint(asyncio.DatagramProtocol):
+    """One bound UDP socket shared by every SIP transaction from one (address, port)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.transactions: dict[str, TransactionSink] = {}
+        self.transport: asyncio.DatagramTransport | None = None
+        self.recv_errors = sys.platform.startswith("linux")
+        self._route_cache: dict[str, str] = {}
+        # Counters for the appliance's own health and for the benchmark.
+        self.received = 0
+        self.unmatched = 0
+        self.malformed = 0
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        host, port = self.sock.getsockname()[:2]
+        return host, port
+
+    # -- asyncio protocol ----------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        self.received += 1
+        try:
+            response = parse_response(data)
+        except SipParseError:
+            self.malformed += 1
+            return
+        branch = response.top_via_branch
+        txn = self.transactions.get(branch) if branch else None
+        if txn is None or not response.matches(branch or ""):
+            # Late answers to finished probes, requests sent to us, other people's traffic.
+            self.unmatched += 1
+            return
+        txn.on_response(response)
+
+    def error_received(self, exc: OSError) -> None:
+        # asyncio calls this when recvfrom() or a buffered sendto() fails; with
+        # IP_RECVERR the error's owner waits in the error queue.
+        self.drain_error_queue()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+    # -- for transactions ----------------------------------------------
+    def register(self, branch: str, txn: TransactionSink) -> None:
+        self.transactions[branch] = txn
+
+    def unregister(self, branch: str) -> None:
+        self.transactions.pop(branch, None)
+
+    def sender(self, data: bytes, addr: tuple[str, int]) -> Callable[[], None]:
+        """A zero-argument send for a transaction's Timer E."""
+        return lambda: self.send(data, addr)
+
+    def send(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Send one datagram now; raise OSError only for an error that is this send's own."""
+        for attempt in (1, 2):
+            try:
+                self.sock.sendto(data, addr)
+                return
+            except BlockingIOError:
+                # Kernel send buffer full: let the transport queue it.
+                if self.transport is not None:
+                    self.transport.sendto(data, addr)
+                return
+            except OSError:
+                if attempt == 2 or not self.recv_errors:
+                    raise
+                # Possibly another destination's ICMP error surfacing here.
+                self.drain_error_queue()
+
+    def drain_error_queue(self) -> None:
+        """Deliver every queued ICMP error to the transaction whose datagram caused it."""
+        if not self.recv_errors:
+            return
+        while True:
+            try:
+                data, ancdata, _flags, _addr = self.sock.recvmsg(2048, 512, socket.MSG_ERRQUEUE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            code = _extended_errno(ancdata)
+            m = _BRANCH_RE.search(data)
+            txn = self.transactions.get(m.group(1).decode()) if m else None
+            if txn is not None and code:
+                txn.on_error(OSError(code, _strerror(code)))
+
+    def local_host_for(self, dest_ip: str) -> str:
+        """The address the kernel would send from to reach ``dest_ip`` (for Via and Contact)."""
+        bound = self.local_address[0]
+        if bound not in ("0.0.0.0", "::"):
+            return bound
+        cached = self._route_cache.get(dest_ip)
+        if cached is None:
+            # connect() on a UDP socket sends nothing; it only asks the routing table.
+            with socket.socket(self.sock.family, socket.SOCK_DGRAM) as probe:
+                probe.connect((dest_ip, 9))
+                cached = probe.getsockname()[0]
+            if len(self._route_cache) > 65536:
+                self._route_cache.clear()
+            self._route_cache[dest_ip] = cached
+        return cached
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+        else:
+            self.sock.close()
+
+
+def _extended_errno(ancdata: list[tuple[int, int, bytes]]) -> int:
+    for level, kind, payload in ancdata:
+        if (level, kind) in (
+            (socket.IPPROTO_IP, _IP_RECVERR),
+            (socket.IPPROTO_IPV6, _IPV6_RECVERR),
+        ) and len(payload) >= _SOCK_EXTENDED_ERR.size:
+            return _SOCK_EXTENDED_ERR.unpack_from(payload)[0]
+    return 0
+
+
+def _strerror(code: int) -> str:
+    try:
+        return os.strerror(code)
+    except ValueError:
+        return errno.errorcode.get(code, str(code))
+
+
+def open_udp_socket(family: int, source_address: str | None, source_port: int) -> socket.socket:
+    """A non-blocking UDP socket bound to the source address/port, with a large receive buffer."""
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, RECEIVE_BUFFER)
+        except OSError:
+            # Not root/CAP_NET_ADMIN: take what net.core.rmem_max allows.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        if sys.platform.startswith("linux"):
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 1)
+            else:
+                sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
+        any_address = "::" if family == socket.AF_INET6 else "0.0.0.0"
+        sock.bind((source_address or any_address, source_port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class UdpEndpoints:
+    """All shared UDP endpoints of one engine, kept in ``ctx.shared``."""
+
+    def __init__(self) -> None:
+        self._endpoints: dict[tuple[int, str, int], UdpEndpoint] = {}
+        self._lock = asyncio.Lock()
+
+    async def get(self, family: int, source_address: str | None, source_port: int) -> UdpEndpoint:
+        key = (family, source_address or "", source_port)
+        endpoint = self._endpoints.get(key)
+        if endpoint is not None and endpoint.transport is not None:
+            return endpoint
+        async with self._lock:
+            endpoint = self._endpoints.get(key)
+            if endpoint is not None and endpoint.transport is not None:
+                return endpoint
+            sock = open_udp_socket(family, source_address, source_port)
+            loop = asyncio.get_running_loop()
+            _, protocol = await loop.create_datagram_endpoint(lambda: UdpEndpoint(sock), sock=sock)
+            self._endpoints[key] = protocol
+            return protocol
+
+    def endpoints(self) -> list[UdpEndpoint]:
+        return list(self._endpoints.values())
+
+    def close(self) -> None:
+        for endpoint in self._endpoints.values():
+            endpoint.close()
+        self._endpoints.clear()
+
+
+def shared_endpoints(shared: object) -> UdpEndpoints:
+    """The engine-wide UdpEndpoints, created on first use and closed with ``ctx.shared``."""
+    from probes.base import SharedResources
+
+    assert isinstance(shared, SharedResources)
+    endpoints = shared.get(SHARED_KEY)
+    if endpoints is None:
+        endpoints = UdpEndpoints()
+        shared.set(SHARED_KEY, endpoints, close=endpoints.close)
+    return endpoints
+
+
+async def open_tcp(
+    host: str, port: int, source_address: str | None, source_port: int
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect, optionally from a fixed source address/port.
+
+    With a fixed source port the connection is closed with a RST (SO_LINGER 0):
+    a normal close would leave it in TIME_WAIT for a minute, and the next probe
+    from the same ip:port to the same peer could not connect.
+    """
+    local_addr = None
+    if source_address or source_port:
+        local_addr = (source_address or ("::" if ":" in host else "0.0.0.0"), source_port)
+    reader, writer = await asyncio.open_connection(host, port, local_addr=local_addr)
+    if source_port:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    return reader, writer
