@@ -50,6 +50,14 @@ class SinkHealth:
     last_write_seconds: float | None = None
     spool_bytes: int = 0
     spool_oldest_age: float | None = None
+    points_spooled: int = 0
+    """Points waiting on disk for the server (spooling sinks)."""
+    points_evicted: int = 0
+    """Points the spool cap pushed out, oldest first (also counted in points_dropped)."""
+    points_quarantined: int = 0
+    """Points the server refused as bad (HTTP 400), kept in a quarantine file."""
+    alert: str | None = None
+    """Something an operator must look at even while the sink is up (e.g. quarantined points)."""
 
 
 class MetricSink(ABC):
@@ -135,8 +143,18 @@ class BatchingSink(MetricSink):
 
     # -- for subclasses ------------------------------------------------
     @abstractmethod
-    def write_batch(self, points: list[MetricPoint]) -> None:
-        """Write one batch; raise SinkError on failure. Called from the writer thread only."""
+    def write_batch(self, points: list[MetricPoint]) -> int | None:
+        """Write one batch; raise SinkError on failure. Called from the writer thread only.
+
+        Return None when the whole batch was written. A sink that keeps its own
+        books (a spooling sink may park a batch on disk instead) returns how many
+        points to count as written now; the base then leaves up/message alone,
+        since that sink sets them with ``set_state``.
+        """
+
+    def on_tick(self) -> None:  # noqa: B027 - optional hook
+        """Called by the writer thread after every wait for points (about every
+        ``flush_interval``), with or without a batch; spooling sinks replay here."""
 
     def on_close(self) -> None:  # noqa: B027 - optional hook
         """Release resources after the last batch."""
@@ -149,6 +167,19 @@ class BatchingSink(MetricSink):
     def count_dropped(self, n: int) -> None:
         with self._lock:
             self._dropped += n
+
+    def count_written(self, n: int, seconds: float | None = None) -> None:
+        """Count points a sink wrote outside ``write_batch``'s return (e.g. on replay)."""
+        with self._lock:
+            self._written += n
+            self._last_write_at = time.time()
+            if seconds is not None:
+                self._last_write_seconds = seconds
+
+    def set_state(self, up: bool, message: str) -> None:
+        with self._lock:
+            self._up = up
+            self._message = message
 
     # -- writer thread -------------------------------------------------
     def _take_batch(self, wait: float) -> list[MetricPoint]:
@@ -168,7 +199,7 @@ class BatchingSink(MetricSink):
     def _write(self, batch: list[MetricPoint]) -> None:
         started = time.monotonic()
         try:
-            self.write_batch(batch)
+            counted = self.write_batch(batch)
         except SinkError as exc:
             with self._lock:
                 self._up = False
@@ -181,6 +212,10 @@ class BatchingSink(MetricSink):
             self.on_failure(batch, SinkError(f"unexpected error: {exc}", retryable=False))
             return
         elapsed = time.monotonic() - started
+        if counted is not None:
+            if counted:
+                self.count_written(counted, elapsed)
+            return
         with self._lock:
             self._up = True
             self._message = "ok"
@@ -197,4 +232,8 @@ class BatchingSink(MetricSink):
             batch = self._take_batch(self.flush_interval)
             if batch:
                 self._write(batch)
+            try:
+                self.on_tick()
+            except Exception:  # a sink bug must not kill the writer thread
+                log.exception("sink %s: unexpected error in on_tick", self.name)
         self._drain_once()
