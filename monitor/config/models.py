@@ -61,10 +61,43 @@ TargetId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,62
 TagKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
 
 
+class FieldValueError(ValueError):
+    """A model-level check that belongs to one field.
+
+    Raise it from a ``model_validator`` when the problem is best reported at a
+    key of the model (``timeout`` rather than the whole target): the loader
+    appends ``field`` to the error's location, so the message reads
+    ``targets[1].timeout: ...`` with that key's line.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+SECRET_KEY_RE = re.compile(
+    r"(^|_)(token|password|passwd|secret|community|auth_key|priv_key|privkey|api_key|apikey|"
+    r"credentials?|passphrase)($|_)",
+    re.IGNORECASE,
+)
+"""Key names whose values are secrets wherever they appear: hidden in repr and in
+``LoadedConfig.redacted()``, even when written literally in the YAML."""
+
+
 class StrictModel(BaseModel):
     """Base for every config model: unknown keys are errors, values are frozen."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def __repr_args__(self) -> Any:
+        # repr() and str() of a config end up in logs and tracebacks: never show
+        # a value under a secret-looking key. Values substituted from ${ENV} or
+        # ${file:} are masked by their own repr (see monitor.config.secrets).
+        for name, value in super().__repr_args__():
+            if name is not None and value is not None and SECRET_KEY_RE.search(name):
+                yield name, "***"
+            else:
+                yield name, value
 
 
 class MaintenanceWindow(StrictModel):
@@ -124,9 +157,10 @@ class TargetBase(StrictModel):
     @model_validator(mode="after")
     def _timeout_within_interval(self) -> TargetBase:
         if self.timeout > self.interval:
-            raise ValueError(
+            raise FieldValueError(
+                "timeout",
                 f"timeout ({format_duration(self.timeout)}) must not be longer than "
-                f"interval ({format_duration(self.interval)})"
+                f"interval ({format_duration(self.interval)})",
             )
         return self
 

@@ -1,0 +1,123 @@
+"""Checks that span entries: unique ids, dependencies that exist and do not loop,
+components that name real targets.
+
+They run on the merged raw data, not the validated models, so a config with a
+bad target still gets its dependency errors reported in the same pass.
+Entries too broken to read (no id, not a mapping) are left to validation.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import Any
+
+from monitor.config.errors import KeyPath
+
+Report = Callable[[KeyPath, str], None]
+"""Called with the key path of a problem and its message."""
+
+
+def _ids(entries: Any, section: str) -> list[tuple[int, str]]:
+    if not isinstance(entries, list):
+        return []
+    return [
+        (index, entry["id"])
+        for index, entry in enumerate(entries)
+        if isinstance(entry, dict) and isinstance(entry.get("id"), str)
+    ]
+
+
+def _unknown(name: str, known: set[str], what: str) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"unknown {what} '{name}'{hint}"
+
+
+def _str_list(entry: Any, key: str) -> list[tuple[int, str]]:
+    values = entry.get(key) if isinstance(entry, dict) else None
+    if not isinstance(values, list):
+        return []
+    return [(i, v) for i, v in enumerate(values) if isinstance(v, str)]
+
+
+def check_unique(
+    data: dict[str, Any], section: str, what: str, where: Callable[[KeyPath], str], report: Report
+) -> None:
+    first: dict[str, int] = {}
+    for index, ident in _ids(data.get(section), section):
+        if ident in first:
+            earlier = where((section, first[ident], "id"))
+            report((section, index, "id"), f"duplicate {what} id '{ident}' (first at {earlier})")
+        else:
+            first[ident] = index
+
+
+def check_dependencies(data: dict[str, Any], report: Report) -> None:
+    targets = data.get("targets")
+    ids = _ids(targets, "targets")
+    known = {ident for _, ident in ids}
+    graph: dict[str, list[tuple[KeyPath, str]]] = {}
+    for index, ident in ids:
+        for dep_index, dep in _str_list(targets[index], "depends_on"):
+            path: KeyPath = ("targets", index, "depends_on", dep_index)
+            if dep == ident:
+                report(path, "a target cannot depend on itself")
+            elif dep not in known:
+                report(path, _unknown(dep, known, "target"))
+            else:
+                # Only the first definition of a duplicated id takes part in cycles.
+                graph.setdefault(ident, []).append((path, dep))
+    for cycle_path, cycle in _cycles(graph):
+        report(cycle_path, "dependency cycle: " + " -> ".join(cycle))
+
+
+def _cycles(graph: dict[str, list[tuple[KeyPath, str]]]) -> list[tuple[KeyPath, list[str]]]:
+    """Each dependency cycle once, reported at the edge that closes it (depth-first order).
+
+    Iterative, so a long chain of dependencies cannot hit the recursion limit.
+    """
+    found: list[tuple[KeyPath, list[str]]] = []
+    done: set[str] = set()
+    for root in graph:
+        if root in done:
+            continue
+        path: list[str] = [root]
+        on_path = {root}
+        edges = [iter(graph.get(root, []))]
+        while edges:
+            step = next(edges[-1], None)
+            if step is None:
+                edges.pop()
+                node = path.pop()
+                on_path.discard(node)
+                done.add(node)
+                continue
+            key_path, dep = step
+            if dep in on_path:
+                found.append((key_path, [*path[path.index(dep) :], dep]))
+            elif dep not in done:
+                path.append(dep)
+                on_path.add(dep)
+                edges.append(iter(graph.get(dep, [])))
+    return found
+
+
+def check_components(data: dict[str, Any], report: Report) -> None:
+    known = {ident for _, ident in _ids(data.get("targets"), "targets")}
+    components = data.get("components")
+    for index, _ in _ids(components, "components"):
+        for target_index, target in _str_list(components[index], "targets"):
+            if target not in known:
+                report(
+                    ("components", index, "targets", target_index),
+                    _unknown(target, known, "target"),
+                )
+
+
+def cross_check(data: dict[str, Any], where: Callable[[KeyPath], str], report: Report) -> None:
+    """Run every cross-entry check on merged raw config data."""
+    check_unique(data, "targets", "target", where, report)
+    check_unique(data, "components", "component", where, report)
+    check_dependencies(data, report)
+    check_components(data, report)

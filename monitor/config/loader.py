@@ -1,0 +1,219 @@
+"""Loading a configuration: one YAML file or a directory of them, checked strictly.
+
+``load_config(path)`` reads, substitutes ``${...}``, merges, validates through
+``Config`` and cross-checks, then either returns a ``LoadedConfig`` or raises
+one ``ConfigError`` listing every problem as ``file:line: key.path: message``.
+
+Merging a directory: its ``*.yaml`` / ``*.yml`` files (not hidden ones) in name
+order; list sections (``targets``, ``components``...) are concatenated; any
+other section may be defined in one file only. Top-level keys starting with
+``x-`` are ignored, so they can hold YAML anchors to reuse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from monitor.config.crosscheck import cross_check
+from monitor.config.errors import ConfigError, KeyPath, Location, Problem, render_all
+from monitor.config.messages import translate
+from monitor.config.schema import Config
+from monitor.config.secrets import Substituted, digest_safe, mask_in_model, redact, substitute
+from monitor.config.source import SourceFile, read_yaml
+
+CONFIG_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True, repr=False)
+class LoadedConfig:
+    """A validated configuration and what it was made from."""
+
+    config: Config
+    files: list[Path]
+    digest: str
+    """SHA-256 of the effective config (defaults filled in); equal digests mean equal configs."""
+    secret_paths: frozenset[KeyPath] = frozenset()
+    """Key paths whose values came from ``${...}``."""
+    _target_digests: dict[str, str] = field(default_factory=dict)
+
+    def target_digest(self, target_id: str) -> str:
+        """SHA-256 of one target's effective config, so a reload can keep unchanged targets running.
+
+        Raises KeyError for an unknown id.
+        """
+        return self._target_digests[target_id]
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective config as plain data, safe to print: secrets are ``***``."""
+        return redact(self.config.model_dump(mode="json"), set(self.secret_paths))
+
+    def __repr__(self) -> str:
+        files = ", ".join(str(f) for f in self.files)
+        return (
+            f"LoadedConfig(files=[{files}], targets={len(self.config.targets)}, "
+            f"components={len(self.config.components)}, digest={self.digest[:12]})"
+        )
+
+    __str__ = __repr__
+
+
+def config_files(path: Path) -> list[Path]:
+    """The files ``path`` stands for: itself, or a directory's config files in name order."""
+    if path.is_dir():
+        files = sorted(
+            p
+            for p in path.iterdir()
+            if p.suffix in CONFIG_SUFFIXES and not p.name.startswith(".") and p.is_file()
+        )
+        if not files:
+            raise ConfigError([f"{path}: no *.yaml files in this directory"])
+        return files
+    if not path.exists():
+        raise ConfigError([f"{path}: no such file or directory"])
+    return [path]
+
+
+@dataclass
+class _Merged:
+    data: dict[str, Any] = field(default_factory=dict)
+    lines: dict[KeyPath, Location] = field(default_factory=dict)
+    secret_paths: set[KeyPath] = field(default_factory=set)
+    secret_values: set[str] = field(default_factory=set)
+    failed_paths: set[KeyPath] = field(default_factory=set)
+    problems: list[Problem] = field(default_factory=list)
+
+    def location(self, path: KeyPath) -> Location:
+        while path not in self.lines and path:
+            path = path[:-1]
+        return self.lines.get(path) or next(iter(self.lines.values()))
+
+    def add(self, source: SourceFile, found: Substituted) -> None:
+        offsets: dict[str, int] = {}
+        for key, value in source.data.items():
+            if key.startswith("x-"):
+                continue
+            here = source.location((key,))
+            if key not in self.data:
+                self.data[key] = list(value) if isinstance(value, list) else value
+                offsets[key] = 0
+                self.lines[(key,)] = here
+            elif isinstance(value, list) and isinstance(self.data[key], list):
+                offsets[key] = len(self.data[key])
+                self.data[key].extend(value)
+            else:
+                first = self.lines[(key,)]
+                self.problems.append(
+                    Problem(
+                        here,
+                        (key,),
+                        f"defined in both {first} and {here}; define it in one file "
+                        "(only list sections such as targets and components are merged)",
+                    )
+                )
+
+        def moved(path: KeyPath) -> KeyPath | None:
+            if not path or path[0] not in offsets:
+                return None
+            if len(path) > 1 and isinstance(path[1], int):
+                return (path[0], path[1] + offsets[path[0]], *path[2:])
+            return path if len(path) > 1 else None
+
+        for path, line in source.lines.items():
+            new = moved(path)
+            if new is not None:
+                self.lines[new] = Location(source.path, line)
+        for paths, into in (
+            (found.secret_paths, self.secret_paths),
+            (found.failed_paths, self.failed_paths),
+        ):
+            for path in paths:
+                new = moved(path)
+                if new is not None:
+                    into.add(new)
+
+
+def _digest(data: Any) -> str:
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> LoadedConfig:
+    """Read, substitute, merge, validate and cross-check a config file or directory.
+
+    ``env`` is where ``${NAME}`` looks (default: ``os.environ``). Raises
+    ``ConfigError`` with every problem found.
+    """
+    env = os.environ if env is None else env
+    files = config_files(Path(path))
+    merged = _Merged()
+    for file in files:
+        source, problems = read_yaml(file)
+        merged.problems.extend(problems)
+        if source is None:
+            continue
+        found = substitute(source, env)
+        merged.problems.extend(found.problems)
+        merged.secret_values |= found.secret_values
+        merged.add(source, found)
+    if not merged.lines:  # no file could be read at all: nothing to validate
+        raise ConfigError(render_all(merged.problems))
+
+    config: Config | None = None
+    # Keys that already have an error: a failed ${...} leaves an empty value
+    # behind, and saying it is also "required" or "unknown" would only confuse.
+    reported: set[KeyPath] = set(merged.failed_paths)
+    try:
+        config = Config.model_validate(merged.data)
+    except ValidationError as exc:
+        for error in exc.errors():
+            translated = translate(Config, error)
+            key = translated.path
+            if any(key[:n] in merged.secret_paths for n in range(len(key) + 1)):
+                translated = translate(Config, error, secret=True)
+            if translated.path in merged.failed_paths:
+                continue
+            reported.add(translated.path)
+            merged.problems.append(
+                Problem(merged.location(translated.path), translated.path, translated.message)
+            )
+
+    def report(key: KeyPath, message: str) -> None:
+        if key not in reported:
+            merged.problems.append(Problem(merged.location(key), key, message))
+
+    cross_check(merged.data, lambda key: str(merged.location(key)), report)
+
+    if merged.problems or config is None:
+        raise ConfigError(render_all(merged.problems, scrub=merged.secret_values))
+
+    dumped = config.model_dump(mode="json")
+    digest = _digest(digest_safe(dumped, merged.secret_paths))
+    target_digests: dict[str, str] = {}
+    for index, target in enumerate(dumped["targets"]):
+        inner = {p[2:] for p in merged.secret_paths if p[:2] == ("targets", index)}
+        target_digests[target["id"]] = _digest(digest_safe(target, inner))
+    mask_in_model(config, merged.secret_paths)
+    return LoadedConfig(config, files, digest, frozenset(merged.secret_paths), target_digests)
+
+
+def check_config_main(path: str | Path) -> int:
+    """``dialwatch check-config PATH``: 0 and a summary when valid, 2 and the errors on stderr when not."""
+    try:
+        loaded = load_config(path)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        return 2
+    config = loaded.config
+    files = ", ".join(str(f) for f in loaded.files)
+    print(f"OK: {len(config.targets)} targets, {len(config.components)} components ({files})")
+    return 0
