@@ -1,0 +1,185 @@
+"""SIPp as a real SIP peer: an OPTIONS-answering UAS on a loopback port, and a dropping UDP relay.
+
+``sipp_options_uas`` starts ``sipp`` with a small XML scenario that receives
+OPTIONS and answers with a chosen status (optionally preceded by ``100
+Trying``), over UDP or TCP. SIPp's built-in ``uas`` scenario expects INVITE,
+hence our own scenario.
+
+``DroppingUdpRelay`` sits in front of a UDP peer and drops the first N
+datagrams from the client. SIPp itself treats a retransmitted request as a
+duplicate of one it never answered, so "lose the first copy" has to happen
+before SIPp sees it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import selectors
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.peers import free_port, require_binary
+
+_RESPONSE = """
+      SIP/2.0 {code} {reason}
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Server: SIPp options-uas
+      Content-Length: 0
+"""
+
+
+def options_scenario(code: int = 200, reason: str = "OK", provisional: bool = False) -> str:
+    """SIPp scenario XML: receive OPTIONS, optionally send 100 Trying, then send ``code reason``."""
+    sends = []
+    if provisional:
+        sends.append(_RESPONSE.format(code=100, reason="Trying"))
+    sends.append(_RESPONSE.format(code=code, reason=reason))
+    body = "".join(f"  <send>\n    <![CDATA[\n{s}\n    ]]>\n  </send>\n" for s in sends)
+    return (
+        '<?xml version="1.0" encoding="ISO-8859-1" ?>\n'
+        '<scenario name="dialwatch options uas">\n'
+        '  <recv request="OPTIONS" crlf="true"/>\n'
+        f"{body}"
+        "</scenario>\n"
+    )
+
+
+@dataclass
+class SippUas:
+    port: int
+    transport: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def uri(self) -> str:
+        suffix = ";transport=tcp" if self.transport == "tcp" else ""
+        return f"sip:127.0.0.1:{self.port}{suffix}"
+
+
+def _bound(port: int, transport: str) -> bool:
+    """Is something bound (UDP) or listening (TCP, state 0A) on 127.0.0.1:port? Read from /proc."""
+    table = Path("/proc/net/udp" if transport == "udp" else "/proc/net/tcp").read_text()
+    wanted = f"0100007F:{port:04X}"
+    for line in table.splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == wanted and (transport == "udp" or fields[3] == "0A"):
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def sipp_options_uas(
+    workdir: Path,
+    code: int = 200,
+    reason: str = "OK",
+    transport: str = "udp",
+    provisional: bool = False,
+) -> Iterator[SippUas]:
+    """Run SIPp answering OPTIONS with ``code reason`` on 127.0.0.1; stopped on exit."""
+    sipp = require_binary("sipp")
+    kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+    port = free_port(kind)
+    scenario = workdir / f"options-{transport}-{code}-{port}.xml"
+    scenario.write_text(options_scenario(code, reason, provisional))
+    log = workdir / f"sipp-{port}.log"
+    cmd = [
+        sipp,
+        "-sf",
+        str(scenario),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-t",
+        "u1" if transport == "udp" else "t1",
+        # SIPp's control socket defaults to UDP 8888; a free port keeps parallel runs apart.
+        "-cp",
+        str(free_port(socket.SOCK_DGRAM)),
+        "-nostdin",
+    ]
+    with log.open("wb") as out:
+        process = subprocess.Popen(cmd, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 10
+        while not _bound(port, transport):
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"sipp exited with {process.returncode}: {log.read_text()[-2000:]}"
+                )
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"sipp did not bind {transport} port {port} within 10 s")
+            time.sleep(0.02)
+        yield SippUas(port, transport, process, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+class DroppingUdpRelay:
+    """A UDP relay (test tool) in front of a peer that drops the first ``drop_first`` client datagrams.
+
+    Datagrams from the client are forwarded to ``upstream`` from the relay's
+    own upstream socket; whatever comes back is sent to the last client
+    address. ``drop_first=-1`` drops every client datagram (a black hole).
+    """
+
+    def __init__(self, upstream: tuple[str, int], drop_first: int = 1) -> None:
+        self.upstream = upstream
+        self.drop_first = drop_first
+        self.received = 0
+        self.dropped = 0
+        self._front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._front.bind(("127.0.0.1", 0))
+        self._back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._back.bind(("127.0.0.1", 0))
+        self._client: tuple[str, int] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dropping-udp-relay", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._front.getsockname()[1]
+
+    def __enter__(self) -> DroppingUdpRelay:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._front.close()
+        self._back.close()
+
+    def _run(self) -> None:
+        with selectors.DefaultSelector() as sel:
+            sel.register(self._front, selectors.EVENT_READ)
+            sel.register(self._back, selectors.EVENT_READ)
+            while not self._stop.is_set():
+                for key, _ in sel.select(0.05):
+                    sock = key.fileobj
+                    assert isinstance(sock, socket.socket)
+                    data, addr = sock.recvfrom(65535)
+                    if sock is self._front:
+                        self.received += 1
+                        self._client = addr
+                        if self.drop_first < 0 or self.received <= self.drop_first:
+                            self.dropped += 1
+                            continue
+                        self._back.sendto(data, self.upstream)
+                    elif self._client is not None:
+                        self._front.sendto(data, self._client)
