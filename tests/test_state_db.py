@@ -1,0 +1,673 @@
+"""The state DB: engine setup, migrations, and StateRepository on SQLite and real PostgreSQL.
+
+Every repository test runs twice: against SQLite in a temp dir and against a
+PostgreSQL 15 cluster started by ``tests.peers.postgres`` (marked ``peer``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import IntegrityError
+
+from monitor.store.db import (
+    MIGRATIONS_DIR,
+    SQLITE_BUSY_TIMEOUT_MS,
+    StateDBError,
+    alembic_config,
+    current_revision,
+    database_url,
+    head_revision,
+    migrate_to_head,
+    open_database,
+)
+from monitor.store.models import Base
+from monitor.store.repository import (
+    HEALTH_ORDER,
+    TARGET_STATE_COLUMNS,
+    NotFound,
+    StateRepository,
+    TargetStateRow,
+    like_pattern,
+)
+from tests.peers.postgres import PostgresServer, postgres_server  # noqa: F401 - the fixture
+
+
+# -- backends ------------------------------------------------------------------
+@dataclass
+class Backend:
+    """Where a test's state DB lives; ``open()`` can be called again to simulate a restart."""
+
+    name: str
+    url: str | None
+    data_dir: Path
+
+    def open(self) -> Engine:
+        return open_database(self.url, self.data_dir)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.peer)])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "sqlite":
+        return Backend("sqlite", None, tmp_path)
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return Backend("postgresql", server.create_database(), tmp_path)
+
+
+@pytest.fixture
+def engine(backend: Backend) -> Iterator[Engine]:
+    engine = backend.open()
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def repo(engine: Engine) -> StateRepository:
+    return StateRepository(engine)
+
+
+def state(target_id: str, health: str = "up", kind: str = "sip", **more: Any) -> dict[str, Any]:
+    """A full target_state row as the engine checkpoints it."""
+    return {
+        "target_id": target_id,
+        "kind": kind,
+        "health": health,
+        "since": 1_700_000_000.25,
+        "flapping": False,
+        "affected_by": None,
+        "ok_streak": 3,
+        "fail_streak": 0,
+        "machine": {"history": [True, False, True], "fail_after": 2},
+        "last_status": "ok",
+        "last_detail": "200 OK from sip:trunk",
+        "last_latency": 0.0123,
+        "last_observed_at": 1_700_000_100.5,
+        "last_metrics": {"sip.rtt_ms": 12.3, "sip.code": 200},
+        "probes_run": 10,
+        "probes_failed": 1,
+        "probes_errored": 0,
+        "config_hash": "abc123",
+        **more,
+    }
+
+
+# -- engine setup ------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        pytest.param(None, "sqlite:////data/state.db", id="none-means-sqlite-in-data-dir"),
+        pytest.param("", "sqlite:////data/state.db", id="empty-means-sqlite-in-data-dir"),
+        pytest.param(
+            "postgresql://dw:pw@db:5432/dialwatch",
+            "postgresql+psycopg://dw:pw@db:5432/dialwatch",
+            id="postgresql-means-psycopg-3",
+        ),
+        pytest.param(
+            "postgres://dw@db/dialwatch",
+            "postgresql+psycopg://dw@db/dialwatch",
+            id="postgres-alias-means-psycopg-3",
+        ),
+        pytest.param(
+            "postgresql+psycopg://dw@db/x", "postgresql+psycopg://dw@db/x", id="explicit-kept"
+        ),
+        pytest.param("sqlite:////srv/s.db", "sqlite:////srv/s.db", id="sqlite-url-kept"),
+    ],
+)
+def test_database_url_is_sqlite_in_the_data_dir_unless_a_url_is_given(
+    url: str | None, expected: str
+) -> None:
+    assert database_url(url, Path("/data")) == expected
+
+
+def test_an_unsupported_database_url_is_refused_naming_what_is_supported(tmp_path: Path) -> None:
+    with pytest.raises(StateDBError, match=r"only sqlite:/// and postgresql:// are supported"):
+        open_database("mysql://u:secret@db/x", tmp_path)
+
+
+def test_the_refusal_does_not_show_the_password(tmp_path: Path) -> None:
+    with pytest.raises(StateDBError) as err:
+        open_database("mysql://u:secret@db/x", tmp_path)
+    assert "secret" not in str(err.value)
+
+
+def test_sqlite_state_db_is_created_in_a_missing_data_dir(tmp_path: Path) -> None:
+    data_dir = tmp_path / "not" / "yet"
+    engine = open_database(None, data_dir)
+    engine.dispose()
+    assert (data_dir / "state.db").is_file()
+
+
+def test_every_sqlite_connection_uses_wal_normal_sync_busy_timeout_and_foreign_keys(
+    tmp_path: Path,
+) -> None:
+    engine = open_database(None, tmp_path)
+    try:
+        # Two connections at once: the pragmas are per connection, not per file.
+        with engine.connect() as first, engine.connect() as second:
+            for conn in (first, second):
+                assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+                assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+                assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == (
+                    SQLITE_BUSY_TIMEOUT_MS
+                )
+                assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_enforces_foreign_keys(tmp_path: Path) -> None:
+    engine = open_database(None, tmp_path)
+    try:
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO incident_event (incident_id, at, kind, text) "
+                    "VALUES (424242, 1.0, 'note', '')"
+                )
+            )
+    finally:
+        engine.dispose()
+
+
+def test_the_migrations_are_packaged_inside_the_monitor_package() -> None:
+    import monitor
+
+    package_dir = Path(monitor.__file__).parent
+    assert MIGRATIONS_DIR.is_relative_to(package_dir)
+    for name in ("env.py", "script.py.mako", "__init__.py", "versions/__init__.py"):
+        assert (MIGRATIONS_DIR / name).is_file(), name
+
+
+# -- migrations --------------------------------------------------------------
+def test_migrated_schema_matches_the_models(engine: Engine) -> None:
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_opening_brings_an_empty_database_to_the_head_revision(engine: Engine) -> None:
+    assert current_revision(engine) == head_revision()
+
+
+def test_migrating_an_existing_database_again_changes_nothing(backend: Backend) -> None:
+    engine = backend.open()
+    StateRepository(engine).checkpoint([state("trunk-a", "down")])
+    engine.dispose()
+
+    for _ in range(2):
+        engine = backend.open()
+        try:
+            assert current_revision(engine) == head_revision()
+            assert StateRepository(engine).load_target_states()["trunk-a"].health == "down"
+            with engine.connect() as conn:
+                assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        finally:
+            engine.dispose()
+
+
+def test_a_database_from_a_newer_dialwatch_is_refused_with_a_clear_error(
+    backend: Backend,
+) -> None:
+    engine = backend.open()
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    with pytest.raises(StateDBError, match=r"revision '9999'.*newer version"):
+        backend.open()
+
+
+def test_migrations_downgrade_to_empty_and_upgrade_again(engine: Engine) -> None:
+    with engine.connect() as conn, conn.begin():
+        command.downgrade(alembic_config(conn), "base")
+    with engine.connect() as conn:
+        tables = set(Base.metadata.tables)
+        assert not tables & set(conn.dialect.get_table_names(conn))
+    migrate_to_head(engine)
+    assert current_revision(engine) == head_revision()
+
+
+# -- target state --------------------------------------------------------------
+def test_target_state_row_has_exactly_the_table_columns() -> None:
+    assert {f.name for f in fields(TargetStateRow)} == TARGET_STATE_COLUMNS
+
+
+def test_checkpoint_inserts_then_updates_many_targets(repo: StateRepository) -> None:
+    rows = [state(f"t-{i:05d}", HEALTH_ORDER[i % 5]) for i in range(1200)]
+    assert repo.checkpoint(rows) == 1200
+    rows = [{**r, "probes_run": r["probes_run"] + 1, "last_detail": "again"} for r in rows]
+    repo.checkpoint(rows)
+
+    loaded = repo.load_target_states()
+    assert len(loaded) == 1200
+    assert {tid: row.as_dict() for tid, row in loaded.items()} == {r["target_id"]: r for r in rows}
+
+
+def test_checkpoint_updates_only_the_columns_a_row_carries(repo: StateRepository) -> None:
+    repo.checkpoint([state("trunk-a", probes_run=7)])
+    repo.checkpoint(
+        [{"target_id": "trunk-a", "kind": "sip", "health": "down", "since": 2_000_000_000.0}]
+    )
+    row = repo.load_target_states()["trunk-a"]
+    assert (row.health, row.since, row.probes_run, row.last_detail) == (
+        "down",
+        2_000_000_000.0,
+        7,
+        "200 OK from sip:trunk",
+    )
+
+
+def test_a_partial_row_updates_a_stored_target_and_ignores_an_unknown_one(
+    repo: StateRepository,
+) -> None:
+    repo.checkpoint([state("trunk-a")])
+    repo.checkpoint(
+        [{"target_id": "trunk-a", "probes_run": 99}, {"target_id": "ghost", "probes_run": 1}]
+    )
+    loaded = repo.load_target_states()
+    assert set(loaded) == {"trunk-a"}
+    assert loaded["trunk-a"].probes_run == 99
+
+
+def test_checkpoint_keeps_the_last_row_when_a_target_appears_twice(
+    repo: StateRepository,
+) -> None:
+    repo.checkpoint([state("trunk-a", "up"), state("trunk-b"), state("trunk-a", "down")])
+    assert repo.load_target_states()["trunk-a"].health == "down"
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        pytest.param(
+            {**state("trunk-a"), "colour": "red"}, r"unknown column\(s\) colour", id="unknown"
+        ),
+        pytest.param({"health": "up"}, r"without target_id", id="no-target-id"),
+    ],
+)
+def test_checkpoint_rejects_a_bad_row_and_says_why(
+    repo: StateRepository, row: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        repo.checkpoint([state("trunk-z"), row])
+    assert repo.load_target_states() == {}
+
+
+def test_a_checkpoint_that_fails_half_way_stores_nothing(repo: StateRepository) -> None:
+    with pytest.raises(IntegrityError):
+        repo.checkpoint([state("trunk-a"), state("trunk-b", health=None)])
+    assert repo.load_target_states() == {}
+
+
+def test_delete_target_states_forgets_state_and_probe_state_but_keeps_history(
+    repo: StateRepository,
+) -> None:
+    repo.checkpoint([state(f"t-{i}") for i in range(3)])
+    repo.save_probe_states({"t-0": {"offset": 1}, "t-2": {"offset": 2}})
+    repo.record_transition("t-0", 5.0, "up", "down")
+
+    assert repo.delete_target_states(["t-0", "t-1", "never-existed"]) == 2
+
+    assert set(repo.load_target_states()) == {"t-2"}
+    assert repo.load_probe_states() == {"t-2": {"offset": 2}}
+    assert [t.target_id for t in repo.transitions()] == ["t-0"]
+
+
+# -- transitions ---------------------------------------------------------------
+def test_a_transition_is_committed_at_once_with_the_targets_new_health(
+    backend: Backend, repo: StateRepository
+) -> None:
+    repo.checkpoint([state("trunk-a", "up")])
+    tid = repo.record_transition(
+        "trunk-a",
+        100.0,
+        "up",
+        "down",
+        reason="2 timeouts",
+        state={"kind": "sip", "health": "down", "since": 100.0},
+    )
+    # Another engine (as after a crash) sees both.
+    other = backend.open()
+    try:
+        seen = StateRepository(other)
+        (transition,) = seen.transitions("trunk-a")
+        assert (transition.id, transition.to_health, transition.reason) == (
+            tid,
+            "down",
+            "2 timeouts",
+        )
+        assert seen.load_target_states()["trunk-a"].health == "down"
+        assert seen.load_target_states()["trunk-a"].probes_run == 10
+    finally:
+        other.dispose()
+
+
+def test_transitions_are_listed_newest_first_and_per_target(repo: StateRepository) -> None:
+    repo.record_transition("a", 1.0, "unknown", "up")
+    repo.record_transition("b", 2.0, "unknown", "up")
+    repo.record_transition("a", 3.0, "up", "down")
+    assert [(t.target_id, t.at) for t in repo.transitions()] == [
+        ("a", 3.0),
+        ("b", 2.0),
+        ("a", 1.0),
+    ]
+    assert [t.at for t in repo.transitions("a", limit=1)] == [3.0]
+
+
+# -- incidents -----------------------------------------------------------------
+def test_incident_lifecycle_keeps_members_and_timeline(repo: StateRepository) -> None:
+    iid = repo.open_incident("carrier-a", "down", "Carrier A is down", 10.0)
+    repo.join_incident(iid, "trunk-a1", "affected", 11.0)
+    repo.join_incident(iid, "trunk-a2", "affected", 12.0)
+    repo.recover_target(iid, "trunk-a1", 20.0)
+    repo.join_incident(iid, "trunk-a1", "affected", 25.0)  # failed again
+    repo.add_incident_event(iid, "note", 26.0, text="carrier ticket #123")
+
+    (incident,) = repo.open_incidents()
+    assert incident.id == iid
+    assert incident.member_ids == ("carrier-a", "trunk-a1", "trunk-a2")
+    assert [(m.role, m.joined_at, m.recovered_at) for m in incident.members] == [
+        ("root", 10.0, None),
+        ("affected", 11.0, None),
+        ("affected", 12.0, None),
+    ]
+
+    assert repo.resolve_incident(iid, 30.0) is True
+    assert repo.open_incidents() == []
+    resolved = repo.incident(iid)
+    assert resolved is not None
+    assert (resolved.state, resolved.resolved_at) == ("resolved", 30.0)
+    assert all(m.recovered_at is not None for m in resolved.members)
+    assert [(e.kind, e.target_id) for e in repo.incident_events(iid)] == [
+        ("opened", "carrier-a"),
+        ("joined", "trunk-a1"),
+        ("joined", "trunk-a2"),
+        ("recovered", "trunk-a1"),
+        ("joined", "trunk-a1"),
+        ("note", None),
+        ("resolved", None),
+    ]
+
+
+def test_resolving_an_incident_twice_changes_nothing_the_second_time(
+    repo: StateRepository,
+) -> None:
+    iid = repo.open_incident("trunk-a", "down", "Trunk A down", 10.0)
+    assert repo.resolve_incident(iid, 20.0) is True
+    assert repo.resolve_incident(iid, 99.0) is False
+    incident = repo.incident(iid)
+    assert incident is not None and incident.resolved_at == 20.0
+    assert [e.kind for e in repo.incident_events(iid)].count("resolved") == 1
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        pytest.param(lambda r: r.join_incident(404, "x", "affected", 1.0), id="join"),
+        pytest.param(lambda r: r.recover_target(404, "x", 1.0), id="recover"),
+        pytest.param(lambda r: r.resolve_incident(404, 1.0), id="resolve"),
+        pytest.param(lambda r: r.add_incident_event(404, "note", 1.0), id="add-event"),
+        pytest.param(lambda r: r.set_incident_fields(404, cause="x"), id="set-fields"),
+        pytest.param(lambda r: r.acknowledge_incident(404, "ops", 1.0), id="acknowledge"),
+    ],
+)
+def test_writing_to_a_missing_incident_raises_not_found(repo: StateRepository, write: Any) -> None:
+    with pytest.raises(NotFound, match="404"):
+        write(repo)
+
+
+def test_recovering_a_target_that_is_not_a_member_raises_not_found(
+    repo: StateRepository,
+) -> None:
+    iid = repo.open_incident("trunk-a", "down", "Trunk A down", 10.0)
+    with pytest.raises(NotFound, match="'trunk-b' is not a member"):
+        repo.recover_target(iid, "trunk-b", 11.0)
+
+
+def test_an_unknown_event_kind_is_refused(repo: StateRepository) -> None:
+    iid = repo.open_incident("trunk-a", "down", "Trunk A down", 10.0)
+    with pytest.raises(ValueError, match="unknown incident event kind 'gossip'"):
+        repo.add_incident_event(iid, "gossip", 11.0)
+    assert [e.kind for e in repo.incident_events(iid)] == ["opened"]
+
+
+def test_set_incident_fields_changes_only_what_is_given(repo: StateRepository) -> None:
+    iid = repo.open_incident("trunk-a", "down", "Trunk A down", 10.0)
+    repo.set_incident_fields(iid, cause="fibre cut", eta=500.0, summary={"en": "Calls fail"})
+    repo.set_incident_fields(iid, eta=900.0)
+    incident = repo.incident(iid)
+    assert incident is not None
+    assert (incident.cause, incident.eta, incident.summary) == (
+        "fibre cut",
+        900.0,
+        {"en": "Calls fail"},
+    )
+    repo.set_incident_fields(iid, cause=None, summary={"zh-CN": "外呼失败", "en": "Calls fail"})
+    incident = repo.incident(iid)
+    assert incident is not None
+    assert (incident.cause, incident.eta, incident.summary) == (
+        None,
+        900.0,
+        {"zh-CN": "外呼失败", "en": "Calls fail"},
+    )
+
+
+def test_an_incident_is_acknowledged_once(repo: StateRepository) -> None:
+    iid = repo.open_incident("trunk-a", "down", "Trunk A down", 10.0)
+    assert repo.acknowledge_incident(iid, "alice", 11.0) is True
+    assert repo.acknowledge_incident(iid, "bob", 12.0) is False
+    incident = repo.incident(iid)
+    assert incident is not None
+    assert (incident.acknowledged_by, incident.acknowledged_at) == ("alice", 11.0)
+
+
+def test_incidents_are_paged_newest_first_and_filtered_by_state(repo: StateRepository) -> None:
+    ids = [repo.open_incident(f"t-{i}", "down", f"t-{i} down", float(i)) for i in range(5)]
+    repo.resolve_incident(ids[1], 10.0)
+    repo.resolve_incident(ids[3], 10.0)
+
+    rows, total = repo.incidents(page=1, per_page=2)
+    assert total == 5 and [r.id for r in rows] == [ids[4], ids[3]]
+    rows, total = repo.incidents(page=3, per_page=2)
+    assert [r.id for r in rows] == [ids[0]]
+    rows, total = repo.incidents(state="open")
+    assert total == 3 and [r.id for r in rows] == [ids[4], ids[2], ids[0]]
+    assert all(r.member_ids == (r.root_target_id,) for r in rows)
+
+
+# -- read side for the dashboard --------------------------------------------------
+@pytest.fixture
+def fleet(repo: StateRepository) -> StateRepository:
+    rows = [
+        state("trunk-a", "down", "sip"),
+        state("trunk-b", "up", "sip"),
+        state("trunk_c", "degraded", "sip"),
+        state("trunkxc", "up", "sip"),
+        state("db-1", "up", "tcp"),
+        state("db-2", "maintenance", "tcp"),
+        state("web-1", "unknown", "http"),
+        state("web-2", "down", "http"),
+    ]
+    repo.checkpoint(rows)
+    return repo
+
+
+@pytest.mark.parametrize(
+    ("query", "ids", "total", "by_health"),
+    [
+        pytest.param(
+            {},
+            ["trunk-a", "web-2", "trunk_c", "web-1", "db-2", "db-1", "trunk-b", "trunkxc"],
+            8,
+            {"down": 2, "degraded": 1, "unknown": 1, "maintenance": 1, "up": 3},
+            id="all-worst-first",
+        ),
+        pytest.param(
+            {"health": "up"},
+            ["db-1", "trunk-b", "trunkxc"],
+            3,
+            {"down": 2, "degraded": 1, "unknown": 1, "maintenance": 1, "up": 3},
+            id="health-filter-keeps-tab-counts",
+        ),
+        pytest.param(
+            {"health": ["down", "degraded"], "kind": "sip"},
+            ["trunk-a", "trunk_c"],
+            2,
+            {"down": 1, "degraded": 1, "unknown": 0, "maintenance": 0, "up": 2},
+            id="several-healths-and-kind",
+        ),
+        pytest.param(
+            {"q": "TRUNK_"},
+            ["trunk_c"],
+            1,
+            {"down": 0, "degraded": 1, "unknown": 0, "maintenance": 0, "up": 0},
+            id="q-is-case-insensitive-and-underscore-is-literal",
+        ),
+        pytest.param(
+            {"page": 2, "per_page": 3},
+            ["web-1", "db-2", "db-1"],
+            8,
+            {"down": 2, "degraded": 1, "unknown": 1, "maintenance": 1, "up": 3},
+            id="second-page",
+        ),
+        pytest.param(
+            {"page": 4, "per_page": 3},
+            [],
+            8,
+            {"down": 2, "degraded": 1, "unknown": 1, "maintenance": 1, "up": 3},
+            id="past-the-end",
+        ),
+    ],
+)
+def test_target_page_filters_sorts_and_counts(
+    fleet: StateRepository,
+    query: dict[str, Any],
+    ids: list[str],
+    total: int,
+    by_health: dict[str, int],
+) -> None:
+    rows, got_total, got_by_health = fleet.target_page(**query)
+    assert [r.target_id for r in rows] == ids
+    assert got_total == total
+    assert got_by_health == by_health
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        pytest.param({"page": 0}, id="page-0"),
+        pytest.param({"per_page": 0}, id="per-page-0"),
+        pytest.param({"per_page": 100_000}, id="per-page-too-big"),
+    ],
+)
+def test_page_arguments_out_of_range_are_refused(
+    repo: StateRepository, query: dict[str, int]
+) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        repo.target_page(**query)
+    with pytest.raises(ValueError, match="must be"):
+        repo.incidents(**query)
+
+
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [("trunk", "%trunk%"), ("50%", "%50\\%%"), ("a_b", "%a\\_b%"), ("c:\\x", "%c:\\\\x%")],
+)
+def test_like_pattern_takes_wildcards_literally(text: str, pattern: str) -> None:
+    assert like_pattern(text) == pattern
+
+
+# -- probe state and counters --------------------------------------------------------
+def test_probe_states_are_upserted_and_loaded(repo: StateRepository) -> None:
+    repo.save_probe_states({"cdr-1": {"offset": 10, "inode": 5}, "snmp-1": {"if_in": [1, 2]}})
+    repo.save_probe_states({"cdr-1": {"offset": 20, "inode": 5}})
+    assert repo.load_probe_states() == {
+        "cdr-1": {"offset": 20, "inode": 5},
+        "snmp-1": {"if_in": [1, 2]},
+    }
+
+
+def test_counters_add_up_past_32_bits(repo: StateRepository) -> None:
+    repo.add_counters({"probes_run": 2**31, "notifications_sent": 1})
+    repo.add_counters({"probes_run": 2**31})
+    assert repo.counters() == {"probes_run": 2**32, "notifications_sent": 1}
+
+
+def test_concurrent_writers_and_readers_lose_no_counter_increments(
+    repo: StateRepository,
+) -> None:
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            for _ in range(25):
+                repo.add_counters({"n": 1})
+                repo.checkpoint([state("trunk-a")])
+        except BaseException as exc:  # collected and re-raised in the test thread
+            errors.append(exc)
+
+    def read() -> None:
+        try:
+            for _ in range(25):
+                repo.counters()
+                repo.target_page()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write) for _ in range(4)]
+    threads += [threading.Thread(target=read) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert repo.counters() == {"n": 100}
+
+
+# -- restarts --------------------------------------------------------------------
+def test_everything_survives_a_restart_identical(backend: Backend) -> None:
+    engine = backend.open()
+    repo = StateRepository(engine)
+    repo.checkpoint(
+        [state("carrier-a", "down"), state("trunk-a1", "down", affected_by="carrier-a")]
+    )
+    iid = repo.open_incident("carrier-a", "down", "Carrier A is down", 100.0)
+    repo.join_incident(iid, "trunk-a1", "affected", 101.5)
+    repo.set_incident_fields(iid, cause="fibre cut", eta=4000.0, summary={"en": "Calls fail"})
+    repo.record_transition("carrier-a", 100.0, "up", "down", incident_id=iid)
+    repo.save_probe_states({"carrier-a": {"cseq": 41, "rates": {"in": 1.5}}})
+    repo.add_counters({"probes_run": 1234, "incidents_opened": 1})
+    before = (
+        repo.load_target_states(),
+        repo.open_incidents(),
+        repo.incident_events(iid),
+        repo.transitions(),
+        repo.load_probe_states(),
+        repo.counters(),
+    )
+    engine.dispose()
+
+    engine = backend.open()
+    try:
+        repo = StateRepository(engine)
+        after = (
+            repo.load_target_states(),
+            repo.open_incidents(),
+            repo.incident_events(iid),
+            repo.transitions(),
+            repo.load_probe_states(),
+            repo.counters(),
+        )
+    finally:
+        engine.dispose()
+    assert after == before
+    assert after[1][0].member_ids == ("carrier-a", "trunk-a1")
+    assert after[0]["trunk-a1"].as_dict() == state("trunk-a1", "down", affected_by="carrier-a")
