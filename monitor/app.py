@@ -1,0 +1,214 @@
+"""``dialwatch run``: one process with the engine on an asyncio loop and the web on waitress.
+
+The scheduler runs here and only here (never in a WSGI worker), so every job
+runs once. Signals: SIGHUP reloads the config (an invalid one is rejected and
+the old one keeps running), SIGTERM/SIGINT drain in-flight probes and exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from monitor import __version__
+from monitor.cli import resolve_data_dir
+from monitor.config import ConfigError, LoadedConfig, load_config
+from monitor.engine import Engine
+from monitor.logs import secret_mask, setup_logging
+from monitor.sinks.base import MetricSink
+from monitor.store.db import open_database
+from monitor.store.repository import StateRepository
+
+log = logging.getLogger("dialwatch")
+
+
+def secret_values(loaded: LoadedConfig) -> list[str]:
+    """The values substituted from ``${...}``, for the log filter that masks them."""
+    values = []
+    for path in loaded.secret_paths:
+        node: object = loaded.config
+        for part in path:
+            if isinstance(part, int) and isinstance(node, list | tuple) and part < len(node):
+                node = node[part]
+            elif isinstance(part, str) and isinstance(node, dict):
+                node = node.get(part)
+            elif isinstance(part, str):
+                node = getattr(node, part, None)
+            else:
+                node = None
+            if node is None:
+                break
+        if isinstance(node, str):
+            values.append(str(node))
+        elif node is not None and hasattr(node, "get_secret_value"):
+            values.append(node.get_secret_value())
+    return values
+
+
+class Appliance:
+    """The running appliance: engine, sinks, web server, and the reload path they share."""
+
+    def __init__(
+        self, config_path: str, loaded: LoadedConfig, data_dir: Path, listen: tuple[str, int]
+    ) -> None:
+        self.config_path = config_path
+        self.loaded = loaded
+        self.data_dir = data_dir
+        self.listen = listen
+        self.db = open_database(loaded.config.storage.database_url, data_dir)
+        self.repo = StateRepository(self.db)
+        self.metrics_store = None
+        self.metrics_query = None
+        sinks = self._build_sinks(loaded)
+        state_db = data_dir / "state.db" if self.db.url.get_backend_name() == "sqlite" else None
+        self.engine = Engine(loaded, self.repo, data_dir, sinks, state_db_path=state_db)
+        self.web = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+
+    def _build_sinks(self, loaded: LoadedConfig) -> list[MetricSink]:
+        from monitor.sinks.embedded import EmbeddedSink
+        from monitor.store.metrics import MetricsStore
+
+        storage = loaded.config.storage
+        self.metrics_store = MetricsStore.open(
+            self.data_dir / "metrics.db",
+            raw_retention=storage.raw_retention,
+            rollup_1m_retention=storage.rollup_1m_retention,
+            rollup_1h_retention=storage.rollup_1h_retention,
+            max_bytes=storage.max_bytes,
+        )
+        from monitor.metrics_query import EmbeddedQuery
+
+        self.metrics_query = EmbeddedQuery(self.metrics_store)
+        sinks: list[MetricSink] = [EmbeddedSink(self.metrics_store)]
+        try:
+            from monitor.sinks.config import build_sinks
+        except ImportError:  # the InfluxDB sinks are optional in this build
+            build_sinks = None
+        if build_sinks is not None and loaded.config.metrics:
+            sinks.extend(build_sinks(loaded.config.metrics, self.data_dir))
+        return sinks
+
+    # -- reload ----------------------------------------------------------
+    async def reload(self) -> list[str]:
+        """Load and validate the config file again; apply it if valid. Returns the errors."""
+        async with self._reload_lock:
+            loop = asyncio.get_running_loop()
+            try:
+                loaded = await loop.run_in_executor(None, load_config, self.config_path)
+            except ConfigError as exc:
+                for line in exc.errors:
+                    log.error("reload rejected: %s", line)
+                log.error(
+                    "config reload rejected (%d errors); the running config stays", len(exc.errors)
+                )
+                return list(exc.errors)
+            secret_mask.update(secret_values(loaded))
+            self.loaded = loaded
+            await self.engine.apply_config(loaded)
+            return []
+
+    def reload_from_thread(self) -> list[str]:
+        """For the web's POST /api/v1/reload (called from a waitress thread)."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(self.reload(), self._loop).result(timeout=60)
+
+    # -- web -------------------------------------------------------------
+    def _start_web(self) -> None:
+        from web import create_app
+        from web.server import serve
+        from web.services import WebServices
+
+        host, port = self.listen
+        services = WebServices(
+            config=lambda: self.engine.config,
+            db=self.db,
+            metrics=self.metrics_query,
+            reload=self.reload_from_thread,
+            version=__version__,
+            listen_host=host,
+        )
+        self.web = serve(create_app(services), host, port)
+        log.info(
+            "web listening on http://%s:%d", host if ":" not in host else f"[{host}]", self.web.port
+        )
+
+    # -- run -------------------------------------------------------------
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._loop.add_signal_handler(sig, self._stop.set)
+        self._loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        await self.engine.start()
+        self._start_web()
+        await self._stop.wait()
+        log.info("stopping: draining probes")
+        if self.web is not None:
+            self.web.close()
+        await self.engine.stop()
+        if self.metrics_store is not None:
+            self.metrics_store.close()
+        self.repo.close()
+        self.db.dispose()
+
+
+def _check_listen(host: str, token: str | None) -> str | None:
+    """Refuse a non-loopback listener without a token: the dashboard would be open."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not token:
+        return (
+            f"listening on {host} (not loopback) needs web.token in the config "
+            "(e.g. token: ${DIALWATCH_TOKEN}); the dashboard and API would be open otherwise"
+        )
+    return None
+
+
+def run_appliance(
+    config_path: str, data_arg: str | None, listen: tuple[str, int] | None, log_level: str
+) -> int:
+    try:
+        loaded = load_config(config_path)
+    except ConfigError as exc:
+        print("\n".join(exc.errors), file=sys.stderr)
+        return 2
+    data_dir = resolve_data_dir(data_arg, loaded.config.storage.data_dir)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"cannot create the data directory {data_dir}: {exc.strerror}", file=sys.stderr)
+        return 2
+    if not os.access(data_dir, os.W_OK):
+        print(f"the data directory {data_dir} is not writable", file=sys.stderr)
+        return 2
+    secret_mask.update(secret_values(loaded))
+    log_file = setup_logging(data_dir, log_level)
+    if listen is None:
+        host, _, port = loaded.config.web.listen.rpartition(":")
+        listen = (host.strip("[]"), int(port))
+    token = loaded.config.web.token
+    problem = _check_listen(
+        listen[0], token.get_secret_value() if hasattr(token, "get_secret_value") else token
+    )
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    log.info(
+        "dialwatch %s starting: config %s, data %s, log %s",
+        __version__,
+        config_path,
+        data_dir,
+        log_file,
+    )
+    appliance = Appliance(config_path, loaded, data_dir, listen)
+    asyncio.run(appliance.run())
+    return 0

@@ -1,0 +1,540 @@
+"""The engine: wires scheduler → runner → health → incidents → state DB and metric sinks.
+
+Everything runs on one asyncio loop. The in-memory ``TargetRuntime`` of each
+target is the truth while running; the state DB makes it survive a restart:
+
+- transitions and incident changes are written at once (rare, must survive a
+  crash), through one DB thread so writes keep their order;
+- the latest observation of every target that changed is checkpointed in one
+  batch every ``CHECKPOINT_EVERY`` seconds;
+- probe state (counters for rates, offsets) is saved every ``PROBE_STATE_EVERY``
+  seconds and on stop.
+
+A failing probe, sink or DB write never stops the engine: each is caught,
+logged once per occurrence, and shows in the appliance's own health.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from monitor import incidents
+from monitor.config import LoadedConfig
+from monitor.config.models import TargetBase
+from monitor.health import FlapPolicy, Health, HealthState, Policy, Transition, step
+from monitor.maintenance import in_maintenance
+from monitor.observation import MetricPoint, Observation, Status
+from monitor.points import Enricher
+from monitor.runner import ProbeRunner
+from monitor.scheduler import ProbeScheduler
+from monitor.sinks.base import MetricSink, SinkHealth
+from monitor.store.repository import StateRepository
+from probes import PROBES, ProbeContext, SharedResources
+from probes.appliance import ApplianceTarget
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_EVERY = 2.0
+PROBE_STATE_EVERY = 30.0
+APPLIANCE_TARGET_ID = "dialwatch"
+
+
+def flatten_metrics(points: Sequence[MetricPoint]) -> dict[str, Any]:
+    """``{"sip.rtt_ms": 1.2, "server_disk.percent[mount=/]": 40.0}`` — the last values, for the dashboard."""
+    flat: dict[str, Any] = {}
+    for point in points:
+        labels = ",".join(f"{k}={v}" for k, v in sorted(point.tags.items()))
+        suffix = f"[{labels}]" if labels else ""
+        for name, value in point.fields.items():
+            flat[f"{point.measurement}.{name}{suffix}"] = value
+    return flat
+
+
+@dataclass
+class TargetRuntime:
+    """What the engine knows about one target while running."""
+
+    target: TargetBase
+    policy: Policy
+    state: HealthState
+    digest: str
+    probe_state: dict[str, Any] = field(default_factory=dict)
+    last: Observation | None = None
+    last_metrics: dict[str, Any] = field(default_factory=dict)
+    probes_run: int = 0
+    probes_failed: int = 0
+    probes_errored: int = 0
+    suspect: bool = False
+    dirty: bool = False
+
+    def row(self) -> dict[str, Any]:
+        """The ``target_state`` row for checkpoint / record_transition."""
+        s = self.state
+        return {
+            "target_id": self.target.id,
+            "kind": self.target.kind,
+            "health": s.health.value,
+            "since": s.since if s.since is not None else time.time(),
+            "flapping": s.flapping,
+            "affected_by": s.affected_by,
+            "ok_streak": s.ok_streak,
+            "fail_streak": s.fail_streak,
+            "machine": s.to_dict(),
+            "last_status": self.last.status.value if self.last else None,
+            "last_detail": self.last.detail if self.last else None,
+            "last_latency": self.last.latency if self.last else None,
+            "last_observed_at": self.last.time if self.last else None,
+            "last_metrics": self.last_metrics,
+            "probes_run": self.probes_run,
+            "probes_failed": self.probes_failed,
+            "probes_errored": self.probes_errored,
+            "config_hash": self.digest,
+        }
+
+
+class _Rate:
+    """Per-second rate of a monotonic counter over the last ``window`` seconds."""
+
+    def __init__(self, read: Callable[[], int], window: float = 60.0) -> None:
+        self._read = read
+        self._window = window
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def sample(self, now: float) -> None:
+        self._samples.append((now, self._read()))
+        while len(self._samples) > 2 and self._samples[1][0] < now - self._window:
+            self._samples.popleft()
+
+    def per_second(self) -> float:
+        if len(self._samples) < 2:
+            return 0.0
+        (t0, v0), (t1, v1) = self._samples[0], self._samples[-1]
+        return (v1 - v0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+class EngineVitals:
+    """The engine as the ``appliance`` probe sees it (probes.appliance's protocol)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        sched = engine.scheduler
+        stats = engine.runner.stats
+        self._late = _Rate(lambda: sched.late + sched.missed)
+        self._failed = _Rate(lambda: stats.failed)
+        self._errored = _Rate(lambda: stats.errored)
+
+    @property
+    def data_dir(self) -> Path:
+        return self._engine.data_dir
+
+    def sample(self) -> None:
+        now = time.monotonic()
+        for rate in (self._late, self._failed, self._errored):
+            rate.sample(now)
+
+    def scheduler_lag_seconds(self) -> float:
+        return self._engine.scheduler.lag_p95()
+
+    def late_per_second(self) -> float:
+        return self._late.per_second()
+
+    def failed_per_second(self) -> float:
+        return self._failed.per_second()
+
+    def errored_per_second(self) -> float:
+        return self._errored.per_second()
+
+    def state_db_bytes(self) -> int | None:
+        path = self._engine.state_db_path
+        if path is None:
+            return None
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                total += (path.parent / (path.name + suffix)).stat().st_size
+        return total
+
+    def sink_health(self) -> list[SinkHealth]:
+        return [sink.health() for sink in self._engine.sinks]
+
+
+class Engine:
+    """Runs every configured target's probe and keeps health, incidents and metrics."""
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        repo: StateRepository,
+        data_dir: Path,
+        sinks: Sequence[MetricSink] = (),
+        state_db_path: Path | None = None,
+        flap: FlapPolicy | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.repo = repo
+        self.data_dir = data_dir
+        self.sinks = list(sinks)
+        self.state_db_path = state_db_path
+        self.flap = flap or FlapPolicy()
+        self.runner = ProbeRunner(concurrency=loaded.config.appliance.concurrency)
+        self.scheduler = ProbeScheduler(self._fire)
+        self.shared = SharedResources()
+        self.enricher = Enricher()
+        self.vitals = EngineVitals(self)
+        self.targets: dict[str, TargetRuntime] = {}
+        self.incidents: tuple[incidents.OpenIncident, ...] = ()
+        self.appliance_alerts: dict[str, str] = {}
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="statedb")
+        self._incident_lock = asyncio.Lock()
+        self._in_flight: set[asyncio.Task[Any]] = set()
+        self._background: list[asyncio.Task[Any]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+        self.started = asyncio.Event()
+
+    # -- config ----------------------------------------------------------
+    @property
+    def config(self):  # noqa: ANN201 - monitor.config.schema.Config
+        return self.loaded.config
+
+    def _effective_targets(self, loaded: LoadedConfig) -> dict[str, tuple[TargetBase, str]]:
+        """Configured, enabled targets plus the built-in appliance check, with their digests."""
+        out = {t.id: (t, loaded.target_digest(t.id)) for t in loaded.config.targets if t.enabled}
+        if not any(t.kind == "appliance" for t, _ in out.values()):
+            cfg = loaded.config.appliance
+            builtin = ApplianceTarget(
+                id=APPLIANCE_TARGET_ID,
+                kind="appliance",
+                name="Dialwatch",
+                interval=cfg.interval,
+                timeout=min(5.0, cfg.interval),
+            )
+            out[builtin.id] = (builtin, f"builtin:{cfg.model_dump_json()}")
+        return out
+
+    def _runtime(
+        self, target: TargetBase, digest: str, state: HealthState | None = None
+    ) -> TargetRuntime:
+        return TargetRuntime(
+            target=target,
+            policy=Policy.for_target(target, self.flap),
+            state=state or HealthState(target_id=target.id),
+            digest=digest,
+        )
+
+    # -- lifecycle ---------------------------------------------------------
+    async def start(self) -> None:
+        """Restore state from the DB, schedule every target, start the sinks."""
+        self._loop = asyncio.get_running_loop()
+        effective = self._effective_targets(self.loaded)
+        saved = await self._in_db(self.repo.load_target_states)
+        probe_states = await self._in_db(self.repo.load_probe_states)
+        for target_id, (target, digest) in effective.items():
+            rt = self._runtime(target, digest)
+            row = saved.get(target_id)
+            if row is not None and row.kind == target.kind:
+                rt.state = self._restore_state(target_id, row.machine)
+                rt.probes_run, rt.probes_failed, rt.probes_errored = (
+                    row.probes_run,
+                    row.probes_failed,
+                    row.probes_errored,
+                )
+                rt.last_metrics = dict(row.last_metrics or {})
+            rt.probe_state = dict(probe_states.get(target_id, {}))
+            self.targets[target_id] = rt
+        gone = [tid for tid in saved if tid not in self.targets]
+        if gone:
+            await self._in_db(self.repo.delete_target_states, gone)
+        self.incidents = tuple(
+            incidents.OpenIncident.from_row(row)
+            for row in await self._in_db(self.repo.open_incidents)
+        )
+        for sink in self.sinks:
+            sink.start()
+        self.scheduler.start()
+        for rt in self.targets.values():
+            self.scheduler.upsert(rt.target.id, rt.target.interval)
+        self._background = [
+            asyncio.create_task(self._every(CHECKPOINT_EVERY, self.checkpoint), name="checkpoint"),
+            asyncio.create_task(
+                self._every(PROBE_STATE_EVERY, self.save_probe_states), name="probe-state"
+            ),
+            asyncio.create_task(self._every(5.0, self._sample_vitals), name="vitals"),
+        ]
+        log.info(
+            "engine started: %d targets, %d open incidents restored",
+            len(self.targets),
+            len(self.incidents),
+        )
+        self.started.set()
+
+    def _restore_state(self, target_id: str, machine: dict[str, Any]) -> HealthState:
+        try:
+            return HealthState.from_dict(machine)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("state of %s could not be restored (%s); starting unknown", target_id, exc)
+            return HealthState(target_id=target_id)
+
+    async def stop(self, drain_timeout: float = 10.0) -> None:
+        """Stop scheduling, let in-flight probes finish (up to ``drain_timeout``), save, close."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self.scheduler.shutdown()
+        if self._in_flight:
+            log.info("draining %d in-flight probes", len(self._in_flight))
+            _, pending = await asyncio.wait(set(self._in_flight), timeout=drain_timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.checkpoint()
+        await self.save_probe_states()
+        await self.shared.aclose()
+        loop = asyncio.get_running_loop()
+        for sink in self.sinks:
+            await loop.run_in_executor(None, sink.close)
+        self._db.shutdown(wait=True)
+        log.info("engine stopped")
+
+    # -- reload ------------------------------------------------------------
+    async def apply_config(self, loaded: LoadedConfig) -> dict[str, list[str]]:
+        """Switch to a new, already validated config. Unchanged targets keep everything."""
+        effective = self._effective_targets(loaded)
+        added = [tid for tid in effective if tid not in self.targets]
+        removed = [tid for tid in self.targets if tid not in effective]
+        changed = [
+            tid
+            for tid, (_, digest) in effective.items()
+            if tid in self.targets and self.targets[tid].digest != digest
+        ]
+        self.loaded = loaded
+        for tid in removed:
+            self.scheduler.remove(tid)
+            del self.targets[tid]
+            self.enricher.series_limit.forget(tid)
+        for tid in changed:
+            target, digest = effective[tid]
+            rt = self.targets[tid]
+            if rt.target.kind != target.kind:
+                self.targets[tid] = self._runtime(target, digest)
+            else:
+                rt.target, rt.digest = target, digest
+                rt.policy = Policy.for_target(target, self.flap)
+            self.targets[tid].dirty = True
+            self.scheduler.upsert(tid, target.interval)
+        for tid in added:
+            target, digest = effective[tid]
+            self.targets[tid] = self._runtime(target, digest)
+            self.targets[tid].dirty = True
+            self.scheduler.upsert(tid, target.interval)
+            self.scheduler.run_soon(tid)
+        if removed:
+            await self._in_db(self.repo.delete_target_states, removed)
+        log.info(
+            "config applied: %d added, %d changed, %d removed, %d unchanged",
+            len(added),
+            len(changed),
+            len(removed),
+            len(self.targets) - len(added) - len(changed),
+        )
+        return {"added": added, "changed": changed, "removed": removed}
+
+    # -- the hot path -------------------------------------------------------
+    async def _fire(self, target_id: str) -> None:
+        rt = self.targets.get(target_id)
+        if rt is None or self._stopping:
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
+        try:
+            await self.probe_once(rt)
+        except Exception:  # the engine must survive anything a target does
+            log.exception("processing %s failed", target_id)
+        finally:
+            if task is not None:
+                self._in_flight.discard(task)
+
+    async def probe_once(self, rt: TargetRuntime) -> Observation:
+        target = rt.target
+        ctx = ProbeContext(
+            target_id=target.id,
+            timeout=target.timeout,
+            state=rt.probe_state,
+            shared=self.shared,
+            site=self.config.site,
+            extra={"engine": self.vitals, "appliance_config": self.config.appliance},
+        )
+        obs = await self.runner.run(PROBES[target.kind].check, target, ctx, suspect=rt.suspect)
+        await self.observe(rt, obs)
+        return obs
+
+    async def observe(self, rt: TargetRuntime, obs: Observation) -> None:
+        """Feed one observation: metrics to the sinks, health, transitions, incidents."""
+        target = rt.target
+        rt.last = obs
+        rt.suspect = obs.status is Status.FAIL
+        rt.probes_run += 1
+        if obs.status is Status.FAIL:
+            rt.probes_failed += 1
+        elif obs.status is Status.ERROR:
+            rt.probes_errored += 1
+        log_line = f"{obs.status.value.upper():5} {obs.latency or 0:.3f}s {target.kind} {target.id}"
+        if obs.status in (Status.FAIL, Status.ERROR):
+            log.info("%s %s", log_line, obs.detail)
+
+        points = self.enricher.enrich(obs.metrics, target, self.config.site.name, obs.time)
+        if points:
+            rt.last_metrics = flatten_metrics(points)
+            for sink in self.sinks:
+                try:
+                    sink.submit(points)
+                except Exception:  # a sink bug must not stop health keeping
+                    log.exception("sink %s rejected points", getattr(sink, "name", sink))
+
+        now = obs.time
+        parents_down = [
+            p
+            for p in target.depends_on
+            if p in self.targets and self.targets[p].state.health is Health.DOWN
+        ]
+        window = None
+        if target.maintenance:
+            window = in_maintenance(target.maintenance, now, ZoneInfo(self.config.site.timezone))
+        result = step(
+            rt.state,
+            obs,
+            now,
+            rt.policy,
+            parents_down,
+            None if window is None else window.reason,
+        )
+        rt.state = result.state
+        rt.dirty = True
+        if result.appliance_alert:
+            self.appliance_alerts[target.id] = result.appliance_alert
+        else:
+            self.appliance_alerts.pop(target.id, None)
+        if result.transition is not None:
+            await self._on_transition(rt, result.transition)
+
+    async def _on_transition(self, rt: TargetRuntime, tr: Transition) -> None:
+        log.warning(
+            "%s: %s -> %s%s: %s",
+            tr.target_id,
+            tr.from_health.value,
+            tr.to_health.value,
+            f" (affected by {tr.affected_by})" if tr.affected_by else "",
+            tr.reason,
+        )
+        async with self._incident_lock:
+            names = {tid: rt.target.display_name for tid, rt in self.targets.items()}
+            action = incidents.decide(tr, self.incidents, rt.policy.incident_on, names)
+            row = rt.row()
+            try:
+                incident_id = await self._in_db(self._write_transition, tr, action, row)
+            except Exception:
+                log.exception("could not write the transition of %s to the state DB", tr.target_id)
+                return
+            self.incidents = incidents.apply(self.incidents, action, incident_id)
+            if isinstance(action, incidents.Open):
+                log.warning("incident %d opened: %s", incident_id, action.title)
+            elif isinstance(action, incidents.Resolve):
+                log.warning("incident %d resolved", action.incident_id)
+
+    def _write_transition(
+        self, tr: Transition, action: incidents.Action | None, row: dict[str, Any]
+    ) -> int | None:
+        """DB thread: the incident change, then the transition; each committed at once.
+
+        Returns the incident the transition belongs to (the new one for Open).
+        """
+        repo = self.repo
+        incident_id: int | None = None
+        if isinstance(action, incidents.Open):
+            incident_id = repo.open_incident(
+                action.root_target, action.severity, action.title, tr.at
+            )
+        elif action is not None:
+            incident_id = action.incident_id
+            if isinstance(action, incidents.Join):
+                repo.join_incident(action.incident_id, action.target, action.role, tr.at)
+            elif isinstance(action, incidents.Recover):
+                repo.recover_target(action.incident_id, action.target, tr.at)
+            elif isinstance(action, incidents.Resolve):
+                repo.recover_target(action.incident_id, action.target, tr.at)
+                repo.resolve_incident(action.incident_id, tr.at)
+            elif isinstance(action, incidents.Note) and action.severity:
+                repo.set_incident_fields(action.incident_id, severity=action.severity)
+            repo.add_incident_event(
+                action.incident_id, "transition", tr.at, tr.target_id, action.text
+            )
+        repo.record_transition(
+            tr.target_id,
+            tr.at,
+            tr.from_health.value,
+            tr.to_health.value,
+            reason=tr.reason,
+            flapping=tr.flapping,
+            affected_by=tr.affected_by,
+            incident_id=incident_id,
+            state=row,
+        )
+        return incident_id
+
+    # -- persistence ---------------------------------------------------------
+    async def _in_db(self, fn: Callable[..., Any], *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._db, fn, *args)
+
+    async def checkpoint(self) -> int:
+        """Write the latest state of every target that changed since the last checkpoint."""
+        dirty = [rt for rt in self.targets.values() if rt.dirty]
+        if not dirty:
+            return 0
+        rows = [rt.row() for rt in dirty]
+        for rt in dirty:
+            rt.dirty = False
+        try:
+            await self._in_db(self.repo.checkpoint, rows)
+        except Exception:
+            log.exception("checkpoint of %d targets failed; will retry", len(rows))
+            for rt in dirty:
+                rt.dirty = True
+            return 0
+        return len(rows)
+
+    async def save_probe_states(self) -> None:
+        states = {tid: rt.probe_state for tid, rt in self.targets.items() if rt.probe_state}
+        if states:
+            try:
+                await self._in_db(self.repo.save_probe_states, states)
+            except Exception:
+                log.exception("saving probe state failed")
+
+    async def _sample_vitals(self) -> None:
+        self.vitals.sample()
+
+    async def _every(self, seconds: float, fn: Callable[[], Any]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await fn()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("periodic task %s failed", getattr(fn, "__name__", fn))

@@ -1,0 +1,270 @@
+"""The engine end to end in-process: real TCP listeners as targets, a real SQLite state DB.
+
+Intervals are a few hundred milliseconds so each scenario runs in seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from monitor.config import load_config
+from monitor.engine import APPLIANCE_TARGET_ID, Engine
+from monitor.health import Health
+from monitor.store.db import open_database
+from monitor.store.repository import StateRepository
+from tests.peers import free_port
+
+
+class Listener:
+    """A TCP port we can open and close to make a target come and go."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.sock: socket.socket | None = None
+
+    def open(self) -> None:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        sock.listen(64)
+        self.sock = sock
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+@pytest.fixture
+def listeners() -> Callable[[], Listener]:
+    made: list[Listener] = []
+
+    def make() -> Listener:
+        listener = Listener()
+        listener.open()
+        made.append(listener)
+        return listener
+
+    yield make
+    for listener in made:
+        listener.close()
+
+
+def write_config(path: Path, targets: str) -> Path:
+    path.write_text(
+        textwrap.dedent(
+            """\
+            site: {name: test-site, timezone: Asia/Shanghai}
+            targets:
+            """
+        )
+        + textwrap.indent(textwrap.dedent(targets), "  "),
+        encoding="utf-8",
+    )
+    return path
+
+
+def tcp_target(target_id: str, port: int, extra: str = "") -> str:
+    return textwrap.dedent(
+        f"""\
+        - id: {target_id}
+          kind: tcp
+          address: 127.0.0.1:{port}
+          interval: 300ms
+          timeout: 200ms
+          fail_after: 2
+          recover_after: 2
+        """
+    ) + textwrap.indent(textwrap.dedent(extra), "  ")
+
+
+class Harness:
+    """Runs an Engine on its own loop inside a test."""
+
+    def __init__(self, config_path: Path, data_dir: Path) -> None:
+        self.config_path = config_path
+        self.data_dir = data_dir
+        self.db = open_database(None, data_dir)
+        self.repo = StateRepository(self.db)
+        self.engine = Engine(load_config(config_path), self.repo, data_dir)
+
+    async def until(self, predicate: Callable[[], bool], timeout: float, what: str) -> float:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while not predicate():
+            if loop.time() - started > timeout:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            await asyncio.sleep(0.05)
+        return loop.time() - started
+
+    def health(self, target_id: str) -> Health:
+        return self.engine.targets[target_id].state.health
+
+    async def close(self) -> None:
+        await self.engine.stop(drain_timeout=2)
+        self.repo.close()
+        self.db.dispose()
+
+
+def test_a_target_that_stops_answering_opens_an_incident_and_recovery_resolves_it(
+    tmp_path: Path, listeners: Callable[[], Listener]
+) -> None:
+    crm = listeners()
+    cfg = write_config(tmp_path / "site.yaml", tcp_target("crm-db", crm.port))
+
+    async def scenario() -> None:
+        h = Harness(cfg, tmp_path / "data")
+        await h.engine.start()
+        try:
+            await h.until(lambda: h.health("crm-db") is Health.UP, 3, "crm-db up")
+            crm.close()
+            # interval × fail_after + timeout, plus slack for slot alignment
+            await h.until(lambda: h.health("crm-db") is Health.DOWN, 0.3 * 2 + 0.2 + 1.0, "down")
+            await h.until(lambda: bool(h.repo.open_incidents()), 1, "incident in the DB")
+            [incident] = h.repo.open_incidents()
+            assert incident.root_target_id == "crm-db"
+            assert "crm-db" in incident.title
+            crm.open()
+            await h.until(lambda: h.health("crm-db") is Health.UP, 3, "recovered")
+            await h.until(lambda: not h.repo.open_incidents(), 1, "incident resolved")
+            resolved = h.repo.incident(incident.id)
+            assert resolved is not None and resolved.state == "resolved"
+            assert resolved.resolved_at is not None and resolved.resolved_at > resolved.opened_at
+            kinds = [e.kind for e in h.repo.incident_events(incident.id)]
+            assert kinds[0] == "opened" and "resolved" in kinds
+            history = [(t.from_health, t.to_health) for t in h.repo.transitions("crm-db")][::-1]
+            assert history == [("unknown", "up"), ("up", "down"), ("down", "up")]
+        finally:
+            await h.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_child_of_a_down_parent_joins_the_parents_incident_instead_of_opening_its_own(
+    tmp_path: Path, listeners: Callable[[], Listener]
+) -> None:
+    router = listeners()
+    pbx = listeners()
+    cfg = write_config(
+        tmp_path / "site.yaml",
+        tcp_target("edge-router", router.port)
+        + tcp_target("pbx", pbx.port, "depends_on: [edge-router]\n"),
+    )
+
+    async def scenario() -> None:
+        h = Harness(cfg, tmp_path / "data")
+        await h.engine.start()
+        try:
+            await h.until(
+                lambda: h.health("pbx") is Health.UP and h.health("edge-router") is Health.UP,
+                3,
+                "both up",
+            )
+            router.close()
+            await h.until(lambda: h.health("edge-router") is Health.DOWN, 2, "router down")
+            pbx.close()
+            await h.until(lambda: h.health("pbx") is Health.DOWN, 2, "pbx down")
+            await asyncio.sleep(0.1)
+            incidents = h.repo.open_incidents()
+            assert len(incidents) == 1
+            assert set(incidents[0].member_ids) == {"edge-router", "pbx"}
+            assert h.engine.targets["pbx"].state.affected_by == "edge-router"
+        finally:
+            await h.close()
+
+    asyncio.run(scenario())
+
+
+def test_restart_keeps_the_open_incident_and_does_not_duplicate_it(
+    tmp_path: Path, listeners: Callable[[], Listener]
+) -> None:
+    sbc = listeners()
+    cfg = write_config(tmp_path / "site.yaml", tcp_target("sbc", sbc.port))
+    data = tmp_path / "data"
+
+    async def first_run() -> int:
+        h = Harness(cfg, data)
+        await h.engine.start()
+        try:
+            await h.until(lambda: h.health("sbc") is Health.UP, 3, "up")
+            sbc.close()
+            await h.until(lambda: bool(h.repo.open_incidents()), 3, "incident")
+            return h.repo.open_incidents()[0].id
+        finally:
+            await h.close()
+
+    async def second_run(incident_id: int) -> None:
+        h = Harness(cfg, data)
+        await h.engine.start()
+        try:
+            # restored before any probe ran
+            assert h.health("sbc") is Health.DOWN
+            assert [i.id for i in h.engine.incidents] == [incident_id]
+            await asyncio.sleep(1.0)  # several more failures
+            assert [i.id for i in h.repo.open_incidents()] == [incident_id]
+            sbc.open()
+            await h.until(lambda: not h.repo.open_incidents(), 3, "resolved after restart")
+        finally:
+            await h.close()
+
+    incident_id = asyncio.run(first_run())
+    asyncio.run(second_run(incident_id))
+
+
+def test_reload_with_one_target_added_keeps_the_health_of_the_others(
+    tmp_path: Path, listeners: Callable[[], Listener]
+) -> None:
+    a, b, c = listeners(), listeners(), listeners()
+    cfg = write_config(tmp_path / "site.yaml", tcp_target("a", a.port) + tcp_target("b", b.port))
+
+    async def scenario() -> None:
+        h = Harness(cfg, tmp_path / "data")
+        await h.engine.start()
+        try:
+            b.close()
+            await h.until(
+                lambda: h.health("a") is Health.UP and h.health("b") is Health.DOWN,
+                3,
+                "a up, b down",
+            )
+            before = {tid: h.engine.targets[tid].state for tid in ("a", "b")}
+            write_config(
+                cfg, tcp_target("a", a.port) + tcp_target("b", b.port) + tcp_target("c", c.port)
+            )
+            changes = await h.engine.apply_config(load_config(cfg))
+            assert changes == {"added": ["c"], "changed": [], "removed": []}
+            for tid in ("a", "b"):
+                assert h.engine.targets[tid].state.since == before[tid].since
+                assert h.engine.targets[tid].state.health == before[tid].health
+            await h.until(lambda: h.health("c") is Health.UP, 3, "c up")
+            assert len(h.repo.open_incidents()) == 1  # b's, not a new one
+        finally:
+            await h.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_appliance_checks_itself_even_when_the_config_does_not_list_it(
+    tmp_path: Path, listeners: Callable[[], Listener]
+) -> None:
+    a = listeners()
+    cfg = write_config(tmp_path / "site.yaml", tcp_target("a", a.port))
+
+    async def scenario() -> None:
+        h = Harness(cfg, tmp_path / "data")
+        await h.engine.start()
+        try:
+            assert APPLIANCE_TARGET_ID in h.engine.targets
+            rt = h.engine.targets[APPLIANCE_TARGET_ID]
+            obs = await h.engine.probe_once(rt)
+            assert obs.status.value in ("ok", "warn"), obs.detail
+        finally:
+            await h.close()
+
+    asyncio.run(scenario())
