@@ -460,6 +460,16 @@ def test_set_incident_fields_changes_only_what_is_given(repo: StateRepository) -
     )
 
 
+def test_an_escalating_incident_gets_a_new_severity_and_title(repo: StateRepository) -> None:
+    iid = repo.open_incident("trunk-a", "degraded", "Trunk A degraded", 10.0)
+    repo.set_incident_fields(iid, severity="down", title="Trunk A down")
+    incident = repo.incident(iid)
+    assert incident is not None
+    assert (incident.severity, incident.title) == ("down", "Trunk A down")
+    with pytest.raises(ValueError, match="severity cannot be cleared"):
+        repo.set_incident_fields(iid, severity=None)
+
+
 def test_an_incident_is_acknowledged_once(repo: StateRepository) -> None:
     iid = repo.open_incident("trunk-a", "down", "Trunk A down", 10.0)
     assert repo.acknowledge_incident(iid, "alice", 11.0) is True

@@ -523,11 +523,16 @@ class StateRepository:
         cause: str | None = UNSET,
         eta: float | None = UNSET,
         summary: Mapping[str, str] | None = UNSET,
+        severity: str = UNSET,
+        title: str = UNSET,
     ) -> None:
-        """Set what staff or runbooks know: cause, ETA (epoch seconds), customer summary.
+        """Set what staff, runbooks or the engine learn during an incident.
 
-        Only the arguments given change; ``None`` clears cause or ETA (and
-        empties the summary).
+        ``cause``, ``eta`` (epoch seconds) and the per-language customer
+        ``summary`` come from staff or runbooks; ``severity`` (down | degraded)
+        and ``title`` from the engine when an incident escalates. Only the
+        arguments given change; ``None`` clears cause or ETA (and empties the
+        summary).
         """
         values: dict[str, Any] = {}
         if cause is not UNSET:
@@ -536,6 +541,11 @@ class StateRepository:
             values["eta"] = eta
         if summary is not UNSET:
             values["summary"] = dict(summary or {})
+        for name, value in (("severity", severity), ("title", title)):
+            if value is not UNSET:
+                if value is None:
+                    raise ValueError(f"an incident's {name} cannot be cleared")
+                values[name] = value
         with self._writing() as conn:
             self._require_incident(conn, incident_id)
             if values:
