@@ -1,0 +1,156 @@
+"""JSON API ``/api/v1``: targets, incidents, components, reload.
+
+Same access rules as the dashboard (see ``web.access``). Every bad or unknown
+query parameter is a 400 with ``{"error": reason}``.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from web import components as comp
+from web import params, queries
+from web.access import REASONS, cross_site
+from web.i18n import iso
+from web.views import (
+    access_denial,
+    current_services,
+    incident_json,
+    json_error,
+    known_kinds,
+    name_matches,
+    target_json,
+    target_names,
+)
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+@bp.before_request
+def _guard() -> tuple[Response, int] | None:
+    svc = current_services()
+    if (reason := access_denial(svc)) is not None:
+        resp, code = json_error(REASONS[reason], 401)
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="dialwatch"'
+        return resp, code
+    if request.method not in ("GET", "HEAD", "OPTIONS") and cross_site(
+        request.headers.get("Origin"), request.host
+    ):
+        return json_error("cross-site requests are refused", 403)
+    return None
+
+
+@bp.errorhandler(params.ParamError)
+def _bad_param(exc: params.ParamError) -> tuple[Response, int]:
+    return json_error(str(exc), 400)
+
+
+def _args() -> params.Args:
+    return request.args.to_dict(flat=False)
+
+
+@bp.get("/targets")
+def targets() -> Response:
+    svc = current_services()
+    cfg = svc.config()
+    flt, page = params.target_query(_args(), known_kinds(svc))
+    result = queries.targets_page(svc.db, flt, page, name_matches(cfg, flt.q) if flt.q else ())
+    names = target_names(cfg)
+    return jsonify(
+        items=[target_json(r, names) for r in result.items],
+        page=page.page,
+        per_page=page.per_page,
+        total=result.total,
+        totals=result.totals,
+    )
+
+
+@bp.get("/targets/<target_id>")
+def target(target_id: str) -> tuple[Response, int] | Response:
+    svc = current_services()
+    params.reject_unknown(_args(), ())
+    row = queries.target(svc.db, target_id)
+    if row is None:
+        return json_error(f"no target with id {target_id!r} in the state DB", 404)
+    cfg = svc.config()
+    body = target_json(row, target_names(cfg))
+    configured = cfg.target(target_id)
+    body["configured"] = configured is not None
+    if configured is not None:
+        body["interval"] = configured.interval
+        body["tags"] = dict(configured.tags)
+        body["depends_on"] = list(configured.depends_on)
+    body["transitions"] = [
+        {
+            "at": iso(t.at),
+            "from": t.from_health,
+            "to": t.to_health,
+            "reason": t.reason,
+            "flapping": t.flapping,
+            "affected_by": t.affected_by,
+            "incident_id": t.incident_id,
+        }
+        for t in queries.transitions(svc.db, target_id, limit=50)
+    ]
+    body["incidents"] = [incident_json(i) for i in queries.incidents_for_target(svc.db, target_id)]
+    return jsonify(body)
+
+
+@bp.get("/incidents")
+def incidents() -> Response:
+    svc = current_services()
+    states, page = params.incident_query(_args())
+    rows, total = queries.incidents_page(svc.db, states, page)
+    return jsonify(
+        items=[incident_json(r) for r in rows], page=page.page, per_page=page.per_page, total=total
+    )
+
+
+@bp.get("/components")
+def components() -> Response:
+    svc = current_services()
+    params.reject_unknown(_args(), ())
+    cfg = svc.config()
+    items = []
+    for c in cfg.components:
+        ids = comp.members(c, cfg.targets)
+        health = queries.health_of(svc.db, ids)
+        member_health = [health.get(i, "unknown") for i in ids]
+        counts: dict[str, int] = {}
+        for h in member_health:
+            counts[h] = counts.get(h, 0) + 1
+        items.append(
+            {
+                "id": c.id,
+                "name": dict(c.name),
+                "description": dict(c.description),
+                "state": comp.component_state(member_health).value,
+                "targets": ids,
+                "counts": counts,
+            }
+        )
+    return jsonify(items=items)
+
+
+@bp.post("/reload")
+def reload() -> tuple[Response, int] | Response:
+    svc = current_services()
+    params.reject_unknown(_args(), ())
+    if svc.reload is None:
+        return json_error("reload is not available in this process", 501)
+    errors = svc.reload()
+    if errors:
+        return json_error(
+            "the new config has errors; the running config is unchanged", 422, errors=errors
+        )
+    return jsonify(status="reloaded")
+
+
+@bp.route("/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def unknown_route(rest: str) -> tuple[Response, int]:
+    return json_error(
+        f"no such API route: {request.method} /api/v1/{rest}; routes: GET /api/v1/targets, "
+        "GET /api/v1/targets/<id>, GET /api/v1/incidents, GET /api/v1/components, "
+        "POST /api/v1/reload",
+        404,
+    )

@@ -1,0 +1,127 @@
+"""Query-string validation for the API and the dashboard (pure functions).
+
+Every bad parameter becomes a ``ParamError`` whose message names the
+parameter and what is allowed; unknown parameters are errors too, so a typo
+(``?helth=down``) never silently returns everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+
+from web.i18n import HEALTHS
+
+Args = Mapping[str, Sequence[str]]
+"""Parameter name → every value given (``werkzeug.MultiDict.to_dict(flat=False)``)."""
+
+MAX_PER_PAGE = 1000
+MAX_TEXT = 200
+INCIDENT_STATES = ("open", "resolved")
+
+
+class ParamError(ValueError):
+    """A query parameter is missing its mark; the message is shown to the caller as is."""
+
+
+@dataclass(frozen=True)
+class Page:
+    page: int = 1
+    per_page: int = 100
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.per_page
+
+
+@dataclass(frozen=True)
+class TargetFilter:
+    health: tuple[str, ...] = ()
+    kind: tuple[str, ...] = ()
+    q: str = ""
+
+    def is_empty(self) -> bool:
+        return not (self.health or self.kind or self.q)
+
+
+def reject_unknown(args: Args, allowed: Collection[str]) -> None:
+    unknown = sorted(set(args) - set(allowed))
+    if unknown:
+        raise ParamError(
+            f"unknown parameter {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def single(args: Args, name: str) -> str | None:
+    values = args.get(name) or []
+    if len(values) > 1:
+        raise ParamError(f"{name}: give it at most once (got {len(values)} values)")
+    return values[0] if values else None
+
+
+def choices(args: Args, name: str, allowed: Sequence[str]) -> tuple[str, ...]:
+    """A repeatable and/or comma-separated list, each value one of ``allowed``; order kept, no duplicates."""
+    picked: list[str] = []
+    for raw in args.get(name) or []:
+        for value in raw.split(","):
+            value = value.strip()
+            if not value:
+                raise ParamError(f"{name}: empty value; allowed: {', '.join(allowed)}")
+            if value not in allowed:
+                raise ParamError(f"{name}: unknown value {value!r}; allowed: {', '.join(allowed)}")
+            if value not in picked:
+                picked.append(value)
+    return tuple(picked)
+
+
+def integer(args: Args, name: str, default: int, low: int, high: int) -> int:
+    raw = single(args, name)
+    if raw is None:
+        return default
+    raw = raw.strip()
+    if not raw.isdigit():
+        raise ParamError(f"{name}: must be a whole number from {low} to {high}, got {raw!r}")
+    value = int(raw)
+    if not low <= value <= high:
+        raise ParamError(f"{name}: must be from {low} to {high}, got {value}")
+    return value
+
+
+def text(args: Args, name: str, max_len: int = MAX_TEXT) -> str:
+    raw = (single(args, name) or "").strip()
+    if len(raw) > max_len:
+        raise ParamError(f"{name}: at most {max_len} characters, got {len(raw)}")
+    return raw
+
+
+def page(args: Args, default_per_page: int = 100) -> Page:
+    # The upper bound on page only keeps OFFSET arithmetic sane; real lists end far earlier.
+    return Page(
+        page=integer(args, "page", 1, 1, 1_000_000),
+        per_page=integer(args, "per_page", default_per_page, 1, MAX_PER_PAGE),
+    )
+
+
+TARGET_LIST_PARAMS = ("health", "kind", "q", "page", "per_page")
+
+
+def target_query(
+    args: Args,
+    kinds: Sequence[str],
+    default_per_page: int = 100,
+    extra_allowed: Collection[str] = (),
+) -> tuple[TargetFilter, Page]:
+    """``?health=&kind=&q=&page=&per_page=`` → a filter and a page, or ParamError."""
+    reject_unknown(args, (*TARGET_LIST_PARAMS, *extra_allowed))
+    flt = TargetFilter(
+        health=choices(args, "health", HEALTHS),
+        kind=choices(args, "kind", kinds),
+        q=text(args, "q"),
+    )
+    return flt, page(args, default_per_page)
+
+
+def incident_query(args: Args) -> tuple[tuple[str, ...], Page]:
+    """``?state=open|resolved&page=&per_page=`` → states (empty = all) and a page."""
+    reject_unknown(args, ("state", "page", "per_page"))
+    return choices(args, "state", INCIDENT_STATES), page(args)

@@ -1,0 +1,70 @@
+"""Scrubbing text shown to the public: no internal addresses, URIs or secrets.
+
+The status page only shows what staff or runbooks wrote for customers, but a
+cause like "carrier sip:10.9.8.7 not answering" is easy to type. So every
+public string passes through ``redact`` as a second line of defence.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Literal, get_origin
+
+from pydantic import BaseModel
+
+from monitor.config.models import TargetBase
+from monitor.config.schema import Config
+
+MASK = "[redacted]"
+
+
+_PATTERNS = [
+    # sip:/sips:/tel:/http(s):/ssh:/snmp: URIs and anything like user@host.
+    re.compile(r"\b(?:sips?|tel|https?|ssh|snmp|tcp|udp|wss?):[^\s,;\"'<>]+", re.IGNORECASE),
+    re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"),
+    # IPv4 with an optional port.
+    re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?\b"),
+    # IPv6: at least three groups with colons (keeps times like 10:30 intact).
+    re.compile(r"\[?\b(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}\b\]?(?::\d{1,5})?", re.IGNORECASE),
+]
+
+
+def _strings(value: object) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, BaseModel):
+        yield from _strings(value.model_dump())
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _strings(v)
+
+
+def sensitive_strings(config: Config) -> list[str]:
+    """Every configured value that must never reach a public page, longest first."""
+    found: set[str] = set()
+    if config.web.token:
+        found.add(config.web.token)
+    for t in config.targets:
+        # Kind-specific fields (address, uri, host, user, community, password...) are
+        # internal; fixed choices (Literal fields such as transport: udp) are not.
+        for name, info in type(t).model_fields.items():
+            if name in TargetBase.model_fields or get_origin(info.annotation) is Literal:
+                continue
+            found.update(s for s in _strings(getattr(t, name)) if len(s) >= 4)
+    for sink in config.metrics:
+        found.update(s for s in _strings(sink) if len(s) >= 4)
+    return sorted(found, key=len, reverse=True)
+
+
+def redact(text: str, sensitive: Iterable[str] = ()) -> str:
+    """``text`` with configured secrets/addresses and anything address-like replaced by MASK."""
+    for s in sensitive:
+        if s and s in text:
+            text = text.replace(s, MASK)
+    for pattern in _PATTERNS:
+        text = pattern.sub(MASK, text)
+    return text

@@ -1,0 +1,109 @@
+"""The public status page (``/status``) and ``/healthz``.
+
+Shows components and incidents in customer words only: component names,
+states, and the summary/cause/ETA staff wrote. Target ids, addresses and
+credentials never appear; every text also passes through ``redact``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from flask import Blueprint, Response, abort, jsonify, render_template, request
+
+from web import components as comp
+from web import queries
+from web.i18n import lang_tag
+from web.redact import redact, sensitive_strings
+from web.views import access_denial, current_services
+
+bp = Blueprint("status", __name__)
+
+RECENT_DAYS = 7
+
+
+@dataclass(frozen=True)
+class PublicComponent:
+    name: str
+    description: str
+    state: comp.ComponentState
+
+
+@dataclass(frozen=True)
+class PublicIncident:
+    state: str
+    summary: str
+    cause: str
+    eta: float | None
+    opened_at: float
+    resolved_at: float | None
+    components: list[str]
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    return jsonify(status="ok")
+
+
+def _public_incident(
+    row: queries.IncidentRow,
+    component_of: dict[str, list[str]],
+    lang: str,
+    hidden: list[str],
+) -> PublicIncident:
+    names: list[str] = []
+    for target_id in row.targets:
+        for name in component_of.get(target_id, []):
+            if name not in names:
+                names.append(name)
+    summary = comp.localized(row.summary, lang)
+    return PublicIncident(
+        state=row.state,
+        summary=redact(summary, hidden),
+        cause=redact(row.cause or "", hidden),
+        eta=row.eta,
+        opened_at=row.opened_at,
+        resolved_at=row.resolved_at,
+        components=names,
+    )
+
+
+@bp.get("/status")
+def status_page() -> str:
+    svc = current_services()
+    cfg = svc.config()
+    if not cfg.web.public_status and access_denial(svc) is not None:
+        abort(404)
+    lang = lang_tag()
+    hidden = sensitive_strings(cfg)
+    public: list[PublicComponent] = []
+    component_of: dict[str, list[str]] = {}
+    for c in cfg.components:
+        ids = comp.members(c, cfg.targets)
+        health = queries.health_of(svc.db, ids)
+        name = redact(comp.localized(c.name, lang, c.id), hidden)
+        for target_id in ids:
+            component_of.setdefault(target_id, []).append(name)
+        public.append(
+            PublicComponent(
+                name=name,
+                description=redact(comp.localized(c.description, lang), hidden),
+                state=comp.component_state(health.get(i, "unknown") for i in ids),
+            )
+        )
+    first = queries.Page(1, 50)
+    open_rows, _total = queries.incidents_page(svc.db, ("open",), first)
+    recent = queries.resolved_since(svc.db, time.time() - RECENT_DAYS * 86400)
+    return render_template(
+        "status.html",
+        components=public,
+        overall=comp.overall_state(c.state for c in public),
+        state_labels=comp.STATE_LABELS,
+        overall_labels=comp.OVERALL_LABELS,
+        open_incidents=[_public_incident(r, component_of, lang, hidden) for r in open_rows],
+        recent_incidents=[_public_incident(r, component_of, lang, hidden) for r in recent],
+        recent_days=RECENT_DAYS,
+        now=time.time(),
+        path=request.path,
+    )
