@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from monitor.observation import ErrorClass, FieldValue, MetricPoint, Observation, Status
-from probes.sip.transaction import Outcome
+from probes.sip.transaction import Outcome, PeerClosedError
 from probes.tcp import describe_os_error
 
 DEFAULT_WARN_CODES: tuple[int, ...] = (401, 403, 404, 405, 407, 420, 481, 484, 489)
@@ -93,6 +93,12 @@ def classify(
             latency=rtt,
         )
     point = (metric_point(outcome, up=False),)
+    if isinstance(outcome.error, PeerClosedError):
+        return Observation.fail(
+            "the peer closed the TCP connection without answering OPTIONS",
+            ErrorClass.PROTOCOL,
+            point,
+        )
     if outcome.error is not None:
         detail, error_class = describe_os_error(outcome.error)
         if error_class is ErrorClass.REFUSED and transport == "udp":

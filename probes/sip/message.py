@@ -49,7 +49,7 @@ _URI_RE = re.compile(
         (?::(?P<port>\d{1,5}))?
         (?P<params>(?:;[^;?]*)*)
         (?:\?(?P<headers>.*))?$""",
-    re.VERBOSE,
+    re.VERBOSE | re.IGNORECASE,
 )
 _HOSTNAME_LABEL_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$")
 

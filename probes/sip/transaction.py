@@ -48,6 +48,10 @@ def retransmit_offsets(timer_f: float, t1: float = T1, t2: float = T2) -> list[f
     return offsets
 
 
+class PeerClosedError(ConnectionResetError):
+    """The peer closed the TCP connection before sending a final response."""
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What one transaction ended with; ``classify`` turns it into an Observation."""
@@ -89,6 +93,7 @@ class UdpClientTransaction:
         self._future: asyncio.Future[Outcome] = self._loop.create_future()
         self._started = 0.0
         self._interval = t1
+        self._next_send = 0.0
         self._retransmissions = 0
         self._provisional: SipResponse | None = None
         self._timer_e: asyncio.TimerHandle | None = None
@@ -100,8 +105,10 @@ class UdpClientTransaction:
             self._send()
         except OSError as exc:
             return Outcome(error=exc)
-        self._timer_e = loop.call_later(self._t1, self._fire_timer_e)
-        timer_f = loop.call_later(self._timer_f, self._fire_timer_f)
+        # Absolute times, so a late callback does not push every later one back.
+        self._next_send = self._started + self._t1
+        self._timer_e = loop.call_at(self._next_send, self._fire_timer_e)
+        timer_f = loop.call_at(self._started + self._timer_f, self._fire_timer_f)
         try:
             return await self._future
         finally:
@@ -148,7 +155,8 @@ class UdpClientTransaction:
             return
         self._retransmissions += 1
         self._interval = self._t2 if self._provisional else min(self._interval * 2, self._t2)
-        self._timer_e = self._loop.call_later(self._interval, self._fire_timer_e)
+        self._next_send += self._interval
+        self._timer_e = self._loop.call_at(self._next_send, self._fire_timer_e)
 
     def _fire_timer_f(self) -> None:
         if not self._future.done():
@@ -218,7 +226,7 @@ async def tcp_transaction(
             return Outcome(error=exc, elapsed=loop.time() - started, provisional=provisional)
         if not chunk:
             return Outcome(
-                error=ConnectionResetError(
+                error=PeerClosedError(
                     errno.ECONNRESET, "the peer closed the connection without answering"
                 ),
                 elapsed=loop.time() - started,
