@@ -132,7 +132,8 @@ def occurrence(
 
     Start is inclusive, end exclusive. A recurring window's ``duration`` is
     elapsed time: a 2h window starting 01:00 on a spring-forward night ends
-    at 04:00 local time.
+    at 04:00 local time. On a fall-back night a start time inside the
+    repeated hour happens on both passes, so that window covers an extra hour.
     """
     at = _as_utc(now, tz)
     if window.cron is None:
