@@ -94,10 +94,11 @@ class _Merged:
     def location(self, path: KeyPath) -> Location:
         while path not in self.lines and path:
             path = path[:-1]
-        return self.lines.get(path) or next(iter(self.lines.values()))
+        return self.lines[path]
 
     def add(self, source: SourceFile, found: Substituted) -> None:
         offsets: dict[str, int] = {}
+        self.lines.setdefault((), Location(source.path, 1))
         for key, value in source.data.items():
             if key.startswith("x-"):
                 continue
@@ -164,7 +165,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Loade
         merged.problems.extend(found.problems)
         merged.secret_values |= found.secret_values
         merged.add(source, found)
-    if not merged.lines:  # no file could be read at all: nothing to validate
+    if () not in merged.lines:  # no file could be read at all: nothing to validate
         raise ConfigError(render_all(merged.problems))
 
     config: Config | None = None

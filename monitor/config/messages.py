@@ -154,7 +154,7 @@ def translate(root: type[BaseModel], error: ErrorDetails, secret: bool = False) 
     given = error.get("input")
 
     def shown(value: Any) -> str:
-        return "***" if secret else repr(value)
+        return "'***'" if secret else repr(value)
 
     if kind == "missing":
         message = "required"

@@ -115,6 +115,9 @@ class _Builder:
             return None
 
     def _mapping(self, node: yaml.MappingNode, key: KeyPath) -> dict[str, Any]:
+        # Keys written here, as opposed to brought in by a ``<<`` merge: a written
+        # key overrides a merged one (YAML merge semantics); two written ones clash.
+        written = {id(k) for k, _ in node.value}
         try:
             # Resolves ``<<: *anchor`` merge keys in place, as PyYAML itself does.
             self.loader.flatten_mapping(node)
@@ -122,6 +125,7 @@ class _Builder:
             self.problem(node, key, f"bad merge key: {getattr(exc, 'problem', exc)}")
         out: dict[str, Any] = {}
         first_line: dict[str, int] = {}
+        first_written: dict[str, bool] = {}
         for key_node, value_node in node.value:
             name = self._scalar(key_node, key) if isinstance(key_node, yaml.ScalarNode) else None
             if not isinstance(name, str):
@@ -130,9 +134,10 @@ class _Builder:
                 )
                 continue
             child = (*key, name)
-            if name in out:
+            if name in out and id(key_node) in written and first_written.get(name, False):
                 self.problem(key_node, child, f"duplicate key (first at line {first_line[name]})")
                 continue
+            first_written[name] = id(key_node) in written
             first_line[name] = _line(key_node)
             self.lines[child] = _line(key_node)
             out[name] = self.build(value_node, child)
@@ -161,6 +166,9 @@ def _parse(loader: Any, path: Path) -> tuple[SourceFile | None, list[Problem]]:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
         what = exc.problem or exc.context or "syntax error"
+        if exc.context and exc.problem and exc.context_mark is not None:
+            # Where the unclosed bracket or block began is often the real mistake.
+            what += f" ({exc.context} started at line {exc.context_mark.line + 1})"
         return None, [Problem(Location(path, line), None, f"invalid YAML: {what}")]
     except yaml.YAMLError as exc:
         return None, [Problem(Location(path, 1), None, f"invalid YAML: {exc}")]

@@ -1,0 +1,47 @@
+"""Each invalid config in tests/config_cases/ gives exactly the errors its ``# expect:`` lines say.
+
+One file (or directory) per error class. ``{file}`` in an expectation stands
+for the file's path as loaded and ``{dir}`` for its directory; cases run with
+an empty environment so ``${...}`` lookups do not depend on the machine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from monitor.config import ConfigError, load_config
+
+CASES = Path(__file__).parent / "config_cases"
+EXPECT = "# expect: "
+
+
+def _case_paths() -> list[Path]:
+    return sorted(p for p in CASES.iterdir() if p.suffix == ".yaml" or p.is_dir())
+
+
+def expected_errors(case: Path) -> list[str]:
+    files = sorted(case.glob("*.yaml")) if case.is_dir() else [case]
+    expected = []
+    for file in files:
+        for line in file.read_text(encoding="utf-8").splitlines():
+            if line.startswith(EXPECT):
+                text = line.removeprefix(EXPECT)
+                expected.append(
+                    text.replace("{file}", str(file)).replace("{dir}", str(file.parent))
+                )
+    return expected
+
+
+def test_every_case_says_what_it_expects() -> None:
+    cases = _case_paths()
+    assert len(cases) >= 30
+    assert [c.name for c in cases if not expected_errors(c)] == []
+
+
+@pytest.mark.parametrize("case", _case_paths(), ids=lambda p: p.name.removesuffix(".yaml"))
+def test_invalid_config_gives_exactly_the_expected_errors(case: Path) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config(case, env={})
+    assert raised.value.errors == expected_errors(case)

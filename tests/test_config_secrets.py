@@ -1,0 +1,202 @@
+"""``${ENV}`` / ``${file:}`` substitution, and proof that a secret is never printed or logged."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from monitor.config import ConfigError, LoadedConfig, load_config
+
+SECRET = "hunter2-Kx9!q"
+FILE_SECRET = "from-a-file-7f3a"
+
+
+def write(directory: Path, name: str, text: str) -> Path:
+    path = directory / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def token_config(tmp_path: Path, token: str) -> Path:
+    return write(tmp_path, "c.yaml", f"web:\n  listen: 0.0.0.0:8080\n  token: {token}\n")
+
+
+@pytest.mark.parametrize(
+    ("written", "env", "expected"),
+    [
+        pytest.param("${TOKEN}", {"TOKEN": "abc"}, "abc", id="a-variable"),
+        pytest.param("pre-${TOKEN}-post", {"TOKEN": "abc"}, "pre-abc-post", id="inside-a-string"),
+        pytest.param("${A}${B}", {"A": "x", "B": "y"}, "xy", id="two-variables"),
+        pytest.param("${TOKEN:-fallback}", {}, "fallback", id="a-default-when-unset"),
+        pytest.param("${TOKEN:-fallback}", {"TOKEN": ""}, "fallback", id="a-default-when-empty"),
+        pytest.param("${TOKEN:-fallback}", {"TOKEN": "set"}, "set", id="no-default-when-set"),
+        pytest.param("${TOKEN:-}", {}, "", id="an-empty-default"),
+        pytest.param("${TOKEN}", {"TOKEN": ""}, "", id="a-set-but-empty-variable"),
+        pytest.param("cost: $$5 or $${TOKEN}", {}, "cost: $$5 or ${TOKEN}", id="escaped-with-$$"),
+    ],
+)
+def test_environment_references_are_substituted(
+    tmp_path: Path, written: str, env: dict[str, str], expected: str
+) -> None:
+    path = token_config(tmp_path, f'"{written}"')
+    assert load_config(path, env=env).config.web.token == expected
+
+
+def test_file_references_read_the_file_without_its_final_newline(tmp_path: Path) -> None:
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "token").write_text(FILE_SECRET + "\n")
+    absolute = tmp_path / "abs-token"
+    absolute.write_text("line one\nline two\n")
+    path = write(
+        tmp_path,
+        "c.yaml",
+        "web:\n  token: ${file:secrets/token}\nsite:\n  name: ${file:" + str(absolute) + "}\n",
+    )
+    config = load_config(path, env={}).config
+    assert config.web.token == FILE_SECRET
+    assert config.site.name == "line one\nline two"
+
+
+def test_the_os_environment_is_used_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIALWATCH_TEST_TOKEN", SECRET)
+    assert load_config(token_config(tmp_path, "${DIALWATCH_TEST_TOKEN}")).config.web.token == SECRET
+
+
+def test_substituted_values_are_validated_like_written_ones(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "c.yaml",
+        "targets:\n  - id: db\n    kind: tcp\n    address: ${DB}\n"
+        "    fail_after: ${N}\n    interval: ${IV}\n",
+    )
+    target = load_config(path, env={"DB": "192.0.2.1:5432", "N": "4", "IV": "1m"}).config.targets[0]
+    assert (target.fail_after, target.interval) == (4, 60.0)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, env={"DB": "192.0.2.1:5432", "N": "four", "IV": "1m"})
+    assert raised.value.errors == [f"{path}:5: targets[0].fail_after: must be a whole number"]
+
+
+def test_all_failed_references_are_reported_with_where_they_were_used(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "c.yaml",
+        "web:\n  token: ${NO_SUCH_VAR}\n"
+        "targets:\n  - id: db\n    kind: tcp\n    address: ${file:missing.txt}\n",
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, env={})
+    assert raised.value.errors == [
+        f"{path}:2: web.token: environment variable NO_SUCH_VAR is not set",
+        f"{path}:6: targets[0].address: cannot read secret file {tmp_path}/missing.txt "
+        "(No such file or directory)",
+    ]
+
+
+@pytest.fixture
+def with_secrets(tmp_path: Path) -> LoadedConfig:
+    (tmp_path / "sip-password").write_text(FILE_SECRET + "\n")
+    path = write(
+        tmp_path,
+        "c.yaml",
+        "web:\n  token: ${TOKEN}\n"
+        "targets:\n  - id: trunk-a\n    kind: sip\n    uri: sip:carrier.example.com\n"
+        "    tags:\n      account: ${file:sip-password}\n",
+    )
+    return load_config(path, env={"TOKEN": SECRET})
+
+
+def assert_no_secret(text: str) -> None:
+    assert SECRET not in text
+    assert FILE_SECRET not in text
+
+
+def test_secrets_are_usable_as_their_values(with_secrets: LoadedConfig) -> None:
+    config = with_secrets.config
+    assert config.web.token == SECRET
+    assert f"Bearer {config.web.token}" == f"Bearer {SECRET}"
+    assert config.targets[0].tags["account"] == FILE_SECRET
+    assert SECRET in config.model_dump_json()  # the engine still gets the real value
+
+
+def test_printing_the_config_never_shows_a_secret(with_secrets: LoadedConfig) -> None:
+    config = with_secrets.config
+    for text in (
+        str(config),
+        repr(config),
+        repr(config.web),
+        repr(config.targets[0]),
+        repr(config.targets[0].tags),
+        repr(config.web.token),
+        str(with_secrets),
+        repr(with_secrets),
+        repr(with_secrets.redacted()),
+    ):
+        assert_no_secret(text)
+    assert "***" in repr(config.web)
+
+
+def test_the_redacted_config_shows_substituted_values_as_stars(with_secrets: LoadedConfig) -> None:
+    redacted = with_secrets.redacted()
+    assert redacted["web"]["token"] == "***"
+    assert redacted["targets"][0]["tags"] == {"account": "***"}
+    assert redacted["targets"][0]["uri"] == "sip:carrier.example.com"
+    assert redacted["web"]["listen"] == "127.0.0.1:8080"
+
+
+def test_logging_the_config_never_shows_a_secret(
+    with_secrets: LoadedConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = logging.getLogger("dialwatch.test")
+    with caplog.at_level(logging.DEBUG, logger="dialwatch.test"):
+        log.info("loaded %s", with_secrets)
+        log.info("config %s", with_secrets.config)
+        log.info("config %r", with_secrets.config)
+        log.debug("web %r target %r", with_secrets.config.web, with_secrets.config.targets[0])
+        log.info("redacted %s", with_secrets.redacted())
+    assert len(caplog.records) == 5
+    assert_no_secret(caplog.text)
+
+
+def test_literal_values_under_secret_looking_keys_are_hidden_too(tmp_path: Path) -> None:
+    loaded = load_config(token_config(tmp_path, SECRET), env={})
+    assert loaded.config.web.token == SECRET
+    assert_no_secret(repr(loaded.config))
+    assert_no_secret(str(loaded.redacted()))
+
+
+def test_errors_in_a_config_with_secrets_never_show_them(tmp_path: Path) -> None:
+    # Secrets in places whose validation fails: an unknown kind (which the
+    # message names), a tag value, and an address the tcp probe rejects.
+    path = write(
+        tmp_path,
+        "c.yaml",
+        "web:\n  token: ${TOKEN}\n  listen: [bad]\n"
+        "targets:\n  - id: a\n    kind: ${TOKEN}\n"
+        "  - id: b\n    kind: tcp\n    address: ${TOKEN}\n"
+        "  - id: c\n    kind: tcp\n    address: 192.0.2.1:1\n    depends_on: ['${TOKEN}']\n",
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, env={"TOKEN": SECRET})
+    errors = raised.value.errors
+    assert errors[:2] == [
+        f"{path}:3: web.listen: must be text",
+        f"{path}:6: targets[0].kind: unknown kind '***'; known kinds: sip, server, tcp, appliance",
+    ]
+    assert len(errors) >= 4
+    for text in (*errors, str(raised.value), repr(raised.value)):
+        assert_no_secret(text)
+
+
+def test_a_changed_secret_changes_the_digest_but_an_unchanged_one_does_not(
+    tmp_path: Path,
+) -> None:
+    path = token_config(tmp_path, "${TOKEN}")
+    first = load_config(path, env={"TOKEN": SECRET})
+    same = load_config(path, env={"TOKEN": SECRET})
+    changed = load_config(path, env={"TOKEN": SECRET + "x"})
+    assert first.digest == same.digest
+    assert first.digest != changed.digest
