@@ -39,10 +39,11 @@ def server_message(body: bytes, fallback: str) -> str:
 def describe_transport_error(exc: Exception) -> str:
     """A short human sentence for a connection-level failure."""
     text = str(exc)
-    if isinstance(exc, urllib3.exceptions.TimeoutError) or "timed out" in text:
-        return "timed out"
-    if "Connection refused" in text:
+    # Checked first: urllib3's NewConnectionError is a subclass of its timeout errors.
+    if isinstance(exc, ConnectionRefusedError) or "Connection refused" in text:
         return "connection refused"
+    if isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError) or "timed out" in text:
+        return "timed out"
     if "Name or service not known" in text or "resolution" in text:
         return "could not resolve host"
     if isinstance(exc, urllib3.exceptions.SSLError):

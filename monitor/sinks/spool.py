@@ -541,7 +541,7 @@ class SpoolingSink(BatchingSink):
         self._backoff = min(self.retry_max, max(self.retry_initial, self._backoff * 2))
         wait = self._backoff if exc.retry_after is None else min(exc.retry_after, 3600.0)
         self._next_attempt = time.monotonic() + wait
-        self.set_state(False, f"{exc} (spooled {self.spool.points} points; retry in {wait:g}s)")
+        self.set_state(False, f"{exc} (points wait in the spool; next try in {wait:g}s)")
 
     def _came_up(self) -> None:
         self._backoff = 0.0
