@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitor.health import Health, Transition
 from monitor.incidents import (
@@ -364,3 +366,39 @@ def test_open_incident_is_built_from_a_store_row() -> None:
     assert OpenIncident.from_row(row) == inc(
         4, "edge-router", ["trunk-a"], recovered=["edge-router"]
     )
+
+
+# -- properties --------------------------------------------------------------------
+
+TARGETS = ["edge-router", "trunk-a", "trunk-b"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    moves=st.lists(
+        st.tuples(st.sampled_from(TARGETS), st.sampled_from(list(Health)), st.booleans()),
+        max_size=60,
+    ),
+    incident_on=st.sampled_from(["down", "degraded"]),
+)
+def test_any_sequence_keeps_one_incident_per_target_and_every_outage_in_one(
+    moves: list[tuple[str, Health, bool]], incident_on: str
+) -> None:
+    health = dict.fromkeys(TARGETS, Health.UNKNOWN)
+    book = Book()
+    for target, to, attributed in moves:
+        if to is health[target]:
+            continue
+        parent_down = health["edge-router"] is Health.DOWN and target != "edge-router"
+        affected = "edge-router" if attributed and parent_down else None
+        book.feed(tr(target, health[target], to, affected_by=affected), incident_on)
+        health[target] = to
+        for t in TARGETS:
+            holding = [i for i in book.open if t in i.target_ids]
+            assert len(holding) <= 1, f"{t} is in {len(holding)} open incidents"
+            troubled = any(t in i.troubled_ids for i in holding)
+            if opens_incident(health[t], incident_on):
+                assert troubled, f"{t} is {health[t]} but in no open incident"
+            if health[t] is Health.UP:
+                assert not troubled, f"{t} is up but still counted in trouble"
+        assert all(i.troubled_ids for i in book.open), "an open incident with nobody in trouble"
