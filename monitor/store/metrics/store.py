@@ -1,0 +1,466 @@
+"""The embedded metrics store: writes, rollups, retention and the disk budget.
+
+``MetricsStore`` owns the one writing connection (WAL mode, so readers in
+other threads are never blocked; see ``reader.py``). Its hot path is
+``write(points)``: one transaction per batch that inserts the raw values and
+folds them into the 1-minute rollups (an upsert merging min/max/sum/count).
+Hourly rollups are built from the minute rollups of a closed hour in
+``maintain``, which also applies retention and the size cap.
+
+Nothing is doubled: a value already stored (same series, field and time) is
+ignored, and only new values are folded into the rollups.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from monitor.config.models import StorageConfig
+from monitor.observation import FieldValue, MetricPoint
+from monitor.points import _MISSING, FieldType, coerce, type_of
+from monitor.store.metrics.schema import (
+    DDL,
+    H1,
+    M1,
+    RAW,
+    SCHEMA_VERSION,
+    TIERS,
+    Tier,
+    canonical_tags,
+)
+
+log = logging.getLogger(__name__)
+
+METRICS_DB = "metrics.db"
+DEFAULT_RAW_RETENTION = 3 * 3600.0
+DEFAULT_M1_RETENTION = 30 * 86400.0
+DEFAULT_H1_RETENTION = 365 * 86400.0
+DEFAULT_MAX_BYTES = 2 * 1024**3
+
+HOUR_CLOSE_GRACE_MS = 120_000
+"""A point may reach the store this long after its hour ended (probe timeout, queueing)."""
+OPEN_HOUR_REFRESH = 300.0
+"""Seconds between refreshes of the hourly rollup of the hour still running."""
+HIGH_WATER = 0.95
+LOW_WATER = 0.85
+"""Over ``HIGH_WATER`` of the budget the cap evicts down to ``LOW_WATER``, so it
+does not run again on the very next batch."""
+EVICTION_FLOORS = ({RAW: 1, M1: 24, H1: 7}, {RAW: 0, M1: 0, H1: 0})
+"""Buckets of each tier the cap keeps, per pass: first it spares the newest
+10 minutes of raw, day of minute rollups and week of hourly rollups; only if
+that is not enough does it take everything, oldest first."""
+
+
+@dataclass
+class WriteResult:
+    written: int = 0
+    """Values stored."""
+    duplicates: int = 0
+    """Values already stored with the same series, field and time (ignored)."""
+    rejected: int = 0
+    """Values whose type does not fit the field's (or that no store can hold)."""
+
+
+@dataclass(frozen=True)
+class StoreSize:
+    file_bytes: int
+    """The database file (pages in use plus free pages) plus its WAL."""
+    used_bytes: int
+    """Pages holding data."""
+    wal_bytes: int
+
+
+@dataclass
+class _Agg:
+    vmin: float
+    vmax: float
+    vsum: float
+    n: int = 1
+
+    def add(self, v: float) -> None:
+        if v < self.vmin:
+            self.vmin = v
+        if v > self.vmax:
+            self.vmax = v
+        self.vsum += v
+        self.n += 1
+
+    def row(self) -> tuple[float, float, float, int]:
+        return self.vmin, self.vmax, self.vsum, self.n
+
+
+@dataclass
+class Retention:
+    raw: float = DEFAULT_RAW_RETENTION
+    m1: float = DEFAULT_M1_RETENTION
+    h1: float = DEFAULT_H1_RETENTION
+
+    def of(self, tier: Tier) -> float:
+        return {RAW: self.raw, M1: self.m1, H1: self.h1}[tier]
+
+    @classmethod
+    def from_config(cls, storage: StorageConfig) -> Retention:
+        return cls(storage.raw_retention, storage.rollup_1m_retention, storage.rollup_1h_retention)
+
+
+def connect(path: Path, *, create: bool) -> sqlite3.Connection:
+    """A connection with the store's settings; ``create`` also lays out the schema."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    if create:
+        # auto_vacuum only takes effect before the first table exists; it lets
+        # the size cap hand freed pages back to the filesystem.
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    conn.execute("PRAGMA journal_mode=WAL")
+    # WAL + NORMAL cannot corrupt; a power cut may lose the last second of points.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA cache_size=-65536")
+    # Keep the WAL from staying at the size of the biggest eviction.
+    conn.execute("PRAGMA journal_size_limit=16777216")
+    if create:
+        for statement in DDL:
+            conn.execute(statement)
+    return conn
+
+
+@dataclass
+class _Pending:
+    """Cache entries made inside the running transaction, undone if it rolls back."""
+
+    series: list[tuple[str, str]] = field(default_factory=list)
+    fields: list[tuple[str, str]] = field(default_factory=list)
+
+
+class MetricsStore:
+    """The writer side of ``metrics.db``. Thread-safe; writes are serialised."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        retention: Retention | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.retention = retention or Retention()
+        self.max_bytes = max_bytes
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._conn = connect(self.path, create=True)
+        # The WAL counts against the budget: with a small budget, checkpoint sooner.
+        wal_pages = max(100, min(1000, max_bytes // 4096 // 20))
+        self._conn.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
+        self._conn.execute(
+            "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+            (str(SCHEMA_VERSION),),
+        )
+        self._series: dict[tuple[str, str], int] = {
+            (m, t): i for i, m, t in self._conn.execute("SELECT id, measurement, tags FROM series")
+        }
+        self._fields: dict[tuple[str, str], tuple[int, FieldType]] = {
+            (m, n): (i, FieldType(t))
+            for i, m, n, t in self._conn.execute("SELECT id, measurement, name, type FROM field")
+        }
+        self._late_hours: set[int] = set()
+        self._closed = False
+        self._open_hour_refreshed = 0.0
+        self._last_maintenance = 0.0
+
+    @classmethod
+    def from_config(cls, storage: StorageConfig, data_dir: str | Path) -> MetricsStore:
+        """The store at ``<data_dir>/metrics.db`` with the configured retention and budget."""
+        return cls(
+            Path(data_dir) / METRICS_DB,
+            retention=Retention.from_config(storage),
+            max_bytes=storage.max_bytes,
+        )
+
+    # -- lookups ---------------------------------------------------------
+    def field_types(self) -> dict[tuple[str, str], FieldType]:
+        """Types of every field ever stored, to seed ``monitor.points.FieldTypes``."""
+        with self._lock:
+            return {key: ftype for key, (_, ftype) in self._fields.items()}
+
+    def _series_id(self, measurement: str, tags: dict[str, str], pending: _Pending) -> int:
+        key = (measurement, canonical_tags(tags))
+        sid = self._series.get(key)
+        if sid is None:
+            cur = self._conn.execute(
+                "INSERT INTO series(target, measurement, tags) VALUES (?, ?, ?)",
+                (tags.get("target", ""), measurement, key[1]),
+            )
+            sid = self._series[key] = int(cur.lastrowid)  # type: ignore[arg-type]
+            pending.series.append(key)
+        return sid
+
+    def _field(
+        self, measurement: str, name: str, value: FieldValue, pending: _Pending
+    ) -> tuple[int, FieldType] | None:
+        key = (measurement, name)
+        known = self._fields.get(key)
+        if known is None:
+            ftype = type_of(value)
+            if ftype is None:
+                return None
+            cur = self._conn.execute(
+                "INSERT INTO field(measurement, name, type) VALUES (?, ?, ?)",
+                (measurement, name, ftype.value),
+            )
+            known = self._fields[key] = (int(cur.lastrowid), ftype)  # type: ignore[arg-type]
+            pending.fields.append(key)
+        return known
+
+    # -- the hot path ------------------------------------------------------
+    def write(self, points: Iterable[MetricPoint]) -> WriteResult:
+        """Store a batch of enriched points in one transaction.
+
+        Raises ``sqlite3.Error`` (the whole batch is then rolled back).
+        """
+        result = WriteResult()
+        with self._lock:
+            pending = _Pending()
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                rows, numeric = self._rows(points, pending, result)
+                new = self._insert_raw(rows)
+                result.written = len(new)
+                result.duplicates += len(rows) - len(new)
+                self._fold_minutes(rows, numeric, new)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                for key in pending.series:
+                    self._series.pop(key, None)
+                for fkey in pending.fields:
+                    self._fields.pop(fkey, None)
+                raise
+        return result
+
+    def _rows(
+        self, points: Iterable[MetricPoint], pending: _Pending, result: WriteResult
+    ) -> tuple[list[tuple[int, int, int, int, FieldValue]], list[bool]]:
+        rows: list[tuple[int, int, int, int, FieldValue]] = []
+        numeric: list[bool] = []
+        for point in points:
+            sid = self._series_id(point.measurement, dict(point.tags), pending)
+            bucket, off = RAW.split(point.time_ns // 1_000_000)
+            for name, value in point.fields.items():
+                known = self._field(point.measurement, name, value, pending)
+                if known is None:
+                    result.rejected += 1
+                    continue
+                fid, ftype = known
+                fitted = coerce(value, ftype)
+                if fitted is _MISSING:
+                    result.rejected += 1
+                    continue
+                if ftype is FieldType.BOOL:
+                    fitted = int(fitted)  # type: ignore[arg-type]
+                rows.append((bucket, sid, fid, off, fitted))  # type: ignore[arg-type]
+                numeric.append(ftype.numeric)
+        return rows, numeric
+
+    def _insert_raw(self, rows: list[tuple[int, int, int, int, FieldValue]]) -> list[int]:
+        """Indexes of the rows that were new. Fast path: all are, checked by one count."""
+        conn = self._conn
+        sql = (
+            "INSERT OR IGNORE INTO raw(bucket, series_id, field_id, off, value) VALUES (?,?,?,?,?)"
+        )
+        conn.execute("SAVEPOINT raw")
+        before = conn.total_changes
+        conn.executemany(sql, rows)
+        if conn.total_changes - before == len(rows):
+            conn.execute("RELEASE raw")
+            return list(range(len(rows)))
+        # Some were already there (a replayed batch, a point sent twice): redo
+        # row by row to learn which, so the rollups count each value once.
+        conn.execute("ROLLBACK TO raw")
+        conn.execute("RELEASE raw")
+        new = []
+        for i, row in enumerate(rows):
+            if conn.execute(sql, row).rowcount == 1:
+                new.append(i)
+        return new
+
+    def _fold_minutes(
+        self,
+        rows: list[tuple[int, int, int, int, FieldValue]],
+        numeric: list[bool],
+        new: list[int],
+    ) -> None:
+        aggs: dict[tuple[int, int, int], _Agg] = {}
+        for i in new:
+            if not numeric[i]:
+                continue
+            bucket, sid, fid, off, value = rows[i]
+            minute = RAW.join(bucket, off) // M1.unit_ms
+            v = float(value)  # type: ignore[arg-type]
+            key = (sid, fid, minute)
+            agg = aggs.get(key)
+            if agg is None:
+                aggs[key] = _Agg(v, v, v)
+            else:
+                agg.add(v)
+        if not aggs:
+            return
+        self._conn.executemany(
+            f"""INSERT INTO {M1.table}(bucket, series_id, field_id, off, vmin, vmax, vsum, n)
+            VALUES (?,?,?,?,?,?,?,?)
+            ON CONFLICT DO UPDATE SET vmin = min(vmin, excluded.vmin),
+                vmax = max(vmax, excluded.vmax), vsum = vsum + excluded.vsum, n = n + excluded.n""",
+            (
+                (minute // M1.bucket_units, sid, fid, minute % M1.bucket_units, *a.row())
+                for (sid, fid, minute), a in aggs.items()
+            ),
+        )
+        hours = {minute // M1.bucket_units for (_, _, minute) in aggs}
+        done = self._meta_int("h1_done")
+        if done is not None:
+            self._late_hours.update(h for h in hours if h <= done)
+
+    # -- maintenance ---------------------------------------------------------
+    def maintain(self, now: float | None = None, force: bool = False) -> None:
+        """Hourly rollups, retention, the size cap. Cheap when nothing is due;
+        the sink calls it after every batch, tests call it with ``now``."""
+        now = self.clock() if now is None else now
+        with self._lock:
+            if force or now - self._last_maintenance >= 10.0:
+                self._last_maintenance = now
+                self._roll_up_hours(now)
+                self._apply_retention(now)
+            self.enforce_budget()
+
+    def _meta_int(self, key: str) -> int | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def _set_meta(self, key: str, value: int) -> None:
+        self._conn.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT DO UPDATE SET value = excluded.value",
+            (key, str(value)),
+        )
+
+    def _roll_up_hour(self, hour: int) -> None:
+        bucket, off = divmod(hour, H1.bucket_units)
+        self._conn.execute(f"DELETE FROM {H1.table} WHERE bucket = ? AND off = ?", (bucket, off))
+        self._conn.execute(
+            f"""INSERT INTO {H1.table}(bucket, series_id, field_id, off, vmin, vmax, vsum, n)
+            SELECT ?, series_id, field_id, ?, min(vmin), max(vmax), sum(vsum), sum(n)
+            FROM {M1.table} WHERE bucket = ? GROUP BY series_id, field_id""",
+            (bucket, off, hour),
+        )
+
+    def _roll_up_hours(self, now: float) -> None:
+        now_ms = int(now * 1000)
+        current = now_ms // H1.unit_ms
+        closed_through = (now_ms - HOUR_CLOSE_GRACE_MS) // H1.unit_ms - 1
+        done = self._meta_int("h1_done")
+        if done is None:
+            oldest = self._conn.execute(f"SELECT min(bucket) FROM {M1.table}").fetchone()[0]
+            done = (oldest if oldest is not None else closed_through + 1) - 1
+        # After a long stop, do not try to roll up hours older than the 1h tier keeps.
+        first = max(done + 1, current - int(self.retention.h1 // 3600) - 1)
+        hours = set(range(first, closed_through + 1)) | {h for h in self._late_hours if h < current}
+        if now - self._open_hour_refreshed >= OPEN_HOUR_REFRESH:
+            # The running hour, and the last one while its grace runs, so a
+            # chart of hourly points does not end an hour early.
+            hours.update(range(max(closed_through + 1, first), current + 1))
+            self._open_hour_refreshed = now
+        if not hours and closed_through <= done:
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            for hour in sorted(hours):
+                self._roll_up_hour(hour)
+            self._set_meta("h1_done", max(done, closed_through))
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._late_hours.clear()
+
+    def _apply_retention(self, now: float) -> None:
+        now_ms = int(now * 1000)
+        for tier in TIERS:
+            cutoff_bucket = (now_ms - int(self.retention.of(tier) * 1000)) // tier.bucket_ms
+            self._conn.execute(f"DELETE FROM {tier.table} WHERE bucket < ?", (cutoff_bucket,))
+
+    # -- the disk budget -------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def size(self) -> StoreSize:
+        if self._closed:
+            main = self.path.stat().st_size if self.path.exists() else 0
+            return StoreSize(main, main, 0)
+        with self._lock:
+            page_size = self._conn.execute("PRAGMA page_size").fetchone()[0]
+            pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
+            free = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
+        wal = Path(f"{self.path}-wal")
+        wal_bytes = wal.stat().st_size if wal.exists() else 0
+        return StoreSize(pages * page_size + wal_bytes, (pages - free) * page_size, wal_bytes)
+
+    def enforce_budget(self) -> bool:
+        """Keep the file under ``max_bytes``; True when it had to act.
+
+        Over 95 % of the budget: drop whole buckets, oldest raw first, then the
+        oldest 1-minute rollups, then the oldest hourly rollups (see
+        ``EVICTION_FLOORS``) until the data fits in 85 %, then give the freed
+        pages back to the filesystem. Below that, pages freed by retention are
+        reused by new rows and the file keeps its size.
+        """
+        with self._lock:
+            if self.size().file_bytes <= self.max_bytes * HIGH_WATER:
+                return False
+            low = self.max_bytes * LOW_WATER
+            evicted = 0
+            for floors in EVICTION_FLOORS:
+                for tier in TIERS:
+                    while self.size().used_bytes > low and self._evict_oldest(tier, floors[tier]):
+                        evicted += 1
+            self._conn.execute("PRAGMA incremental_vacuum").fetchall()
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            size = self.size()
+            log.warning(
+                "metrics store over its disk budget (%d bytes): dropped %d oldest buckets, "
+                "now %d bytes",
+                self.max_bytes,
+                evicted,
+                size.file_bytes,
+            )
+            return True
+
+    def _evict_oldest(self, tier: Tier, keep: int) -> bool:
+        row = self._conn.execute(f"SELECT min(bucket), max(bucket) FROM {tier.table}").fetchone()
+        if row[0] is None or row[0] > row[1] - keep:
+            return False
+        oldest = row[0]
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.execute(f"DELETE FROM {tier.table} WHERE bucket = ?", (oldest,))
+            self._set_meta(f"evicted_before_{tier.name}", (oldest + 1) * tier.bucket_ms)
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        return True
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self._conn.execute("PRAGMA optimize")
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            finally:
+                self._conn.close()
