@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Union
+from typing import Annotated, Union
 
 from pydantic import Field
 
@@ -15,6 +15,7 @@ from monitor.config.models import (
     TargetBase,
     WebConfig,
 )
+from monitor.sinks.config import MetricsConfig
 from probes import PROBES
 
 # A discriminated union on ``kind``: an unknown kind is one clear error listing
@@ -34,7 +35,7 @@ class Config(StrictModel):
     appliance: ApplianceConfig = Field(default_factory=ApplianceConfig)
     targets: list[AnyTarget] = Field(default_factory=list)
     components: list[ComponentConfig] = Field(default_factory=list)
-    metrics: list[dict[str, Any]] = Field(default_factory=list)
+    metrics: MetricsConfig = Field(default_factory=list)
     """Metric sinks besides the embedded store (InfluxDB v1/v2; see docs/metrics.md)."""
 
     def target(self, target_id: str) -> TargetBase | None:
