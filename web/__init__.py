@@ -71,10 +71,12 @@ def _security_headers(response: Response) -> Response:
 
 
 def _handle_http_error(exc: HTTPException) -> tuple[Response | str, int]:
+    from web import api
+
     code = exc.code or 500
     if request.path.startswith("/api/") or request.path == "/healthz":
         if code == 404:
-            message = f"no such API route: {request.method} {request.path}; see docs/web.md"
+            message = f"no such API route: {request.method} {request.path}; routes: {api.ROUTES}"
         elif code == 405:
             message = f"method {request.method} is not allowed on {request.path}"
         else:

@@ -25,6 +25,11 @@ from web.views import (
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
+ROUTES = (
+    "GET /api/v1/targets, GET /api/v1/targets/<id>, GET /api/v1/incidents, "
+    "GET /api/v1/components, POST /api/v1/reload, GET /healthz"
+)
+
 
 @bp.before_request
 def _guard() -> tuple[Response, int] | None:
@@ -144,13 +149,3 @@ def reload() -> tuple[Response, int] | Response:
             "the new config has errors; the running config is unchanged", 422, errors=errors
         )
     return jsonify(status="reloaded")
-
-
-@bp.route("/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
-def unknown_route(rest: str) -> tuple[Response, int]:
-    return json_error(
-        f"no such API route: {request.method} /api/v1/{rest}; routes: GET /api/v1/targets, "
-        "GET /api/v1/targets/<id>, GET /api/v1/incidents, GET /api/v1/components, "
-        "POST /api/v1/reload",
-        404,
-    )

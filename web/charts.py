@@ -1,15 +1,14 @@
 """Tiny inline-SVG line charts for the target page (pure; no JS, no CDN).
 
-``monitor.metrics_query`` is being written alongside; ``points`` accepts the
-plausible shapes of its ``series()`` result: (time, value) pairs, mappings
-with ``time``/``t`` and ``value``/``v``, or objects with those attributes,
-optionally wrapped in an object with a ``points`` attribute. Times are epoch
-seconds (or nanoseconds, detected by size).
+Input is what ``monitor.metrics_query.MetricsQuery.series`` returns: a list of
+``Series`` (one per tag set), each with ``points`` of ``(ts, value)`` when raw
+or ``(ts, min, max, avg)`` when rolled up. Only the shape is relied on (duck
+typing), so this module does not import the metrics store.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,31 +27,17 @@ class Chart:
     end: float
 
 
-def _pick(item: Any, *names: str) -> Any:
-    for name in names:
-        if isinstance(item, Mapping) and name in item:
-            return item[name]
-        if hasattr(item, name):
-            return getattr(item, name)
-    return None
-
-
-def points(result: Any) -> list[tuple[float, float]]:
-    """Normalise a series result to sorted (epoch seconds, value) pairs, dropping non-numbers."""
-    if result is None:
-        return []
-    inner = _pick(result, "points")
-    items: Iterable[Any] = inner if inner is not None else result
+def points(raw: Iterable[Sequence[Any]]) -> list[tuple[float, float]]:
+    """``(ts, value)`` or ``(ts, min, max, avg)`` → sorted ``(ts, value)`` (avg for rollups),
+    dropping values that are not numbers (strings, booleans)."""
     out: list[tuple[float, float]] = []
-    for item in items:
-        if isinstance(item, tuple | list) and len(item) >= 2:
-            t, v = item[0], item[1]
-        else:
-            t, v = _pick(item, "time", "t", "ts", "at"), _pick(item, "value", "v", "mean")
-        if isinstance(v, bool) or not isinstance(v, int | float) or not isinstance(t, int | float):
+    for p in raw:
+        if len(p) < 2:
             continue
-        ts = float(t) / 1e9 if t > 1e14 else float(t)  # ns → s
-        out.append((ts, float(v)))
+        ts, value = p[0], (p[3] if len(p) >= 4 else p[1])
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        out.append((float(ts), float(value)))
     out.sort()
     return out
 
@@ -71,23 +56,41 @@ def line_chart(
     coords = []
     for t, v in pts:
         x = pad + (t - t0) / span_t * (width - 2 * pad)
-        y = height - pad - (v - low) / span_v * (height - 2 * pad)
+        # a flat series sits in the middle rather than on the floor
+        y = height / 2 if high == low else height - pad - (v - low) / span_v * (height - 2 * pad)
         coords.append(f"{x:.1f},{y:.1f}")
-    if len(coords) == 1:  # one point: a flat line so it is visible
+    if len(coords) == 1:  # one point: draw a short flat line so it is visible
         coords.append(f"{width - pad:.1f},{coords[0].split(',')[1]}")
     return Chart(title, " ".join(coords), width, height, low, high, values[-1], t0, t1)
 
 
 def chartable_keys(last_metrics: Mapping[str, Any], limit: int = 4) -> list[tuple[str, str]]:
-    """(measurement, field) pairs worth a chart: numeric, untagged keys of the last observation."""
+    """Distinct (measurement, field) pairs with a numeric last value, from keys like
+    ``server_disk.percent[mount=/]``; at most ``limit``."""
     out: list[tuple[str, str]] = []
     for key in sorted(last_metrics):
         value = last_metrics[key]
-        if "[" in key or isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
             continue
-        measurement, dot, field = key.partition(".")
-        if dot and field:
+        measurement, dot, rest = key.partition(".")
+        field = rest.split("[", 1)[0]
+        if dot and field and (measurement, field) not in out:
             out.append((measurement, field))
+        if len(out) == limit:
+            break
+    return out
+
+
+def charts_for(measurement: str, field: str, series: Iterable[Any], limit: int = 4) -> list[Chart]:
+    """One chart per series (tag set) of one field, titled ``measurement.field tag=v``."""
+    out: list[Chart] = []
+    for s in series:
+        tags = getattr(s, "tags", {}) or {}
+        label = " ".join(f"{k}={v}" for k, v in sorted(tags.items()))
+        title = f"{measurement}.{field}" + (f" {label}" if label else "")
+        chart = line_chart(title, points(getattr(s, "points", [])))
+        if chart is not None:
+            out.append(chart)
         if len(out) == limit:
             break
     return out

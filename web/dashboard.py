@@ -36,6 +36,7 @@ DEFAULT_PER_PAGE = 100
 REFRESH_MS = 5000
 """How often the list polls the API; ``app.config['DIALWATCH_REFRESH_MS']`` overrides it."""
 CHART_WINDOW = 6 * 3600
+MAX_CHARTS = 6
 
 PAGE_REASONS = {
     access.NO_TOKEN_CONFIGURED: _l(
@@ -159,9 +160,9 @@ def _charts(target_id: str, last_metrics: dict[str, object]) -> tuple[list[chart
             series = metrics.series(  # type: ignore[attr-defined]
                 target_id, measurement, field, end - CHART_WINDOW, end, max_points=300
             )
-            chart = charts.line_chart(f"{measurement}.{field}", charts.points(series))
-            if chart is not None:
-                out.append(chart)
+            out.extend(charts.charts_for(measurement, field, series))
+            if len(out) >= MAX_CHARTS:
+                return out[:MAX_CHARTS], False
     except Exception:  # the metrics store is optional; its failure must not hide the target
         log.exception("metrics query for %s failed", target_id)
         return out, True

@@ -1,0 +1,217 @@
+"""Builders shared by the web tests (this module holds no tests of its own).
+
+A "world" is a real temporary SQLite state DB (tables from
+``monitor.store.models``, no migrations), a config and the app built on them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from monitor.config.schema import Config
+from monitor.store.models import Base, Incident, IncidentTarget, TargetState, Transition
+from web import WebServices, create_app
+
+TOKEN = "tok-9f8e7d6c5b4a"
+INTERNAL_URI = "sip:10.9.8.7"
+
+BASE_CONFIG: dict[str, Any] = {
+    "site": {"name": "Test Center", "timezone": "Asia/Shanghai", "language": "zh-CN"},
+    "web": {"token": TOKEN},
+    "targets": [
+        {
+            "id": "trunk-a",
+            "kind": "sip",
+            "name": "Carrier A trunk",
+            "uri": INTERNAL_URI,
+            "tags": {"carrier": "ct", "role": "trunk"},
+        },
+        {"id": "trunk-b", "kind": "sip", "uri": "sip:10.9.8.8:5070", "tags": {"role": "trunk"}},
+        {"id": "crm-db", "kind": "tcp", "address": "10.1.1.5:5432", "name": "CRM database"},
+        {"id": "router", "kind": "tcp", "address": "10.1.1.1:22"},
+    ],
+    "components": [
+        {
+            "id": "outbound",
+            "name": {"zh-CN": "外呼线路", "en": "Outbound calling"},
+            "description": {"en": "Calls to your customers"},
+            "selector": {"role": "trunk"},
+        },
+        {"id": "crm", "name": {"zh-CN": "客户系统", "en": "CRM"}, "targets": ["crm-db"]},
+    ],
+}
+
+
+def make_config(**sections: Any) -> Config:
+    """BASE_CONFIG with whole top-level sections replaced."""
+    return Config.model_validate({**BASE_CONFIG, **sections})
+
+
+def make_db(tmp_path: Path) -> sa.Engine:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'state.db'}")
+
+    @sa.event.listens_for(engine, "connect")
+    def _no_fsync(dbapi_conn: Any, _record: Any) -> None:
+        # A throwaway test DB needs no durability; fsyncs made each test's setup ~0.3 s.
+        dbapi_conn.execute("PRAGMA synchronous=OFF")
+        dbapi_conn.execute("PRAGMA journal_mode=MEMORY")
+
+    Base.metadata.create_all(engine)
+    return engine
+
+
+def add_targets(db: sa.Engine, rows: Iterable[dict[str, Any]]) -> None:
+    """Insert target_state rows; defaults fill what a test does not care about."""
+    now = time.time()
+    defaults: dict[str, Any] = {
+        "kind": "sip",
+        "health": "up",
+        "since": now - 600,
+        "flapping": False,
+        "affected_by": None,
+        "ok_streak": 0,
+        "fail_streak": 0,
+        "machine": {},
+        "last_status": "ok",
+        "last_detail": "200 OK",
+        "last_latency": 0.0123,
+        "last_observed_at": now - 5,
+        "last_metrics": {},
+    }
+    with Session(db) as s:
+        s.execute(sa.insert(TargetState), [{**defaults, **r} for r in rows])
+        s.commit()
+
+
+def set_health(db: sa.Engine, target_id: str, health: str, detail: str = "") -> None:
+    with Session(db) as s:
+        s.execute(
+            sa.update(TargetState)
+            .where(TargetState.target_id == target_id)
+            .values(health=health, since=time.time(), last_detail=detail)
+        )
+        s.commit()
+
+
+def add_incident(
+    db: sa.Engine,
+    targets: list[str],
+    state: str = "open",
+    opened_ago: float = 300,
+    **fields: Any,
+) -> int:
+    now = time.time()
+    with Session(db) as s:
+        incident = Incident(
+            state=state,
+            opened_at=now - opened_ago,
+            resolved_at=now - 60 if state == "resolved" else None,
+            root_target_id=targets[0],
+            **fields,
+        )
+        s.add(incident)
+        s.flush()
+        for i, target_id in enumerate(targets):
+            s.add(
+                IncidentTarget(
+                    incident_id=incident.id,
+                    target_id=target_id,
+                    role="root" if i == 0 else "affected",
+                    joined_at=now - opened_ago + i,
+                )
+            )
+        s.commit()
+        return incident.id
+
+
+def add_transition(
+    db: sa.Engine, target_id: str, at: float, from_h: str, to_h: str, reason: str
+) -> None:
+    with Session(db) as s:
+        s.add(
+            Transition(
+                target_id=target_id, at=at, from_health=from_h, to_health=to_h, reason=reason
+            )
+        )
+        s.commit()
+
+
+@dataclass
+class World:
+    db: sa.Engine
+    config: Config
+    app: Flask
+    reload_calls: list[int] = field(default_factory=list)
+
+    def client(self) -> FlaskClient:
+        return self.app.test_client()
+
+
+def make_world(
+    tmp_path: Path,
+    config: Config | None = None,
+    listen_host: str = "127.0.0.1",
+    reload: Callable[[], list[str]] | None = None,
+    metrics: object | None = None,
+) -> World:
+    db = make_db(tmp_path)
+    cfg = config or make_config()
+    holder = {"config": cfg}
+    app = create_app(
+        WebServices(
+            config=lambda: holder["config"],
+            db=db,
+            metrics=metrics,
+            reload=reload,
+            version="9.9.9-test",
+            listen_host=listen_host,
+        )
+    )
+    return World(db=db, config=cfg, app=app)
+
+
+def standard_rows() -> list[dict[str, Any]]:
+    """The four configured targets in a mix of healths."""
+    return [
+        {
+            "target_id": "trunk-a",
+            "kind": "sip",
+            "health": "down",
+            "last_status": "fail",
+            "last_detail": "no answer to OPTIONS after 7 retransmissions (4.0 s)",
+            "last_metrics": {"sip.rtt_ms": 12.5},
+        },
+        {
+            "target_id": "trunk-b",
+            "kind": "sip",
+            "health": "up",
+            "flapping": True,
+            "last_metrics": {"sip.rtt_ms": 3.25},
+        },
+        {
+            "target_id": "crm-db",
+            "kind": "tcp",
+            "health": "degraded",
+            "last_status": "warn",
+            "last_detail": "connect took 900 ms",
+        },
+        {
+            "target_id": "router",
+            "kind": "tcp",
+            "health": "unknown",
+            "affected_by": "trunk-a",
+            "last_observed_at": None,
+            "last_status": None,
+            "last_detail": None,
+            "last_latency": None,
+        },
+    ]
