@@ -346,6 +346,25 @@ def test_previous_poll_is_ignored_when_rates_against_it_mean_nothing(later, why)
     assert "server_net" not in grouped, why
 
 
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"taken_at": "yesterday"},
+        {"taken_at": 4990.0, "cpu": [1.0]},
+        {"taken_at": 4990.0, "cpu": "busy", "net": ["eth0"]},
+        {"taken_at": 4990.0, "net": {"eth0": [1, 2]}},
+        {"taken_at": 4990.0, "net": {"eth0": ["a", "b", "c", "d"]}},
+    ],
+    ids=["time-not-a-number", "short-cpu", "wrong-shapes", "short-counters", "text-counters"],
+)
+def test_state_of_an_unexpected_shape_is_ignored_not_a_crash(state: dict):
+    judged = evaluate(sample(5000.0), state, DEFAULTS)
+    grouped = points_by_measurement(judged.metrics)
+    assert "cpu_percent" not in grouped["server"][0].fields
+    assert "server_net" not in grouped
+    assert judged.state["taken_at"] == 5000.0
+
+
 def test_worst_check_wins_and_fails_are_named_first():
     full = sample(
         5000.0,

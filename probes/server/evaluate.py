@@ -79,8 +79,9 @@ def evaluate(
 
     fields: dict[str, float | int] = {}
     cpu_percent = None
-    if sample.cpu is not None and prev and isinstance(prev.get("cpu"), list):
-        total, busy = prev["cpu"]
+    prev_cpu = prev.get("cpu") if prev else None
+    if sample.cpu is not None and _numbers(prev_cpu, 2):
+        total, busy = prev_cpu  # type: ignore[misc]
         cpu_percent = busy_percent(total, busy, sample.cpu.total, sample.cpu.busy)
     if cpu_percent is not None:
         fields["cpu_percent"] = round(cpu_percent, 2)
@@ -122,11 +123,13 @@ def evaluate(
         check("disk_percent", percent, disk.mount)
         check("disk_free_mb", disk.free_bytes / MIB, disk.mount)
 
-    prev_net: Mapping[str, Any] = (prev or {}).get("net") or {}
+    prev_net = (prev or {}).get("net")
+    if not isinstance(prev_net, Mapping):
+        prev_net = {}
     elapsed = sample.taken_at - prev["taken_at"] if prev else 0.0
     for nic in sample.interfaces:
         before = prev_net.get(nic.interface)
-        if not (isinstance(before, list) and len(before) == 4):
+        if not _numbers(before, 4):
             continue  # new interface (or first poll): its rates start next time
         now = (nic.errors, nic.drops, nic.rx_bytes, nic.tx_bytes)
         rates = [
@@ -164,6 +167,15 @@ def evaluate(
     status = worst([Status.FAIL if missing else Status.OK, *(b.status for b in ordered)])
     detail = "; ".join(sentences) if sentences else _summary(sample, cpu_percent, load_per_core)
     return Judgement(status, detail, tuple(points), next_state(sample))
+
+
+def _numbers(value: object, length: int) -> bool:
+    """Whether persisted state holds what this version wrote (it may come from an older one)."""
+    return (
+        isinstance(value, list)
+        and len(value) == length
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    )
 
 
 def next_state(sample: ServerSample) -> dict[str, Any]:
