@@ -12,8 +12,11 @@ compare and add by wall clock in Python, which is wrong across a DST change.
 
 from __future__ import annotations
 
+import functools
+import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -96,6 +99,13 @@ def cron_trigger(expr: str, tz: str | tzinfo) -> CronTrigger:
     return trigger
 
 
+@functools.lru_cache(maxsize=1024)
+def _trigger(expr: str, tz: str | tzinfo) -> CronTrigger:
+    # Building a trigger costs about as much as asking it for a fire time, and
+    # the engine asks for every observation of a target with windows.
+    return cron_trigger(expr, tz)
+
+
 def validate_cron(expr: str, tz: str | tzinfo = "UTC") -> None:
     """Raise ValueError unless ``expr`` is a 5-field crontab that matches some time."""
     trigger = cron_trigger(expr, tz)
@@ -143,7 +153,7 @@ def occurrence(
         return (start, end) if start <= at < end else None
     assert window.duration is not None
     length = timedelta(seconds=window.duration)
-    trigger = cron_trigger(window.cron, tz)
+    trigger = _trigger(window.cron, tz)
     # The window covers ``at`` iff some fire time f has at - length < f <= at;
     # ask for the first fire strictly after at - length.
     earliest = (at - length + timedelta(microseconds=1)).astimezone(trigger.timezone)
@@ -163,3 +173,41 @@ def in_maintenance(
         if occurrence(window, now, tz) is not None:
             return window
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceCheck:
+    """``in_maintenance``'s answer and how long it holds.
+
+    ``until`` is the epoch second at which some window starts or ends (or
+    ``math.inf``); before it the answer cannot change, so the engine can skip
+    the (cron) computation for a target's observations until then.
+    """
+
+    window: MaintenanceWindow | None
+    until: float
+
+
+def check_maintenance(
+    windows: Sequence[MaintenanceWindow], now: datetime | float, tz: str | tzinfo
+) -> MaintenanceCheck:
+    """Like ``in_maintenance``, plus the time until which the answer holds."""
+    at = _as_utc(now, tz)
+    found: MaintenanceWindow | None = None
+    until = math.inf
+    for window in windows:
+        covering = occurrence(window, at, tz)
+        if covering is not None:
+            found = found or window
+            until = min(until, covering[1].timestamp())
+        if window.cron is None:
+            assert window.start is not None
+            start = parse_datetime(window.start, tz, "start")
+        else:
+            trigger = _trigger(window.cron, tz)
+            after = (at + timedelta(microseconds=1)).astimezone(trigger.timezone)
+            fire = trigger.get_next_fire_time(None, after)
+            start = fire.astimezone(UTC) if fire is not None else None
+        if start is not None and start > at:
+            until = min(until, start.timestamp())
+    return MaintenanceCheck(found, until)

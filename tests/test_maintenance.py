@@ -3,6 +3,7 @@ midnight and DST changes, and the errors a bad window gets."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -10,6 +11,8 @@ import pytest
 
 from monitor.config.models import MaintenanceWindow
 from monitor.maintenance import (
+    MaintenanceCheck,
+    check_maintenance,
     cron_trigger,
     in_maintenance,
     occurrence,
@@ -278,3 +281,33 @@ def test_validate_cron_accepts_a_plain_expression() -> None:
 def test_naive_datetimes_are_read_in_the_site_timezone() -> None:
     assert parse_datetime("2026-11-24T02:00", SHANGHAI) == utc(2026, 11, 23, 18, 0)
     assert parse_datetime("2026-11-24T02:00", "UTC") == utc(2026, 11, 24, 2, 0)
+
+
+def test_check_maintenance_says_how_long_the_answer_holds() -> None:
+    outside = check_maintenance([NIGHTLY], datetime(2026, 11, 24, 12, 0), SHANGHAI)
+    assert outside == MaintenanceCheck(None, local(SHANGHAI, 2026, 11, 24, 23, 0).timestamp())
+    inside = check_maintenance([NIGHTLY], datetime(2026, 11, 24, 0, 30), SHANGHAI)
+    assert inside == MaintenanceCheck(NIGHTLY, local(SHANGHAI, 2026, 11, 24, 1, 0).timestamp())
+    past = check_maintenance([ONE_OFF], datetime(2026, 12, 1), SHANGHAI)
+    assert past == MaintenanceCheck(None, math.inf)
+
+
+@pytest.mark.parametrize("tz", [SHANGHAI, BERLIN], ids=["shanghai", "berlin-with-dst"])
+def test_check_maintenance_answer_really_holds_until_it_says(tz: str) -> None:
+    windows = [
+        MaintenanceWindow(cron="0 23 * * 5", duration="2h"),
+        MaintenanceWindow(cron="30 2 * * *", duration="45m"),
+        MaintenanceWindow(start="2026-10-24T22:00", end="2026-10-25T03:10"),
+    ]
+    now = local(tz, 2026, 10, 22, 0, 0).timestamp()
+    end = local(tz, 2026, 10, 27, 0, 0).timestamp()
+    changes = 0
+    while now < end:
+        check = check_maintenance(windows, now, tz)
+        assert check.window is in_maintenance(windows, now, tz)
+        assert now < check.until
+        assert in_maintenance(windows, check.until - 0.001, tz) is check.window
+        if in_maintenance(windows, check.until, tz) is not check.window:
+            changes += 1
+        now += 780.0  # 13 minutes: lands at many offsets from the windows' edges
+    assert changes > 10
