@@ -108,10 +108,15 @@ class MaintenanceWindow(StrictModel):
     """
 
     start: str | None = None
+    """One-off window: when it begins (``2026-12-01T02:00``)."""
     end: str | None = None
+    """One-off window: when it ends."""
     cron: str | None = None
+    """Recurring window: when each one begins, as a 5-field crontab (``0 2 * * 0`` = Sundays 02:00)."""
     duration: Duration | None = None
+    """Recurring window: how long each one lasts."""
     reason: str = ""
+    """Shown on the dashboard and in the timeline while the window is open."""
 
     @model_validator(mode="after")
     def _one_kind(self) -> MaintenanceWindow:
@@ -134,7 +139,9 @@ class TargetBase(StrictModel):
     """
 
     id: TargetId
+    """Unique name of the target, used in ``depends_on``, components, metrics and URLs."""
     kind: str
+    """Which probe checks it: one of the kinds below."""
     name: str | None = None
     """Human name shown on the dashboard; defaults to the id."""
     interval: Duration = 30.0
@@ -152,7 +159,9 @@ class TargetBase(StrictModel):
     incident_on: Literal["down", "degraded"] = "down"
     """Which health opens an incident: only ``down`` (default) or also ``degraded``."""
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
+    """Planned windows during which failures do not count (health ``maintenance``)."""
     enabled: bool = True
+    """``false`` keeps the target in the config but stops probing it."""
 
     @model_validator(mode="after")
     def _timeout_within_interval(self) -> TargetBase:
@@ -173,6 +182,7 @@ class SiteConfig(StrictModel):
     """The call center this appliance watches."""
 
     name: str = "Dialwatch"
+    """The center's name, shown on the dashboard and the public status page."""
     timezone: str = "UTC"
     """IANA name (``Asia/Shanghai``); times on the dashboard and status page use it."""
     language: Literal["zh-CN", "en"] = "zh-CN"
@@ -189,7 +199,9 @@ class StorageConfig(StrictModel):
     raw_retention: Duration = 3 * 3600.0
     """How long raw points are kept in the embedded metrics store."""
     rollup_1m_retention: Duration = 30 * 86400.0
+    """How long 1-minute rollups are kept."""
     rollup_1h_retention: Duration = 365 * 86400.0
+    """How long 1-hour rollups are kept."""
     max_bytes: int = 2 * 1024**3
     """Disk budget for the embedded metrics store; oldest raw data goes first."""
 
@@ -200,17 +212,20 @@ class WebConfig(StrictModel):
     token: str | None = None
     """API / dashboard token for non-loopback listeners (use ``${ENV}`` or ``${file:...}``)."""
     public_status: bool = True
+    """Serve the public status page without a token."""
 
 
 class ApplianceConfig(StrictModel):
     """Limits for the appliance's own health check (the built-in ``dialwatch`` target)."""
 
     interval: Duration = 15.0
+    """How often the appliance checks itself."""
     max_scheduler_lag: Duration = 2.0
     """Warn when probes start this much later than their slot."""
     min_free_disk_mb: int = 500
     """Fail when the data directory's filesystem has less free space than this."""
     max_state_db_mb: int = 2048
+    """Warn when the state DB grows beyond this many MiB."""
     concurrency: PositiveInt = 512
     """Global cap on probes in flight."""
 
@@ -219,9 +234,12 @@ class ComponentConfig(StrictModel):
     """A line on the public status page, made of targets."""
 
     id: TargetId
+    """Unique name of the component (same form as a target id)."""
     name: dict[str, str]
     """Per language: ``{zh-CN: 外呼线路, en: Outbound calling}``."""
     description: dict[str, str] = Field(default_factory=dict)
+    """Per language, one line under the name on the status page."""
     targets: list[TargetId] = Field(default_factory=list)
+    """Target ids that make up this component."""
     selector: dict[TagKey, str] = Field(default_factory=dict)
     """Tag selector: every target whose tags include all of these."""

@@ -1,0 +1,69 @@
+"""The generated key reference in docs/configuration.md covers every section, kind and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from monitor.config.models import Duration
+from monitor.config.reference import END, START, attribute_docs, generate, main, splice, type_name
+from monitor.config.schema import Config
+from probes import PROBES
+from probes.tcp import TcpTarget
+
+
+def test_the_reference_has_every_section_every_kind_and_every_key() -> None:
+    reference = generate()
+    for section in Config.model_fields:
+        assert f"### `{section}:`" in reference
+    for kind in PROBES.values():
+        assert f"#### `kind: {kind.kind}`" in reference
+        for name in kind.model.model_fields:
+            assert f"| `{name}` |" in reference, (kind.kind, name)
+    for section_field in ("site", "storage", "web", "appliance"):
+        model = Config.model_fields[section_field].default_factory()  # type: ignore[misc]
+        for name in type(model).model_fields:
+            assert f"| `{name}` |" in reference, (section_field, name)
+
+
+def test_attribute_docstrings_are_read_from_the_model_and_its_bases() -> None:
+    docs = attribute_docs(TcpTarget)
+    assert docs["address"] == "``host:port`` to connect to."
+    assert docs["interval"] == "How often the target is probed."
+
+
+@pytest.mark.parametrize(
+    ("tp", "expected"),
+    [
+        pytest.param(Duration, "duration", id="duration"),
+        pytest.param(list[str], "list of text", id="list"),
+        pytest.param(dict[str, int], "mapping of text to integer", id="mapping"),
+        pytest.param(bool | None, "true/false", id="optional"),
+    ],
+)
+def test_types_get_readers_names(tp: object, expected: str) -> None:
+    assert type_name(tp) == expected
+
+
+def test_defaults_are_shown_the_way_they_are_written() -> None:
+    reference = generate()
+    assert "| `interval` | duration | `30s` | How often the target is probed. |" in reference
+    assert "| `address` | text | **required** |" in reference
+    assert "| `language` | `zh-CN` \\| `en` | `zh-CN` |" in reference
+
+
+def test_writing_the_reference_replaces_only_the_text_between_the_markers(tmp_path: Path) -> None:
+    doc = tmp_path / "configuration.md"
+    doc.write_text(f"# Title\n\nintro\n\n{START}\nstale text\n{END}\n\nafter\n", encoding="utf-8")
+    assert main(["--write", str(doc)]) == 0
+    once = doc.read_text(encoding="utf-8")
+    assert once.startswith("# Title\n\nintro\n\n") and once.endswith(f"{END}\n\nafter\n")
+    assert "stale text" not in once and "### `targets:`" in once
+    assert main(["--write", str(doc)]) == 0
+    assert doc.read_text(encoding="utf-8") == once
+
+
+def test_a_document_without_markers_is_refused() -> None:
+    with pytest.raises(ValueError):
+        splice("# no markers\n", "ref")
