@@ -21,7 +21,7 @@ MASK = "[redacted]"
 
 _PATTERNS = [
     # sip:/sips:/tel:/http(s):/ssh:/snmp: URIs and anything like user@host.
-    re.compile(r"\b(?:sips?|tel|https?|ssh|snmp|tcp|udp|wss?):[^\s,;\"'<>]+", re.IGNORECASE),
+    re.compile(r"\b(?:sips?|tel|https?|ssh|snmp|tcp|udp|wss?):[^\s,\"'<>]+", re.IGNORECASE),
     re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"),
     # IPv4 with an optional port.
     re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?\b"),

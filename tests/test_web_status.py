@@ -1,0 +1,188 @@
+"""The public status page: component states, incidents in customer words, nothing internal."""
+
+from __future__ import annotations
+
+import pytest
+
+from monitor.config.schema import Config
+from tests.test_web_support import (
+    INTERNAL_URI,
+    TOKEN,
+    add_incident,
+    add_targets,
+    make_config,
+    make_world,
+    standard_rows,
+)
+from web.components import ComponentState, component_state, members, overall_state
+from web.redact import MASK, redact, sensitive_strings
+
+S = ComponentState
+
+
+@pytest.mark.parametrize(
+    ("healths", "state"),
+    [
+        ([], S.OPERATIONAL),
+        (["unknown", "unknown"], S.OPERATIONAL),
+        (["up", "up"], S.OPERATIONAL),
+        (["up", "unknown"], S.OPERATIONAL),
+        (["up", "degraded"], S.DEGRADED),
+        (["up", "down"], S.PARTIAL_OUTAGE),
+        (["degraded", "down"], S.PARTIAL_OUTAGE),
+        (["down", "down"], S.MAJOR_OUTAGE),
+        (["down", "unknown"], S.MAJOR_OUTAGE),
+        (["down", "maintenance"], S.MAJOR_OUTAGE),
+        (["maintenance", "maintenance"], S.MAINTENANCE),
+        (["maintenance", "unknown"], S.MAINTENANCE),
+        (["maintenance", "up"], S.OPERATIONAL),
+        (["maintenance", "degraded"], S.DEGRADED),
+    ],
+    ids=lambda v: ",".join(v) if isinstance(v, list) else None,
+)
+def test_component_state_follows_the_documented_rule(healths: list[str], state: S) -> None:
+    assert component_state(healths) is state
+
+
+def test_overall_state_is_the_worst_component_state() -> None:
+    assert overall_state([]) is S.OPERATIONAL
+    assert overall_state([S.OPERATIONAL, S.MAINTENANCE]) is S.MAINTENANCE
+    assert overall_state([S.DEGRADED, S.MAJOR_OUTAGE, S.PARTIAL_OUTAGE]) is S.MAJOR_OUTAGE
+
+
+def test_component_members_are_the_explicit_list_then_the_selector_matches() -> None:
+    cfg = make_config(
+        components=[
+            {
+                "id": "mixed",
+                "name": {"en": "Mixed"},
+                "targets": ["router"],
+                "selector": {"role": "trunk"},
+            },
+            {"id": "both", "name": {"en": "Both"}, "selector": {"role": "trunk", "carrier": "ct"}},
+            {"id": "none", "name": {"en": "None"}},
+        ]
+    )
+    found = {c.id: members(c, cfg.targets) for c in cfg.components}
+    assert found == {"mixed": ["router", "trunk-a", "trunk-b"], "both": ["trunk-a"], "none": []}
+
+
+@pytest.fixture
+def world(tmp_path):
+    w = make_world(tmp_path)
+    add_targets(w.db, standard_rows())
+    return w
+
+
+def test_status_page_shows_components_with_their_state_in_english(world) -> None:
+    html = world.client().get("/status?lang=en").get_data(as_text=True)
+    assert "Outbound calling" in html and "Partial outage" in html
+    assert "CRM" in html and "Degraded performance" in html
+    assert "Calls to your customers" in html
+    assert 'class="banner s-partial_outage"' in html
+
+
+def test_status_page_is_chinese_by_default_for_a_zh_site(world) -> None:
+    html = world.client().get("/status").get_data(as_text=True)
+    assert '<html lang="zh-CN">' in html
+    assert "外呼线路" in html and "部分中断" in html and "客户系统" in html
+
+
+def test_open_incident_shows_summary_cause_eta_and_affected_components(world) -> None:
+    add_incident(
+        world.db,
+        ["trunk-a"],
+        title="trunk-a down",
+        cause="Carrier A is repairing a fibre cut",
+        eta=2_000_000_000.0,
+        summary={"en": "Some outbound calls fail", "zh-CN": "部分外呼失败"},
+    )
+    html = world.client().get("/status?lang=en").get_data(as_text=True)
+    assert "Some outbound calls fail" in html
+    assert "Carrier A is repairing a fibre cut" in html
+    assert "2033-05-18 11:33:20" in html  # ETA in the site timezone (Asia/Shanghai)
+    assert "Affected</span> Outbound calling" in html
+    zh = world.client().get("/status?lang=zh-CN").get_data(as_text=True)
+    assert "部分外呼失败" in zh and "外呼线路" in zh
+
+
+def test_incident_without_summary_gets_a_generic_sentence_not_its_internal_title(world) -> None:
+    add_incident(world.db, ["trunk-a"], title="trunk-a sip OPTIONS timeout")
+    html = world.client().get("/status?lang=en").get_data(as_text=True)
+    assert "We are investigating a problem" in html
+    assert "trunk-a" not in html and "OPTIONS" not in html
+
+
+def test_recently_resolved_incidents_are_listed(world) -> None:
+    add_incident(world.db, ["crm-db"], state="resolved", summary={"en": "CRM was slow"})
+    html = world.client().get("/status?lang=en").get_data(as_text=True)
+    assert "Resolved in the last 7 days" in html and "CRM was slow" in html
+
+
+def test_status_page_never_shows_addresses_uris_target_ids_or_the_token(world) -> None:
+    add_incident(
+        world.db,
+        ["trunk-a", "router"],
+        title=f"{INTERNAL_URI} down",
+        cause=f"carrier {INTERNAL_URI} stopped answering; the edge at 10.1.1.1:22 and [fd00::1]:5060 too (token {TOKEN})",
+        summary={"en": f"Calls via {INTERNAL_URI} fail", "zh-CN": f"经 {INTERNAL_URI} 的呼叫失败"},
+    )
+    c = world.client()
+    for lang in ("en", "zh-CN"):
+        html = c.get(f"/status?lang={lang}").get_data(as_text=True)
+        for secret in (
+            INTERNAL_URI,
+            "10.9.8.7",
+            "10.9.8.8",
+            "10.1.1.1",
+            "10.1.1.5",
+            "fd00::1",
+            TOKEN,
+        ):
+            assert secret not in html, (lang, secret)
+        for target_id in ("trunk-a", "trunk-b", "crm-db", "router"):
+            assert target_id not in html, (lang, target_id)
+        assert MASK in html
+    # it is also the first page a customer sees without any token
+    assert c.get("/status").status_code == 200
+
+
+def test_component_name_that_quotes_an_address_is_redacted_and_escaped(tmp_path) -> None:
+    cfg = make_config(
+        components=[
+            {
+                "id": "odd",
+                "name": {"en": "<script>alert(1)</script> via 10.9.8.7"},
+                "targets": ["crm-db"],
+            }
+        ]
+    )
+    w = make_world(tmp_path, config=cfg)
+    html = w.client().get("/status?lang=en").get_data(as_text=True)
+    assert "<script>alert" not in html and "&lt;script&gt;" in html
+    assert "10.9.8.7" not in html
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Carrier trunk sip:10.9.8.7:5060 down", f"Carrier trunk {MASK} down"),
+        ("sips:gw@carrier.example;transport=tls", MASK),
+        ("router 192.168.1.1 unreachable", f"router {MASK} unreachable"),
+        ("failover to [2001:db8::5]:5060", f"failover to {MASK}"),
+        ("ops@center.example will call you", f"{MASK} will call you"),
+        ("recovery expected at 10:30", "recovery expected at 10:30"),
+        ("部分呼叫失败", "部分呼叫失败"),
+    ],
+)
+def test_redact_masks_address_like_text(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+def test_sensitive_strings_come_from_kind_specific_fields_and_the_token() -> None:
+    cfg: Config = make_config()
+    found = sensitive_strings(cfg)
+    assert TOKEN in found and INTERNAL_URI in found and "10.1.1.5:5432" in found
+    # ids, names, fixed choices (transport: udp) and durations are not secrets
+    assert "trunk-a" not in found and "Carrier A trunk" not in found and "udp" not in found
+    assert redact("CRM host db-internal", ["db-internal"]) == f"CRM host {MASK}"
