@@ -99,6 +99,7 @@ THRESHOLD_CASES = [
     ("fail-after-1-one-warning-degrades", 1, 2, "o w", "U G"),
     ("warning-then-failure-is-degraded-not-down", 2, 2, "o w f", "U U G"),
     ("degraded-then-failures-go-down", 2, 2, "o w w f f", "U U G G D"),
+    ("warning-then-two-failures-is-down", 2, 2, "o w f f", "U U G D"),
     ("degraded-stays-degraded-on-more-warnings", 2, 2, "o w w w w", "U U G G G"),
     ("degraded-recovers-after-recover-after-oks", 2, 2, "o w w o o", "U U G G U"),
     ("degraded-one-ok-is-not-enough", 2, 2, "o w w o w", "U U G G G"),
