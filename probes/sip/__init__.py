@@ -166,6 +166,17 @@ def _next_cseq(state: dict[str, Any]) -> int:
     return cseq
 
 
+def _literal_address(host: str, port: int) -> tuple[int, tuple[Any, ...]] | None:
+    """(family, sockaddr) when ``host`` is an IP address, else None."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if ip.version == 6:
+        return socket.AF_INET6, (str(ip), port, 0, 0)
+    return socket.AF_INET, (str(ip), port)
+
+
 async def check(target: SipTarget, ctx: ProbeContext) -> Observation:
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -177,20 +188,35 @@ async def check(target: SipTarget, ctx: ProbeContext) -> Observation:
         version = ipaddress.ip_address(target.source_address).version
         family = socket.AF_INET6 if version == 6 else socket.AF_INET
     sock_type = socket.SOCK_DGRAM if target.transport == "udp" else socket.SOCK_STREAM
-    try:
-        infos = await asyncio.wait_for(
-            loop.getaddrinfo(uri.host, uri.effective_port, family=family, type=sock_type),
-            budget,
-        )
-    except TimeoutError:
-        return Observation.fail(
-            f"could not resolve {uri.host} within {budget:.1f} s", ErrorClass.RESOLVE, no_answer
-        )
-    except socket.gaierror as exc:
-        return Observation.fail(
-            f"could not resolve host {uri.host} ({exc.strerror})", ErrorClass.RESOLVE, no_answer
-        )
-    family, _, _, _, sockaddr = infos[0]
+    literal = _literal_address(uri.host, uri.effective_port)
+    if literal is not None:
+        # Most trunks are configured by IP: skip the resolver's thread pool.
+        if family and literal[0] != family:
+            return Observation.fail(
+                f"{uri.host} and source_address {target.source_address} are not the same IP version",
+                ErrorClass.RESOLVE,
+                no_answer,
+            )
+        family, sockaddr = literal
+    else:
+        try:
+            infos = await asyncio.wait_for(
+                loop.getaddrinfo(uri.host, uri.effective_port, family=family, type=sock_type),
+                budget,
+            )
+        except TimeoutError:
+            return Observation.fail(
+                f"could not resolve {uri.host} within {budget:.1f} s",
+                ErrorClass.RESOLVE,
+                no_answer,
+            )
+        except socket.gaierror as exc:
+            return Observation.fail(
+                f"could not resolve host {uri.host} ({exc.strerror})",
+                ErrorClass.RESOLVE,
+                no_answer,
+            )
+        family, _, _, _, sockaddr = infos[0]
     timer_f = max(budget - (loop.time() - started), 0.001)
     if target.transport == "udp":
         outcome = await _udp(target, ctx, family, sockaddr, timer_f)
