@@ -79,10 +79,12 @@ class ScriptedUdpResponder(asyncio.DatagramProtocol):
         return self.transport.get_extra_info("sockname")[1]
 
 
-async def start_udp_responder(script: Callable[[bytes], list[bytes]]) -> ScriptedUdpResponder:
+async def start_udp_responder(
+    script: Callable[[bytes], list[bytes]], host: str = "127.0.0.1"
+) -> ScriptedUdpResponder:
     loop = asyncio.get_running_loop()
     _, responder = await loop.create_datagram_endpoint(
-        lambda: ScriptedUdpResponder(script), local_addr=("127.0.0.1", 0)
+        lambda: ScriptedUdpResponder(script), local_addr=(host, 0)
     )
     return responder
 
@@ -194,6 +196,23 @@ def test_icmp_refusal_reaches_only_the_probe_that_caused_it() -> None:
     live1, dead, live2 = run(test)  # type: ignore[misc]
     assert (live1.status, live2.status) == (Status.OK, Status.OK)
     assert (dead.status, dead.error_class) == (Status.FAIL, ErrorClass.REFUSED)
+
+
+def test_ipv6_targets_are_answered_and_refused_like_ipv4_ones() -> None:
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+        s.bind(("::1", 0))
+        closed_port = s.getsockname()[1]
+
+    async def test(ctx: ProbeContext) -> tuple[Observation, Observation, bytes]:
+        responder = await start_udp_responder(lambda request: [answer(request)], host="::1")
+        live = await check(sip_target(f"sip:[::1]:{responder.port}"), ctx)
+        dead = await check(sip_target(f"sip:[::1]:{closed_port}"), ctx)
+        return live, dead, responder.requests[0][0]
+
+    live, dead, request = run(test)  # type: ignore[misc]
+    assert live.status is Status.OK, live.detail
+    assert (dead.status, dead.error_class) == (Status.FAIL, ErrorClass.REFUSED)
+    assert header(request, "Via").startswith("SIP/2.0/UDP [::1]:")
 
 
 def test_cseq_increases_from_one_probe_to_the_next_of_a_target() -> None:
