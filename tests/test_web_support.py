@@ -57,6 +57,7 @@ def make_config(**sections: Any) -> Config:
 
 
 def make_db(tmp_path: Path) -> sa.Engine:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'state.db'}")
 
     @sa.event.listens_for(engine, "connect")
