@@ -31,10 +31,12 @@ _SEVERITY = {Status.OK: 0, Status.WARN: 1, Status.FAIL: 2, Status.ERROR: 3}
 
 
 class Limit(StrictModel):
-    """The two levels of one metric. Either may be None (that level is off)."""
+    """The two levels of one metric; a level left out keeps its default, ``null`` turns it off."""
 
     warn: float | None = None
+    """Crossing this makes the observation ``warn``."""
     fail: float | None = None
+    """Crossing this makes the observation ``fail``."""
 
     @model_validator(mode="before")
     @classmethod

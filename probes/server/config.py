@@ -90,10 +90,12 @@ class ServerTarget(TargetBase):
     via: Literal["local"] = "local"
     """Where the numbers come from: ``local`` is the machine Dialwatch runs on (psutil)."""
     thresholds: dict[str, Limit | None] = Field(default_factory=dict, validate_default=True)
-    """Per metric ``{warn: N, fail: N}``; see SERVER_RULES for names and defaults.
-    After validation this holds every metric, defaults filled in."""
+    """Per metric ``{warn: N, fail: N}``; ``null`` turns a level or a metric off. Names and
+    defaults: docs/probes/server.md. (After validation it holds every metric, defaults filled in.)"""
     disks: DiskSelection = Field(default_factory=DiskSelection)
+    """Which mounts the disk checks cover (pseudo filesystems never)."""
     interfaces: InterfaceSelection = Field(default_factory=InterfaceSelection)
+    """Which network interfaces the error and drop rates cover."""
     processes: list[str] = Field(default_factory=list, max_length=32)
     """Process names that must be running (``asterisk``, ``kamailio``); a missing one fails."""
 
