@@ -62,7 +62,6 @@ class Appliance:
         self.listen = listen
         self.db = open_database(loaded.config.storage.database_url, data_dir)
         self.repo = StateRepository(self.db)
-        self.metrics_store = None
         self.metrics_query = None
         sinks = self._build_sinks(loaded)
         state_db = data_dir / "state.db" if self.db.url.get_backend_name() == "sqlite" else None
@@ -73,27 +72,15 @@ class Appliance:
         self._reload_lock = asyncio.Lock()
 
     def _build_sinks(self, loaded: LoadedConfig) -> list[MetricSink]:
+        """The embedded store (always: the dashboard reads it) plus any InfluxDB sinks."""
+        from monitor.metrics_query import EmbeddedMetricsQuery
+        from monitor.sinks.config import build_sinks
         from monitor.sinks.embedded import EmbeddedSink
-        from monitor.store.metrics import MetricsStore
 
         storage = loaded.config.storage
-        self.metrics_store = MetricsStore.open(
-            self.data_dir / "metrics.db",
-            raw_retention=storage.raw_retention,
-            rollup_1m_retention=storage.rollup_1m_retention,
-            rollup_1h_retention=storage.rollup_1h_retention,
-            max_bytes=storage.max_bytes,
-        )
-        from monitor.metrics_query import EmbeddedQuery
-
-        self.metrics_query = EmbeddedQuery(self.metrics_store)
-        sinks: list[MetricSink] = [EmbeddedSink(self.metrics_store)]
-        try:
-            from monitor.sinks.config import build_sinks
-        except ImportError:  # the InfluxDB sinks are optional in this build
-            build_sinks = None
-        if build_sinks is not None and loaded.config.metrics:
-            sinks.extend(build_sinks(loaded.config.metrics, self.data_dir))
+        sinks: list[MetricSink] = [EmbeddedSink.from_config(storage, self.data_dir)]
+        self.metrics_query = EmbeddedMetricsQuery.from_config(storage, self.data_dir)
+        sinks.extend(build_sinks(loaded.config.metrics, self.data_dir))
         return sinks
 
     # -- reload ----------------------------------------------------------
@@ -153,8 +140,8 @@ class Appliance:
         if self.web is not None:
             self.web.close()
         await self.engine.stop()
-        if self.metrics_store is not None:
-            self.metrics_store.close()
+        if self.metrics_query is not None:
+            self.metrics_query.close()
         self.repo.close()
         self.db.dispose()
 

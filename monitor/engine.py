@@ -250,6 +250,8 @@ class Engine:
                     row.probes_errored,
                 )
                 rt.last_metrics = dict(row.last_metrics or {})
+            else:
+                rt.dirty = True  # listed (as unknown) on the dashboard before its first probe
             rt.probe_state = dict(probe_states.get(target_id, {}))
             self.targets[target_id] = rt
         gone = [tid for tid in saved if tid not in self.targets]
@@ -397,9 +399,11 @@ class Engine:
         if obs.status in (Status.FAIL, Status.ERROR):
             log.info("%s %s", log_line, obs.detail)
 
+        if obs.metrics:
+            # the probe's own labels only: target/kind/site tags are implied on the dashboard
+            rt.last_metrics = flatten_metrics(obs.metrics)
         points = self.enricher.enrich(obs.metrics, target, self.config.site.name, obs.time)
         if points:
-            rt.last_metrics = flatten_metrics(points)
             for sink in self.sinks:
                 try:
                     sink.submit(points)
