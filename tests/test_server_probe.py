@@ -524,6 +524,22 @@ def test_a_reading_still_stuck_from_the_last_poll_is_not_started_again():
     )
 
 
+def test_a_reading_cancelled_by_the_runner_timeout_still_releases_its_mark():
+    marked: list[bool] = []
+
+    async def main() -> None:
+        task = asyncio.create_task(check(target(), ProbeContext("cancelled-host", timeout=5.0)))
+        await asyncio.sleep(0)  # the probe submits its reading to a thread
+        marked.append("cancelled-host" in local._in_flight)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())  # returns once the default executor's threads are done
+    assert marked == [True]
+    assert "cancelled-host" not in local._in_flight
+
+
 def test_the_reading_runs_off_the_event_loop_thread():
     seen: list[str] = []
 

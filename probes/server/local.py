@@ -38,15 +38,26 @@ async def collect(target: ServerTarget, ctx: ProbeContext) -> ServerSample:
                 ErrorClass.TIMEOUT,
             )
         _in_flight[key] = time.monotonic()
-    return await asyncio.to_thread(_read_and_release, key, target)
+    try:
+        # Submitting happens right here; from then on the thread releases the mark
+        # itself, even when this coroutine is cancelled by the runner's timeout.
+        reading = asyncio.get_running_loop().run_in_executor(None, _read_and_release, key, target)
+    except BaseException:
+        _release(key)  # the thread never started (executor shut down)
+        raise
+    return await reading
 
 
 def _read_and_release(key: str, target: ServerTarget) -> ServerSample:
     try:
         return read(target)
     finally:
-        with _lock:
-            _in_flight.pop(key, None)
+        _release(key)
+
+
+def _release(key: str) -> None:
+    with _lock:
+        _in_flight.pop(key, None)
 
 
 def read(target: ServerTarget) -> ServerSample:
