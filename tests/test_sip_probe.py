@@ -93,6 +93,9 @@ def test_a_sip_target_loads_through_the_whole_config_schema() -> None:
         pytest.param({"from_user": "bad user"}, "must be a SIP user name", id="from-user-space"),
         pytest.param({"from_domain": "bad domain"}, "must be a SIP URI", id="from-domain"),
         pytest.param(
+            {"from_domain": "example.com:5060"}, "must be a host name or IP", id="from-domain-port"
+        ),
+        pytest.param(
             {"user_agent": "a\r\nX-Injected: 1"}, "must be one non-empty line", id="ua-crlf"
         ),
         pytest.param(

@@ -184,6 +184,33 @@ def test_targets_with_the_same_fixed_source_port_share_one_socket() -> None:
         assert header(request, "Via").startswith(f"SIP/2.0/UDP 127.0.0.1:{source_port};branch=")
 
 
+@pytest.mark.parametrize(
+    ("transport", "kind"), [("udp", socket.SOCK_DGRAM), ("tcp", socket.SOCK_STREAM)]
+)
+def test_a_source_port_taken_by_another_program_is_a_probe_error_not_a_peer_failure(
+    transport: str, kind: int
+) -> None:
+    with socket.socket(socket.AF_INET, kind) as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        if kind == socket.SOCK_STREAM:
+            squatter.listen()
+        taken = squatter.getsockname()[1]
+
+        async def test(ctx: ProbeContext) -> Observation:
+            target = sip_target(
+                f"sip:127.0.0.1:{free_port(kind)}",
+                transport=transport,
+                source_address="127.0.0.1",
+                source_port=taken,
+            )
+            return await check(target, ctx)
+
+        observation = run(test)
+    assert isinstance(observation, Observation)
+    assert observation.status is Status.ERROR
+    assert observation.detail.startswith(f"cannot send from 127.0.0.1:{taken} (")
+
+
 def test_icmp_refusal_reaches_only_the_probe_that_caused_it() -> None:
     closed_port = free_port(socket.SOCK_DGRAM)
 

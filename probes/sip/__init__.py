@@ -30,6 +30,7 @@ Name resolution uses A/AAAA records (``getaddrinfo``) with the URI's port or
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import socket
 from typing import Any, Literal
@@ -38,7 +39,7 @@ from pydantic import Field, field_validator, model_validator
 
 from monitor import __version__
 from monitor.config.models import Duration, TargetBase
-from monitor.observation import ErrorClass, Observation
+from monitor.observation import ErrorClass, Observation, Status
 from probes.base import ProbeContext
 from probes.sip.classify import DEFAULT_WARN_CODES, classify, metric_point
 from probes.sip.message import build_options, parse_uri
@@ -124,7 +125,9 @@ class SipTarget(TargetBase):
     @classmethod
     def _from_domain(cls, value: str | None) -> str | None:
         if value is not None:
-            parse_uri(f"sip:{value}")
+            uri = parse_uri(f"sip:{value}")
+            if uri.user or uri.port or uri.params or "?" in value:
+                raise ValueError("must be a host name or IP address, e.g. carrier.example.com")
         return value
 
     @field_validator("user_agent")
@@ -222,23 +225,38 @@ async def check(target: SipTarget, ctx: ProbeContext) -> Observation:
         outcome = await _udp(target, ctx, family, sockaddr, timer_f)
     else:
         outcome = await _tcp(target, ctx, sockaddr, timer_f)
-        if outcome is None:
-            return Observation.fail(
-                f"no TCP connection to {uri.host}:{uri.effective_port} within {budget:.1f} s",
-                ErrorClass.TIMEOUT,
-                no_answer,
-            )
+    if isinstance(outcome, Observation):
+        return outcome
+    if outcome is None:
+        return Observation.fail(
+            f"no TCP connection to {uri.host}:{uri.effective_port} within {budget:.1f} s",
+            ErrorClass.TIMEOUT,
+            no_answer,
+        )
     return classify(
         outcome, transport=target.transport, timeout=budget, warn_codes=target.warn_codes
     )
 
 
+def _cannot_bind(target: SipTarget, exc: OSError) -> Observation:
+    """The probe cannot run from the configured source: a setup problem, not the peer's."""
+    source = f"{target.source_address or '*'}:{target.source_port or '*'}"
+    return Observation(
+        status=Status.ERROR,
+        detail=f"cannot send from {source} ({exc.strerror or exc}); check source_address and source_port",
+        metrics=(metric_point(Outcome(), up=False),),
+    )
+
+
 async def _udp(
     target: SipTarget, ctx: ProbeContext, family: int, sockaddr: tuple[Any, ...], timer_f: float
-) -> Outcome:
-    endpoint = await shared_endpoints(ctx.shared).get(
-        family, target.source_address, target.source_port
-    )
+) -> Outcome | Observation:
+    try:
+        endpoint = await shared_endpoints(ctx.shared).get(
+            family, target.source_address, target.source_port
+        )
+    except OSError as exc:
+        return _cannot_bind(target, exc)
     local_host = endpoint.local_host_for(sockaddr[0])
     request = build_options(
         request_uri=target.uri,
@@ -260,7 +278,7 @@ async def _udp(
 
 async def _tcp(
     target: SipTarget, ctx: ProbeContext, sockaddr: tuple[Any, ...], timer_f: float
-) -> Outcome | None:
+) -> Outcome | Observation | None:
     """None when the connection could not be made within the budget."""
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -272,6 +290,9 @@ async def _tcp(
     except TimeoutError:
         return None
     except OSError as exc:
+        fixed_source = target.source_address is not None or target.source_port != 0
+        if fixed_source and exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+            return _cannot_bind(target, exc)
         return Outcome(error=exc, elapsed=loop.time() - started)
     try:
         local_host, local_port = writer.get_extra_info("sockname")[:2]

@@ -38,8 +38,9 @@ import socket
 import struct
 import sys
 from collections.abc import Callable
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
+from probes.base import SharedResources
 from probes.sip.message import SipParseError, SipResponse, parse_response
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
 
-    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         self.received += 1
         try:
             response = parse_response(data)
@@ -248,11 +249,8 @@ class UdpEndpoints:
         self._endpoints.clear()
 
 
-def shared_endpoints(shared: object) -> UdpEndpoints:
+def shared_endpoints(shared: SharedResources) -> UdpEndpoints:
     """The engine-wide UdpEndpoints, created on first use and closed with ``ctx.shared``."""
-    from probes.base import SharedResources
-
-    assert isinstance(shared, SharedResources)
     endpoints = shared.get(SHARED_KEY)
     if endpoints is None:
         endpoints = UdpEndpoints()
