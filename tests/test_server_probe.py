@@ -528,7 +528,9 @@ def test_a_reading_cancelled_by_the_runner_timeout_still_releases_its_mark():
     marked: list[bool] = []
 
     async def main() -> None:
-        task = asyncio.create_task(check(target(), ProbeContext("cancelled-host", timeout=5.0)))
+        # Listing processes makes the reading take milliseconds, far longer than one loop step.
+        slow = target(processes=[own_process_name()])
+        task = asyncio.create_task(check(slow, ProbeContext("cancelled-host", timeout=5.0)))
         await asyncio.sleep(0)  # the probe submits its reading to a thread
         marked.append("cancelled-host" in local._in_flight)
         task.cancel()
