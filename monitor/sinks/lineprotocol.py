@@ -67,6 +67,8 @@ class Encoded:
 
 def _cut(text: str, limit: int) -> str:
     """Cut ``text`` to at most ``limit`` UTF-8 bytes without splitting a character."""
+    if len(text) * 4 <= limit:  # no character is longer than 4 bytes: nothing to cut
+        return text
     data = text.encode()
     if len(data) <= limit:
         return text
@@ -108,44 +110,92 @@ def _why_unstorable(value: object) -> str:
     return f"unsupported type {type(value).__name__}"
 
 
-def _tags(tags: Mapping[str, str]) -> str:
-    parts = []
-    for key in sorted(tags):
-        value = tags[key]
-        if key and value:
-            parts.append(f",{escape_key(key)}={escape_key(str(value))}")
-    return "".join(parts)
+# The same few thousand series repeat every interval, so the escaped
+# "measurement,tags" prefix and escaped field keys are cached; the caches are
+# simply emptied when they grow past a bound (no LRU bookkeeping on the hot path).
+_CACHE_LIMIT = 50_000
+_prefix_cache: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+_field_key_cache: dict[str, str] = {}
+
+
+def _prefix(measurement: str, tags: Mapping[str, str]) -> str:
+    """``measurement,tag=value,...`` with tags sorted and escaped."""
+    cache_key = (measurement, tuple(tags.items()))
+    prefix = _prefix_cache.get(cache_key)
+    if prefix is None:
+        parts = [escape_measurement(measurement)]
+        for key in sorted(tags):
+            value = tags[key]
+            if key and value:
+                parts.append(f",{escape_key(key)}={escape_key(str(value))}")
+        prefix = "".join(parts)
+        if len(_prefix_cache) >= _CACHE_LIMIT:
+            _prefix_cache.clear()
+        _prefix_cache[cache_key] = prefix
+    return prefix
+
+
+def _field_key(key: str) -> str | None:
+    """The escaped field key, or None for a key InfluxDB cannot take."""
+    try:
+        return _field_key_cache[key]
+    except KeyError:
+        pass
+    escaped = escape_key(key) if key and key != "time" else None
+    if len(_field_key_cache) >= _CACHE_LIMIT:
+        _field_key_cache.clear()
+    _field_key_cache[key] = escaped
+    return escaped
+
+
+def _bad_key_note(key: str) -> str:
+    if not key:
+        return "field with an empty name left out"
+    return f"field {key!r} left out (reserved by InfluxDB)"
 
 
 def _fields(fields: Mapping[str, FieldValue], notes: list[str]) -> str:
     parts = []
     for key in sorted(fields):
-        if not key:
-            notes.append("field with an empty name left out")
+        escaped = _field_key(key)
+        if escaped is None:
+            notes.append(_bad_key_note(key))
             continue
-        if key == "time":
-            notes.append("field 'time' left out (reserved by InfluxDB)")
+        value = fields[key]
+        kind = type(value)
+        # Fast paths for the exact common types; subclasses and strings go the long way.
+        if kind is float and value - value == 0.0:  # finite: inf - inf and nan - nan are nan
+            parts.append(f"{escaped}={value!r}")
             continue
-        text = format_field_value(fields[key])
+        if kind is int and _INT64_MIN <= value <= _INT64_MAX:
+            parts.append(f"{escaped}={value}i")
+            continue
+        text = format_field_value(value)
         if text is None:
-            notes.append(f"field {key!r} left out: {_why_unstorable(fields[key])}")
+            notes.append(f"field {key!r} left out: {_why_unstorable(value)}")
             continue
-        parts.append(f"{escape_key(key)}={text}")
+        parts.append(f"{escaped}={text}")
     return ",".join(parts)
+
+
+def _encode(point: MetricPoint, notes: list[str]) -> str:
+    if not point.measurement:
+        raise EncodeError("point has no measurement")
+    mark = len(notes)
+    fields = _fields(point.fields, notes)
+    if not fields:
+        reason = "; ".join(notes[mark:]) if len(notes) > mark else "no fields"
+        del notes[mark:]
+        raise EncodeError(f"{point.measurement}: no field can be written ({reason})")
+    if point.time_ns:
+        return f"{_prefix(point.measurement, point.tags)} {fields} {int(point.time_ns)}"
+    return f"{_prefix(point.measurement, point.tags)} {fields}"
 
 
 def encode_point(point: MetricPoint) -> Encoded:
     """Encode one point; EncodeError if nothing of it can be written."""
-    if not point.measurement:
-        raise EncodeError("point has no measurement")
     notes: list[str] = []
-    fields = _fields(point.fields, notes)
-    if not fields:
-        reason = "; ".join(notes) if notes else "no fields"
-        raise EncodeError(f"{point.measurement}: no field can be written ({reason})")
-    line = escape_measurement(point.measurement) + _tags(point.tags) + " " + fields
-    if point.time_ns:
-        line += f" {int(point.time_ns)}"
+    line = _encode(point, notes)
     return Encoded(line.encode(), tuple(notes))
 
 
@@ -163,14 +213,12 @@ def encode_batch(points: Iterable[MetricPoint]) -> EncodedBatch:
     lines: list[bytes] = []
     rejected: list[tuple[MetricPoint, str]] = []
     notes: list[str] = []
+    append = lines.append
     for point in points:
         try:
-            encoded = encode_point(point)
+            append(_encode(point, notes).encode())
         except EncodeError as exc:
             rejected.append((point, str(exc)))
-            continue
-        lines.append(encoded.line)
-        notes.extend(encoded.notes)
     return EncodedBatch(lines, rejected, notes)
 
 
