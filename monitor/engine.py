@@ -32,7 +32,7 @@ from monitor import incidents
 from monitor.config import LoadedConfig
 from monitor.config.models import TargetBase
 from monitor.health import FlapPolicy, Health, HealthState, Policy, Transition, step
-from monitor.maintenance import in_maintenance
+from monitor.maintenance import MaintenanceCheck, check_maintenance
 from monitor.observation import MetricPoint, Observation, Status
 from monitor.points import Enricher
 from monitor.runner import ProbeRunner
@@ -76,6 +76,8 @@ class TargetRuntime:
     probes_errored: int = 0
     suspect: bool = False
     dirty: bool = False
+    maintenance: MaintenanceCheck | None = None
+    """Cached answer of check_maintenance, valid until its ``until``."""
 
     def row(self) -> dict[str, Any]:
         """The ``target_state`` row for checkpoint / record_transition."""
@@ -324,6 +326,8 @@ class Engine:
             if tid in self.targets and self.targets[tid].digest != digest
         ]
         self.loaded = loaded
+        for rt in self.targets.values():
+            rt.maintenance = None  # windows or the site timezone may have changed
         for tid in removed:
             self.scheduler.remove(tid)
             del self.targets[tid]
@@ -336,6 +340,7 @@ class Engine:
             else:
                 rt.target, rt.digest = target, digest
                 rt.policy = Policy.for_target(target, self.flap)
+                rt.maintenance = None
             self.targets[tid].dirty = True
             self.scheduler.upsert(tid, target.interval)
         for tid in added:
@@ -418,7 +423,12 @@ class Engine:
         ]
         window = None
         if target.maintenance:
-            window = in_maintenance(target.maintenance, now, ZoneInfo(self.config.site.timezone))
+            # Cron windows cost ~0.1 ms to evaluate; the answer holds until ``until``.
+            if rt.maintenance is None or now >= rt.maintenance.until:
+                rt.maintenance = check_maintenance(
+                    target.maintenance, now, ZoneInfo(self.config.site.timezone)
+                )
+            window = rt.maintenance.window
         result = step(
             rt.state,
             obs,

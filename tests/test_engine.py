@@ -268,3 +268,26 @@ def test_the_appliance_checks_itself_even_when_the_config_does_not_list_it(
             await h.close()
 
     asyncio.run(scenario())
+
+
+def test_a_target_in_a_maintenance_window_fails_without_opening_an_incident(
+    tmp_path: Path, listeners: Callable[[], Listener]
+) -> None:
+    gone = Listener()  # never opened: connection refused
+    window = "maintenance:\n  - {start: '2000-01-01T00:00:00', end: '2999-01-01T00:00:00', reason: carrier works}\n"
+    cfg = write_config(tmp_path / "site.yaml", tcp_target("sbc", gone.port, window))
+
+    async def scenario() -> None:
+        h = Harness(cfg, tmp_path / "data")
+        await h.engine.start()
+        try:
+            await h.until(lambda: h.health("sbc") is Health.MAINTENANCE, 2, "maintenance")
+            await asyncio.sleep(1.0)  # three more failing probes
+            assert h.health("sbc") is Health.MAINTENANCE
+            assert h.repo.open_incidents() == []
+            [transition] = h.repo.transitions("sbc")
+            assert "carrier works" in transition.reason
+        finally:
+            await h.close()
+
+    asyncio.run(scenario())
