@@ -24,6 +24,7 @@ from probes.thresholds import Breach, Limit, by_severity, format_value, judge, w
 
 RULES = {rule.name: rule for rule in SERVER_RULES}
 MIB = 1024 * 1024
+BOOT_TIME_SLACK = 5.0  # seconds
 _SUMMARY_DISKS = 3  # how many mounts the all-ok detail names before "+N more"
 
 
@@ -56,7 +57,13 @@ def usable_previous(
     if age <= 0 or age > max_age:
         return None
     before = previous.get("boot_time")
-    if before is not None and sample.boot_time is not None and abs(before - sample.boot_time) > 1:
+    # Boot time is derived as "now - uptime", so a clock step moves it a little;
+    # a real reboot moves it by at least the time the reboot took.
+    if (
+        isinstance(before, int | float)
+        and sample.boot_time is not None
+        and abs(before - sample.boot_time) > BOOT_TIME_SLACK
+    ):
         return None
     return previous
 
