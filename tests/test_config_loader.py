@@ -102,6 +102,9 @@ def test_error_lines_all_have_the_file_line_key_message_shape(tmp_path: Path) ->
     [
         pytest.param("", [], id="an-empty-file-is-all-defaults"),
         pytest.param("# only comments\n", [], id="a-file-of-comments-is-all-defaults"),
+        pytest.param(
+            "site:\ntargets:\n  # - id: db\ncomponents:\n", [], id="empty-sections-are-defaults"
+        ),
     ],
 )
 def test_an_empty_file_loads_with_defaults(tmp_path: Path, text: str, expected: list) -> None:

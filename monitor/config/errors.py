@@ -53,10 +53,12 @@ class Problem:
     file: Path | None = None
     """The file, when there is no line (an unreadable file)."""
 
-    def sort_key(self) -> tuple[str, int, str]:
+    def sort_key(self) -> tuple[str, int]:
+        # File and line only: problems on one line keep the order they were
+        # found in (depends_on[0] before depends_on[1]).
         if self.location is not None:
-            return (str(self.location.file), self.location.line, self.message)
-        return (str(self.file or ""), 0, self.message)
+            return (str(self.location.file), self.location.line)
+        return (str(self.file or ""), 0)
 
     def render(self) -> str:
         where = str(self.location) if self.location else str(self.file or "config")

@@ -69,11 +69,14 @@ class LoadedConfig:
 def config_files(path: Path) -> list[Path]:
     """The files ``path`` stands for: itself, or a directory's config files in name order."""
     if path.is_dir():
-        files = sorted(
-            p
-            for p in path.iterdir()
-            if p.suffix in CONFIG_SUFFIXES and not p.name.startswith(".") and p.is_file()
-        )
+        try:
+            files = sorted(
+                p
+                for p in path.iterdir()
+                if p.suffix in CONFIG_SUFFIXES and not p.name.startswith(".") and p.is_file()
+            )
+        except OSError as exc:
+            raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
         if not files:
             raise ConfigError([f"{path}: no *.yaml files in this directory"])
         return files
@@ -100,7 +103,9 @@ class _Merged:
         offsets: dict[str, int] = {}
         self.lines.setdefault((), Location(source.path, 1))
         for key, value in source.data.items():
-            if key.startswith("x-"):
+            # ``x-`` keys hold anchors; an empty section (``components:`` with
+            # every entry commented out) means the defaults, not an error.
+            if key.startswith("x-") or value is None:
                 continue
             here = source.location((key,))
             if key not in self.data:
@@ -196,12 +201,9 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Loade
     if merged.problems or config is None:
         raise ConfigError(render_all(merged.problems, scrub=merged.secret_values))
 
-    dumped = config.model_dump(mode="json")
-    digest = _digest(digest_safe(dumped, merged.secret_paths))
-    target_digests: dict[str, str] = {}
-    for index, target in enumerate(dumped["targets"]):
-        inner = {p[2:] for p in merged.secret_paths if p[:2] == ("targets", index)}
-        target_digests[target["id"]] = _digest(digest_safe(target, inner))
+    safe = digest_safe(config.model_dump(mode="json"), merged.secret_paths)
+    target_digests = {target["id"]: _digest(target) for target in safe["targets"]}
+    digest = _digest(safe)
     mask_in_model(config, merged.secret_paths)
     return LoadedConfig(config, files, digest, frozenset(merged.secret_paths), target_digests)
 

@@ -161,6 +161,9 @@ def translate(root: type[BaseModel], error: ErrorDetails, secret: bool = False) 
     elif kind == "extra_forbidden":
         allowed = sorted(w.model.model_fields) if w.model is not None else []
         message = "unknown key; allowed: " + ", ".join(allowed) if allowed else "unknown key"
+    elif kind == "union_tag_invalid" and isinstance(given, dict) and given.get("kind") is None:
+        path.append("kind")  # ``kind:`` written with no value
+        message = "required; known kinds: " + _known_kinds(str(ctx.get("expected_tags", "")))
     elif kind == "union_tag_invalid":
         path.append("kind")
         message = f"unknown kind {shown(ctx.get('tag'))}; known kinds: " + _known_kinds(

@@ -163,16 +163,41 @@ def redact(data: Any, secret_paths: set[KeyPath], path: KeyPath = ()) -> Any:
     return data
 
 
-def digest_safe(data: Any, secret_paths: set[KeyPath], path: KeyPath = ()) -> Any:
+def digest_safe(data: Any, secret_paths: set[KeyPath]) -> Any:
     """Like ``redact`` but each secret becomes a keyed hash, so a changed secret changes the digest."""
-    if (path in secret_paths or (path and is_secret_key(path[-1]))) and data is not None:
-        raw = repr(data).encode()
-        return "secret:" + hmac.new(_DIGEST_KEY, raw, hashlib.sha256).hexdigest()
-    if isinstance(data, dict):
-        return {key: digest_safe(value, secret_paths, (*path, key)) for key, value in data.items()}
-    if isinstance(data, list):
-        return [digest_safe(item, secret_paths, (*path, i)) for i, item in enumerate(data)]
-    return data
+    # Only branches leading to a substituted value need their paths tracked;
+    # everywhere else a cheaper walk looks at key names alone.
+    prefixes = {path[:n] for path in secret_paths for n in range(len(path) + 1)}
+
+    def walk(node: Any, path: KeyPath) -> Any:
+        if path in secret_paths and node is not None:
+            return _keyed_hash(node)
+        if path not in prefixes:
+            return _hash_secret_keys(node)
+        if isinstance(node, dict):
+            return {key: walk(value, (*path, key)) for key, value in node.items()}
+        if isinstance(node, list):
+            return [walk(item, (*path, i)) for i, item in enumerate(node)]
+        return node
+
+    return walk(data, ())
+
+
+def _keyed_hash(value: Any) -> str:
+    return "secret:" + hmac.new(_DIGEST_KEY, repr(value).encode(), hashlib.sha256).hexdigest()
+
+
+def _hash_secret_keys(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            key: _keyed_hash(value)
+            if value is not None and is_secret_key(key)
+            else _hash_secret_keys(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_hash_secret_keys(item) for item in node]
+    return node
 
 
 def mask_in_model(model: BaseModel, secret_paths: set[KeyPath]) -> None:

@@ -27,10 +27,26 @@ _BOOL = "tag:yaml.org,2002:bool"
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_STR = "tag:yaml.org,2002:str"
 
 
 class _Loader(_BASE_LOADER):  # type: ignore[misc, valid-type]
     """A safe loader with YAML 1.2-style implicit types (see the module docstring)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._tags: dict[tuple[str, tuple[bool, bool]], str] = {}
+
+    def resolve(self, kind: type, value: Any, implicit: Any) -> str:
+        # Resolving a scalar's tag runs a regex per candidate type; with
+        # thousands of targets the same keys and values recur, so remember them.
+        if kind is not yaml.ScalarNode or not isinstance(implicit, tuple):
+            return super().resolve(kind, value, implicit)
+        key = (value, implicit)
+        tag = self._tags.get(key)
+        if tag is None:
+            tag = self._tags[key] = super().resolve(kind, value, implicit)
+        return tag
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -107,6 +123,8 @@ class _Builder:
             self._stack.discard(id(node))
 
     def _scalar(self, node: yaml.Node, key: KeyPath) -> Any:
+        if node.tag == _STR and isinstance(node, yaml.ScalarNode):
+            return node.value  # most values: skip the generic constructor (10k targets add up)
         try:
             return self.loader.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
