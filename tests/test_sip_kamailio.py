@@ -1,0 +1,131 @@
+"""The sip probe through a real Kamailio proxy: a 408 a proxy makes up is never "alive".
+
+Kamailio (tm module) relays our OPTIONS to a gateway. When the gateway is
+silent, Kamailio itself answers ``408 Request Timeout`` after ``fr_timer`` —
+the pitfall where a dead carrier behind a proxy stays green. When the
+gateway (SIPp) answers, the answer comes back through the proxy's Via
+handling and the probe must still match it.
+
+The Kamailio instance is started here, not in ``tests/peers``, because it is
+a small proxy config specific to these tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from monitor.observation import ErrorClass, Observation, Status
+from probes.base import ProbeContext
+from probes.sip import SipTarget, check
+from tests.peers import free_port, require_binary
+from tests.peers.sipp import sipp_options_uas
+
+pytestmark = pytest.mark.peer
+
+MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+
+PROXY_CFG = """#!KAMAILIO
+debug=2
+log_stderror=yes
+children=1
+listen=udp:127.0.0.1:{port}
+mpath="{modules}"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+# Give up on the gateway after 1 s, well inside the probe's timeout.
+modparam("tm", "fr_timer", 1000)
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{
+        sl_send_reply("483", "Too Many Hops");
+        exit;
+    }}
+    $du = "sip:127.0.0.1:{gateway_port}";
+    t_relay();
+    exit;
+}}
+"""
+
+
+def _udp_bound(port: int) -> bool:
+    wanted = f"0100007F:{port:04X}"
+    return any(
+        line.split()[1] == wanted for line in Path("/proc/net/udp").read_text().splitlines()[1:]
+    )
+
+
+@contextlib.contextmanager
+def kamailio_proxy(workdir: Path, gateway_port: int) -> Iterator[int]:
+    """Kamailio on a free UDP port relaying every request to 127.0.0.1:gateway_port."""
+    kamailio = require_binary("kamailio")
+    port = free_port(socket.SOCK_DGRAM)
+    cfg = workdir / f"kamailio-{port}.cfg"
+    cfg.write_text(PROXY_CFG.format(port=port, modules=MODULES, gateway_port=gateway_port))
+    log = workdir / f"kamailio-{port}.log"
+    with log.open("wb") as out:
+        # -DD: stay in the foreground so terminate() stops it; -E: log to stderr.
+        process = subprocess.Popen(
+            [kamailio, "-f", str(cfg), "-DD", "-E", "-w", str(workdir)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 10
+        while not _udp_bound(port):
+            if process.poll() is not None:
+                raise RuntimeError(f"kamailio exited: {log.read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"kamailio did not bind udp port {port} within 10 s")
+            time.sleep(0.05)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def run_probe(port: int) -> Observation:
+    target = SipTarget.model_validate(
+        {"id": "carrier-a", "kind": "sip", "uri": f"sip:127.0.0.1:{port}", "timeout": "3s"}
+    )
+
+    async def probe() -> Observation:
+        ctx = ProbeContext(target_id=target.id, timeout=target.timeout)
+        try:
+            return await check(target, ctx)
+        finally:
+            await ctx.shared.aclose()
+
+    return asyncio.run(probe())
+
+
+def test_a_408_made_up_by_a_proxy_for_a_silent_gateway_is_a_failure(tmp_path: Path) -> None:
+    silent_gateway = free_port(socket.SOCK_DGRAM)
+    with kamailio_proxy(tmp_path, silent_gateway) as proxy:
+        observation = run_probe(proxy)
+    assert (observation.status, observation.error_class) == (Status.FAIL, ErrorClass.RESPONSE)
+    assert "408 Request Timeout" in observation.detail
+    (point,) = observation.metrics
+    assert (point.fields["status_code"], point.fields["up"]) == (408, 0)
+
+
+def test_an_answer_relayed_by_a_proxy_is_matched_to_the_probe(tmp_path: Path) -> None:
+    with (
+        sipp_options_uas(tmp_path, 200, "OK", "udp") as gateway,
+        kamailio_proxy(tmp_path, gateway.port) as proxy,
+    ):
+        observation = run_probe(proxy)
+    assert observation.status is Status.OK, observation.detail
+    assert observation.metrics[0].fields["status_code"] == 200
