@@ -89,6 +89,11 @@ def test_a_sip_target_loads_through_the_whole_config_schema() -> None:
         pytest.param(
             {"source_address": "gw.example.com"}, "must be an IP address", id="source-not-ip"
         ),
+        pytest.param(
+            {"uri": "sip:[2001:db8::1]", "source_address": "192.0.2.5"},
+            "are not the same IP version",
+            id="source-and-peer-ip-versions",
+        ),
         pytest.param({"source_port": 70000}, "less than or equal to 65535", id="source-port-range"),
         pytest.param({"from_user": "bad user"}, "must be a SIP user name", id="from-user-space"),
         pytest.param({"from_domain": "bad domain"}, "must be a SIP URI", id="from-domain"),

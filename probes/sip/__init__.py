@@ -42,7 +42,7 @@ from monitor.config.models import Duration, TargetBase
 from monitor.observation import ErrorClass, Observation, Status
 from probes.base import ProbeContext
 from probes.sip.classify import DEFAULT_WARN_CODES, classify, metric_point
-from probes.sip.message import build_options, parse_uri
+from probes.sip.message import SipUri, build_options, parse_uri
 from probes.sip.transaction import Outcome, UdpClientTransaction, tcp_transaction
 from probes.sip.transport import open_tcp, shared_endpoints
 
@@ -152,7 +152,16 @@ class SipTarget(TargetBase):
 
     @model_validator(mode="after")
     def _transport_matches_uri(self) -> SipTarget:
-        param = parse_uri(self.uri).params.get("transport", "").lower()
+        uri = parse_uri(self.uri)
+        literal = _literal_address(uri.host, uri.effective_port)
+        if literal is not None and self.source_address is not None:
+            source_family = _literal_address(self.source_address, 0)
+            if source_family is not None and source_family[0] != literal[0]:
+                raise ValueError(
+                    f"source_address {self.source_address} and the uri's host {uri.host} "
+                    "are not the same IP version"
+                )
+        param = uri.params.get("transport", "").lower()
         if param and param != self.transport:
             raise ValueError(
                 f"transport is {self.transport} but the uri says transport={param}; "
@@ -181,45 +190,15 @@ def _literal_address(host: str, port: int) -> tuple[int, tuple[Any, ...]] | None
 
 
 async def check(target: SipTarget, ctx: ProbeContext) -> Observation:
+    """Send one OPTIONS to ``target.uri`` and classify what comes back (see ``classify``)."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     budget = min(target.timeout, ctx.timeout)
     uri = parse_uri(target.uri)
-    no_answer = (metric_point(Outcome(), up=False),)
-    family = 0
-    if target.source_address is not None:
-        version = ipaddress.ip_address(target.source_address).version
-        family = socket.AF_INET6 if version == 6 else socket.AF_INET
-    sock_type = socket.SOCK_DGRAM if target.transport == "udp" else socket.SOCK_STREAM
-    literal = _literal_address(uri.host, uri.effective_port)
-    if literal is not None:
-        # Most trunks are configured by IP: skip the resolver's thread pool.
-        if family and literal[0] != family:
-            return Observation.fail(
-                f"{uri.host} and source_address {target.source_address} are not the same IP version",
-                ErrorClass.RESOLVE,
-                no_answer,
-            )
-        family, sockaddr = literal
-    else:
-        try:
-            infos = await asyncio.wait_for(
-                loop.getaddrinfo(uri.host, uri.effective_port, family=family, type=sock_type),
-                budget,
-            )
-        except TimeoutError:
-            return Observation.fail(
-                f"could not resolve {uri.host} within {budget:.1f} s",
-                ErrorClass.RESOLVE,
-                no_answer,
-            )
-        except socket.gaierror as exc:
-            return Observation.fail(
-                f"could not resolve host {uri.host} ({exc.strerror})",
-                ErrorClass.RESOLVE,
-                no_answer,
-            )
-        family, _, _, _, sockaddr = infos[0]
+    resolved = await _resolve(target, uri, budget)
+    if isinstance(resolved, Observation):
+        return resolved
+    family, sockaddr = resolved
     timer_f = max(budget - (loop.time() - started), 0.001)
     if target.transport == "udp":
         outcome = await _udp(target, ctx, family, sockaddr, timer_f)
@@ -231,11 +210,45 @@ async def check(target: SipTarget, ctx: ProbeContext) -> Observation:
         return Observation.fail(
             f"no TCP connection to {uri.host}:{uri.effective_port} within {budget:.1f} s",
             ErrorClass.TIMEOUT,
-            no_answer,
+            _NO_ANSWER,
         )
     return classify(
         outcome, transport=target.transport, timeout=budget, warn_codes=target.warn_codes
     )
+
+
+_NO_ANSWER = (metric_point(Outcome(), up=False),)
+
+
+async def _resolve(
+    target: SipTarget, uri: SipUri, budget: float
+) -> tuple[int, tuple[Any, ...]] | Observation:
+    """(family, sockaddr) of the peer, or a RESOLVE failure."""
+    family = 0
+    if target.source_address is not None:
+        version = ipaddress.ip_address(target.source_address).version
+        family = socket.AF_INET6 if version == 6 else socket.AF_INET
+    literal = _literal_address(uri.host, uri.effective_port)
+    if literal is not None:
+        # Most trunks are configured by IP: skip the resolver's thread pool.
+        return literal
+    sock_type = socket.SOCK_DGRAM if target.transport == "udp" else socket.SOCK_STREAM
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await asyncio.wait_for(
+            loop.getaddrinfo(uri.host, uri.effective_port, family=family, type=sock_type),
+            budget,
+        )
+    except TimeoutError:
+        return Observation.fail(
+            f"could not resolve {uri.host} within {budget:.1f} s", ErrorClass.RESOLVE, _NO_ANSWER
+        )
+    except socket.gaierror as exc:
+        return Observation.fail(
+            f"could not resolve host {uri.host} ({exc.strerror})", ErrorClass.RESOLVE, _NO_ANSWER
+        )
+    family, _, _, _, sockaddr = infos[0]
+    return family, sockaddr
 
 
 def _cannot_bind(target: SipTarget, exc: OSError) -> Observation:
