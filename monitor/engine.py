@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -467,8 +467,71 @@ class Engine:
             self.incidents = incidents.apply(self.incidents, action, incident_id)
             if isinstance(action, incidents.Open):
                 log.warning("incident %d opened: %s", incident_id, action.title)
+                if incident_id is not None and tr.to_health is Health.DOWN:
+                    await self._merge_dependants(rt, incident_id, tr.at)
             elif isinstance(action, incidents.Resolve):
                 log.warning("incident %d resolved", action.incident_id)
+
+    async def _merge_dependants(self, parent: TargetRuntime, incident_id: int, at: float) -> None:
+        """Fold into the parent's new incident the dependants that went down just before it.
+
+        When a router dies, the trunks behind it fail in the same round; with
+        spread slots a child can reach ``fail_after`` before its parent and open
+        its own incident. A child whose own incident opened within the parent's
+        detection time (interval × (fail_after + 1) + timeout: the extra interval
+        is the slot alignment of the first failing probe) was most likely taken
+        down by the parent: its incident is resolved as merged and the child
+        joins the parent's incident as affected.
+        """
+        p = parent.target
+        horizon = at - (p.interval * (p.fail_after + 1) + p.timeout)
+        for child in self.targets.values():
+            if p.id not in child.target.depends_on or child.state.health is not Health.DOWN:
+                continue
+            own = next(
+                (
+                    i
+                    for i in self.incidents
+                    if i.root_target_id == child.target.id and i.target_ids == {child.target.id}
+                ),
+                None,
+            )
+            if own is None or child.state.since is None or child.state.since < horizon:
+                continue
+            text = f"merged into incident {incident_id}: {p.display_name} ({p.id}) is down"
+            resolve = incidents.Resolve(own.id, child.target.id, text, at)
+            join = incidents.Join(
+                incident_id,
+                child.target.id,
+                "affected",
+                f"{child.target.id} is down because {p.id} is down",
+                at,
+            )
+
+            def write(
+                own_id: int = own.id, child_id: str = child.target.id, text: str = text
+            ) -> None:
+                self.repo.add_incident_event(own_id, "note", at, child_id, text)
+                self.repo.resolve_incident(own_id, at)
+                self.repo.join_incident(incident_id, child_id, "affected", at)
+
+            try:
+                await self._in_db(write)
+            except Exception:
+                log.exception(
+                    "could not merge the incident of %s into %d", child.target.id, incident_id
+                )
+                continue
+            self.incidents = incidents.apply(incidents.apply(self.incidents, resolve), join)
+            child.state = replace(child.state, affected_by=p.id)
+            child.dirty = True
+            log.warning(
+                "incident %d merged into %d (%s depends on %s)",
+                own.id,
+                incident_id,
+                child.target.id,
+                p.id,
+            )
 
     def _write_transition(
         self, tr: Transition, action: incidents.Action | None, row: dict[str, Any]

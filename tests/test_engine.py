@@ -291,3 +291,46 @@ def test_a_target_in_a_maintenance_window_fails_without_opening_an_incident(
             await h.close()
 
     asyncio.run(scenario())
+
+
+def test_a_child_that_fails_just_before_its_parent_is_merged_into_the_parents_incident(
+    tmp_path: Path, listeners: Callable[[], Listener]
+) -> None:
+    router = listeners()
+    pbx = listeners()
+    cfg = write_config(
+        tmp_path / "site.yaml",
+        tcp_target("edge-router", router.port)
+        + tcp_target("pbx", pbx.port, "depends_on: [edge-router]\n"),
+    )
+
+    async def scenario() -> None:
+        h = Harness(cfg, tmp_path / "data")
+        await h.engine.start()
+        try:
+            await h.until(
+                lambda: h.health("pbx") is Health.UP and h.health("edge-router") is Health.UP,
+                3,
+                "both up",
+            )
+            pbx.close()  # the child's probes notice first...
+            await h.until(lambda: h.health("pbx") is Health.DOWN, 2, "pbx down")
+            [own] = h.repo.open_incidents()
+            assert own.root_target_id == "pbx"
+            router.close()  # ...then its parent's
+            await h.until(lambda: h.health("edge-router") is Health.DOWN, 2, "router down")
+            await asyncio.sleep(0.1)
+            [incident] = h.repo.open_incidents()
+            assert incident.root_target_id == "edge-router"
+            assert set(incident.member_ids) == {"edge-router", "pbx"}
+            merged = h.repo.incident(own.id)
+            assert merged is not None and merged.state == "resolved"
+            assert any("merged into" in e.text for e in h.repo.incident_events(own.id))
+            assert h.engine.targets["pbx"].state.affected_by == "edge-router"
+            router.open()
+            pbx.open()
+            await h.until(lambda: not h.repo.open_incidents(), 3, "resolved when both are back")
+        finally:
+            await h.close()
+
+    asyncio.run(scenario())
