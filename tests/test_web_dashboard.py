@@ -204,3 +204,17 @@ def test_chartable_keys_are_numeric_and_distinct_per_field() -> None:
         "sip.up": True,
     }
     assert charts.chartable_keys(metrics) == [("server_disk", "percent"), ("sip", "rtt_ms")]
+
+
+def test_chart_titles_leave_out_the_standard_tags_but_keep_the_others() -> None:
+    class Series:
+        def __init__(self, tags: dict[str, str]) -> None:
+            self.tags = tags
+            self.points = [(1.0, 2.0), (2.0, 3.0)]
+
+    got = charts.charts_for(
+        "server_disk",
+        "percent",
+        [Series({"target": "db1", "kind": "server", "site": "sh", "mount": "/var"}), Series({})],
+    )
+    assert [c.title for c in got] == ["server_disk.percent mount=/var", "server_disk.percent"]

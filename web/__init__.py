@@ -13,6 +13,7 @@ from flask import Flask, Response, jsonify, render_template, request
 from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException
 
+from monitor.config.models import format_duration
 from web import format as fmt
 from web.i18n import (
     HEALTH_LABELS,
@@ -111,6 +112,7 @@ def create_app(services: WebServices) -> Flask:
         abs_time=absolute_time,
         rel_time=relative_time,
         latency=fmt.latency,
+        duration=format_duration,
         metric_value=fmt.value,
         key_metrics=fmt.key_metrics,
         health_label=lambda h: HEALTH_LABELS.get(h, h),

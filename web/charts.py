@@ -12,6 +12,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+PAGE_TAGS = frozenset({"target", "kind", "site"})
+"""Standard tags the engine adds to every point; on one target's page they say nothing."""
+
 
 @dataclass(frozen=True)
 class Chart:
@@ -85,7 +88,7 @@ def charts_for(measurement: str, field: str, series: Iterable[Any], limit: int =
     """One chart per series (tag set) of one field, titled ``measurement.field tag=v``."""
     out: list[Chart] = []
     for s in series:
-        tags = getattr(s, "tags", {}) or {}
+        tags = {k: v for k, v in (getattr(s, "tags", {}) or {}).items() if k not in PAGE_TAGS}
         label = " ".join(f"{k}={v}" for k, v in sorted(tags.items()))
         title = f"{measurement}.{field}" + (f" {label}" if label else "")
         chart = line_chart(title, points(getattr(s, "points", [])))
