@@ -211,6 +211,24 @@ def test_a_source_port_taken_by_another_program_is_a_probe_error_not_a_peer_fail
     assert observation.detail.startswith(f"cannot send from 127.0.0.1:{taken} (")
 
 
+def test_shared_resources_reused_by_a_later_event_loop_reopen_the_fixed_source_port() -> None:
+    # The engine keeps one loop, but a CLI may run several asyncio.run() with one context.
+    source_port = free_port(socket.SOCK_DGRAM)
+    ctx = ProbeContext(target_id="trunk-a", timeout=4.0)
+
+    async def probe_once() -> Observation:
+        responder = await start_udp_responder(lambda request: [answer(request)])
+        target = sip_target(
+            f"sip:127.0.0.1:{responder.port}", source_address="127.0.0.1", source_port=source_port
+        )
+        return await check(target, ctx)
+
+    first = asyncio.run(probe_once())
+    second = asyncio.run(probe_once())
+    asyncio.run(ctx.shared.aclose())
+    assert (first.status, second.status) == (Status.OK, Status.OK), second.detail
+
+
 def test_icmp_refusal_reaches_only_the_probe_that_caused_it() -> None:
     closed_port = free_port(socket.SOCK_DGRAM)
 

@@ -67,10 +67,13 @@ class TransactionSink(Protocol):
 class UdpEndpoint(asyncio.DatagramProtocol):
     """One bound UDP socket shared by every SIP transaction from one (address, port)."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
         self.sock = sock
+        self.loop = loop
         self.transactions: dict[str, TransactionSink] = {}
         self.transport: asyncio.DatagramTransport | None = None
+        self.closed = False
+        self._ready: asyncio.Future[None] = loop.create_future()
         self.recv_errors = sys.platform.startswith("linux")
         self._route_cache: dict[str, str] = {}
         # Counters for the appliance's own health and for the benchmark.
@@ -86,6 +89,8 @@ class UdpEndpoint(asyncio.DatagramProtocol):
     # -- asyncio protocol ----------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
+        if not self._ready.done():
+            self._ready.set_result(None)
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         self.received += 1
@@ -109,6 +114,20 @@ class UdpEndpoint(asyncio.DatagramProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        self.closed = True
+
+    async def ready(self) -> None:
+        """Wait until asyncio has taken the socket over (at most one loop iteration)."""
+        await asyncio.shield(self._ready)
+
+    def fail(self, exc: BaseException) -> None:
+        """Opening failed: wake anyone waiting in ``ready`` with the error."""
+        self.closed = True
+        self.sock.close()
+        if not self._ready.done():
+            error = exc if isinstance(exc, Exception) else OSError("UDP endpoint was not opened")
+            self._ready.set_exception(error)
+            self._ready.exception()  # retrieved: no "never retrieved" warning if nobody waits
 
     # -- for transactions ----------------------------------------------
     def register(self, branch: str, txn: TransactionSink) -> None:
@@ -172,10 +191,14 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         return cached
 
     def close(self) -> None:
+        self.closed = True
         if self.transport is not None:
-            self.transport.close()
-        else:
-            self.sock.close()
+            try:
+                self.transport.close()
+                return
+            except RuntimeError:
+                pass  # its event loop is closed: close the socket ourselves
+        self.sock.close()
 
 
 def _extended_errno(ancdata: list[tuple[int, int, bytes]]) -> int:
@@ -223,22 +246,33 @@ class UdpEndpoints:
 
     def __init__(self) -> None:
         self._endpoints: dict[tuple[int, str, int], UdpEndpoint] = {}
-        self._lock = asyncio.Lock()
 
     async def get(self, family: int, source_address: str | None, source_port: int) -> UdpEndpoint:
+        """The endpoint for this source, opened on first use.
+
+        No lock: the socket is opened and registered synchronously, so probes
+        arriving while it connects find it and wait for it to be ready.
+        """
+        loop = asyncio.get_running_loop()
         key = (family, source_address or "", source_port)
         endpoint = self._endpoints.get(key)
-        if endpoint is not None and endpoint.transport is not None:
+        if endpoint is not None and not endpoint.closed and endpoint.loop is loop:
+            await endpoint.ready()
             return endpoint
-        async with self._lock:
-            endpoint = self._endpoints.get(key)
-            if endpoint is not None and endpoint.transport is not None:
-                return endpoint
-            sock = open_udp_socket(family, source_address, source_port)
-            loop = asyncio.get_running_loop()
-            _, protocol = await loop.create_datagram_endpoint(lambda: UdpEndpoint(sock), sock=sock)
-            self._endpoints[key] = protocol
-            return protocol
+        if endpoint is not None:
+            # Closed, or left over from another event loop (a CLI run before this one).
+            endpoint.close()
+        sock = open_udp_socket(family, source_address, source_port)
+        endpoint = UdpEndpoint(sock, loop)
+        self._endpoints[key] = endpoint
+        try:
+            await loop.create_datagram_endpoint(lambda: endpoint, sock=sock)
+        except BaseException as exc:
+            endpoint.fail(exc)
+            if self._endpoints.get(key) is endpoint:
+                del self._endpoints[key]
+            raise
+        return endpoint
 
     def endpoints(self) -> list[UdpEndpoint]:
         return list(self._endpoints.values())
