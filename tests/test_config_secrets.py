@@ -200,3 +200,41 @@ def test_a_changed_secret_changes_the_digest_but_an_unchanged_one_does_not(
     changed = load_config(path, env={"TOKEN": SECRET + "x"})
     assert first.digest == same.digest
     assert first.digest != changed.digest
+
+
+def test_the_substituted_texts_are_listed_for_log_filters(with_secrets: LoadedConfig) -> None:
+    assert with_secrets.secret_values() == {SECRET, FILE_SECRET}
+    assert_no_secret(repr(with_secrets))
+
+
+def test_a_secret_survives_copying_and_pickling_with_its_mask(with_secrets: LoadedConfig) -> None:
+    import copy
+    import pickle
+
+    for config in (
+        copy.deepcopy(with_secrets.config),
+        pickle.loads(pickle.dumps(with_secrets.config)),
+        with_secrets.config.model_copy(deep=True),
+    ):
+        assert config.web.token == SECRET
+        assert_no_secret(repr(config))
+
+
+def test_check_config_never_prints_a_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from monitor.config import check_config_main
+
+    monkeypatch.setenv("DIALWATCH_TEST_TOKEN", SECRET)
+    good = write(tmp_path, "good.yaml", "web:\n  token: ${DIALWATCH_TEST_TOKEN}\n")
+    bad = write(
+        tmp_path,
+        "bad.yaml",
+        "web:\n  token: ${DIALWATCH_TEST_TOKEN}\ntargets:\n  - id: a\n"
+        "    kind: ${DIALWATCH_TEST_TOKEN}\n",
+    )
+    assert check_config_main(good) == 0
+    assert check_config_main(bad) == 2
+    out, err = capsys.readouterr()
+    assert "OK: 0 targets" in out and "unknown kind '***'" in err
+    assert_no_secret(out + err)

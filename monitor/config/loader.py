@@ -44,6 +44,12 @@ class LoadedConfig:
     secret_paths: frozenset[KeyPath] = frozenset()
     """Key paths whose values came from ``${...}``."""
     _target_digests: dict[str, str] = field(default_factory=dict)
+    _secret_values: frozenset[str] = frozenset()
+
+    def secret_values(self) -> frozenset[str]:
+        """The texts ``${...}`` brought in (the substituted parts, not whole values),
+        for a log filter that masks them wherever they turn up."""
+        return self._secret_values
 
     def target_digest(self, target_id: str) -> str:
         """SHA-256 of one target's effective config, so a reload can keep unchanged targets running.
@@ -205,7 +211,14 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Loade
     target_digests = {target["id"]: _digest(target) for target in safe["targets"]}
     digest = _digest(safe)
     mask_in_model(config, merged.secret_paths)
-    return LoadedConfig(config, files, digest, frozenset(merged.secret_paths), target_digests)
+    return LoadedConfig(
+        config,
+        files,
+        digest,
+        frozenset(merged.secret_paths),
+        target_digests,
+        frozenset(merged.secret_values),
+    )
 
 
 def check_config_main(path: str | Path) -> int:
