@@ -8,8 +8,11 @@ RTT, the status code and the number of retransmissions in a ``sip`` metric
 point; the Observation's latency is the RTT in seconds.
 
 Modules: ``message`` (build and parse, pure), ``transaction`` (RFC 3261
-timers for UDP, framing for TCP), ``transport`` (the shared UDP socket and
-its dispatcher, TCP connects), ``classify`` (Outcome → Observation, pure).
+timers for UDP, framing for TCP, and the RTT choice for retransmitted
+requests), ``transport`` (the shared UDP socket per source address and port,
+its branch dispatcher, and why ICMP "port unreachable" still reaches the
+right probe through IP_RECVERR), ``classify`` (Outcome → Observation, pure).
+User documentation: ``docs/probes/sip.md``.
 
 Why our own minimal SIP client and not a library. On PyPI (2026-11):
 ``aiosip`` is abandoned (last release 2017); ``PyVoIP`` is built around a

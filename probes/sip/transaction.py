@@ -7,6 +7,11 @@ request is sent, Timer E retransmits it after T1 (500 ms), doubling up to T2
 ``loop.call_later`` handles, not sleeping tasks, so ten thousand transactions
 in flight cost ten thousand heap entries and nothing more.
 
+After the final response the transaction is forgotten at once instead of
+lingering in "Completed" for Timer K: a retransmitted copy of the response
+then arrives for an unknown branch and is counted as unmatched, which is
+all Timer K would have done with it.
+
 TCP sends once (the transport is reliable, §17.1.2.1 says no Timer E) and
 reads framed messages until a final response matching our branch arrives or
 Timer F fires.
