@@ -117,6 +117,14 @@ def test_dashboard_updates_live_without_a_reload_and_status_page_renders(
         )
         _screenshot(chromium, "dashboard-zh-1366.png")
 
+        # the filter form as a person uses it (empty "All kinds"/"Any health" included)
+        chromium.get(f"{handle.url}/?lang=en")
+        box = chromium.find_element(By.NAME, "q")
+        box.send_keys("carrier")
+        box.submit()
+        wait.until(lambda d: "q=carrier" in d.current_url)
+        assert _rows(chromium) == {"trunk-a": "down"}
+
         chromium.get(f"{handle.url}/targets/trunk-a?lang=en")
         assert "Recent transitions" in chromium.find_element(By.TAG_NAME, "main").text
         errors = _console_errors(chromium)

@@ -218,3 +218,9 @@ def test_chart_titles_leave_out_the_standard_tags_but_keep_the_others() -> None:
         [Series({"target": "db1", "kind": "server", "site": "sh", "mount": "/var"}), Series({})],
     )
     assert [c.title for c in got] == ["server_disk.percent mount=/var", "server_disk.percent"]
+
+
+def test_the_filter_form_with_all_kinds_and_any_health_is_no_filter(world) -> None:
+    r = world.client().get("/?q=trunk&kind=&health=")
+    assert r.status_code == 200
+    assert [i for i, _h in rows_in(r.get_data(as_text=True))] == ["trunk-a", "trunk-b"]

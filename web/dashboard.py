@@ -76,7 +76,10 @@ def _guard() -> Response | tuple[str, int] | None:
 
 
 def _args() -> dict[str, list[str]]:
-    return request.args.to_dict(flat=False)
+    # The filter form submits "All kinds"/"Any health" as empty values; here they mean
+    # "no filter" (the API, used by programs, still rejects them).
+    args = {k: [v for v in vs if v.strip()] for k, vs in request.args.to_dict(flat=False).items()}
+    return {k: vs for k, vs in args.items() if vs}
 
 
 def _url_with(**changes: object) -> str:
