@@ -273,7 +273,10 @@ async def _udp(
         )
     except OSError as exc:
         return _cannot_bind(target, exc)
-    local_host = endpoint.local_host_for(sockaddr[0])
+    try:
+        local_host = endpoint.local_host_for(sockaddr[0])
+    except OSError as exc:  # no route to the peer at all
+        return Outcome(error=exc)
     request = build_options(
         request_uri=target.uri,
         transport="udp",
