@@ -238,3 +238,31 @@ def test_check_config_never_prints_a_secret(
     out, err = capsys.readouterr()
     assert "OK: 0 targets" in out and "unknown kind '***'" in err
     assert_no_secret(out + err)
+
+
+def test_a_secret_file_that_never_ends_is_refused_not_read_forever(tmp_path: Path) -> None:
+    path = token_config(tmp_path, "${file:/dev/zero}")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, env={})
+    assert raised.value.errors == [
+        f"{path}:3: web.token: secret file /dev/zero is larger than 64 KiB"
+    ]
+
+
+def test_a_default_written_in_the_config_is_not_scrubbed_from_messages(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "c.yaml",
+        "targets:\n  - id: db\n    kind: tcp\n    address: 192.0.2.1:1\n"
+        "    interval: ${DB_INTERVAL:-1.5s}\n    timeout: 2.5s\n",
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, env={})
+    assert raised.value.errors == [
+        f"{path}:6: targets[0].timeout: timeout (2.5s) must not be longer than interval (1.5s)"
+    ]
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, env={"DB_INTERVAL": "1.5s"})
+    assert raised.value.errors == [
+        f"{path}:6: targets[0].timeout: timeout (2.5s) must not be longer than interval (***)"
+    ]

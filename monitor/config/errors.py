@@ -87,7 +87,9 @@ def render_all(problems: Iterable[Problem], scrub: Iterable[str] = ()) -> list[s
     Messages are written not to echo values from ``${...}``; the scrub is the
     safety net for messages from validators we do not control.
     """
-    secrets = sorted({s for s in scrub if len(s) >= 3}, key=len, reverse=True)
+    # Very short values are left alone: scrubbing "10s" or "udp" would garble
+    # the hints ("must be a duration like ***"), and no message echoes inputs anyway.
+    secrets = sorted({s for s in scrub if len(s) >= 4}, key=len, reverse=True)
     lines: list[str] = []
     seen: set[str] = set()
     for problem in sorted(problems, key=Problem.sort_key):

@@ -31,6 +31,7 @@ from monitor.config.models import SECRET_KEY_RE
 from monitor.config.source import SourceFile
 
 MASK = "***"
+MAX_SECRET_FILE_BYTES = 64 * 1024
 
 _REFERENCE_RE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 _ENV_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?$", re.DOTALL)
@@ -67,36 +68,50 @@ class Substituted:
 
 def _resolve(
     reference: str, env: Mapping[str, str], base_dir: Path
-) -> tuple[str | None, str | None]:
-    """One ``${...}`` body → (value, None) or (None, human reason)."""
+) -> tuple[str | None, str | None, bool]:
+    """One ``${...}`` body → (value, None, secret) or (None, human reason, False).
+
+    ``secret`` is False for a ``:-default`` taken from the config text itself.
+    """
     if reference.startswith("file:"):
         name = reference[len("file:") :].strip()
         if not name:
-            return None, "empty file name in ${file:}; write ${file:/path/to/secret}"
+            return None, "empty file name in ${file:}; write ${file:/path/to/secret}", False
         path = Path(name).expanduser()
         if not path.is_absolute():
             path = base_dir / path
         try:
-            text = path.read_text(encoding="utf-8")
+            with path.open("rb") as handle:
+                # Bounded: a mistyped path such as /dev/zero must not hang the loader.
+                raw = handle.read(MAX_SECRET_FILE_BYTES + 1)
         except OSError as exc:
-            return None, f"cannot read secret file {path} ({exc.strerror or exc})"
+            return None, f"cannot read secret file {path} ({exc.strerror or exc})", False
+        if len(raw) > MAX_SECRET_FILE_BYTES:
+            return (
+                None,
+                f"secret file {path} is larger than {MAX_SECRET_FILE_BYTES // 1024} KiB",
+                False,
+            )
+        try:
+            text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            return None, f"secret file {path} is not UTF-8 text"
+            return None, f"secret file {path} is not UTF-8 text", False
         # Files written by `echo` or editors end in a newline that is not part of the secret.
-        return text.removesuffix("\n").removesuffix("\r"), None
+        return text.removesuffix("\n").removesuffix("\r"), None, True
     match = _ENV_RE.match(reference)
     if match is None:
-        return None, (
-            f"bad substitution ${{{reference}}}; "
-            "use ${NAME}, ${NAME:-default} or ${file:/path}"
+        return (
+            None,
+            f"bad substitution ${{{reference}}}; use ${{NAME}}, ${{NAME:-default}} or ${{file:/path}}",
+            False,
         )
     name, default = match.group(1), match.group(2)
     value = env.get(name)
     if value is None or (value == "" and default is not None):
         if default is not None:
-            return default, None
-        return None, f"environment variable {name} is not set"
-    return value, None
+            return default, None, False
+        return None, f"environment variable {name} is not set", False
+    return value, None, True
 
 
 def substitute(source: SourceFile, env: Mapping[str, str]) -> Substituted:
@@ -112,13 +127,13 @@ def substitute(source: SourceFile, env: Mapping[str, str]) -> Substituted:
             if match.group(0) == "$${":
                 return "${"
             used = True
-            resolved, reason = _resolve(match.group(1), env, base_dir)
+            resolved, reason, secret = _resolve(match.group(1), env, base_dir)
             if reason is not None:
                 found.problems.append(Problem(source.location(path), path, reason))
                 found.failed_paths.add(path)
                 return ""
             assert resolved is not None
-            if resolved:
+            if resolved and secret:
                 found.secret_values.add(resolved)
             return resolved
 
