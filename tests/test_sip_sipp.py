@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,9 +13,12 @@ from monitor.observation import ErrorClass, Observation, Status
 from probes.base import ProbeContext
 from probes.sip import SipTarget, check
 from tests.peers import free_port
+from tests.peers import sipp as sipp_peer
 from tests.peers.sipp import DroppingUdpRelay, SippUas, sipp_options_uas
 
 pytestmark = pytest.mark.peer
+
+sipp_uas = sipp_peer.sipp_uas  # the fixture, under its own name so pytest finds it
 
 
 def sip_target(uri: str, **fields: object) -> SipTarget:
@@ -62,9 +65,8 @@ def test_udp_options_answered_200_is_ok_with_rtt(udp_uas: SippUas) -> None:
     assert observation.detail.startswith("200 OK in ")
 
 
-def test_tcp_options_answered_200_is_ok(workdir: Path) -> None:
-    with sipp_options_uas(workdir, 200, "OK", "tcp") as uas:
-        observation = run_probe(sip_target(uas.uri))
+def test_tcp_options_answered_200_is_ok(sipp_uas: Callable[..., SippUas]) -> None:
+    observation = run_probe(sip_target(sipp_uas(200, "OK", "tcp").uri))
     assert observation.status is Status.OK, observation.detail
     assert fields_of(observation)["status_code"] == 200
 
@@ -86,10 +88,14 @@ def test_tcp_options_answered_200_is_ok(workdir: Path) -> None:
     ],
 )
 def test_error_responses_are_classified_with_their_reason_phrase(
-    workdir: Path, transport: str, code: int, reason: str, status: Status, error_class: ErrorClass
+    sipp_uas: Callable[..., SippUas],
+    transport: str,
+    code: int,
+    reason: str,
+    status: Status,
+    error_class: ErrorClass,
 ) -> None:
-    with sipp_options_uas(workdir, code, reason, transport) as uas:
-        observation = run_probe(sip_target(uas.uri))
+    observation = run_probe(sip_target(sipp_uas(code, reason, transport).uri))
     assert observation.status is status, observation.detail
     assert observation.error_class is error_class
     assert f"{code} {reason}" in observation.detail
@@ -98,10 +104,9 @@ def test_error_responses_are_classified_with_their_reason_phrase(
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 def test_provisional_100_trying_is_ignored_until_the_final_response(
-    workdir: Path, transport: str
+    sipp_uas: Callable[..., SippUas], transport: str
 ) -> None:
-    with sipp_options_uas(workdir, 200, "OK", transport, provisional=True) as uas:
-        observation = run_probe(sip_target(uas.uri))
+    observation = run_probe(sip_target(sipp_uas(200, "OK", transport, provisional=True).uri))
     assert observation.status is Status.OK, observation.detail
     assert fields_of(observation)["status_code"] == 200
 

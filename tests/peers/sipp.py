@@ -19,9 +19,11 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from tests.peers import free_port, require_binary
 
@@ -128,6 +130,22 @@ def sipp_options_uas(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+
+
+@pytest.fixture
+def sipp_uas(tmp_path: Path) -> Iterator[Callable[..., SippUas]]:
+    """Factory fixture: ``sipp_uas(code=503, reason="Service Unavailable", transport="udp")``
+    starts a SIPp OPTIONS UAS; every one started is stopped at teardown."""
+    with contextlib.ExitStack() as stack:
+
+        def start(
+            code: int = 200, reason: str = "OK", transport: str = "udp", provisional: bool = False
+        ) -> SippUas:
+            return stack.enter_context(
+                sipp_options_uas(tmp_path, code, reason, transport, provisional)
+            )
+
+        yield start
 
 
 class DroppingUdpRelay:
