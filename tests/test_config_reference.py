@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import textwrap
 from pathlib import Path
 
 import pytest
 
+from monitor.config import load_config
 from monitor.config.models import Duration
 from monitor.config.reference import END, START, attribute_docs, generate, main, splice, type_name
 from monitor.config.schema import Config
@@ -67,3 +70,20 @@ def test_writing_the_reference_replaces_only_the_text_between_the_markers(tmp_pa
 def test_a_document_without_markers_is_refused() -> None:
     with pytest.raises(ValueError):
         splice("# no markers\n", "ref")
+
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+
+
+def yaml_blocks(markdown: str) -> list[str]:
+    blocks = re.findall(r"(?ms)^([ \t]*)```yaml\n(.*?)^\1```", markdown)
+    return [textwrap.dedent(body) for _, body in blocks]
+
+
+def test_every_yaml_example_in_the_configuration_doc_loads(tmp_path: Path) -> None:
+    blocks = yaml_blocks(DOC.read_text(encoding="utf-8"))
+    assert blocks
+    for index, block in enumerate(blocks):
+        path = tmp_path / f"example-{index}.yaml"
+        path.write_text(block, encoding="utf-8")
+        load_config(path, env={})
