@@ -27,29 +27,6 @@ from monitor.store.repository import StateRepository
 log = logging.getLogger("dialwatch")
 
 
-def secret_values(loaded: LoadedConfig) -> list[str]:
-    """The values substituted from ``${...}``, for the log filter that masks them."""
-    values = []
-    for path in loaded.secret_paths:
-        node: object = loaded.config
-        for part in path:
-            if isinstance(part, int) and isinstance(node, list | tuple) and part < len(node):
-                node = node[part]
-            elif isinstance(part, str) and isinstance(node, dict):
-                node = node.get(part)
-            elif isinstance(part, str):
-                node = getattr(node, part, None)
-            else:
-                node = None
-            if node is None:
-                break
-        if isinstance(node, str):
-            values.append(str(node))
-        elif node is not None and hasattr(node, "get_secret_value"):
-            values.append(node.get_secret_value())
-    return values
-
-
 class Appliance:
     """The running appliance: engine, sinks, web server, and the reload path they share."""
 
@@ -97,7 +74,7 @@ class Appliance:
                     "config reload rejected (%d errors); the running config stays", len(exc.errors)
                 )
                 return list(exc.errors)
-            secret_mask.update(secret_values(loaded))
+            secret_mask.update(loaded.secret_values())
             self.loaded = loaded
             await self.engine.apply_config(loaded)
             return []
@@ -177,7 +154,7 @@ def run_appliance(
     if not os.access(data_dir, os.W_OK):
         print(f"the data directory {data_dir} is not writable", file=sys.stderr)
         return 2
-    secret_mask.update(secret_values(loaded))
+    secret_mask.update(loaded.secret_values())
     log_file = setup_logging(data_dir, log_level)
     if listen is None:
         host, _, port = loaded.config.web.listen.rpartition(":")

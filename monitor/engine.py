@@ -447,7 +447,9 @@ class Engine:
             await self._on_transition(rt, result.transition)
 
     async def _on_transition(self, rt: TargetRuntime, tr: Transition) -> None:
-        log.warning(
+        trouble = tr.to_health in (Health.DOWN, Health.DEGRADED, Health.UNKNOWN)
+        log.log(
+            logging.WARNING if trouble else logging.INFO,
             "%s: %s -> %s%s: %s",
             tr.target_id,
             tr.from_health.value,
