@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from probes.sip.message import (
     SipParseError,
@@ -274,3 +276,47 @@ def test_stream_framing_without_content_length_means_an_empty_body() -> None:
 def test_stream_framing_rejects_a_content_length_that_is_not_a_number() -> None:
     with pytest.raises(SipParseError):
         frame_stream(bytearray(b"SIP/2.0 200 OK\r\nContent-Length: lots\r\n\r\n"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=600),
+        st.lists(
+            st.sampled_from(
+                [
+                    b"SIP/2.0 200 OK",
+                    b"Via: x;branch=z9hG4bKa",
+                    b"v:",
+                    b" folded",
+                    b"CSeq: 1",
+                    b"l: 9",
+                    b"Content-Length: x",
+                    b"\xff\xfe",
+                    b":",
+                    b"",
+                    b"i: y",
+                ]
+            ),
+            max_size=12,
+        ).map(b"\r\n".join),
+    )
+)
+def test_any_bytes_either_parse_or_raise_sip_parse_error(data: bytes) -> None:
+    try:
+        response = parse_response(data)
+    except SipParseError:
+        return
+    assert 100 <= response.status <= 699
+    response.matches("z9hG4bKa")  # must not raise either
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=600))
+def test_any_bytes_on_a_tcp_stream_frame_or_raise_sip_parse_error(data: bytes) -> None:
+    buffer = bytearray(data)
+    try:
+        while frame_stream(buffer) is not None:
+            pass
+    except SipParseError:
+        pass
