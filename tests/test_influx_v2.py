@@ -254,8 +254,10 @@ class FakeInfluxDB2:
                 url = urlparse(self.path)
                 query = parse_qs(url.query)
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    body = gzip.decompress(body)
+                # The sink gzips by default (InfluxDB 2 accepts Content-Encoding: gzip).
+                assert self.headers.get("Content-Encoding") == "gzip"
+                assert self.headers["Content-Type"].startswith("text/plain")
+                body = gzip.decompress(body)
                 assert url.path == "/api/v2/write", url.path
                 assert query["org"] == ["ops"] and query["bucket"] == ["dialwatch"], query
                 assert query["precision"] == ["ns"], query

@@ -5,17 +5,23 @@ endpoint), InfluxDB 1.8+ and VictoriaMetrics. The client's own batching runs
 on reactivex threads and can lose buffered points on shutdown; we use its
 SYNCHRONOUS mode and post our own batches, so every batch is either
 acknowledged or still in our spool (FACTS.md).
+
+We post through the client's ``WriteService`` (what its ``WriteApi`` calls)
+rather than ``WriteApi.write``, to gzip the body ourselves: the client's own
+gzip runs at level 9, which cost ~12 µs per point here — more than encoding —
+for a body only ~15% smaller than level 1 gives.
 """
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 from typing import Any
 
 import urllib3
 from influxdb_client import InfluxDBClient, WritePrecision
-from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
+from influxdb_client.service.write_service import WriteService
 
 from monitor.sinks.influx_v1 import describe_transport_error, server_message
 from monitor.sinks.spool import SpoolingSink, WriteFailed, parse_retry_after
@@ -48,17 +54,27 @@ class InfluxV2Sink(SpoolingSink):
             token=token,
             org=org,
             timeout=int(timeout * 1000),
-            enable_gzip=gzip_body,
+            enable_gzip=False,  # we compress (see the module docstring)
             verify_ssl=verify_tls,
             ssl_ca_cert=ca_file,
             retries=False,  # retries are ours (spool + backoff)
         )
-        self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+        self.gzip_body = gzip_body
+        self._write_service = WriteService(self._client.api_client)
 
     def post(self, body: bytes) -> None:
         try:
-            self._write_api.write(
-                bucket=self.bucket, org=self.org, record=body, write_precision=WritePrecision.NS
+            if self.gzip_body:
+                data, extra = gzip.compress(body, compresslevel=1), {"content_encoding": "gzip"}
+            else:
+                data, extra = body, {}
+            self._write_service.post_write(
+                org=self.org,
+                bucket=self.bucket,
+                body=data,
+                precision=WritePrecision.NS,
+                content_type="text/plain; charset=utf-8",
+                **extra,
             )
         except ApiException as exc:
             status = int(exc.status or 0)
@@ -75,5 +91,4 @@ class InfluxV2Sink(SpoolingSink):
 
     def on_close(self) -> None:
         super().on_close()
-        self._write_api.close()
         self._client.close()

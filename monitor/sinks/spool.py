@@ -305,7 +305,9 @@ class Spool:
     @property
     def empty(self) -> bool:
         with self._lock:
-            return not self._pending()
+            # Ids only grow, so the newest record tells whether anything is unacknowledged.
+            last = next((seg.entries[-1] for seg in reversed(self._segments) if seg.entries), None)
+            return last is None or last.id <= self._acked_id
 
     def oldest_age(self) -> float | None:
         """Seconds since the oldest unacknowledged batch was spooled."""
