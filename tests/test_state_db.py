@@ -39,6 +39,7 @@ from monitor.store.repository import (
     TargetStateRow,
     like_pattern,
 )
+from tests.peers import free_port
 from tests.peers.postgres import PostgresServer, postgres_server  # noqa: F401 - the fixture
 
 
@@ -137,6 +138,19 @@ def test_the_refusal_does_not_show_the_password(tmp_path: Path) -> None:
     with pytest.raises(StateDBError) as err:
         open_database("mysql://u:secret@db/x", tmp_path)
     assert "secret" not in str(err.value)
+
+
+def test_an_unreachable_postgresql_is_a_clear_error_without_the_password(tmp_path: Path) -> None:
+    url = f"postgresql://dw:secret@127.0.0.1:{free_port()}/dialwatch"
+    with pytest.raises(StateDBError, match=r"cannot open the state DB at .*127\.0\.0\.1") as err:
+        open_database(url, tmp_path)
+    assert "secret" not in str(err.value)
+
+
+def test_an_unwritable_sqlite_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "state.db").mkdir()  # a directory where the file should be
+    with pytest.raises(StateDBError, match=r"cannot open the state DB at sqlite:///.*state\.db"):
+        open_database(None, tmp_path)
 
 
 def test_sqlite_state_db_is_created_in_a_missing_data_dir(tmp_path: Path) -> None:

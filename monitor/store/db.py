@@ -27,6 +27,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,14 @@ def open_database(url: str | None, data_dir: Path, *, migrate: bool = True) -> E
     if migrate:
         try:
             migrate_to_head(engine)
+        except OperationalError as exc:
+            engine.dispose()
+            # The driver's own words say why (refused, auth, read-only directory...).
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise StateDBError(
+                f"cannot open the state DB at {parsed.render_as_string(hide_password=True)}: "
+                f"{reason}"
+            ) from exc
         except Exception:
             engine.dispose()
             raise
