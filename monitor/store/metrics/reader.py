@@ -51,6 +51,8 @@ class MetricsReader:
                 return None  # nothing written yet: every query is empty
             conn = connect(self.path, create=False)
             conn.execute("PRAGMA query_only=ON")
+            # One connection per web thread: a smaller cache than the writer's.
+            conn.execute("PRAGMA cache_size=-16384")
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)

@@ -17,7 +17,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +55,14 @@ EVICTION_FLOORS = ({RAW: 1, M1: 24, H1: 7}, {RAW: 0, M1: 0, H1: 0})
 """Buckets of each tier the cap keeps, per pass: first it spares the newest
 10 minutes of raw, day of minute rollups and week of hourly rollups; only if
 that is not enough does it take everything, oldest first."""
+
+
+_PYTHON_TYPE = {
+    FieldType.INT: int,
+    FieldType.FLOAT: float,
+    FieldType.BOOL: bool,
+    FieldType.STR: str,
+}
 
 
 @dataclass
@@ -133,6 +141,7 @@ class _Pending:
     """Cache entries made inside the running transaction, undone if it rolls back."""
 
     series: list[tuple[str, str]] = field(default_factory=list)
+    fast: list[tuple[str, frozenset[tuple[str, str]]]] = field(default_factory=list)
     fields: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -163,6 +172,7 @@ class MetricsStore:
         self._series: dict[tuple[str, str], int] = {
             (m, t): i for i, m, t in self._conn.execute("SELECT id, measurement, tags FROM series")
         }
+        self._series_fast: dict[tuple[str, frozenset[tuple[str, str]]], int] = {}
         self._fields: dict[tuple[str, str], tuple[int, FieldType]] = {
             (m, n): (i, FieldType(t))
             for i, m, n, t in self._conn.execute("SELECT id, measurement, name, type FROM field")
@@ -187,7 +197,13 @@ class MetricsStore:
         with self._lock:
             return {key: ftype for key, (_, ftype) in self._fields.items()}
 
-    def _series_id(self, measurement: str, tags: dict[str, str], pending: _Pending) -> int:
+    def _series_id(self, measurement: str, tags: Mapping[str, str], pending: _Pending) -> int:
+        # Hot path: a frozenset of the tag items hashes faster than building
+        # the canonical JSON, which is only needed for a series not seen yet.
+        fast = (measurement, frozenset(tags.items()))
+        sid = self._series_fast.get(fast)
+        if sid is not None:
+            return sid
         key = (measurement, canonical_tags(tags))
         sid = self._series.get(key)
         if sid is None:
@@ -197,6 +213,8 @@ class MetricsStore:
             )
             sid = self._series[key] = int(cur.lastrowid)  # type: ignore[arg-type]
             pending.series.append(key)
+            pending.fast.append(fast)
+        self._series_fast[fast] = sid
         return sid
 
     def _field(
@@ -238,6 +256,8 @@ class MetricsStore:
                 conn.execute("ROLLBACK")
                 for key in pending.series:
                     self._series.pop(key, None)
+                for fast in pending.fast:
+                    self._series_fast.pop(fast, None)
                 for fkey in pending.fields:
                     self._fields.pop(fkey, None)
                 raise
@@ -249,7 +269,7 @@ class MetricsStore:
         rows: list[tuple[int, int, int, int, FieldValue]] = []
         numeric: list[bool] = []
         for point in points:
-            sid = self._series_id(point.measurement, dict(point.tags), pending)
+            sid = self._series_id(point.measurement, point.tags, pending)
             bucket, off = RAW.split(point.time_ns // 1_000_000)
             for name, value in point.fields.items():
                 known = self._field(point.measurement, name, value, pending)
@@ -257,12 +277,18 @@ class MetricsStore:
                     result.rejected += 1
                     continue
                 fid, ftype = known
-                fitted = coerce(value, ftype)
-                if fitted is _MISSING:
-                    result.rejected += 1
-                    continue
+                fitted: object = value
+                # Fast path: the value already has the field's type (the engine's
+                # FieldTypes made sure); ``v - v == 0`` is False for NaN and inf.
+                if type(value) is not _PYTHON_TYPE[ftype] or (
+                    ftype is FieldType.FLOAT and value - value != 0.0  # type: ignore[operator]
+                ):
+                    fitted = coerce(value, ftype)
+                    if fitted is _MISSING:
+                        result.rejected += 1
+                        continue
                 if ftype is FieldType.BOOL:
-                    fitted = int(fitted)  # type: ignore[arg-type]
+                    fitted = int(fitted)  # type: ignore[call-overload]
                 rows.append((bucket, sid, fid, off, fitted))  # type: ignore[arg-type]
                 numeric.append(ftype.numeric)
         return rows, numeric
