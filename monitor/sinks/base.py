@@ -156,6 +156,11 @@ class BatchingSink(MetricSink):
         """Called by the writer thread after every wait for points (about every
         ``flush_interval``), with or without a batch; spooling sinks replay here."""
 
+    def batch_wait(self) -> float:
+        """How long the writer thread waits to fill the next batch. A spooling sink
+        with a backlog to replay says 0, so replay is not paced by the flush interval."""
+        return self.flush_interval
+
     def on_close(self) -> None:  # noqa: B027 - optional hook
         """Release resources after the last batch."""
 
@@ -229,7 +234,7 @@ class BatchingSink(MetricSink):
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            batch = self._take_batch(self.flush_interval)
+            batch = self._take_batch(self.batch_wait())
             if batch:
                 self._write(batch)
             try:

@@ -453,7 +453,14 @@ class SpoolingSink(BatchingSink):
             return
         deadline = time.monotonic() + self.replay_slice
         while time.monotonic() < deadline:
-            record = self.spool.peek()
+            try:
+                record = self.spool.peek()
+            except OSError as exc:
+                # The spool's disk failed under us: say so and wait, rather than spin.
+                self._alert = f"cannot read the spool: {exc}"
+                self._next_attempt = time.monotonic() + self.retry_max
+                log.error("sink %s: cannot read the spool: %s", self.name, exc)
+                return
             if record is None:
                 self._came_up()
                 return
@@ -477,6 +484,11 @@ class SpoolingSink(BatchingSink):
                 self.spool.ack(record.id, n)
 
         return progress
+
+    def batch_wait(self) -> float:
+        if not self.spool.empty and time.monotonic() >= self._next_attempt:
+            return 0.0  # replay is due: do not sit out a flush interval first
+        return self.flush_interval
 
     def on_close(self) -> None:
         self.spool.close()
