@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from monitor.config.models import StrictModel, TargetBase
+from monitor.config.models import FieldValueError, StrictModel, TargetBase
+from probes.server.ssh_config import SshOptions
 from probes.thresholds import Limit, Rule, resolve
 
 SERVER_RULES: tuple[Rule, ...] = (
@@ -87,8 +88,11 @@ class ServerTarget(TargetBase):
     """A machine's resources: CPU, load, memory, swap, disks, network errors, processes."""
 
     kind: Literal["server"]
-    via: Literal["local"] = "local"
-    """Where the numbers come from: ``local`` is the machine Dialwatch runs on (psutil)."""
+    via: Literal["local", "ssh"] = "local"
+    """Where the numbers come from: ``local`` is the machine Dialwatch runs on (psutil);
+    ``ssh`` logs in to the machine (needs ``ssh``)."""
+    ssh: SshOptions | None = None
+    """For ``via: ssh``: host, user, credentials, host-key policy, profiles, commands."""
     thresholds: dict[str, Limit | None] = Field(default_factory=dict, validate_default=True)
     """Per metric ``{warn: N, fail: N}``; ``null`` turns a level or a metric off. Names and
     defaults: docs/probes/server.md. (After validation it holds every metric, defaults filled in.)"""
@@ -113,3 +117,13 @@ class ServerTarget(TargetBase):
         if len(set(value)) != len(value):
             raise ValueError("each process name may appear once")
         return value
+
+    @model_validator(mode="after")
+    def _ssh_section(self) -> ServerTarget:
+        if self.via == "ssh" and self.ssh is None:
+            raise FieldValueError("via", "via: ssh needs an ssh section (host, user, key_file...)")
+        if self.via != "ssh" and self.ssh is not None:
+            raise FieldValueError(
+                "ssh", f"the ssh section is only used with via: ssh, not {self.via}"
+            )
+        return self
