@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from monitor.config.models import FieldValueError, StrictModel, TargetBase
+from probes.server.snmp_config import SnmpOptions
 from probes.server.ssh_config import SshOptions
 from probes.thresholds import Limit, Rule, resolve
 
@@ -88,11 +89,13 @@ class ServerTarget(TargetBase):
     """A machine's resources: CPU, load, memory, swap, disks, network errors, processes."""
 
     kind: Literal["server"]
-    via: Literal["local", "ssh"] = "local"
+    via: Literal["local", "ssh", "snmp"] = "local"
     """Where the numbers come from: ``local`` is the machine Dialwatch runs on (psutil);
-    ``ssh`` logs in to the machine (needs ``ssh``)."""
+    ``ssh`` logs in to the machine (needs ``ssh``); ``snmp`` asks its SNMP agent (needs ``snmp``)."""
     ssh: SshOptions | None = None
     """For ``via: ssh``: host, user, credentials, host-key policy, profiles, commands."""
+    snmp: SnmpOptions | None = None
+    """For ``via: snmp``: agent address, version and credentials, profiles, own OIDs."""
     thresholds: dict[str, Limit | None] = Field(default_factory=dict, validate_default=True)
     """Per metric ``{warn: N, fail: N}``; ``null`` turns a level or a metric off. Names and
     defaults: docs/probes/server.md. (After validation it holds every metric, defaults filled in.)"""
@@ -125,5 +128,15 @@ class ServerTarget(TargetBase):
         if self.via != "ssh" and self.ssh is not None:
             raise FieldValueError(
                 "ssh", f"the ssh section is only used with via: ssh, not {self.via}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _snmp_section(self) -> ServerTarget:
+        if self.via == "snmp" and self.snmp is None:
+            raise FieldValueError("via", "via: snmp needs an snmp section (host, community...)")
+        if self.via != "snmp" and self.snmp is not None:
+            raise FieldValueError(
+                "snmp", f"the snmp section is only used with via: snmp, not {self.via}"
             )
         return self
