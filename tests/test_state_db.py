@@ -56,8 +56,41 @@ class Backend:
         return open_database(self.url, self.data_dir)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.peer)])
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.peer)]
+
+
+@pytest.fixture(scope="session")
+def shared_postgres_url(request: pytest.FixtureRequest) -> str:
+    """One migrated PostgreSQL database for the repository tests, emptied before each.
+
+    Creating a database takes most of a second; emptying one takes milliseconds.
+    Migration tests use ``empty_backend`` (a new database each) instead.
+    """
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    url = server.create_database()
+    open_database(url, Path(".")).dispose()
+    return url
+
+
+@pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """An empty, migrated state DB."""
+    if request.param == "sqlite":
+        return Backend("sqlite", None, tmp_path)
+    url = request.getfixturevalue("shared_postgres_url")
+    engine = open_database(url, tmp_path)
+    try:
+        tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+    finally:
+        engine.dispose()
+    return Backend("postgresql", url, tmp_path)
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """A database nothing has touched yet (not even migrations)."""
     if request.param == "sqlite":
         return Backend("sqlite", None, tmp_path)
     server: PostgresServer = request.getfixturevalue("postgres_server")
@@ -74,6 +107,14 @@ def engine(backend: Backend) -> Iterator[Engine]:
 @pytest.fixture
 def repo(engine: Engine) -> StateRepository:
     return StateRepository(engine)
+
+
+@pytest.fixture
+def empty_engine(empty_backend: Backend) -> Iterator[Engine]:
+    """An engine on a database that ``open_database`` has just migrated for the first time."""
+    engine = empty_backend.open()
+    yield engine
+    engine.dispose()
 
 
 def state(target_id: str, health: str = "up", kind: str = "sip", **more: Any) -> dict[str, Any]:
@@ -202,17 +243,18 @@ def test_the_migrations_are_packaged_inside_the_monitor_package() -> None:
 
 
 # -- migrations --------------------------------------------------------------
-def test_migrated_schema_matches_the_models(engine: Engine) -> None:
-    with engine.connect() as conn:
+def test_migrated_schema_matches_the_models(empty_engine: Engine) -> None:
+    with empty_engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
 
 
-def test_opening_brings_an_empty_database_to_the_head_revision(engine: Engine) -> None:
-    assert current_revision(engine) == head_revision()
+def test_opening_brings_an_empty_database_to_the_head_revision(empty_engine: Engine) -> None:
+    assert current_revision(empty_engine) == head_revision()
 
 
-def test_migrating_an_existing_database_again_changes_nothing(backend: Backend) -> None:
+def test_migrating_an_existing_database_again_changes_nothing(empty_backend: Backend) -> None:
+    backend = empty_backend
     engine = backend.open()
     StateRepository(engine).checkpoint([state("trunk-a", "down")])
     engine.dispose()
@@ -229,8 +271,9 @@ def test_migrating_an_existing_database_again_changes_nothing(backend: Backend) 
 
 
 def test_a_database_from_a_newer_dialwatch_is_refused_with_a_clear_error(
-    backend: Backend,
+    empty_backend: Backend,
 ) -> None:
+    backend = empty_backend
     engine = backend.open()
     with engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
@@ -239,7 +282,8 @@ def test_a_database_from_a_newer_dialwatch_is_refused_with_a_clear_error(
         backend.open()
 
 
-def test_migrations_downgrade_to_empty_and_upgrade_again(engine: Engine) -> None:
+def test_migrations_downgrade_to_empty_and_upgrade_again(empty_engine: Engine) -> None:
+    engine = empty_engine
     with engine.connect() as conn, conn.begin():
         command.downgrade(alembic_config(conn), "base")
     with engine.connect() as conn:
