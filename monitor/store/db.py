@@ -69,8 +69,14 @@ def open_database(url: str | None, data_dir: Path, *, migrate: bool = True) -> E
     if backend == "sqlite":
         engine = _sqlite_engine(full_url, data_dir)
     elif backend == "postgresql":
-        # pre_ping: a PostgreSQL restart or failover must not break the next write.
-        engine = create_engine(full_url, pool_pre_ping=True)
+        try:
+            # pre_ping: a PostgreSQL restart or failover must not break the next write.
+            engine = create_engine(full_url, pool_pre_ping=True)
+        except ImportError as exc:
+            raise StateDBError(
+                f"a PostgreSQL state DB needs its driver ({exc}): "
+                "install it with `.venv/bin/pip install 'psycopg[binary]>=3.2'`"
+            ) from exc
     else:
         raise StateDBError(
             f"state DB URL {parsed.render_as_string(hide_password=True)!r}: "
