@@ -13,14 +13,15 @@ from collections.abc import Awaitable, Callable
 
 from monitor.observation import Observation
 from probes.base import ProbeContext
-from probes.server import local
+from probes.server import local, ssh
 from probes.server.config import SERVER_RULES, ServerTarget
 from probes.server.evaluate import evaluate
+from probes.server.findings import SampleWithFindings, with_findings
 from probes.server.sample import ServerSample, SourceError
 
 Source = Callable[[ServerTarget, ProbeContext], Awaitable[ServerSample]]
 
-SOURCES: dict[str, Source] = {"local": local.collect}
+SOURCES: dict[str, Source] = {"local": local.collect, "ssh": ssh.collect}
 """``via`` value -> the coroutine that reads one sample (raises SourceError when it cannot)."""
 
 STATE_KEY = "server"
@@ -50,7 +51,10 @@ async def check(target: ServerTarget, ctx: ProbeContext) -> Observation:
         max_age=max_rate_age(target),
     )
     ctx.state[STATE_KEY] = judgement.state
-    return judgement.observation(latency=time.perf_counter() - started)
+    observation = judgement.observation(latency=time.perf_counter() - started)
+    if isinstance(sample, SampleWithFindings):  # services, own commands (via: ssh)
+        observation = with_findings(observation, sample.findings, sample.has_readings)
+    return observation
 
 
 __all__ = ["SERVER_RULES", "SOURCES", "ServerSample", "ServerTarget", "SourceError", "check"]

@@ -1,0 +1,169 @@
+"""A real OpenSSH ``sshd`` for tests: own config, host key and authorized key in a temp dir.
+
+``sshd_factory`` starts servers on free 127.0.0.1 ports (``sshd -D -E LOG -f
+CONFIG``) and stops them, with every connection's child process, at teardown.
+Each server has an Ed25519 host key and a client key pair whose public half
+is its only authorized key; logins are as the user running the tests. The
+server logs at VERBOSE, so tests count logins (``Accepted publickey``) in
+its log. ``sshd_server`` is one server shared by a test module.
+
+sshd needs its privilege-separation directory ``/run/sshd``; as root the
+fixture creates it. Password logins need PAM or a shadow password, which a
+test must not set for a real account, so these servers take keys only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.peers import free_port, require_binary, wait_tcp
+
+START_TIMEOUT = 10.0
+
+CONFIG = """\
+Port {port}
+ListenAddress 127.0.0.1
+HostKey {root}/ssh_host_ed25519_key
+AuthorizedKeysFile {root}/authorized_keys
+PidFile {root}/sshd.pid
+StrictModes no
+UsePAM no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+LogLevel VERBOSE
+MaxStartups 100:30:200
+MaxSessions 50
+"""
+
+
+def keygen(path: Path, comment: str = "dialwatch-test") -> Path:
+    """A new Ed25519 key pair at ``path`` (private) and ``path.pub``; returns ``path``."""
+    subprocess.run(
+        [require_binary("ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-C", comment,
+         "-f", str(path)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return path
+
+
+@dataclass
+class SshdServer:
+    """A running sshd; ``known_hosts_line()`` is what a client should trust."""
+
+    port: int
+    root: Path
+    binary: str
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def user(self) -> str:
+        return getpass.getuser()
+
+    @property
+    def client_key(self) -> Path:
+        return self.root / "client_key"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "sshd.log"
+
+    def known_hosts_line(self) -> str:
+        key_type, blob = (self.root / "ssh_host_ed25519_key.pub").read_text().split()[:2]
+        return f"[127.0.0.1]:{self.port} {key_type} {blob}\n"
+
+    def write_known_hosts(self, path: Path) -> Path:
+        path.write_text(self.known_hosts_line())
+        return path
+
+    def logins(self) -> int:
+        """Successful logins so far (each is one TCP connection that authenticated)."""
+        if not self.log.exists():
+            return 0
+        return self.log.read_text(errors="replace").count("Accepted publickey for ")
+
+    def start(self) -> None:
+        if os.geteuid() == 0:
+            Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        self.process = subprocess.Popen(
+            [self.binary, "-D", "-E", str(self.log), "-f", str(self.root / "sshd_config")],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # its own process group: stop() ends the sessions too
+        )
+        try:
+            wait_tcp(self.port, START_TIMEOUT)
+        except TimeoutError:
+            self.stop()
+            log = self.log.read_text(errors="replace") if self.log.exists() else ""
+            pytest.fail(f"sshd did not start on 127.0.0.1:{self.port}:\n{log[-2000:]}")
+
+    def stop(self) -> None:
+        """Stop the listener and every connection it forked (as a host going away does)."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+        self.process = None
+        # Session children were in the same group; give them a moment to be gone.
+        time.sleep(0.05)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+def start_sshd(root: Path) -> SshdServer:
+    binary = require_binary("sshd")
+    root.mkdir(parents=True, exist_ok=True)
+    keygen(root / "ssh_host_ed25519_key", "dialwatch-test-host")
+    keygen(root / "client_key")
+    (root / "authorized_keys").write_text((root / "client_key.pub").read_text())
+    port = free_port()
+    (root / "sshd_config").write_text(CONFIG.format(port=port, root=root))
+    server = SshdServer(port, root, binary)
+    server.start()
+    return server
+
+
+@pytest.fixture
+def sshd_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], SshdServer]]:
+    """Start as many sshd servers as a test needs; all are stopped at teardown."""
+    servers: list[SshdServer] = []
+
+    def make() -> SshdServer:
+        server = start_sshd(tmp_path_factory.mktemp("sshd"))
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def sshd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdServer]:
+    """One sshd shared by a test module (do not restart it; use sshd_factory for that)."""
+    server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
