@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from monitor.config.crosscheck import cross_check
 from monitor.config.errors import ConfigError, KeyPath, Location, Problem, render_all
-from monitor.config.messages import translate
+from monitor.config.messages import Translated, translate
 from monitor.config.schema import Config
 from monitor.config.secrets import Substituted, digest_safe, mask_in_model, redact, substitute
 from monitor.config.source import SourceFile, read_yaml
@@ -158,6 +159,20 @@ def _digest(data: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _translate(error: ErrorDetails, secret_paths: set[KeyPath]) -> Translated:
+    try:
+        translated = translate(Config, error)
+        key = translated.path
+        if any(key[:n] in secret_paths for n in range(len(key) + 1)):
+            translated = translate(Config, error, secret=True)
+        return translated
+    except Exception:
+        # A model shape the translator does not know must still give an error
+        # line, not a traceback: fall back to pydantic's own words (no input).
+        loc = tuple(part for part in error["loc"] if isinstance(part, int | str))
+        return Translated(loc, error["msg"])
+
+
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> LoadedConfig:
     """Read, substitute, merge, validate and cross-check a config file or directory.
 
@@ -187,10 +202,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Loade
         config = Config.model_validate(merged.data)
     except ValidationError as exc:
         for error in exc.errors():
-            translated = translate(Config, error)
-            key = translated.path
-            if any(key[:n] in merged.secret_paths for n in range(len(key) + 1)):
-                translated = translate(Config, error, secret=True)
+            translated = _translate(error, merged.secret_paths)
             if translated.path in merged.failed_paths:
                 continue
             reported.add(translated.path)
