@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from monitor.observation import Observation
 from probes.base import ProbeContext
-from probes.server import local, ssh
+from probes.server import local, snmp, ssh
 from probes.server.config import SERVER_RULES, ServerTarget
 from probes.server.evaluate import evaluate
 from probes.server.findings import SampleWithFindings, with_findings
@@ -21,7 +21,7 @@ from probes.server.sample import ServerSample, SourceError
 
 Source = Callable[[ServerTarget, ProbeContext], Awaitable[ServerSample]]
 
-SOURCES: dict[str, Source] = {"local": local.collect, "ssh": ssh.collect}
+SOURCES: dict[str, Source] = {"local": local.collect, "ssh": ssh.collect, "snmp": snmp.collect}
 """``via`` value -> the coroutine that reads one sample (raises SourceError when it cannot)."""
 
 STATE_KEY = "server"

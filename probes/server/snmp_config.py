@@ -107,8 +107,9 @@ class SnmpOptions(StrictModel):
     """For ``3``: authentication protocol (HMAC); SHA is SHA-1 as Net-SNMP names it."""
     auth_key: str | None = None
     """For ``3``: authentication passphrase (at least 8 characters). Without it: noAuthNoPriv."""
-    priv_protocol: Literal["AES", "AES192", "AES256", "DES"] = "AES"
-    """For ``3``: privacy (encryption) protocol; AES is AES-128-CFB."""
+    priv_protocol: Literal["AES", "AES192", "AES256", "AES192C", "AES256C", "DES"] = "AES"
+    """For ``3``: privacy (encryption) protocol; AES is AES-128-CFB. AES192/AES256 extend
+    the key as Net-SNMP does (Blumenthal), AES192C/AES256C as Cisco does (Reeder)."""
     priv_key: str | None = None
     """For ``3``: privacy passphrase (at least 8 characters). With ``auth_key``: authPriv;
     without it: authNoPriv (no encryption)."""

@@ -1,0 +1,427 @@
+"""``via: snmp`` — read a machine through its SNMP agent (pysnmp 7, asyncio).
+
+A thin adapter: it asks the agent (one GET for sysUpTime, load averages and
+the configured OIDs, then GETBULK walks of the profile tables, all at once),
+turns pysnmp's answers into plain ``Var`` values, and leaves the meaning to
+``snmp_profiles`` (rows -> readings) and ``snmp_evaluate`` (readings -> points
+and status), which are pure.
+
+One pysnmp engine per target is kept in ``ctx.shared`` between polls: it holds
+the UDP socket and, for v3, the discovered engine ID and time, so a poll is a
+few datagrams rather than a discovery round trip. It is rebuilt when the
+target's SNMP settings change or a new event loop runs the probe (the engine's
+dispatcher belongs to the loop that created it), and closed by the engine on
+stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pysnmp.error import PySnmpError
+from pysnmp.hlapi.v3arch.asyncio import (
+    CommunityData,
+    ContextData,
+    ObjectIdentity,
+    ObjectType,
+    SnmpEngine,
+    Udp6TransportTarget,
+    UdpTransportTarget,
+    UsmUserData,
+    bulk_walk_cmd,
+    get_cmd,
+)
+from pysnmp.hlapi.v3arch.asyncio import auth as snmp_auth
+from pysnmp.proto import errind
+
+from monitor.observation import ErrorClass
+from probes.base import ProbeContext
+from probes.server.config import ServerTarget
+from probes.server.findings import SampleWithFindings
+from probes.server.sample import SourceError
+from probes.server.snmp_config import SnmpOptions
+from probes.server.snmp_evaluate import snmp_findings
+from probes.server.snmp_profiles import (
+    HR_PROCESSOR_LOAD,
+    HR_STORAGE_COLUMNS,
+    HR_SW_RUN_NAME,
+    IF_COLUMNS,
+    LA_LOAD,
+    SYS_UPTIME,
+    MalformedAnswer,
+    SnmpReading,
+    Var,
+    count_processes,
+    describe,
+    host_reading,
+    interface_rows,
+    number,
+    server_sample,
+    table,
+)
+
+SHARED_KEY = "server.snmp"
+STATE_KEY = "snmp"
+MAX_WALK_ROWS = 5000
+"""A table walk stops after this many rows (an agent that never ends its table)."""
+GET_CHUNK = 32
+"""OIDs per GET request; large GETs make some agents answer tooBig."""
+
+AUTH_PROTOCOLS = {
+    "MD5": snmp_auth.usmHMACMD5AuthProtocol,
+    "SHA": snmp_auth.usmHMACSHAAuthProtocol,
+    "SHA224": snmp_auth.usmHMAC128SHA224AuthProtocol,
+    "SHA256": snmp_auth.usmHMAC192SHA256AuthProtocol,
+    "SHA384": snmp_auth.usmHMAC256SHA384AuthProtocol,
+    "SHA512": snmp_auth.usmHMAC384SHA512AuthProtocol,
+}
+PRIV_PROTOCOLS = {
+    "DES": snmp_auth.usmDESPrivProtocol,
+    "AES": snmp_auth.usmAesCfb128Protocol,
+    # Net-SNMP's AES192/AES256 extend the key as Blumenthal's draft says; Cisco's
+    # (Net-SNMP: AES192C/AES256C) the way of the 3DES draft (Reeder).
+    "AES192": snmp_auth.usmAesBlumenthalCfb192Protocol,
+    "AES256": snmp_auth.usmAesBlumenthalCfb256Protocol,
+    "AES192C": snmp_auth.usmAesCfb192Protocol,
+    "AES256C": snmp_auth.usmAesCfb256Protocol,
+}
+
+
+# -- sessions (engine, credentials, transport) kept between polls ----------------
+
+
+@dataclass
+class Session:
+    """One target's pysnmp engine and the objects it configured itself with."""
+
+    loop: asyncio.AbstractEventLoop
+    fingerprint: str
+    engine: SnmpEngine
+    auth: CommunityData | UsmUserData
+    transport: UdpTransportTarget | Udp6TransportTarget
+    context: ContextData
+
+    def close(self) -> None:
+        # Closes the engine's UDP socket and cancels its timer task.
+        self.engine.close_dispatcher()
+
+
+class Sessions:
+    """Every target's Session; one instance lives in ``ctx.shared``, closed on engine stop."""
+
+    def __init__(self) -> None:
+        self.by_target: dict[str, Session] = {}
+
+    def drop(self, target_id: str) -> None:
+        session = self.by_target.pop(target_id, None)
+        if session is not None:
+            session.close()
+
+    def close(self) -> None:
+        for target_id in list(self.by_target):
+            self.drop(target_id)
+
+
+def fingerprint(options: SnmpOptions, timeout: float) -> str:
+    """Changes whenever a setting that the engine was built with changes (secrets hashed)."""
+    text = options.model_dump_json() + f"|{timeout:g}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def auth_data(options: SnmpOptions) -> CommunityData | UsmUserData:
+    if options.version == "2c":
+        return CommunityData(str(options.community), mpModel=1)
+    return UsmUserData(
+        str(options.user),
+        authKey=str(options.auth_key) if options.auth_key else None,
+        privKey=str(options.priv_key) if options.priv_key else None,
+        authProtocol=(
+            AUTH_PROTOCOLS[options.auth_protocol]
+            if options.auth_key
+            else snmp_auth.usmNoAuthProtocol
+        ),
+        privProtocol=(
+            PRIV_PROTOCOLS[options.priv_protocol]
+            if options.priv_key
+            else snmp_auth.usmNoPrivProtocol
+        ),
+    )
+
+
+def attempt_timeout(timeout: float, retries: int) -> float:
+    """Seconds pysnmp waits for each try, so that all tries fit in the poll's timeout."""
+    return max(0.1, timeout / (retries + 1))
+
+
+async def session_for(target_id: str, options: SnmpOptions, ctx: ProbeContext) -> Session:
+    sessions = ctx.shared.get(SHARED_KEY)
+    if not isinstance(sessions, Sessions):
+        sessions = Sessions()
+        ctx.shared.set(SHARED_KEY, sessions, sessions.close)
+    loop = asyncio.get_running_loop()
+    mark = fingerprint(options, ctx.timeout)
+    session = sessions.by_target.get(target_id)
+    if session is not None and session.loop is loop and session.fingerprint == mark:
+        return session
+    sessions.drop(target_id)
+    kind = Udp6TransportTarget if ":" in options.host else UdpTransportTarget
+    try:
+        transport = await kind.create(
+            (options.host, options.port),
+            timeout=attempt_timeout(ctx.timeout, options.retries),
+            retries=options.retries,
+        )
+    except PySnmpError as exc:
+        raise SourceError(
+            f"SNMP: could not resolve {options.host} ({_reason(exc)})", ErrorClass.RESOLVE
+        ) from None
+    session = Session(
+        loop=loop,
+        fingerprint=mark,
+        engine=SnmpEngine(),
+        auth=auth_data(options),
+        transport=transport,
+        context=ContextData(contextName=options.context) if options.context else ContextData(),
+    )
+    sessions.by_target[target_id] = session
+    return session
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1] if text else type(exc).__name__
+
+
+# -- requests ------------------------------------------------------------------
+
+
+def to_var(oid: Any, value: Any) -> Var:
+    """A pysnmp (name, value) pair as a plain Var."""
+    kind = type(value).__name__
+    if kind in ("NoSuchObject", "NoSuchInstance", "EndOfMibView", "Null"):
+        return Var(str(oid), kind)
+    if kind in ("ObjectIdentifier", "ObjectName"):
+        return Var(str(oid), "ObjectIdentifier", str(value))
+    if kind in ("OctetString", "DisplayString", "IpAddress", "Opaque", "Bits"):
+        raw = value.asOctets() if hasattr(value, "asOctets") else bytes(value)
+        return Var(str(oid), "OctetString", raw.decode("utf-8", "replace").rstrip("\x00"))
+    try:
+        return Var(str(oid), kind, int(value))
+    except (TypeError, ValueError):
+        return Var(str(oid), kind)
+
+
+def error_detail(indication: object, options: SnmpOptions, timeout: float) -> SourceError:
+    """A pysnmp error indication as a human sentence in the fixed error vocabulary."""
+    where = options.address
+    user = f"v3 user {options.user!r}"
+    if isinstance(indication, errind.RequestTimedOut):
+        return SourceError(
+            f"SNMP: no answer from {where} within {timeout:g} s "
+            "(community or v3 credentials wrong, or agent down)",
+            ErrorClass.TIMEOUT,
+        )
+    if isinstance(indication, errind.UnknownUserName):
+        return SourceError(f"SNMP: {where} does not know {user}", ErrorClass.AUTH)
+    if isinstance(indication, errind.WrongDigest | errind.AuthenticationFailure):
+        return SourceError(
+            f"SNMP: {where} rejected the auth_key of {user} "
+            f"(wrong key or auth_protocol {options.auth_protocol})",
+            ErrorClass.AUTH,
+        )
+    if isinstance(indication, errind.DecryptionError):
+        return SourceError(
+            f"SNMP: could not decrypt the answer from {where} "
+            f"(wrong priv_key or priv_protocol {options.priv_protocol})",
+            ErrorClass.AUTH,
+        )
+    if isinstance(indication, errind.UnsupportedSecurityLevel):
+        return SourceError(
+            f"SNMP: {where} does not allow {options.security_level} for {user}", ErrorClass.AUTH
+        )
+    if isinstance(indication, errind.EncryptionError):
+        return SourceError(
+            "SNMP: v3 privacy needs the cryptography package (pip install cryptography)",
+            ErrorClass.AUTH,
+        )
+    if isinstance(indication, errind.OidNotIncreasing):
+        return SourceError(
+            f"SNMP: {where} answered a walk with OIDs that do not increase (broken agent)",
+            ErrorClass.PROTOCOL,
+        )
+    return SourceError(f"SNMP: {where}: {indication}", ErrorClass.PROTOCOL)
+
+
+def status_detail(status: object, index: object, oids: Sequence[str], where: str) -> SourceError:
+    """A PDU error-status (noAccess, genErr, tooBig...) as a sentence."""
+    position = int(index) - 1 if isinstance(index, int) or str(index).isdigit() else -1
+    about = f" for {describe(oids[position])}" if 0 <= position < len(oids) else ""
+    name = status.prettyPrint() if hasattr(status, "prettyPrint") else str(status)
+    return SourceError(f"SNMP: {where} answered {name}{about}", ErrorClass.RESPONSE)
+
+
+async def get(
+    session: Session, options: SnmpOptions, oids: Sequence[str], timeout: float
+) -> list[Var]:
+    """GET the OIDs (in chunks); missing instances come back as NoSuch* vars, not errors."""
+    found: list[Var] = []
+    for start in range(0, len(oids), GET_CHUNK):
+        chunk = oids[start : start + GET_CHUNK]
+        indication, status, index, binds = await get_cmd(
+            session.engine,
+            session.auth,
+            session.transport,
+            session.context,
+            *(ObjectType(ObjectIdentity(oid)) for oid in chunk),
+            lookupMib=False,
+        )
+        if indication:
+            raise error_detail(indication, options, timeout)
+        if status:
+            raise status_detail(status, index, chunk, options.address)
+        answered = [to_var(name, value) for name, value in binds]
+        if [var.oid for var in answered] != list(chunk):
+            raise SourceError(
+                f"SNMP: {options.address} answered other OIDs than asked for", ErrorClass.PROTOCOL
+            )
+        found.extend(answered)
+    return found
+
+
+async def walk(session: Session, options: SnmpOptions, column: str, timeout: float) -> list[Var]:
+    """GETBULK-walk one table column (only the rows under it)."""
+    rows: list[Var] = []
+    walker = bulk_walk_cmd(
+        session.engine,
+        session.auth,
+        session.transport,
+        session.context,
+        0,
+        options.max_repetitions,
+        ObjectType(ObjectIdentity(column)),
+        lookupMib=False,
+        lexicographicMode=False,
+        maxRows=MAX_WALK_ROWS,
+    )
+    try:
+        async for indication, status, index, binds in walker:
+            # pysnmp's walker retries a timed-out page forever; one failure ends the walk.
+            if indication:
+                raise error_detail(indication, options, timeout)
+            if status:
+                raise status_detail(status, index, [column], options.address)
+            rows.extend(to_var(name, value) for name, value in binds)
+    finally:
+        await walker.aclose()
+    return rows
+
+
+async def walk_all(
+    session: Session, options: SnmpOptions, columns: Sequence[str], timeout: float
+) -> dict[str, dict[str, Var]]:
+    """Walk several columns concurrently (one request each in flight) and index them."""
+    rows = await asyncio.gather(*(walk(session, options, c, timeout) for c in columns))
+    return table(columns, rows)
+
+
+# -- one poll ------------------------------------------------------------------
+
+
+async def read(target: ServerTarget, ctx: ProbeContext) -> SnmpReading:
+    """Everything one poll asks the agent, as plain values. Raises SourceError."""
+    options = target.snmp
+    if options is None:  # the config validator makes this impossible
+        raise SourceError("via: snmp needs an snmp section", ErrorClass.PROTOCOL)
+    session = await session_for(target.id, options, ctx)
+    timeout = ctx.timeout
+    try:
+        async with asyncio.timeout(timeout):
+            return await _read(target, options, session, timeout)
+    except TimeoutError:
+        raise SourceError(
+            f"SNMP: no answer from {options.address} within {timeout:g} s "
+            "(community or v3 credentials wrong, or agent down)",
+            ErrorClass.TIMEOUT,
+        ) from None
+    except MalformedAnswer as exc:
+        raise SourceError(str(exc), ErrorClass.PROTOCOL) from None
+    except OSError as exc:
+        raise SourceError(
+            f"SNMP: cannot send to {options.address} ({exc.strerror or exc})",
+            ErrorClass.UNREACHABLE,
+        ) from None
+
+
+async def _read(
+    target: ServerTarget, options: SnmpOptions, session: Session, timeout: float
+) -> SnmpReading:
+    host = "host" in options.profiles
+    scalars = [SYS_UPTIME, *(LA_LOAD if host else ()), *(o.oid for o in options.oids)]
+    # The GET first: it fails fast on wrong credentials, before the walks start.
+    got = await get(session, options, scalars, timeout)
+    taken_at = time.time()
+    uptime_var = got[0]
+    if uptime_var.missing:
+        raise SourceError(
+            f"SNMP: no instance for OID {SYS_UPTIME} (sysUpTime.0) at {options.address}",
+            ErrorClass.RESPONSE,
+        )
+    uptime = int(number(uptime_var))
+    columns: list[str] = []
+    if host:
+        columns += [HR_PROCESSOR_LOAD, *HR_STORAGE_COLUMNS]
+    if target.processes:
+        columns.append(HR_SW_RUN_NAME)
+    if "interfaces" in options.profiles:
+        columns += IF_COLUMNS
+    walked = await walk_all(session, options, columns, timeout) if columns else {}
+
+    reading = None
+    if host:
+        if not walked.get(HR_STORAGE_COLUMNS[0]):
+            raise SourceError(
+                f"SNMP: {options.address} has no rows in hrStorageTable (1.3.6.1.2.1.25.2.3) — "
+                "the agent does not serve HOST-RESOURCES-MIB, or its view hides it",
+                ErrorClass.RESPONSE,
+            )
+        reading = host_reading(walked, got[1:4], target.disks)
+    processes = count_processes(walked.get(HR_SW_RUN_NAME, {}), target.processes)
+    interfaces = None
+    if "interfaces" in options.profiles:
+        interfaces = tuple(interface_rows(walked, target.interfaces))
+    own = got[1 + (3 if host else 0) :]
+    return SnmpReading(
+        sample=server_sample(taken_at, uptime / 100.0, reading, processes),
+        uptime_ticks=uptime,
+        processor_loads=reading.processor_loads if reading else (),
+        interfaces=interfaces,
+        oids={o.name: var for o, var in zip(options.oids, own, strict=True)},
+    )
+
+
+async def collect(target: ServerTarget, ctx: ProbeContext) -> SampleWithFindings:
+    """The ``SOURCES`` entry: one reading, with the SNMP-only parts judged as findings.
+
+    Keeps its own counters in ``ctx.state["snmp"]`` (interfaces, counter OIDs,
+    sysUpTime); the shared part is judged by ``evaluate`` like every source's.
+    """
+    from probes.server import max_rate_age  # the package imports this module
+
+    reading = await read(target, ctx)
+    options = target.snmp
+    assert options is not None  # read() checked it
+    findings, state = snmp_findings(
+        reading,
+        ctx.state.get(STATE_KEY),
+        target.thresholds,
+        options.oids,
+        options.interface_down,
+        max_rate_age(target),
+    )
+    ctx.state[STATE_KEY] = state
+    return replace(reading.sample, findings=tuple(findings))
