@@ -186,3 +186,39 @@ def test_a_batch_too_large_for_the_server_is_split_and_written(tmp_path: Path) -
         assert [r[3] for r in read_back(server)] == [T0 + i for i in range(300)]
     finally:
         server.stop()
+
+
+def test_malformed_points_never_stop_the_writer_and_are_quarantined_with_reasons(
+    influxdb: InfluxServer, tmp_path: Path
+) -> None:
+    sink = make_sink(influxdb, tmp_path)
+    malformed = [
+        MetricPoint("m", {"v": float("nan")}, {}, T0 + 1),
+        MetricPoint("m", {"v": float("-inf"), "ok": 1.0}, {}, T0 + 2),
+        MetricPoint("m", {"v": 2**70}, {}, T0 + 3),
+        MetricPoint("", {"v": 1.0}, {}, T0 + 4),
+        MetricPoint("m", {}, {}, T0 + 5),
+        MetricPoint("m", {"v": None}, {}, T0 + 6),  # type: ignore[dict-item]
+        MetricPoint("m", {"s": "x" * 200_000}, {"t": "\n\t,= \\"}, T0 + 7),
+        MetricPoint("m", {"v": 1.0}, {"n": 7}, T0 + 8),  # type: ignore[dict-item]
+    ]
+    sink.submit(malformed)
+    sink.submit([MetricPoint("m", {"ok": 3.0}, {}, T0 + 9)])
+    sink.close()
+    rows = {r[3]: (r[1], r[2]) for r in read_back(influxdb)}
+    assert sorted(rows) == [T0 + 2, T0 + 7, T0 + 8, T0 + 9]
+    assert rows[T0 + 2] == ({}, {"ok": 1.0})
+    assert rows[T0 + 7][0] == {"t": "  ,= /"}  # line break and tab → spaces, \\ → /
+    assert rows[T0 + 7][1]["s"] == "x" * (64 * 1024 - 1)
+    assert rows[T0 + 8] == ({"n": "7"}, {"v": 1.0})
+    health = sink.health()
+    assert health.up and health.points_quarantined == 5
+    text = "".join(p.read_text() for p in (tmp_path / "spool" / "quarantine").glob("*.lp"))
+    for reason in (
+        "nan is not a finite number",
+        "integer outside the 64-bit range",
+        "point has no measurement",
+        "no fields",
+        "unsupported type NoneType",
+    ):
+        assert reason in text
