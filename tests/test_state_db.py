@@ -359,6 +359,21 @@ def test_checkpoint_rejects_a_bad_row_and_says_why(
     assert repo.load_target_states() == {}
 
 
+@pytest.mark.parametrize("full_row", [True, False], ids=["full-row", "partial-row"])
+def test_nan_and_infinite_metrics_are_stored_as_null(repo: StateRepository, full_row: bool) -> None:
+    metrics = {"sip.rtt_ms": float("nan"), "nested": [float("inf"), 1.5], "ok": 2.0}
+    row = (
+        state("trunk-a")
+        if full_row
+        else {k: state("trunk-a")[k] for k in ("target_id", "kind", "health", "since")}
+    )
+    repo.checkpoint([{**row, "last_metrics": metrics}])
+    repo.save_probe_states({"trunk-a": {"rate": float("-inf")}})
+    stored = repo.load_target_states()["trunk-a"].last_metrics
+    assert stored == {"sip.rtt_ms": None, "nested": [None, 1.5], "ok": 2.0}
+    assert repo.load_probe_states() == {"trunk-a": {"rate": None}}
+
+
 def test_a_checkpoint_that_fails_half_way_stores_nothing(repo: StateRepository) -> None:
     with pytest.raises(IntegrityError):
         repo.checkpoint([state("trunk-a"), state("trunk-b", health=None)])

@@ -17,7 +17,9 @@ once with "database is locked" when it upgrades a read to a write.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,28 @@ class StateDBError(Exception):
     """The state database cannot be opened or migrated; the message says why and what to do."""
 
 
+def dumps_json(value: Any) -> str:
+    """JSON for the state DB's JSON columns; NaN and infinities become null.
+
+    PostgreSQL rejects ``NaN`` in a json value, and one such metric must not
+    make a whole checkpoint fail (and be retried for ever).
+    """
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(value), allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def database_url(url: str | None, data_dir: Path) -> str:
     """The SQLAlchemy URL to use: the given one made explicit, or SQLite in ``data_dir``.
 
@@ -71,7 +95,7 @@ def open_database(url: str | None, data_dir: Path, *, migrate: bool = True) -> E
     elif backend == "postgresql":
         try:
             # pre_ping: a PostgreSQL restart or failover must not break the next write.
-            engine = create_engine(full_url, pool_pre_ping=True)
+            engine = create_engine(full_url, pool_pre_ping=True, json_serializer=dumps_json)
         except ImportError as exc:
             raise StateDBError(
                 f"a PostgreSQL state DB needs its driver ({exc}): "
@@ -103,7 +127,9 @@ def _sqlite_engine(url: str, data_dir: Path) -> Engine:
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False})
+    engine = create_engine(
+        url, connect_args={"check_same_thread": False}, json_serializer=dumps_json
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:

@@ -15,7 +15,6 @@ objects). Times are epoch seconds (float, UTC).
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
@@ -36,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from monitor.store.db import WRITE
+from monitor.store.db import WRITE, dumps_json
 from monitor.store.models import (
     Counter,
     Incident,
@@ -235,12 +234,12 @@ def _executemany_raw(
     For the engine's full-row checkpoints: SQLAlchemy's per-row parameter
     processing took about two thirds of a 10,000-row checkpoint on SQLite
     (bench/RESULTS.md). Every row carries every column, so no column default
-    is needed; JSON columns are encoded here as SQLAlchemy's JSON type would.
+    is needed; JSON columns are encoded here with the engine's serializer.
     """
     compiled = stmt.values({c: bindparam(c) for c in columns}).compile(dialect=conn.dialect)
 
     def value(row: dict[str, Any], column: str) -> Any:
-        return json.dumps(row[column]) if column in _JSON_COLUMNS else row[column]
+        return dumps_json(row[column]) if column in _JSON_COLUMNS else row[column]
 
     params: list[Any]
     if compiled.positional:
