@@ -158,7 +158,7 @@ def _handshake(
     if not done.wait(budget):
         step = (
             "sent no SSH greeting"
-            if transport.remote_version is None
+            if not transport.remote_version
             else ("did not finish the SSH handshake")
         )
         raise SshError(

@@ -387,7 +387,9 @@ def parse_output(command: SshCommand, stdout: str) -> dict[str, float]:
         try:
             document = json.loads(stdout)
         except ValueError as exc:
-            raise ParseError(f"output is not JSON ({exc.args[0]}: {_excerpt(stdout)})") from None
+            raise ParseError(
+                f"output is not JSON ({getattr(exc, 'msg', exc)}: {_excerpt(stdout)})"
+            ) from None
         return {
             name: _number(_at_path(document, path), path) for name, path in command.fields.items()
         }

@@ -19,11 +19,11 @@ import getpass
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.peers import free_port, require_binary, wait_tcp
@@ -101,7 +101,7 @@ class SshdServer:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            start_new_session=True,  # its own process group: stop() ends the sessions too
+            start_new_session=True,  # its own process group, apart from pytest's
         )
         try:
             wait_tcp(self.port, START_TIMEOUT)
@@ -111,9 +111,18 @@ class SshdServer:
             pytest.fail(f"sshd did not start on 127.0.0.1:{self.port}:\n{log[-2000:]}")
 
     def stop(self) -> None:
-        """Stop the listener and every connection it forked (as a host going away does)."""
+        """Stop the listener and every connection it forked (as a host going away does).
+
+        Each connection's sshd calls setsid(), so the process group alone would
+        leave them running (as `systemctl restart ssh` does); they are ended one
+        by one so that pooled client connections really die.
+        """
         if self.process is None:
             return
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(self.process.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGTERM)
         try:
@@ -125,8 +134,6 @@ class SshdServer:
         if self.process.stderr is not None:
             self.process.stderr.close()
         self.process = None
-        # Session children were in the same group; give them a moment to be gone.
-        time.sleep(0.05)
 
     def restart(self) -> None:
         self.stop()

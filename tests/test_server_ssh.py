@@ -1,0 +1,706 @@
+"""The ``server`` probe ``via: ssh``: config, output parsers, and polls of a real OpenSSH sshd.
+
+Parsers are fed real output (the basic script run on this machine, the real
+``systemctl``) and small tables of edge cases; everything about connections —
+host keys, logins, reuse, reconnect, timeouts — runs against ``sshd`` started
+by ``tests/peers/sshd.py``. The one stand-in is a local TCP server that accepts
+and never speaks, named as such: no real sshd can be made to hang that way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from pydantic import ValidationError
+
+from monitor.config.secrets import Secret
+from monitor.observation import ErrorClass, MetricPoint, Observation, Status
+from probes.base import ProbeContext
+from probes.server import ServerTarget, check
+from probes.server.findings import Finding, with_findings
+from probes.server.ssh import SHARED_KEY
+from probes.server.ssh_config import SshCommand
+from probes.server.ssh_pool import SshPool
+from probes.server.ssh_profiles import (
+    CommandResult,
+    ParseError,
+    basic_script,
+    judge_command,
+    judge_services,
+    parse_basic,
+    parse_df,
+    parse_meminfo,
+)
+from tests.peers import free_port
+from tests.peers.sshd import SshdServer, keygen, sshd_factory, sshd_server
+
+__all__ = ["sshd_factory", "sshd_server"]  # fixtures used by name below
+
+QUIET = {"cpu_percent": None, "load_per_core": None, "memory_percent": None}
+"""Thresholds off for values a busy test machine may cross; these tests are about SSH."""
+
+
+def target(**ssh: Any) -> ServerTarget:
+    fields: dict[str, Any] = {"thresholds": QUIET}
+    fields.update(ssh.pop("target_fields", {}))
+    return ServerTarget.model_validate(
+        {"id": "pbx-host", "kind": "server", "via": "ssh", "ssh": ssh, **fields}
+    )
+
+
+def login(server: SshdServer, known_hosts: Path, **more: Any) -> dict[str, Any]:
+    return {
+        "host": "127.0.0.1",
+        "port": server.port,
+        "user": server.user,
+        "key_file": str(server.client_key),
+        "known_hosts": str(known_hosts),
+        **more,
+    }
+
+
+def poll(t: ServerTarget, ctx: ProbeContext) -> Observation:
+    return asyncio.run(check(t, ctx))
+
+
+@pytest.fixture
+def ctx() -> Iterator[ProbeContext]:
+    context = ProbeContext("pbx-host", 20.0)
+    yield context
+    asyncio.run(context.shared.aclose())
+
+
+def pool_of(ctx: ProbeContext) -> SshPool:
+    pool = ctx.shared.get(SHARED_KEY)
+    assert isinstance(pool, SshPool)
+    return pool
+
+
+def points(obs: Observation, measurement: str) -> list[MetricPoint]:
+    return [p for p in obs.metrics if p.measurement == measurement]
+
+
+# -- config ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"via": "ssh"}, "via: ssh needs an ssh section"),
+        (
+            {"ssh": {"host": "h", "user": "u", "password": "p"}},
+            "the ssh section is only used with via: ssh",
+        ),
+        ({"via": "ssh", "ssh": {"host": "h", "user": "u"}}, "give key_file or password"),
+        (
+            {"via": "ssh", "ssh": {"host": "h", "user": "u", "password": "p", "profiles": ["services"]}},
+            "the services profile needs services",
+        ),
+        (
+            {"via": "ssh", "ssh": {"host": "h", "user": "u", "password": "p", "services": ["asterisk"]}},
+            "only checked with the services profile",
+        ),
+        (
+            {"via": "ssh", "ssh": {"host": "h", "user": "u", "password": "p", "host_key_policy": "no"}},
+            "strict",
+        ),
+        (
+            {"via": "ssh", "ssh": {"host": "h", "user": "u", "password": "p",
+                                   "commands": [{"name": "q", "run": "x", "parse": "regex", "pattern": "(\\d+)"}]}},
+            "needs at least one named group",
+        ),
+        (
+            {"via": "ssh", "ssh": {"host": "h", "user": "u", "password": "p",
+                                   "commands": [{"name": "q", "run": "x", "parse": "number",
+                                                 "thresholds": {"waiting": {"warn": 1}}}]}},
+            "thresholds name 'waiting', which this command does not produce",
+        ),
+        (
+            {"via": "ssh", "ssh": {"host": "h", "user": "u", "password": "p",
+                                   "commands": [{"name": "q", "run": "x", "parse": "json"}]}},
+            "parse: json needs fields",
+        ),
+        (
+            {"via": "ssh", "ssh": {"host": "h", "user": "u", "password": "p",
+                                   "commands": [{"name": "q", "run": "x", "parse": "number",
+                                                 "thresholds": {"value": {"warn": 10, "fail": 5}}}]}},
+            "warn must not be above fail",
+        ),
+    ],
+    ids=[
+        "via-ssh-without-ssh-section",
+        "ssh-section-with-via-local",
+        "no-credentials",
+        "services-profile-without-services",
+        "services-without-the-profile",
+        "unknown-host-key-policy",
+        "regex-without-named-groups",
+        "thresholds-on-a-field-the-command-does-not-produce",
+        "json-without-fields",
+        "warn-past-fail",
+    ],
+)  # fmt: skip
+def test_bad_ssh_config_is_rejected_with_a_reason(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        ServerTarget.model_validate({"id": "h", "kind": "server", **fields})
+    assert message in str(raised.value)
+
+
+def test_host_key_verification_is_strict_unless_configured_otherwise() -> None:
+    t = target(host="h", user="u", password="p")
+    assert t.ssh is not None
+    assert t.ssh.host_key_policy == "strict"
+    assert t.ssh.known_hosts == "~/.ssh/known_hosts"
+
+
+def test_the_password_and_passphrase_never_show_in_the_config_repr() -> None:
+    t = target(host="h", user="u", password="hunter2-pw", key_file="/k", passphrase="pass-phrase")
+    shown = repr(t) + str(t)
+    assert "hunter2-pw" not in shown
+    assert "pass-phrase" not in shown
+
+
+# -- parsers --------------------------------------------------------------------
+
+
+def test_the_basic_script_run_on_this_machine_parses_to_what_psutil_sees() -> None:
+    t = target(
+        host="h", user="u", password="p", target_fields={"processes": ["sh", "no-such-proc"]}
+    )
+    script = basic_script(t)
+    assert script.startswith("/bin/sh -c ")
+    output = subprocess.run(script, shell=True, capture_output=True, text=True, check=True).stdout
+    readings = parse_basic(output, t)
+    assert readings.cpu_count == psutil.cpu_count(logical=True)
+    assert readings.load is not None and len(readings.load) == 3
+    assert readings.memory_percent is not None
+    assert abs(readings.memory_percent - psutil.virtual_memory().percent) < 10
+    assert readings.boot_time is not None
+    assert abs(readings.boot_time - psutil.boot_time()) < 5
+    assert readings.cpu is not None and 0 < readings.cpu.busy < readings.cpu.total
+    assert "/" in [d.mount for d in readings.disks]
+    assert readings.processes is not None and readings.processes["no-such-proc"] == 0
+    assert readings.processes["sh"] >= 1  # the shell running the script itself
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        (["MemTotal: 1000 kB", "MemAvailable: 250 kB", "SwapTotal: 0 kB", "SwapFree: 0 kB"],
+         {"memory_percent": 75.0, "memory_available_bytes": 256000, "swap_percent": 0.0}),
+        (["MemTotal: 1000 kB", "MemFree: 100 kB", "Buffers: 100 kB", "Cached: 300 kB",
+          "SwapTotal: 200 kB", "SwapFree: 150 kB"],
+         {"memory_percent": 50.0, "memory_available_bytes": 512000, "swap_percent": 25.0}),
+    ],
+    ids=["available-and-no-swap", "old-kernel-without-memavailable"],
+)  # fmt: skip
+def test_meminfo_counts_memory_like_via_local(lines: list[str], expected: dict[str, float]) -> None:
+    assert parse_meminfo(lines) == expected
+
+
+def test_df_keeps_mount_points_with_spaces_and_skips_pseudo_filesystems() -> None:
+    t = target(host="h", user="u", password="p")
+    lines = [
+        "Filesystem     Type     1024-blocks    Used Available Capacity Mounted on",
+        "/dev/sda1      ext4        1000000  930000     70000      94% /",
+        "tmpfs          tmpfs         10000       0     10000       0% /dev/shm",
+        "/dev/sdb1      xfs          500000  100000    400000      20% /srv/call recordings",
+    ]
+    disks = parse_df(lines, t)
+    assert [(d.mount, d.fstype) for d in disks] == [("/", "ext4"), ("/srv/call recordings", "xfs")]
+    assert disks[0].free_bytes == 70000 * 1024
+    assert round(disks[0].percent) == 93
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("", "stopped before the end"),
+        ("@@loadavg\n@@end\n", "printed none of"),
+        (
+            "@@loadavg\nbanana split\n@@meminfo\nMemTotal: 10 kB\n@@end\n",
+            "/proc/loadavg is unreadable",
+        ),
+        ("@@meminfo\nHello: world\n@@end\n", "/proc/meminfo has no MemTotal"),
+        ("@@df\n/dev/sda1 ext4 lots\n@@end\n", "df printed a line it should not"),
+    ],
+    ids=["nothing", "empty-sections", "garbage-loadavg", "meminfo-without-total", "garbage-df"],
+)
+def test_garbage_basic_output_is_a_parse_error_naming_the_part(output: str, message: str) -> None:
+    t = target(host="h", user="u", password="p")
+    with pytest.raises(ParseError, match=message):
+        parse_basic(output, t)
+
+
+def cmd(**fields: Any) -> SshCommand:
+    return SshCommand.model_validate({"name": "queue", "run": "x", **fields})
+
+
+def result(stdout: str = "", exit_code: int = 0, stderr: str = "") -> CommandResult:
+    return CommandResult(exit_code, stdout, stderr, 0.01)
+
+
+@pytest.mark.parametrize(
+    ("command", "outcome", "status", "detail", "fields"),
+    [
+        (cmd(), result(), Status.OK, "queue exit 0", {}),
+        (cmd(), result(exit_code=2, stderr="backup is 3 days old\n"), Status.FAIL,
+         "command queue exited with 2 (fail above 0): backup is 3 days old", {}),
+        (cmd(thresholds={"exit_code": {"warn": 0, "fail": 1}}), result(exit_code=1), Status.WARN,
+         "command queue exited with 1 (warn above 0)", {}),
+        (cmd(parse="number", thresholds={"value": {"warn": 10, "fail": 20}}), result(" 7\n"),
+         Status.OK, "queue 7", {"value": 7.0}),
+        (cmd(parse="number", thresholds={"value": {"warn": 10, "fail": 20}}), result("25\n"),
+         Status.FAIL, "queue value at 25 (fail above 20)", {"value": 25.0}),
+        (cmd(parse="number"), result("lots\n"), Status.FAIL,
+         "command queue: output is not a number ('lots')", {}),
+        (cmd(parse="number"), result("5", exit_code=1, stderr="no such queue"), Status.FAIL,
+         "command queue exited with 1: no such queue", {}),
+        (cmd(parse="number", ok_exit=[0, 1]), result("5", exit_code=1), Status.OK, "queue 5",
+         {"value": 5.0}),
+        (cmd(parse="regex", pattern=r"waiting=(?P<waiting>\d+) agents=(?P<agents>\d+)",
+             thresholds={"agents": {"fail": 2, "below": True}}),
+         result("queue sales waiting=4 agents=1\n"), Status.FAIL,
+         "queue agents at 1 (fail below 2)", {"waiting": 4.0, "agents": 1.0}),
+        (cmd(parse="regex", pattern=r"waiting=(?P<waiting>\d+)"), result("nothing here"),
+         Status.FAIL, "command queue: output does not match the pattern ('nothing here')", {}),
+        (cmd(parse="json", fields={"waiting": "queues.0.waiting", "up": "healthy"}),
+         result('{"queues": [{"waiting": "3"}], "healthy": true}'), Status.OK,
+         "queue waiting 3, up 1", {"waiting": 3.0, "up": 1.0}),
+        (cmd(parse="json", fields={"waiting": "queues.1.waiting"}), result('{"queues": []}'),
+         Status.FAIL, "command queue: the JSON output has nothing at queues.1.waiting", {}),
+        (cmd(parse="json", fields={"waiting": "w"}), result("<html>"), Status.FAIL,
+         "command queue: output is not JSON (Expecting value: '<html>')", {}),
+    ],
+    ids=[
+        "exit-zero-is-ok",
+        "non-zero-exit-fails-with-stderr",
+        "nagios-style-exit-warns",
+        "number-under-warn",
+        "number-over-fail",
+        "number-from-garbage-is-a-protocol-failure",
+        "number-with-bad-exit-fails",
+        "number-with-allowed-exit",
+        "regex-group-below-lower-limit",
+        "regex-without-match",
+        "json-paths-with-string-and-bool",
+        "json-path-missing",
+        "json-from-garbage",
+    ],
+)  # fmt: skip
+def test_own_commands_become_fields_and_a_status(
+    command: SshCommand,
+    outcome: CommandResult,
+    status: Status,
+    detail: str,
+    fields: dict[str, float],
+) -> None:
+    finding = judge_command(command, outcome)
+    assert (finding.status, finding.sentence) == (status, detail)
+    (point,) = finding.points
+    assert point.tags == {"command": "queue"}
+    assert point.fields["exit_code"] == outcome.exit_code
+    assert {
+        k: v for k, v in point.fields.items() if k not in ("exit_code", "duration_ms")
+    } == fields
+
+
+@pytest.mark.parametrize(
+    ("stdout", "status", "sentence"),
+    [
+        ("active\nactive\n", Status.OK, "services active: asterisk, kamailio"),
+        ("active\nfailed\n", Status.FAIL, "service kamailio is failed"),
+        ("inactive\nactivating\n", Status.FAIL,
+         "service asterisk is inactive; service kamailio is activating"),
+        ("active\n", Status.FAIL, "could not check services"),
+    ],
+    ids=["all-active", "one-failed", "two-not-active", "one-line-short"],
+)  # fmt: skip
+def test_systemctl_states_fail_unless_active(stdout: str, status: Status, sentence: str) -> None:
+    finding = judge_services(["asterisk", "kamailio"], result(stdout, exit_code=3))
+    assert finding.status is status
+    assert finding.sentence.startswith(sentence)
+
+
+def test_the_real_systemctl_here_is_parsed_or_reported_in_its_own_words() -> None:
+    unit = "dialwatch-no-such-unit.service"
+    done = subprocess.run(
+        ["systemctl", "is-active", "--", unit], capture_output=True, text=True, check=False
+    )
+    finding = judge_services([unit], CommandResult(done.returncode, done.stdout, done.stderr, 0.1))
+    assert finding.status is Status.FAIL
+    if Path("/run/systemd/system").is_dir():  # systemd is running: a real state line
+        assert finding.sentence == f"service {unit} is inactive"
+    else:
+        first = (done.stderr or done.stdout).strip().splitlines()[0]
+        assert finding.sentence.startswith("could not check services")
+        assert first in finding.sentence
+
+
+def test_findings_fold_into_the_observation_problems_first() -> None:
+    base = Observation(
+        Status.WARN, "memory at 88% (warn above 85%)", error_class=ErrorClass.THRESHOLD
+    )
+    ok = Finding(Status.OK, "queue 3", (MetricPoint("server_command", {"value": 3.0}),))
+    bad = Finding(Status.FAIL, "service asterisk is failed", (), ErrorClass.THRESHOLD)
+    merged = with_findings(base, [ok, bad])
+    assert merged.status is Status.FAIL
+    assert merged.detail == "service asterisk is failed; memory at 88% (warn above 85%)"
+    assert len(merged.metrics) == 1
+    calm = with_findings(Observation(Status.OK, "cpu 3%"), [ok])
+    assert (calm.status, calm.detail) == (Status.OK, "cpu 3%, queue 3")
+
+
+# -- against a real sshd --------------------------------------------------------
+
+
+@pytest.mark.peer
+def test_basic_profile_over_ssh_reports_the_same_points_as_via_local(
+    sshd_server: SshdServer, tmp_path: Path, ctx: ProbeContext
+) -> None:
+    known = sshd_server.write_known_hosts(tmp_path / "known_hosts")
+    t = target(**login(sshd_server, known), target_fields={"processes": ["sshd"]})
+    first = poll(t, ctx)
+    assert first.status is Status.OK, first.detail
+    (server,) = points(first, "server")
+    assert server.fields["cpu_count"] == psutil.cpu_count(logical=True)
+    assert isinstance(server.fields["memory_available_bytes"], int)
+    assert "cpu_percent" not in server.fields  # the first poll only primes the counters
+    assert "/" in [p.tags["mount"] for p in points(first, "server_disk")]
+    (process,) = points(first, "server_process")
+    assert process.fields["count"] >= 1  # the sshd serving this very login
+    second = poll(t, ctx)
+    (server,) = points(second, "server")
+    assert 0 <= server.fields["cpu_percent"] <= 100
+
+
+@pytest.mark.peer
+def test_one_connection_serves_many_polls(
+    sshd_factory: Any, tmp_path: Path, ctx: ProbeContext
+) -> None:
+    server = sshd_factory()
+    known = server.write_known_hosts(tmp_path / "known_hosts")
+    t = target(**login(server, known, commands=[{"name": "up", "run": "true"}]))
+    for _ in range(4):
+        assert poll(t, ctx).status is Status.OK
+    assert server.logins() == 1
+    assert pool_of(ctx).connects == 1
+
+
+@pytest.mark.peer
+def test_the_next_poll_reconnects_after_sshd_restarts(
+    sshd_factory: Any, tmp_path: Path, ctx: ProbeContext
+) -> None:
+    server = sshd_factory()
+    known = server.write_known_hosts(tmp_path / "known_hosts")
+    t = target(**login(server, known, profiles=[], commands=[{"name": "up", "run": "true"}]))
+    assert poll(t, ctx).status is Status.OK
+    server.restart()  # kills the session's sshd child too: the pooled connection is dead
+    after = poll(t, ctx)
+    assert after.status is Status.OK, after.detail
+    assert server.logins() == 2
+
+
+@pytest.mark.peer
+def test_a_stopped_sshd_fails_with_refused_and_the_poll_after_its_return_works(
+    sshd_factory: Any, tmp_path: Path, ctx: ProbeContext
+) -> None:
+    server = sshd_factory()
+    known = server.write_known_hosts(tmp_path / "known_hosts")
+    t = target(**login(server, known, profiles=[], commands=[{"name": "up", "run": "true"}]))
+    assert poll(t, ctx).status is Status.OK
+    server.stop()
+    down = poll(t, ctx)
+    assert (down.status, down.error_class) == (Status.FAIL, ErrorClass.REFUSED)
+    assert down.detail == f"SSH: 127.0.0.1:{server.port}: connection refused"
+    server.start()
+    assert poll(t, ctx).status is Status.OK
+
+
+@pytest.mark.peer
+def test_an_unknown_host_key_fails_and_is_not_recorded(
+    sshd_server: SshdServer, tmp_path: Path, ctx: ProbeContext
+) -> None:
+    known = tmp_path / "known_hosts"
+    obs = poll(target(**login(sshd_server, known)), ctx)
+    assert (obs.status, obs.error_class) == (Status.FAIL, ErrorClass.AUTH)
+    assert obs.detail.startswith(
+        f"SSH: host key for 127.0.0.1:{sshd_server.port} is not in known_hosts ({known}; "
+        "the server offered ssh-ed25519 SHA256:"
+    )
+    assert not known.exists()
+    assert not obs.metrics
+
+
+@pytest.mark.peer
+def test_a_changed_host_key_fails_as_a_possible_man_in_the_middle(
+    sshd_server: SshdServer, tmp_path: Path, ctx: ProbeContext
+) -> None:
+    other = keygen(tmp_path / "other_host_key")
+    key_type, blob = (tmp_path / "other_host_key.pub").read_text().split()[:2]
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{sshd_server.port} {key_type} {blob}\n")
+    for policy in ("strict", "accept-new"):
+        obs = poll(target(**login(sshd_server, known, host_key_policy=policy)), ctx)
+        assert (obs.status, obs.error_class) == (Status.FAIL, ErrorClass.AUTH)
+        assert obs.detail.startswith(
+            f"SSH: host key CHANGED for 127.0.0.1:{sshd_server.port} — possible man-in-the-middle"
+        ), obs.detail
+    assert known.read_text().count("\n") == 1  # accept-new did not add the new key
+    assert other.exists()
+
+
+@pytest.mark.peer
+def test_accept_new_records_the_key_which_strict_then_trusts(
+    sshd_server: SshdServer, tmp_path: Path, ctx: ProbeContext
+) -> None:
+    known = tmp_path / "ssh" / "known_hosts"
+    first = poll(target(**login(sshd_server, known, host_key_policy="accept-new")), ctx)
+    assert first.status is Status.OK, first.detail
+    assert known.read_text() == sshd_server.known_hosts_line()
+    assert (known.stat().st_mode & 0o777) == 0o600
+    strict = poll(target(**login(sshd_server, known)), ProbeContext("other", 20.0))
+    assert strict.status is Status.OK, strict.detail
+
+
+@pytest.mark.peer
+def test_a_key_the_server_does_not_know_fails_authentication_without_showing_secrets(
+    sshd_server: SshdServer, tmp_path: Path, ctx: ProbeContext
+) -> None:
+    stranger = keygen(tmp_path / "stranger")
+    known = sshd_server.write_known_hosts(tmp_path / "known_hosts")
+    password = Secret("correct-horse-battery")
+    t = target(**login(sshd_server, known, key_file=str(stranger), password=password))
+    obs = poll(t, ctx)
+    assert (obs.status, obs.error_class) == (Status.FAIL, ErrorClass.AUTH)
+    assert obs.detail == (
+        f"SSH: authentication failed for {sshd_server.user}@127.0.0.1:{sshd_server.port} "
+        "(tried publickey, password; the server allows publickey)"
+    )
+    assert "correct-horse" not in repr(t) + repr(obs)
+
+
+@pytest.mark.peer
+def test_a_missing_key_file_is_a_sentence_not_a_crash(
+    sshd_server: SshdServer, tmp_path: Path, ctx: ProbeContext
+) -> None:
+    known = sshd_server.write_known_hosts(tmp_path / "known_hosts")
+    obs = poll(target(**login(sshd_server, known, key_file=str(tmp_path / "nope"))), ctx)
+    assert (obs.status, obs.error_class) == (Status.FAIL, ErrorClass.AUTH)
+    assert obs.detail == f"SSH: cannot load key file {tmp_path / 'nope'} (no such file)"
+
+
+@pytest.fixture
+def silent_tcp_server() -> Iterator[int]:
+    """A local TCP server that accepts connections and never sends a byte (a hung host)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+                accepted.append(conn)
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    listener.close()
+
+
+@pytest.mark.peer
+def test_a_host_that_accepts_and_never_speaks_times_out_and_the_next_poll_works(
+    silent_tcp_server: int, sshd_server: SshdServer, tmp_path: Path
+) -> None:
+    ctx = ProbeContext("pbx-host", 1.5)
+    try:
+        silent = ServerTarget.model_validate(
+            {"id": "hung", "kind": "server", "via": "ssh", "timeout": "1500ms",
+             "ssh": {"host": "127.0.0.1", "port": silent_tcp_server, "user": "u",
+                     "password": "p", "known_hosts": str(tmp_path / "kh")}}
+        )  # fmt: skip
+        obs = poll(silent, ctx)
+        assert (obs.status, obs.error_class) == (Status.FAIL, ErrorClass.TIMEOUT)
+        assert obs.detail == (
+            f"SSH: 127.0.0.1:{silent_tcp_server} accepted the connection but sent no SSH "
+            "greeting within 1.5s"
+        )
+        known = sshd_server.write_known_hosts(tmp_path / "known_hosts")
+        ctx.timeout = 20.0
+        assert poll(target(**login(sshd_server, known)), ctx).status is Status.OK
+    finally:
+        asyncio.run(ctx.shared.aclose())
+
+
+@pytest.mark.peer
+def test_a_command_that_never_ends_fails_and_its_connection_is_dropped(
+    sshd_factory: Any, tmp_path: Path, ctx: ProbeContext
+) -> None:
+    server = sshd_factory()
+    known = server.write_known_hosts(tmp_path / "known_hosts")
+    t = target(
+        **login(
+            server,
+            known,
+            profiles=[],
+            commands=[
+                {"name": "stuck", "run": "sleep 60", "timeout": "1s"},
+                {"name": "after", "run": "echo 5", "parse": "number"},
+            ],
+        )
+    )
+    obs = poll(t, ctx)
+    assert obs.status is Status.FAIL
+    assert obs.detail == "command stuck did not finish within 1s"
+    assert obs.error_class is ErrorClass.TIMEOUT
+    # The second command ran on a fresh login: the timed-out one was dropped.
+    assert [p.tags["command"] for p in points(obs, "server_command")] == ["after"]
+    assert pool_of(ctx).connects == 2
+    assert server.logins() == 2
+
+
+@pytest.mark.peer
+def test_a_poll_that_runs_out_of_time_fails_with_a_timeout(
+    sshd_server: SshdServer, tmp_path: Path
+) -> None:
+    known = sshd_server.write_known_hosts(tmp_path / "known_hosts")
+    ctx = ProbeContext("pbx-host", 20.0)
+    try:
+        t = target(
+            **login(sshd_server, known, profiles=[], commands=[{"name": "up", "run": "true"}])
+        )
+        assert poll(t, ctx).status is Status.OK  # logged in; the next poll reuses it
+        slow = target(
+            **login(sshd_server, known, profiles=[], commands=[{"name": "s", "run": "sleep 60"}])
+        )
+        ctx.timeout = 1.0
+        obs = poll(slow, ctx)
+        assert (obs.status, obs.error_class) == (Status.FAIL, ErrorClass.TIMEOUT)
+        assert obs.detail.startswith(
+            f"SSH: a command on 127.0.0.1:{sshd_server.port} did not finish"
+        )
+        assert pool_of(ctx).open_count() == 0
+    finally:
+        asyncio.run(ctx.shared.aclose())
+
+
+@pytest.mark.peer
+def test_own_commands_parse_real_output_and_garbage_fails_alone(
+    sshd_server: SshdServer, tmp_path: Path, ctx: ProbeContext
+) -> None:
+    known = sshd_server.write_known_hosts(tmp_path / "known_hosts")
+    t = target(
+        **login(
+            sshd_server,
+            known,
+            commands=[
+                {"name": "calls", "run": "printf 'active calls: 17\\n'", "parse": "regex",
+                 "pattern": r"active calls: (?P<calls>\d+)", "thresholds": {"calls": {"warn": 15}}},
+                {"name": "stats", "run": "echo '{\"agents\": {\"ready\": 9}}'", "parse": "json",
+                 "fields": {"ready": "agents.ready"}},
+                {"name": "junk", "run": "head -c 40 /dev/urandom | base64", "parse": "number"},
+            ],
+        )
+    )  # fmt: skip
+    obs = poll(t, ctx)
+    assert obs.status is Status.FAIL
+    assert obs.error_class is ErrorClass.PROTOCOL
+    assert obs.detail.startswith("command junk: output is not a number (")
+    assert obs.detail.endswith("; calls calls at 17 (warn above 15)")
+    fields = {p.tags["command"]: dict(p.fields) for p in points(obs, "server_command")}
+    assert fields["calls"]["calls"] == 17.0
+    assert fields["stats"]["ready"] == 9.0
+    assert points(obs, "server")  # the basic readings are still there
+
+
+SYSTEMCTL_STANDIN = """\
+#!/bin/sh
+# Answers like `systemctl is-active UNIT...`: one state per unit, exit 3 unless all are active.
+[ "$1" = is-active ] || exit 64
+shift
+[ "$1" = -- ] && shift
+rc=0
+for unit in "$@"; do
+  case "$unit" in
+    asterisk|kamailio.service) echo active ;;
+    dialer) echo failed; rc=3 ;;
+    *) echo inactive; rc=3 ;;
+  esac
+done
+exit $rc
+"""
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize(
+    ("services", "status", "detail"),
+    [
+        (["asterisk", "kamailio.service"], Status.OK, "services active: asterisk, kamailio.service"),
+        (["asterisk", "dialer", "crm"], Status.FAIL, "service dialer is failed; service crm is inactive"),
+    ],
+    ids=["all-active", "failed-and-inactive-units"],
+)  # fmt: skip
+def test_services_profile_runs_systemctl_is_active_on_the_host(
+    sshd_server: SshdServer,
+    tmp_path: Path,
+    ctx: ProbeContext,
+    services: list[str],
+    status: Status,
+    detail: str,
+) -> None:
+    script = tmp_path / "systemctl"
+    script.write_text(SYSTEMCTL_STANDIN)
+    script.chmod(0o755)
+    known = sshd_server.write_known_hosts(tmp_path / "known_hosts")
+    t = target(
+        **login(sshd_server, known, profiles=["services"], services=services, systemctl=str(script))
+    )
+    obs = poll(t, ctx)
+    assert (obs.status, obs.detail) == (status, detail)
+    states = {p.tags["service"]: p.fields["active"] for p in points(obs, "server_service")}
+    assert list(states) == services
+    assert not points(obs, "server")  # no basic profile asked for
+
+
+@pytest.mark.peer
+def test_services_profile_with_the_hosts_own_systemctl(
+    sshd_server: SshdServer, tmp_path: Path, ctx: ProbeContext
+) -> None:
+    known = sshd_server.write_known_hosts(tmp_path / "known_hosts")
+    unit = "dialwatch-no-such-unit"
+    t = target(**login(sshd_server, known, profiles=["services"], services=[unit]))
+    obs = poll(t, ctx)
+    assert obs.status is Status.FAIL
+    if Path("/run/systemd/system").is_dir():
+        assert obs.detail == f"service {unit} is inactive"
+    else:  # a container without systemd: systemctl says so, and we repeat it
+        assert obs.detail.startswith("could not check services: systemctl is-active answered")
+        assert obs.error_class is ErrorClass.RESPONSE
+
+
+@pytest.mark.peer
+def test_nothing_listening_is_refused(tmp_path: Path, ctx: ProbeContext) -> None:
+    port = free_port()
+    t = target(host="127.0.0.1", port=port, user="u", password="p", known_hosts=str(tmp_path / "k"))
+    obs = poll(t, ctx)
+    assert (obs.status, obs.error_class, obs.detail) == (
+        Status.FAIL,
+        ErrorClass.REFUSED,
+        f"SSH: 127.0.0.1:{port}: connection refused",
+    )
