@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -124,6 +124,22 @@ class _Rate:
         return (v1 - v0) / (t1 - t0) if t1 > t0 else 0.0
 
 
+class _DisplayNames(Mapping[str, str]):
+    """target id → display name, looked up on access (incident titles need one or two)."""
+
+    def __init__(self, targets: dict[str, TargetRuntime]) -> None:
+        self._targets = targets
+
+    def __getitem__(self, target_id: str) -> str:
+        return self._targets[target_id].target.display_name
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._targets)
+
+    def __len__(self) -> int:
+        return len(self._targets)
+
+
 class EngineVitals:
     """The engine as the ``appliance`` probe sees it (probes.appliance's protocol)."""
 
@@ -200,6 +216,7 @@ class Engine:
         self._incident_lock = asyncio.Lock()
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._background: list[asyncio.Task[Any]] = []
+        self._names = _DisplayNames(self.targets)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
         self.started = asyncio.Event()
@@ -370,6 +387,10 @@ class Engine:
             self._in_flight.add(task)
         try:
             await self.probe_once(rt)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            # cancelled by stop() after the drain timeout: nothing to report
         except Exception:  # the engine must survive anything a target does
             log.exception("processing %s failed", target_id)
         finally:
@@ -458,9 +479,14 @@ class Engine:
             tr.reason,
         )
         async with self._incident_lock:
-            names = {tid: rt.target.display_name for tid, rt in self.targets.items()}
-            action = incidents.decide(tr, self.incidents, rt.policy.incident_on, names)
+            action = incidents.decide(tr, self.incidents, rt.policy.incident_on, self._names)
             row = rt.row()
+            if action is None:
+                # Most transitions (every target's first "up" at start, recoveries
+                # outside incidents) change no incident: write them in the DB
+                # thread's order without holding up this target's next probe.
+                self._write_later(self._write_transition, tr, None, row)
+                return
             try:
                 incident_id = await self._in_db(self._write_transition, tr, action, row)
             except Exception:
@@ -576,6 +602,15 @@ class Engine:
         return incident_id
 
     # -- persistence ---------------------------------------------------------
+    def _write_later(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Queue a DB write on the DB thread (in order with every other write) without waiting."""
+
+        def done(future: Any) -> None:
+            if future.exception() is not None:
+                log.error("state DB write failed: %s", future.exception())
+
+        self._db.submit(fn, *args).add_done_callback(done)
+
     async def _in_db(self, fn: Callable[..., Any], *args: Any) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._db, fn, *args)

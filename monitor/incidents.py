@@ -13,7 +13,7 @@ render its own translation from the action's fields instead.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -122,7 +122,7 @@ def _phrase(health: Health) -> str:
     return "in maintenance" if health is Health.MAINTENANCE else str(health)
 
 
-def _label(target_id: str, names: dict[str, str] | None) -> str:
+def _label(target_id: str, names: Mapping[str, str] | None) -> str:
     name = (names or {}).get(target_id)
     return f"{name} ({target_id})" if name and name != target_id else target_id
 
@@ -137,7 +137,7 @@ def decide(
     transition: Transition,
     open_incidents: Iterable[OpenIncident],
     incident_on: str = "down",
-    names: dict[str, str] | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> Action | None:
     """The one action ``transition`` calls for, or None.
 
