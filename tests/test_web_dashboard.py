@@ -141,7 +141,7 @@ def test_target_page_draws_charts_from_the_embedded_metrics_store(tmp_path) -> N
             [
                 MetricPoint(
                     "sip",
-                    {"rtt_ms": float(10 + i % 5)},
+                    {"rtt_ms": 10.0 if i < 25 else 20.0},
                     {"target": "trunk-a", "kind": "sip", "site": "sh"},
                     int((now - 3000 + i * 60) * 1e9),
                 )
@@ -158,7 +158,7 @@ def test_target_page_draws_charts_from_the_embedded_metrics_store(tmp_path) -> N
     # the store picks raw values or rollups and downsamples; the chart draws what it gets
     assert polyline is not None and 10 <= len(polyline.group(1).split()) <= 50
     assert "sip.rtt_ms" in html
-    assert "min 10 · max 14" in html
+    assert "min 10 · max 20" in html
 
 
 def test_target_page_survives_a_failing_metrics_store(tmp_path) -> None:
