@@ -237,11 +237,12 @@ class EmbeddedMetricsQuery:
                 fields = field_cache[info.measurement] = self.reader.fields_of(info.measurement)
             values: dict[str, FieldValue] = {}
             newest = 0
-            for field_id, name, ftype in fields:
-                found = self.reader.latest_raw(info.id, field_id)
-                if found is not None:
-                    values[name] = _restore(found[1], ftype)
-                    newest = max(newest, found[0])
+            names = {fid: (name, ftype) for fid, name, ftype in fields}
+            for fid, (ts, value) in self.reader.latest_raw(info.id).items():
+                if fid in names:
+                    name, ftype = names[fid]
+                    values[name] = _restore(value, ftype)
+                    newest = max(newest, ts)
             if values:
                 out.setdefault(info.measurement, []).append(
                     {"tags": _probe_tags(info.tags), "time": newest / 1000, "fields": values}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from monitor.observation import FieldValue
 from monitor.points import FieldType
-from monitor.store.metrics.schema import RAW, Tier
+from monitor.store.metrics.schema import RAW, Tier, decode_fields
 from monitor.store.metrics.store import connect
 
 
@@ -117,12 +117,18 @@ class MetricsReader:
         buckets = RAW.buckets(start_ms, end_ms)
         if not buckets:
             return []
-        return self._query(
-            f"""SELECT bucket * {RAW.bucket_units} + off AS ts, value FROM raw
-            WHERE bucket IN ({_placeholders(len(buckets))}) AND series_id = ? AND field_id = ?
+        rows = self._query(
+            f"""SELECT bucket * {RAW.bucket_units} + off AS ts, fields FROM raw
+            WHERE bucket IN ({_placeholders(len(buckets))}) AND series_id = ?
               AND ts BETWEEN ? AND ? ORDER BY bucket, off""",
-            (*buckets, series_id, field_id, start_ms, end_ms),
+            (*buckets, series_id, start_ms, end_ms),
         )
+        out = []
+        for ts, text in rows:
+            fields = decode_fields(text)
+            if field_id in fields:
+                out.append((ts, fields[field_id]))
+        return out  # type: ignore[return-value]
 
     def read_rollup(
         self, tier: Tier, series_id: int, field_id: int, start_ms: int, end_ms: int
@@ -139,21 +145,27 @@ class MetricsReader:
             (*buckets, series_id, field_id, start_ms, end_ms),
         )
 
-    def latest_raw(self, series_id: int, field_id: int) -> tuple[int, FieldValue] | None:
-        """The newest raw value of one series' field, or None."""
+    def latest_raw(self, series_id: int) -> dict[int, tuple[int, FieldValue]]:
+        """``{field_id: (ts_ms, value)}``: the newest raw value of each field of a series."""
         span = self._query("SELECT min(bucket), max(bucket) FROM raw")
         if not span or span[0][0] is None:
-            return None
+            return {}
         oldest, newest = span[0]
+        found: dict[int, tuple[int, FieldValue]] = {}
         for bucket in range(newest, oldest - 1, -1):
+            # A few rows, in case the newest point lacks a field (a failed probe
+            # may report fewer fields); the newest value of each field wins.
             rows = self._query(
-                "SELECT off, value FROM raw WHERE bucket = ? AND series_id = ? AND field_id = ? "
-                "ORDER BY off DESC LIMIT 1",
-                (bucket, series_id, field_id),
+                "SELECT off, fields FROM raw WHERE bucket = ? AND series_id = ? "
+                "ORDER BY off DESC LIMIT 10",
+                (bucket, series_id),
             )
+            for off, text in rows:
+                for fid, value in decode_fields(text).items():
+                    found.setdefault(fid, (RAW.join(bucket, off), value))  # type: ignore[arg-type]
             if rows:
-                return RAW.join(bucket, rows[0][0]), rows[0][1]
-        return None
+                return found
+        return found
 
     def close(self) -> None:
         with self._lock:
