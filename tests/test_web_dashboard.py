@@ -225,3 +225,12 @@ def test_the_filter_form_with_all_kinds_and_any_health_is_no_filter(world) -> No
     r = world.client().get("/?q=trunk&kind=&health=")
     assert r.status_code == 200
     assert [i for i, _h in rows_in(r.get_data(as_text=True))] == ["trunk-a", "trunk-b"]
+
+
+@pytest.mark.parametrize("path", ["/", "/targets/trunk-a", "/status", "/targets/nope"])
+def test_pages_load_nothing_from_outside_the_appliance(world, path: str) -> None:
+    html = world.client().get(path).get_data(as_text=True)
+    refs = re.findall(r'(?:src|href|action)="([^"]*)"', html)
+    assert refs, "the page links its own assets"
+    assert [r for r in refs if not (r.startswith("/") or r.startswith("?"))] == []
+    assert all(not r.startswith("//") for r in refs)
