@@ -40,9 +40,16 @@ from probes.server.ssh_profiles import (
     parse_meminfo,
 )
 from tests.peers import free_port
-from tests.peers.sshd import SshdServer, keygen, sshd_factory, sshd_server
+from tests.peers.sshd import (
+    PasswordSshServer,
+    SshdServer,
+    keygen,
+    password_ssh_server,
+    sshd_factory,
+    sshd_server,
+)
 
-__all__ = ["sshd_factory", "sshd_server"]  # fixtures used by name below
+__all__ = ["password_ssh_server", "sshd_factory", "sshd_server"]  # fixtures used by name
 
 QUIET = {"cpu_percent": None, "load_per_core": None, "memory_percent": None}
 """Thresholds off for values a busy test machine may cross; these tests are about SSH."""
@@ -704,3 +711,45 @@ def test_nothing_listening_is_refused(tmp_path: Path, ctx: ProbeContext) -> None
         ErrorClass.REFUSED,
         f"SSH: 127.0.0.1:{port}: connection refused",
     )
+
+
+@pytest.mark.peer
+def test_many_targets_on_one_host_polled_at_once_share_one_login(
+    sshd_factory: Any, tmp_path: Path, ctx: ProbeContext
+) -> None:
+    server = sshd_factory()
+    known = server.write_known_hosts(tmp_path / "known_hosts")
+    # More concurrent commands than sshd's MaxSessions default allows on one connection.
+    commands = [{"name": "up", "run": "sleep 0.2"}]
+    targets = [target(**login(server, known, profiles=[], commands=commands)) for _ in range(12)]
+
+    async def all_at_once() -> list[Observation]:
+        return await asyncio.gather(*(check(t, ctx) for t in targets))
+
+    observations = asyncio.run(all_at_once())
+    assert [o.status for o in observations] == [Status.OK] * 12, [o.detail for o in observations]
+    assert server.logins() == 1
+
+
+@pytest.mark.peer
+def test_password_login_works_and_a_wrong_password_fails_without_showing_it(
+    password_ssh_server: PasswordSshServer, tmp_path: Path, ctx: ProbeContext
+) -> None:
+    known = tmp_path / "known_hosts"
+    known.write_text(password_ssh_server.known_hosts_line())
+    fields = {
+        "host": "127.0.0.1",
+        "port": password_ssh_server.port,
+        "user": password_ssh_server.user,
+        "known_hosts": str(known),
+    }
+    good = poll(target(**fields, password=Secret(password_ssh_server.password)), ctx)
+    assert good.status is Status.OK, good.detail
+    assert points(good, "server")
+    wrong = poll(target(**fields, password=Secret("not-the-passw0rd")), ctx)
+    assert (wrong.status, wrong.error_class) == (Status.FAIL, ErrorClass.AUTH)
+    assert wrong.detail == (
+        f"SSH: authentication failed for operator@127.0.0.1:{password_ssh_server.port} "
+        "(tried password)"
+    )
+    assert password_ssh_server.interface.logins == 1

@@ -24,7 +24,7 @@ from probes.server.config import ServerTarget
 from probes.server.findings import Finding, SampleWithFindings
 from probes.server.sample import SourceError
 from probes.server.ssh_config import SshCommand, SshOptions
-from probes.server.ssh_pool import Endpoint, SshError, SshPool, remaining, run_command
+from probes.server.ssh_pool import Endpoint, SshError, SshPool, remaining
 from probes.server.ssh_profiles import (
     BasicReadings,
     CommandResult,
@@ -70,23 +70,23 @@ class _Session:
 
     def run(self, command: str, deadline: float | None = None) -> CommandResult:
         until = min(self.deadline, deadline) if deadline is not None else self.deadline
-        transport, reused = self.pool.transport(self.endpoint, self.deadline)
+        connection, reused = self.pool.connection(self.endpoint, self.deadline)
         try:
-            return run_command(transport, command, until, self.endpoint.address)
+            return connection.run(command, until, self.endpoint.address)
         except SshError as exc:
             if exc.broken:
-                self.pool.drop(self.endpoint, transport)
+                self.pool.drop(self.endpoint, connection)
             # A pooled connection can die between polls (sshd restarted, NAT
             # timeout) without paramiko noticing yet; one fresh try tells a dead
             # connection from a dead host.
             if not (reused and exc.error_class is ErrorClass.UNREACHABLE):
                 raise
-        transport, _ = self.pool.transport(self.endpoint, self.deadline)
+        connection, _ = self.pool.connection(self.endpoint, self.deadline)
         try:
-            return run_command(transport, command, until, self.endpoint.address)
+            return connection.run(command, until, self.endpoint.address)
         except SshError as exc:
             if exc.broken:
-                self.pool.drop(self.endpoint, transport)
+                self.pool.drop(self.endpoint, connection)
             raise
 
 
@@ -141,12 +141,16 @@ def _own_command(session: _Session, command: SshCommand, deadline: float) -> Fin
     try:
         result = session.run(command.run, own_deadline)
     except SshError as exc:
-        if exc.error_class is not ErrorClass.TIMEOUT or remaining(deadline) <= 0:
-            raise
-        # Only this command overran its own timeout; the others still get their turn.
-        return Finding(
-            Status.FAIL,
-            f"command {command.name} did not finish within {command.timeout:g}s",
-            error_class=ErrorClass.TIMEOUT,
-        )
+        if exc.error_class is ErrorClass.TIMEOUT and command.timeout and remaining(deadline) > 0:
+            # Only this command overran its own timeout; the others still get their turn.
+            return Finding(
+                Status.FAIL,
+                f"command {command.name} did not finish within {command.timeout:g}s",
+                error_class=ErrorClass.TIMEOUT,
+            )
+        if not exc.broken and exc.error_class is not ErrorClass.TIMEOUT:
+            return Finding(
+                Status.FAIL, f"command {command.name}: {exc.detail}", (), exc.error_class
+            )
+        raise
     return judge_command(command, result)

@@ -38,6 +38,8 @@ MAX_OUTPUT = 1024 * 1024
 WORKERS = 32
 """Threads for SSH work, apart from the default executor so SSH polls waiting on
 slow hosts cannot starve psutil readings and other probes."""
+CHANNELS_PER_CONNECTION = 8
+"""Commands in flight on one login; OpenSSH refuses more than ``MaxSessions`` (10)."""
 _RSA_ALGORITHMS = ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]
 
 
@@ -321,6 +323,13 @@ def run_command(
     started = time.monotonic()
     try:
         channel = transport.open_session(timeout=max(remaining(deadline), 0.001))
+    except paramiko.ChannelException as exc:
+        raise SshError(
+            f"SSH: {address} refused a new session ({_reason(exc)}; is MaxSessions below "
+            f"{CHANNELS_PER_CONNECTION}?)",
+            ErrorClass.RESPONSE,
+            broken=False,
+        ) from None
     except (paramiko.SSHException, OSError, EOFError) as exc:
         raise SshError(
             f"SSH: could not open a session on {address} ({_reason(exc)})", ErrorClass.UNREACHABLE
@@ -337,6 +346,7 @@ def run_command(
                 raise SshError(
                     f"SSH: a command on {address} printed more than {MAX_OUTPUT // 1024} KiB",
                     ErrorClass.PROTOCOL,
+                    broken=False,  # closing its channel is enough
                 )
             if channel.exit_status_ready() and not (
                 channel.recv_ready() or channel.recv_stderr_ready()
@@ -376,19 +386,42 @@ def run_command(
             channel.close()
 
 
+@dataclass
+class Connection:
+    """A pooled login and how many channels it may have open at once."""
+
+    transport: paramiko.Transport
+    slots: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(CHANNELS_PER_CONNECTION)
+    )
+
+    def run(self, command: str, deadline: float, address: str) -> CommandResult:
+        """``run_command`` once a channel slot is free (many targets may share one login)."""
+        if not self.slots.acquire(timeout=max(remaining(deadline), 0.001)):
+            raise SshError(
+                f"SSH: every session on the connection to {address} stayed busy until the timeout",
+                ErrorClass.TIMEOUT,
+                broken=False,
+            )
+        try:
+            return run_command(self.transport, command, deadline, address)
+        finally:
+            self.slots.release()
+
+
 class SshPool:
-    """Logged-in transports by ``Endpoint.key``, and the worker threads that use them."""
+    """Logged-in connections by ``Endpoint.key``, and the worker threads that use them."""
 
     def __init__(self, workers: int = WORKERS) -> None:
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dialwatch-ssh")
-        self._transports: dict[tuple[str, int, str, str], paramiko.Transport] = {}
+        self._connections: dict[tuple[str, int, str, str], Connection] = {}
         self._locks: dict[tuple[str, int, str, str], threading.Lock] = {}
         self._guard = threading.Lock()
         self.connects = 0
         """How many connections this pool has opened (for tests and the benchmark)."""
 
-    def transport(self, endpoint: Endpoint, deadline: float) -> tuple[paramiko.Transport, bool]:
-        """A live logged-in transport and whether it was reused (False: just opened)."""
+    def connection(self, endpoint: Endpoint, deadline: float) -> tuple[Connection, bool]:
+        """A live logged-in connection and whether it was reused (False: just opened)."""
         key = endpoint.key
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
@@ -398,37 +431,42 @@ class SshPool:
             raise SshError(
                 f"SSH: timed out waiting for another poll's login to {endpoint.address}",
                 ErrorClass.TIMEOUT,
+                broken=False,
             )
         try:
-            current = self._transports.get(key)
-            if current is not None and current.is_active() and current.is_authenticated():
-                return current, True
+            current = self._connections.get(key)
             if current is not None:
+                transport = current.transport
+                if transport.is_active() and transport.is_authenticated():
+                    return current, True
                 self.drop(endpoint, current)
-            fresh = connect(endpoint, deadline)
-            self.connects += 1
-            self._transports[key] = fresh
+            fresh = Connection(connect(endpoint, deadline))
+            with self._guard:
+                self.connects += 1
+                self._connections[key] = fresh
             return fresh, False
         finally:
             lock.release()
 
-    def drop(self, endpoint: Endpoint, transport: paramiko.Transport) -> None:
-        """Forget and close a transport (if it is still the pooled one for its key)."""
+    def drop(self, endpoint: Endpoint, connection: Connection) -> None:
+        """Forget and close a connection (if it is still the pooled one for its key)."""
         with self._guard:
-            if self._transports.get(endpoint.key) is transport:
-                del self._transports[endpoint.key]
+            if self._connections.get(endpoint.key) is connection:
+                del self._connections[endpoint.key]
         with contextlib.suppress(Exception):
-            transport.close()
+            connection.transport.close()
 
     def open_count(self) -> int:
-        return sum(1 for t in list(self._transports.values()) if t.is_active())
+        with self._guard:
+            connections = list(self._connections.values())
+        return sum(1 for c in connections if c.transport.is_active())
 
     def close(self) -> None:
         with self._guard:
-            transports, self._transports = list(self._transports.values()), {}
-        for transport in transports:
+            connections, self._connections = list(self._connections.values()), {}
+        for connection in connections:
             with contextlib.suppress(Exception):
-                transport.close()
+                connection.transport.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 

@@ -9,7 +9,9 @@ its log. ``sshd_server`` is one server shared by a test module.
 
 sshd needs its privilege-separation directory ``/run/sshd``; as root the
 fixture creates it. Password logins need PAM or a shadow password, which a
-test must not set for a real account, so these servers take keys only.
+test must not set for a real account, so these servers take keys only;
+``password_ssh_server`` is a local paramiko SSH server that checks one
+password (named as the stand-in it is) for the password path.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ import contextlib
 import getpass
 import os
 import signal
+import socket
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import paramiko
 import psutil
 import pytest
 
@@ -43,7 +48,6 @@ KbdInteractiveAuthentication no
 PermitRootLogin prohibit-password
 LogLevel VERBOSE
 MaxStartups 100:30:200
-MaxSessions 50
 """
 
 
@@ -174,3 +178,92 @@ def sshd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdServer
     server = start_sshd(tmp_path_factory.mktemp("sshd"))
     yield server
     server.stop()
+
+
+# -- password logins --------------------------------------------------------------
+
+
+class _PasswordServer(paramiko.ServerInterface):
+    """Accepts one user with one password and runs exec requests with /bin/sh."""
+
+    def __init__(self, user: str, password: str) -> None:
+        self.user, self.password = user, password
+        self.logins = 0
+
+    def get_allowed_auths(self, username: str) -> str:
+        return "password"
+
+    def check_auth_password(self, username: str, password: str) -> int:
+        if username == self.user and password == self.password:
+            self.logins += 1
+            return paramiko.AUTH_SUCCESSFUL
+        return paramiko.AUTH_FAILED
+
+    def check_channel_request(self, kind: str, chanid: int) -> int:
+        if kind == "session":
+            return paramiko.OPEN_SUCCEEDED
+        return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+    def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
+        threading.Thread(target=_execute, args=(channel, command), daemon=True).start()
+        return True
+
+
+def _execute(channel: paramiko.Channel, command: bytes) -> None:
+    done = subprocess.run(["/bin/sh", "-c", command.decode()], capture_output=True, check=False)
+    with contextlib.suppress(Exception):
+        channel.sendall(done.stdout)
+        channel.sendall_stderr(done.stderr)
+        channel.send_exit_status(done.returncode)
+        channel.close()
+
+
+@dataclass
+class PasswordSshServer:
+    """A local paramiko SSH server that checks one password — a stand-in for sshd's
+    password logins, which need PAM or a shadow password on a real account."""
+
+    port: int
+    user: str
+    password: str
+    host_key: Path
+    interface: _PasswordServer
+
+    def known_hosts_line(self) -> str:
+        key_type, blob = self.host_key.with_suffix(".pub").read_text().split()[:2]
+        return f"[127.0.0.1]:{self.port} {key_type} {blob}\n"
+
+
+@pytest.fixture
+def password_ssh_server(tmp_path: Path) -> Iterator[PasswordSshServer]:
+    host_key_path = keygen(tmp_path / "host_key")
+    host_key = paramiko.Ed25519Key.from_private_key_file(str(host_key_path))
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    interface = _PasswordServer("operator", "s3cret-passw0rd")
+    server = PasswordSshServer(
+        listener.getsockname()[1], "operator", "s3cret-passw0rd", host_key_path, interface
+    )
+    transports: list[paramiko.Transport] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            transport = paramiko.Transport(conn)
+            transport.add_server_key(host_key)
+            transports.append(transport)
+            with contextlib.suppress(Exception):
+                transport.start_server(server=interface)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server
+    stop.set()
+    thread.join()
+    for transport in transports:
+        transport.close()
+    listener.close()
