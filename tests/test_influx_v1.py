@@ -10,7 +10,11 @@ import pytest
 
 from monitor.observation import MetricPoint
 from monitor.sinks.influx_v1 import InfluxV1Sink
-from tests.peers.influxdb import InfluxServer, influxdb_fixture  # noqa: F401 - fixture
+from tests.peers.influxdb import (
+    InfluxServer,
+    influxdb_fixture,  # noqa: F401 - fixture
+    self_signed_cert,
+)
 
 pytestmark = pytest.mark.peer
 
@@ -222,3 +226,62 @@ def test_malformed_points_never_stop_the_writer_and_are_quarantined_with_reasons
         "unsupported type NoneType",
     ):
         assert reason in text
+
+
+def test_writes_go_into_the_configured_retention_policy(
+    influxdb: InfluxServer, tmp_path: Path
+) -> None:
+    influxdb.query("CREATE DATABASE dialwatch")
+    influxdb.query('CREATE RETENTION POLICY "week" ON dialwatch DURATION 7d REPLICATION 1')
+    now = time.time_ns()
+    sink = make_sink(influxdb, tmp_path, retention_policy="week")
+    sink.submit([MetricPoint("m", {"v": 1.0}, {}, now)])
+    sink.close()
+    assert influxdb.select('SELECT v FROM "week"."m"', "dialwatch") == [{"time": now, "v": 1.0}]
+    assert influxdb.select('SELECT v FROM "autogen"."m"', "dialwatch") == []
+
+
+def test_wrong_password_is_spooled_with_the_server_message_and_replayed_once_fixed(
+    tmp_path: Path,
+) -> None:
+    server = InfluxServer(tmp_path, auth=True)
+    server.start()
+    try:
+        # The first admin may be created without credentials; everything after needs them.
+        server.query("CREATE USER admin WITH PASSWORD 'right' WITH ALL PRIVILEGES")
+        server.query("CREATE DATABASE dialwatch", auth=("admin", "right"))
+        server.query("CREATE USER writer WITH PASSWORD 'old'", auth=("admin", "right"))
+        server.query('GRANT WRITE ON "dialwatch" TO "writer"', auth=("admin", "right"))
+        server.query("SET PASSWORD FOR writer = 'new'", auth=("admin", "right"))
+        sink = make_sink(server, tmp_path, username="writer", password="old", create_database=False)
+        sink.submit([MetricPoint("m", {"v": float(i)}, {}, T0 + i) for i in range(5)])
+        wait_until(lambda: sink.health().points_spooled == 5)
+        assert "HTTP 401: authorization failed" in sink.health().message
+        server.query("SET PASSWORD FOR writer = 'old'", auth=("admin", "right"))
+        wait_until(lambda: sink.health().points_spooled == 0)
+        sink.close()
+        got = server.query("SELECT v FROM m", "dialwatch", auth=("admin", "right"))
+        assert [v[0] for v in got["results"][0]["series"][0]["values"]] == [
+            T0 + i for i in range(5)
+        ]
+    finally:
+        server.stop()
+
+
+def test_https_with_the_servers_ca_writes_and_without_it_waits_in_the_spool(tmp_path: Path) -> None:
+    cert, key = self_signed_cert(tmp_path)
+    server = InfluxServer(tmp_path, tls=(cert, key))
+    server.start()
+    try:
+        trusted = make_sink(server, tmp_path / "a", ca_file=str(cert))
+        trusted.submit([MetricPoint("m", {"v": 1.0}, {}, T0)])
+        trusted.close()
+        assert trusted.health().points_written == 1
+        untrusted = make_sink(server, tmp_path / "b")
+        untrusted.submit([MetricPoint("m", {"v": 2.0}, {}, T0 + 1)])
+        wait_until(lambda: untrusted.health().points_spooled == 1)
+        untrusted.close()
+        assert "certificate verify failed" in untrusted.health().message
+        assert [r[3] for r in read_back(server)] == [T0]
+    finally:
+        server.stop()
