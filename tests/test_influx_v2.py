@@ -21,6 +21,7 @@ import pytest
 
 from monitor.observation import MetricPoint
 from monitor.sinks.influx_v2 import InfluxV2Sink
+from tests.peers.influxdb import self_signed_cert
 from tests.peers.victoriametrics import (
     VictoriaMetricsServer,
     victoriametrics_fixture,  # noqa: F401 - fixture
@@ -393,3 +394,23 @@ def test_a_400_for_one_bad_point_quarantines_it_and_writes_its_neighbours(
     assert health.up and "field type conflict" in (health.alert or "")
     text = "".join(p.read_text() for p in (tmp_path / "spool" / "quarantine").glob("*.lp"))
     assert f"m v=13i {T0 + 13}\n" in text and "unable to parse 'm v=13i'" in text
+
+
+@pytest.mark.peer
+def test_https_with_the_servers_ca_writes_and_without_it_waits_in_the_spool(tmp_path: Path) -> None:
+    cert, key = self_signed_cert(tmp_path)
+    server = VictoriaMetricsServer(tmp_path, tls=(cert, key))
+    server.start()
+    try:
+        trusted = make_sink(server.url, tmp_path / "a", ca_file=str(cert))
+        trusted.submit([MetricPoint("sip", {"rtt_ms": 1.0}, {"target": "a"}, T0)])
+        trusted.close()
+        assert trusted.health().points_written == 1
+        untrusted = make_sink(server.url, tmp_path / "b")
+        untrusted.submit([MetricPoint("sip", {"rtt_ms": 2.0}, {"target": "a"}, T0 + 1_000_000)])
+        wait_until(lambda: untrusted.health().points_spooled == 1)
+        untrusted.close()
+        assert "certificate verify failed" in untrusted.health().message
+        assert series(server.export()) == {("sip_rtt_ms", (("target", "a"),)): [(NOW_MS, 1.0)]}
+    finally:
+        server.stop()

@@ -7,6 +7,7 @@ back through ``/api/v1/export`` shows whether anything was sent twice.
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import urllib.parse
 import urllib.request
@@ -22,11 +23,14 @@ from tests.peers import free_port, require_binary, wait_tcp
 class VictoriaMetricsServer:
     """One victoria-metrics process; ``stop()``/``start()`` keep the port and data."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, tls: tuple[Path, Path] | None = None) -> None:
+        """``tls``: (certificate, key) PEM files to serve HTTPS with."""
         self.binary = require_binary("victoria-metrics")
         self.root = root
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.context = ssl.create_default_context(cafile=str(tls[0])) if tls else None
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -39,6 +43,11 @@ class VictoriaMetricsServer:
                 "-retentionPeriod=100y",
                 "-search.disableCache",
                 "-search.latencyOffset=0s",
+                *(
+                    ["-tls", f"-tlsCertFile={self.tls[0]}", f"-tlsKeyFile={self.tls[1]}"]
+                    if self.tls
+                    else []
+                ),
             ],
             stdout=log,
             stderr=log,
@@ -58,13 +67,17 @@ class VictoriaMetricsServer:
 
     def flush(self) -> None:
         """Make just-written samples searchable (VictoriaMetrics buffers them ~1 s)."""
-        urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=10).close()
+        urllib.request.urlopen(
+            f"{self.url}/internal/force_flush", timeout=10, context=self.context
+        ).close()
 
     def export(self, match: str = '{__name__!=""}') -> list[dict[str, Any]]:
         """Every series matching ``match`` with all its samples (duplicates included)."""
         self.flush()
         query = urllib.parse.urlencode({"match[]": match, "start": "0"})
-        with urllib.request.urlopen(f"{self.url}/api/v1/export?{query}", timeout=30) as response:
+        with urllib.request.urlopen(
+            f"{self.url}/api/v1/export?{query}", timeout=30, context=self.context
+        ) as response:
             return [json.loads(line) for line in response.read().splitlines() if line.strip()]
 
 
