@@ -181,3 +181,36 @@ def test_each_http_status_has_one_outcome(status: int, outcome: Outcome) -> None
 def test_retry_after_is_read_as_seconds_or_a_date(header: str, seconds: float | None) -> None:
     now = 1445412480.0  # 2015-10-21 07:28:00 UTC
     assert parse_retry_after(header, now=now) == seconds
+
+
+class ExplodingSink(InfluxV1Sink):
+    """The real v1 sink whose transport first raises an error type nobody expected."""
+
+    explode = True
+
+    def post(self, body: bytes) -> None:
+        if self.explode:
+            raise RuntimeError("client bug")
+        super().post(body)
+
+
+def test_an_unexpected_transport_error_spools_the_batch_instead_of_losing_it(
+    tmp_path: Path,
+) -> None:
+    sink = ExplodingSink(
+        "odd",
+        f"http://127.0.0.1:{free_port()}",
+        "d",
+        tmp_path / "spool",
+        flush_interval=0.02,
+        retry_initial=60,
+    )
+    sink.start()
+    sink.submit([MetricPoint("m", {"v": i}, {}, i + 1) for i in range(3)])
+    deadline = time.monotonic() + 10
+    while sink.health().points_spooled < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    sink.close()
+    health = sink.health()
+    assert (health.points_spooled, health.points_dropped) == (3, 0)
+    assert "unexpected error: client bug" in health.message

@@ -524,7 +524,15 @@ class SpoolingSink(BatchingSink):
             return
         started = time.monotonic()
         try:
-            self.post(join_lines(lines[lo:hi]))
+            try:
+                self.post(join_lines(lines[lo:hi]))
+            except WriteFailed:
+                raise
+            except Exception as exc:
+                # A client bug or an error type we did not expect: keep the points
+                # (spool them) rather than let the base class drop the batch.
+                log.exception("sink %s: unexpected error posting %d points", self.name, hi - lo)
+                raise WriteFailed(f"unexpected error: {exc}") from exc
         except WriteFailed as exc:
             if exc.outcome is Outcome.SPOOL:
                 raise
