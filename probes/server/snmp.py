@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -107,7 +108,19 @@ class Session:
     context: ContextData
 
     def close(self) -> None:
-        # Closes the engine's UDP socket and cancels its timer task.
+        """Close the engine's UDP socket and cancel its timer task."""
+        dispatcher = self.engine.transport_dispatcher
+        if dispatcher is not None and self.loop.is_closed():
+            # asyncio cannot close a transport of a closed loop (it schedules the
+            # close on that loop), so close the socket itself and let pysnmp
+            # forget the transport.
+            carrier = dispatcher.get_transport(self.transport.TRANSPORT_DOMAIN)
+            udp = getattr(carrier, "transport", None)
+            sock = getattr(udp, "_sock", None)
+            if sock is not None:
+                sock.close()
+            if carrier is not None:
+                carrier.transport = None
         self.engine.close_dispatcher()
 
 
@@ -177,8 +190,10 @@ async def session_for(target_id: str, options: SnmpOptions, ctx: ProbeContext) -
             retries=options.retries,
         )
     except PySnmpError as exc:
+        cause = exc.__cause__ or exc.__context__
+        reason = cause.strerror if isinstance(cause, socket.gaierror) else _reason(exc)
         raise SourceError(
-            f"SNMP: could not resolve {options.host} ({_reason(exc)})", ErrorClass.RESOLVE
+            f"SNMP: could not resolve {options.host} ({reason})", ErrorClass.RESOLVE
         ) from None
     session = Session(
         loop=loop,
