@@ -238,11 +238,19 @@ def test_df_keeps_mount_points_with_spaces_and_skips_pseudo_filesystems() -> Non
         ),
         ("@@meminfo\nHello: world\n@@end\n", "/proc/meminfo has no MemTotal"),
         ("@@df\n/dev/sda1 ext4 lots\n@@end\n", "df printed a line it should not"),
+        ("@@meminfo\nMemTotal: 10 kB\n@@ps\n@@args\n@@end\n", "ps printed no processes"),
     ],
-    ids=["nothing", "empty-sections", "garbage-loadavg", "meminfo-without-total", "garbage-df"],
+    ids=[
+        "nothing",
+        "empty-sections",
+        "garbage-loadavg",
+        "meminfo-without-total",
+        "garbage-df",
+        "ps-printed-nothing",
+    ],
 )
 def test_garbage_basic_output_is_a_parse_error_naming_the_part(output: str, message: str) -> None:
-    t = target(host="h", user="u", password="p")
+    t = target(host="h", user="u", password="p", target_fields={"processes": ["asterisk"]})
     with pytest.raises(ParseError, match=message):
         parse_basic(output, t)
 

@@ -114,13 +114,12 @@ def connect(endpoint: Endpoint, deadline: float) -> paramiko.Transport:
     known_hosts = Path(endpoint.known_hosts).expanduser()
     known = load_known_hosts(known_hosts)
     pkey = load_key(endpoint) if endpoint.key_file else None
+    budget = max(remaining(deadline), 0.001)
     try:
-        sock = socket.create_connection(
-            (endpoint.host, endpoint.port), timeout=max(remaining(deadline), 0.001)
-        )
+        sock = socket.create_connection((endpoint.host, endpoint.port), timeout=budget)
     except TimeoutError:
         raise SshError(
-            f"SSH: no answer from {endpoint.address} to TCP connect within {_seconds(deadline)}",
+            f"SSH: no answer from {endpoint.address} to TCP connect within {budget:.1f}s",
             ErrorClass.TIMEOUT,
         ) from None
     except OSError as exc:
@@ -468,10 +467,6 @@ class SshPool:
             with contextlib.suppress(Exception):
                 connection.transport.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
-
-
-def _seconds(deadline: float) -> str:
-    return "the poll's timeout" if remaining(deadline) <= 0 else f"{remaining(deadline):.1f}s"
 
 
 def _reason(exc: BaseException | None) -> str:

@@ -126,6 +126,9 @@ def parse_basic(text: str, target: ServerTarget, readings: bool = True) -> Basic
         values["interfaces"] = parse_netdev(blocks.get("netdev", []), target)
         values["disks"] = parse_df(blocks.get("df", []), target)
     if target.processes:
+        if not blocks.get("ps"):
+            # An empty list would read as "nothing runs" and fail every process check.
+            raise ParseError("ps printed no processes (the host's ps lacks -e -o?)")
         values["processes"] = count_processes(
             blocks.get("ps", []), blocks.get("args", []), target.processes
         )
