@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from pysnmp.proto import api, errind
 
 from monitor.observation import ErrorClass, Observation, Status
-from probes.base import ProbeContext
+from probes.base import ProbeContext, SharedResources
 from probes.server import SOURCES, ServerTarget, check
 from probes.server.config import DiskSelection, InterfaceSelection
 from probes.server.snmp import SHARED_KEY, Sessions, error_detail
@@ -63,16 +63,8 @@ RAM, VIRTUAL, OTHER, FIXED = (f"1.3.6.1.2.1.25.2.1.{n}" for n in (2, 3, 1, 4))
 
 
 def target(snmp: dict[str, Any], **fields: Any) -> ServerTarget:
-    return ServerTarget.model_validate(
-        {
-            "id": "edge-host",
-            "kind": "server",
-            "via": "snmp",
-            "thresholds": QUIET,
-            "snmp": snmp,
-            **fields,
-        }
-    )
+    given = {"id": "edge-host", "kind": "server", "via": "snmp", "thresholds": QUIET, "snmp": snmp}
+    return ServerTarget.model_validate({**given, **fields})
 
 
 @pytest.fixture
@@ -652,27 +644,49 @@ def test_an_agent_restart_reprimes_counters_instead_of_reporting_a_rate(
 
 
 @pytest.mark.peer
-def test_one_engine_per_target_is_reused_across_polls_and_closed_on_stop(
+def test_engines_are_shared_per_credentials_reused_across_polls_and_closed_on_stop(
     snmpd_agent: SnmpdAgent,
 ):
-    context = ProbeContext("edge-host", timeout=2.0)
-    t = target(snmpd_agent.v2c(profiles=[], oids=[{"name": "up", "oid": "1.3.6.1.2.1.1.3.0"}]))
+    shared = SharedResources()
+    up = [{"name": "up", "oid": "1.3.6.1.2.1.1.3.0"}]
+    targets = {
+        "v2c-a": target(snmpd_agent.v2c(profiles=[], oids=up), id="v2c-a"),
+        "v2c-b": target(snmpd_agent.v2c(profiles=[], oids=up, retries=0), id="v2c-b"),
+        "v3": target(snmpd_agent.v3(profiles=[], oids=up), id="v3"),
+    }
+    contexts = {name: ProbeContext(name, timeout=2.0, shared=shared) for name in targets}
     fds_before = len(os.listdir("/proc/self/fd"))
 
-    async def polls() -> None:
-        engines = set()
-        for _ in range(20):
-            observation = await check(t, context)
-            assert observation.status is Status.OK, observation.detail
-            sessions = context.shared.get(SHARED_KEY)
-            assert isinstance(sessions, Sessions)
-            engines.add(id(sessions.by_target["edge-host"].engine))
-        assert len(engines) == 1
-        await context.shared.aclose()
-        assert sessions.by_target == {}
+    async def polls() -> Sessions:
+        seen: dict[str, set[int]] = {name: set() for name in targets}
+        for _ in range(10):
+            for name, t in targets.items():
+                observation = await check(t, contexts[name])
+                assert observation.status is Status.OK, observation.detail
+                sessions = shared.get(SHARED_KEY)
+                assert isinstance(sessions, Sessions)
+                seen[name].add(id(sessions.by_target[name].engine.engine))
+        assert all(len(engines) == 1 for engines in seen.values())  # reused across polls
+        assert seen["v2c-a"] == seen["v2c-b"] != seen["v3"]  # shared by credentials
+        assert len(sessions.engines) == 2
+        await shared.aclose()
+        return sessions
 
-    asyncio.run(polls())
+    sessions = asyncio.run(polls())
+    assert sessions.engines == {} and sessions.by_target == {}
     assert len(os.listdir("/proc/self/fd")) <= fds_before
+
+
+@pytest.mark.peer
+def test_a_new_event_loop_gets_new_engines_and_the_old_sockets_are_closed(
+    snmpd_agent: SnmpdAgent, ctx: ProbeContext
+):
+    t = target(snmpd_agent.v2c(profiles=[], oids=[{"name": "up", "oid": "1.3.6.1.2.1.1.3.0"}]))
+    poll(t, ctx)  # asyncio.run: its loop is closed afterwards
+    fds_between = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        assert poll(t, ctx).status is Status.OK
+    assert len(os.listdir("/proc/self/fd")) <= fds_between
 
 
 def test_snmp_is_a_registered_source():

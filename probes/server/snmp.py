@@ -6,11 +6,16 @@ turns pysnmp's answers into plain ``Var`` values, and leaves the meaning to
 ``snmp_profiles`` (rows -> readings) and ``snmp_evaluate`` (readings -> points
 and status), which are pure.
 
-One pysnmp engine per target is kept in ``ctx.shared`` between polls: it holds
-the UDP socket and, for v3, the discovered engine ID and time, so a poll is a
-few datagrams rather than a discovery round trip. It is rebuilt when the
-target's SNMP settings change or a new event loop runs the probe (the engine's
-dispatcher belongs to the loop that created it), and closed by the engine on
+pysnmp engines live in ``ctx.shared`` between polls: one for every v2c
+target, one per set of v3 credentials (a v3 engine holds one key set per user
+name, so targets with other keys for the same user need their own). An engine
+owns one UDP socket and, for v3, the discovered engine IDs and times of the
+agents, so a poll is a few datagrams rather than a discovery round trip; it is
+also costly to build (it loads its own MIB modules, ~0.2 s of CPU), which is
+why targets share them. A target's own session (address, timeouts,
+credentials objects, the row counts of its tables) is rebuilt when its SNMP
+settings change; everything is rebuilt when a new event loop runs the probe
+(a dispatcher belongs to the loop that created it). The engine closes all on
 stop.
 """
 
@@ -21,9 +26,10 @@ import hashlib
 import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pysnmp.carrier.error import CarrierError
 from pysnmp.error import PySnmpError
 from pysnmp.hlapi.v3arch.asyncio import (
     CommunityData,
@@ -97,53 +103,94 @@ PRIV_PROTOCOLS = {
 
 
 @dataclass
-class Session:
-    """One target's pysnmp engine and the objects it configured itself with."""
+class Engine:
+    """A pysnmp engine and the event loop its dispatcher (and UDP socket) belongs to."""
 
     loop: asyncio.AbstractEventLoop
-    fingerprint: str
-    engine: SnmpEngine
-    auth: CommunityData | UsmUserData
-    transport: UdpTransportTarget | Udp6TransportTarget
-    context: ContextData
+    engine: SnmpEngine = field(default_factory=SnmpEngine)
 
     def close(self) -> None:
-        """Close the engine's UDP socket and cancel its timer task."""
+        """Close the engine's UDP sockets and cancel its timer task."""
         dispatcher = self.engine.transport_dispatcher
         if dispatcher is not None and self.loop.is_closed():
             # asyncio cannot close a transport of a closed loop (it schedules the
-            # close on that loop), so close the socket itself and let pysnmp
-            # forget the transport.
-            carrier = dispatcher.get_transport(self.transport.TRANSPORT_DOMAIN)
-            udp = getattr(carrier, "transport", None)
-            sock = getattr(udp, "_sock", None)
-            if sock is not None:
-                sock.close()
-            if carrier is not None:
-                carrier.transport = None
+            # close on that loop), so close the sockets themselves and let pysnmp
+            # forget the transports.
+            for domain in (
+                UdpTransportTarget.TRANSPORT_DOMAIN,
+                Udp6TransportTarget.TRANSPORT_DOMAIN,
+            ):
+                try:
+                    carrier = dispatcher.get_transport(domain)
+                except CarrierError:
+                    continue  # this engine never opened a socket of that family
+                udp = getattr(carrier, "transport", None)
+                sock = getattr(udp, "_sock", None)
+                if sock is not None:
+                    sock.close()
+                if carrier is not None:
+                    carrier.transport = None
         self.engine.close_dispatcher()
 
 
+@dataclass
+class Session:
+    """One target's way to its agent: a shared engine plus its own address and credentials."""
+
+    fingerprint: str
+    engine: Engine
+    auth: CommunityData | UsmUserData
+    transport: UdpTransportTarget | Udp6TransportTarget
+    context: ContextData
+    rows: dict[str, int] = field(default_factory=dict)
+    """Rows each table column had last poll: the next walk asks for that many at once."""
+
+
 class Sessions:
-    """Every target's Session; one instance lives in ``ctx.shared``, closed on engine stop."""
+    """Every engine and target session; one instance lives in ``ctx.shared``, closed on engine stop."""
 
     def __init__(self) -> None:
+        self.engines: dict[str, Engine] = {}
         self.by_target: dict[str, Session] = {}
 
-    def drop(self, target_id: str) -> None:
-        session = self.by_target.pop(target_id, None)
-        if session is not None:
-            session.close()
+    def engine(self, key: str) -> Engine:
+        """The engine for this credentials key on the running loop (a new one after a loop change)."""
+        loop = asyncio.get_running_loop()
+        found = self.engines.get(key)
+        if found is not None and found.loop is loop:
+            return found
+        if found is not None or any(e.loop is not loop for e in self.engines.values()):
+            self.close()  # the loop changed: nothing made on the old one can be used
+        self.engines[key] = Engine(loop)
+        return self.engines[key]
 
     def close(self) -> None:
-        for target_id in list(self.by_target):
-            self.drop(target_id)
+        self.by_target.clear()
+        engines, self.engines = list(self.engines.values()), {}
+        for engine in engines:
+            engine.close()
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256("\x00".join(str(p) for p in parts).encode()).hexdigest()
+
+
+def engine_key(options: SnmpOptions) -> str:
+    """Targets with equal keys can share an engine (secrets only enter hashed)."""
+    if options.version == "2c":
+        return "v2c"
+    return "v3:" + _digest(
+        options.user,
+        options.auth_protocol if options.auth_key else "",
+        options.auth_key or "",
+        options.priv_protocol if options.priv_key else "",
+        options.priv_key or "",
+    )
 
 
 def fingerprint(options: SnmpOptions, timeout: float) -> str:
-    """Changes whenever a setting that the engine was built with changes (secrets hashed)."""
-    text = options.model_dump_json() + f"|{timeout:g}"
-    return hashlib.sha256(text.encode()).hexdigest()
+    """Changes whenever a setting a session was built with changes (secrets hashed)."""
+    return _digest(options.model_dump_json(), f"{timeout:g}")
 
 
 def auth_data(options: SnmpOptions) -> CommunityData | UsmUserData:
@@ -176,12 +223,12 @@ async def session_for(target_id: str, options: SnmpOptions, ctx: ProbeContext) -
     if not isinstance(sessions, Sessions):
         sessions = Sessions()
         ctx.shared.set(SHARED_KEY, sessions, sessions.close)
-    loop = asyncio.get_running_loop()
+    engine = sessions.engine(engine_key(options))
     mark = fingerprint(options, ctx.timeout)
     session = sessions.by_target.get(target_id)
-    if session is not None and session.loop is loop and session.fingerprint == mark:
+    if session is not None and session.engine is engine and session.fingerprint == mark:
         return session
-    sessions.drop(target_id)
+    sessions.by_target.pop(target_id, None)
     kind = Udp6TransportTarget if ":" in options.host else UdpTransportTarget
     try:
         transport = await kind.create(
@@ -196,9 +243,8 @@ async def session_for(target_id: str, options: SnmpOptions, ctx: ProbeContext) -
             f"SNMP: could not resolve {options.host} ({reason})", ErrorClass.RESOLVE
         ) from None
     session = Session(
-        loop=loop,
         fingerprint=mark,
-        engine=SnmpEngine(),
+        engine=engine,
         auth=auth_data(options),
         transport=transport,
         context=ContextData(contextName=options.context) if options.context else ContextData(),
@@ -288,7 +334,7 @@ async def get(
     for start in range(0, len(oids), GET_CHUNK):
         chunk = oids[start : start + GET_CHUNK]
         indication, status, index, binds = await get_cmd(
-            session.engine,
+            session.engine.engine,
             session.auth,
             session.transport,
             session.context,
@@ -311,13 +357,18 @@ async def get(
 async def walk(session: Session, options: SnmpOptions, column: str, timeout: float) -> list[Var]:
     """GETBULK-walk one table column (only the rows under it)."""
     rows: list[Var] = []
+    # Asking for as many rows as the column had last time (plus the one past its
+    # end that shows the walk is over) gets it in one answer without making the
+    # agent send, and us decode, rows of the next columns.
+    known = session.rows.get(column)
+    repetitions = options.max_repetitions if known is None else known + 1
     walker = bulk_walk_cmd(
-        session.engine,
+        session.engine.engine,
         session.auth,
         session.transport,
         session.context,
         0,
-        options.max_repetitions,
+        min(repetitions, options.max_repetitions),
         ObjectType(ObjectIdentity(column)),
         lookupMib=False,
         lexicographicMode=False,
@@ -333,6 +384,7 @@ async def walk(session: Session, options: SnmpOptions, column: str, timeout: flo
             rows.extend(to_var(name, value) for name, value in binds)
     finally:
         await walker.aclose()
+    session.rows[column] = len(rows)
     return rows
 
 

@@ -1,0 +1,194 @@
+"""SNMP benchmark: ``server`` targets ``via: snmp`` (profile ``host``) polled per second, vs ``snmpbulkwalk``.
+
+What runs is the probe path the runner drives: ``probes.server.check`` for N
+targets in one asyncio loop with a concurrency cap, each target with its own
+probe state and its own pysnmp engine kept in ``ctx.shared`` (as in the
+engine), polling a real Net-SNMP ``snmpd`` on loopback back to back for a
+fixed time. Every poll is checked: it must read disks and memory.
+
+Reported: polls/s, poll latency (p50/p95), CPU seconds of this process (the
+engine's side) per poll, and the agent's CPU — snmpd walks hrStorage and
+reads /proc for every request, so on one machine both compete for the cores.
+
+In the same run, the reference: Net-SNMP's own command-line tools asking the
+same agent for the same OIDs — one ``snmpget`` for sysUpTime.0 and laLoad.1-3
+plus one ``snmpbulkwalk -Cr25`` per column (hrProcessorLoad and the five
+hrStorage columns), i.e. seven processes per poll, with the same number in
+flight. Their CPU is measured as children's CPU time.
+
+Usage (repository root)::
+
+    .venv/bin/python -m bench.snmp_poll --targets 50 --concurrency 16 --duration 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from monitor.observation import Status
+from probes.base import ProbeContext, SharedResources
+from probes.server import ServerTarget, check
+from probes.server.snmp_profiles import HR_PROCESSOR_LOAD, HR_STORAGE_COLUMNS, LA_LOAD, SYS_UPTIME
+from tests.peers import require_binary
+from tests.peers.snmpd import SnmpdAgent, start_snmpd
+
+QUIET = {"cpu_percent": None, "load_per_core": None, "memory_percent": None, "disk_percent": None}
+
+
+def make_target(index: int, agent: SnmpdAgent, version: str) -> ServerTarget:
+    snmp = agent.v2c() if version == "2c" else agent.v3()
+    return ServerTarget.model_validate(
+        {
+            "id": f"snmp-{index:05d}",
+            "kind": "server",
+            "via": "snmp",
+            "interval": "10s",
+            "timeout": "5s",
+            "thresholds": QUIET,
+            "snmp": {**snmp, "profiles": ["host"]},
+        }
+    )
+
+
+async def run_probe(
+    targets: list[ServerTarget], concurrency: int, duration: float
+) -> tuple[int, int, list[float]]:
+    """Poll every target back to back for ``duration`` s; (good polls, bad polls, latencies)."""
+    shared = SharedResources()
+    contexts = [ProbeContext(t.id, t.timeout, shared=shared) for t in targets]
+    gate = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+    good = bad = 0
+    deadline = time.perf_counter() + duration
+
+    async def loop(target: ServerTarget, ctx: ProbeContext) -> None:
+        nonlocal good, bad
+        while time.perf_counter() < deadline:
+            async with gate:
+                started = time.perf_counter()
+                observation = await check(target, ctx)
+                latencies.append(time.perf_counter() - started)
+            disks = [p for p in observation.metrics if p.measurement == "server_disk"]
+            if observation.status is Status.OK and disks:
+                good += 1
+            else:
+                bad += 1
+                if bad <= 3:
+                    print(f"  bad poll: {observation.status} {observation.detail}")
+
+    try:
+        await asyncio.gather(*(loop(t, c) for t, c in zip(targets, contexts, strict=True)))
+    finally:
+        await shared.aclose()
+    return good, bad, latencies
+
+
+def reference_commands(agent: SnmpdAgent) -> list[list[str]]:
+    """One poll's worth of Net-SNMP CLI calls for the same OIDs."""
+    snmpget = require_binary("snmpget")
+    snmpbulkwalk = require_binary("snmpbulkwalk")
+    common = ["-v2c", "-c", agent.community, "-On", "-t", "5", "-r", "1", agent.address]
+    commands = [[snmpget, *common, SYS_UPTIME, *LA_LOAD]]
+    for column in (HR_PROCESSOR_LOAD, *HR_STORAGE_COLUMNS):
+        commands.append([snmpbulkwalk, "-Cr25", *common, column])
+    return commands
+
+
+def run_reference(agent: SnmpdAgent, concurrency: int, duration: float) -> tuple[int, int]:
+    """Run poll-equivalents (seven processes each) with ``concurrency`` in flight; (polls, failures)."""
+    commands = reference_commands(agent)
+    running: list[list[subprocess.Popen[bytes]]] = []
+    polls = failures = 0
+    deadline = time.perf_counter() + duration
+
+    def start() -> list[subprocess.Popen[bytes]]:
+        return [
+            subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for c in commands
+        ]
+
+    while time.perf_counter() < deadline or running:
+        while time.perf_counter() < deadline and len(running) < concurrency:
+            running.append(start())
+        still: list[list[subprocess.Popen[bytes]]] = []
+        for group in running:
+            if all(p.poll() is not None for p in group):
+                polls += 1
+                failures += any(p.returncode for p in group)
+            else:
+                still.append(group)
+        running = still
+        time.sleep(0.001)
+    return polls, failures
+
+
+def cpu_of(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--targets", type=int, default=50)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--version", choices=["2c", "3"], default="2c")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="dw-bench-snmp-") as tmp:
+        agent = start_snmpd(Path(tmp) / "snmpd")
+        try:
+            assert agent.process is not None
+            snmpd = psutil.Process(agent.process.pid)
+            me = psutil.Process()
+            targets = [make_target(i, agent, args.version) for i in range(args.targets)]
+            print(
+                f"{args.targets} targets, profile host, SNMP v{args.version}, concurrency "
+                f"{args.concurrency}, {args.duration:g} s; load average {psutil.getloadavg()}"
+            )
+
+            cpu0, agent0, wall0 = cpu_of(me), cpu_of(snmpd), time.perf_counter()
+            good, bad, latencies = asyncio.run(run_probe(targets, args.concurrency, args.duration))
+            wall = time.perf_counter() - wall0
+            cpu, agent_cpu = cpu_of(me) - cpu0, cpu_of(snmpd) - agent0
+            polls = good + bad
+            latencies.sort()
+            p95 = latencies[int(0.95 * (len(latencies) - 1))] if latencies else 0.0
+            print(
+                f"probe:     {polls} polls ({bad} bad) in {wall:.1f} s = {polls / wall:.1f} polls/s; "
+                f"latency p50 {statistics.median(latencies) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms; "
+                f"engine CPU {cpu:.2f} s = {cpu / max(polls, 1) * 1000:.2f} ms/poll "
+                f"({cpu / wall * 100:.0f}% of one core); snmpd CPU {agent_cpu:.2f} s "
+                f"= {agent_cpu / max(polls, 1) * 1000:.2f} ms/poll"
+            )
+
+            child0, agent0, wall0 = children_cpu(), cpu_of(snmpd), time.perf_counter()
+            ref_polls, ref_failures = run_reference(agent, args.concurrency, args.duration)
+            wall = time.perf_counter() - wall0
+            child_cpu, agent_cpu = children_cpu() - child0, cpu_of(snmpd) - agent0
+            print(
+                f"reference: {ref_polls} poll-equivalents ({ref_failures} failed) in {wall:.1f} s "
+                f"= {ref_polls / wall:.1f}/s (7 processes each); CLI CPU {child_cpu:.2f} s = "
+                f"{child_cpu / max(ref_polls, 1) * 1000:.2f} ms/poll; snmpd CPU {agent_cpu:.2f} s "
+                f"= {agent_cpu / max(ref_polls, 1) * 1000:.2f} ms/poll"
+            )
+        finally:
+            agent.stop()
+
+
+if __name__ == "__main__":
+    main()
