@@ -107,10 +107,11 @@ def read_back(server: InfluxServer, db: str = "dialwatch") -> list[tuple[str, di
     return sorted(rows, key=lambda r: r[3])
 
 
+@pytest.mark.parametrize("gzip_body", [False, True], ids=["plain", "gzip"])
 def test_points_read_back_from_influxdb_exactly_as_written(
-    influxdb: InfluxServer, tmp_path: Path
+    influxdb: InfluxServer, tmp_path: Path, gzip_body: bool
 ) -> None:
-    sink = make_sink(influxdb, tmp_path)
+    sink = make_sink(influxdb, tmp_path, gzip_body=gzip_body)
     sink.submit(TRICKY)
     sink.close()
     assert sink.health().points_written == len(TRICKY)
