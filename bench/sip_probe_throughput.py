@@ -29,6 +29,7 @@ import socket
 import sqlite3
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -121,6 +122,11 @@ async def run_engine(cfg: Path, data: Path, warmup: float, duration: float) -> d
         peak_rss = max(peak_rss, proc.memory_info().rss)
     elapsed = time.monotonic() - t0
     cpu = sum(proc.cpu_times()[:2]) - cpu0
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    per_thread: dict[str, float] = {}
+    for t in proc.threads():
+        name = names.get(t.id, "other")
+        per_thread[name] = per_thread.get(name, 0.0) + t.user_time + t.system_time
     result = {
         "slots": sched.runs - runs0 + sched.missed - missed0,
         "runs": sched.runs - runs0,
@@ -133,6 +139,7 @@ async def run_engine(cfg: Path, data: Path, warmup: float, duration: float) -> d
         "lag_p95_ms": sched.lag_p95() * 1000,
         "by_status": dict(stats.by_status),
         "sink_dropped": sink.health().points_dropped,
+        "threads": per_thread,
     }
     await engine.stop()
     repo.close()
@@ -215,6 +222,10 @@ def report(args: argparse.Namespace, r: dict) -> None:
         f"late (>1 s): {r['late']:,}  missed: {r['missed']:,}  = {bad / max(1, r['slots']):.3%} of slots; lag p95 {r['lag_p95_ms']:.1f} ms"
     )
     print(f"statuses (whole run): {r['by_status']}")
+    threads = ", ".join(
+        f"{k} {v:.1f}s" for k, v in sorted(r["threads"].items(), key=lambda kv: -kv[1])
+    )
+    print(f"CPU by thread (whole run): {threads}")
     print(
         f"engine CPU: {r['cpu'] / r['elapsed']:.0%} of one core; peak RSS {r['peak_rss_mb']:.0f} MB"
     )
