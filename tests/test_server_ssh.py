@@ -21,6 +21,7 @@ import psutil
 import pytest
 from pydantic import ValidationError
 
+from monitor.config import load_config
 from monitor.config.secrets import Secret
 from monitor.observation import ErrorClass, MetricPoint, Observation, Status
 from probes.base import ProbeContext
@@ -761,3 +762,18 @@ def test_password_login_works_and_a_wrong_password_fails_without_showing_it(
         "(tried password)"
     )
     assert password_ssh_server.interface.logins == 1
+
+
+def test_the_via_ssh_example_in_the_docs_loads_and_hides_the_passphrase(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs/probes/server.md").read_text()
+    section = doc[doc.index("\n## via: ssh") :]
+    example = section[
+        section.index("```yaml\n") + 8 : section.index("```", section.index("```yaml\n") + 8)
+    ]
+    path = tmp_path / "site.yaml"
+    path.write_text(example)
+    loaded = load_config(path, env={"SSH_KEY_PASSPHRASE": "the-passphrase-value"})
+    (t,) = [t for t in loaded.config.targets if t.id == "dialer-db"]
+    assert t.ssh is not None and t.ssh.passphrase == "the-passphrase-value"
+    assert [c.parse for c in t.ssh.commands] == ["number", "json", "exit"]
+    assert "the-passphrase-value" not in repr(loaded.config) + str(loaded.redacted())

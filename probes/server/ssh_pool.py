@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import logging
 import os
 import select
 import socket
@@ -41,6 +42,11 @@ slow hosts cannot starve psutil readings and other probes."""
 CHANNELS_PER_CONNECTION = 8
 """Commands in flight on one login; OpenSSH refuses more than ``MaxSessions`` (10)."""
 _RSA_ALGORITHMS = ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]
+
+# paramiko logs each failed connection at ERROR, with a traceback, from its
+# transport thread ("Error reading SSH protocol banner"); the poll already
+# reports the failure as a sentence, so those lines would only repeat it.
+logging.getLogger("paramiko.transport").setLevel(logging.CRITICAL)
 
 
 class SshError(Exception):
