@@ -414,3 +414,32 @@ def test_https_with_the_servers_ca_writes_and_without_it_waits_in_the_spool(tmp_
         assert series(server.export()) == {("sip_rtt_ms", (("target", "a"),)): [(NOW_MS, 1.0)]}
     finally:
         server.stop()
+
+
+def test_replay_split_around_a_bad_point_and_cut_by_an_outage_resends_nothing(
+    fake_influxdb2: Callable[..., FakeInfluxDB2], tmp_path: Path
+) -> None:
+    state = {"up": False, "accepted_once": False, "flaked": False}
+
+    def answer(body: bytes) -> tuple[int, dict[str, str], dict | None]:
+        if not state["up"]:
+            return 503, {}, {"code": "unavailable", "message": "starting"}
+        if b"v=13i" in body:
+            return 400, {}, {"code": "invalid", "message": "field type conflict at v=13i"}
+        if state["accepted_once"] and not state["flaked"]:
+            state["flaked"] = True  # the server goes away once, mid-split
+            return 503, {}, {"code": "unavailable", "message": "restarting"}
+        state["accepted_once"] = True
+        return 204, {}, None
+
+    server = fake_influxdb2(answer)
+    sink = make_sink(server.url, tmp_path)
+    for start in range(0, 40, 10):  # four spooled records of ten points
+        sink.submit([MetricPoint("m", {"v": i}, {}, T0 + i) for i in range(start, start + 10)])
+        wait_until(lambda n=start + 10: sink.health().points_spooled == n)
+    state["up"] = True
+    wait_until(lambda: sink.health().points_spooled == 0)
+    sink.close()
+    assert state["flaked"]
+    assert server.accepted == [f"m v={i}i {T0 + i}".encode() for i in range(40) if i != 13]
+    assert sink.health().points_quarantined == 1

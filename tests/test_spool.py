@@ -214,3 +214,14 @@ def test_an_unexpected_transport_error_spools_the_batch_instead_of_losing_it(
     health = sink.health()
     assert (health.points_spooled, health.points_dropped) == (3, 0)
     assert "unexpected error: client bug" in health.message
+
+
+def test_peek_many_groups_the_oldest_records_within_a_line_budget(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, fsync=False)
+    ids = [spool.append(batch(i, 4)) for i in range(0, 20, 4)]
+    assert [r.id for r in spool.peek_many(8)] == ids[:2]
+    assert [r.id for r in spool.peek_many(3)] == ids[:1]  # always at least one
+    spool.ack(ids[0], lines_done=2)
+    first, second = spool.peek_many(6)
+    assert (first.id, first.done, second.id) == (ids[0], 2, ids[1])
+    assert [r.id for r in spool.peek_many(10**6)] == ids

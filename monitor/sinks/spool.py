@@ -253,19 +253,30 @@ class Spool:
 
     def peek(self) -> SpoolRecord | None:
         """The oldest batch not yet acknowledged, or None when the spool is empty."""
+        records = self.peek_many(1)
+        return records[0] if records else None
+
+    def peek_many(self, max_lines: int) -> list[SpoolRecord]:
+        """The oldest unacknowledged batches, in order: at least one (when any), then
+        more while their undelivered lines together stay within ``max_lines``."""
+        out: list[SpoolRecord] = []
+        total = 0
         with self._lock:
             for segment in self._segments:
                 for entry in segment.entries:
                     if entry.id <= self._acked_id:
                         continue
+                    done = self._acked_lines if entry.id == self._acked_id + 1 else 0
+                    if out and total + entry.count - done > max_lines:
+                        return out
                     with open(segment.path, "rb") as f:
                         f.seek(entry.offset + _HEAD.size)
                         body = f.read(entry.size - _HEAD.size)
                     payload = body[_BODY_HEAD.size :]
                     lines = payload.split(b"\n") if payload else []
-                    done = self._acked_lines if entry.id == self._acked_id + 1 else 0
-                    return SpoolRecord(entry.id, entry.created_ns, lines, done)
-        return None
+                    out.append(SpoolRecord(entry.id, entry.created_ns, lines, done))
+                    total += len(lines) - done
+        return out
 
     def ack(self, record_id: int, lines_done: int | None = None) -> None:
         """The server has the record (or, with ``lines_done``, its first lines)."""
@@ -454,34 +465,51 @@ class SpoolingSink(BatchingSink):
         deadline = time.monotonic() + self.replay_slice
         while time.monotonic() < deadline:
             try:
-                record = self.spool.peek()
+                # Several small records go out as one request (a 1 s flush during an
+                # outage makes records of a few thousand points; requests cost more).
+                records = self.spool.peek_many(self.batch_size)
             except OSError as exc:
                 # The spool's disk failed under us: say so and wait, rather than spin.
                 self._alert = f"cannot read the spool: {exc}"
                 self._next_attempt = time.monotonic() + self.retry_max
                 log.error("sink %s: cannot read the spool: %s", self.name, exc)
                 return
-            if record is None:
+            if not records:
                 self._came_up()
                 return
+            lines = [line for record in records for line in record.lines]
             try:
-                self._deliver(record.lines, record.done, self._partial_ack(record))
+                self._deliver(lines, records[0].done, self._partial_ack(records))
             except WriteFailed as exc:
                 self._went_down(exc)
                 return
-            self.spool.ack(record.id)
+            self.spool.ack(records[-1].id)
         if self.spool.empty:
             self._came_up()
         else:
             self.set_state(True, f"replaying: {self.spool.points} points still spooled")
 
-    def _partial_ack(self, record: SpoolRecord) -> Callable[[int], None]:
-        """Remember how far into a record we got, so a split batch interrupted by an
-        outage resumes where it stopped instead of resending its first part."""
+    def _partial_ack(self, records: list[SpoolRecord]) -> Callable[[int], None]:
+        """Remember how far into the records sent together we got (``n`` lines of
+        their concatenation settled), so a split interrupted by an outage resumes
+        where it stopped instead of resending what the server already has."""
+        ends = []
+        total = 0
+        for record in records:
+            total += len(record.lines)
+            ends.append(total)
 
         def progress(n: int) -> None:
-            if n < len(record.lines):
-                self.spool.ack(record.id, n)
+            start = 0
+            for index, (record, end) in enumerate(zip(records, ends, strict=True)):
+                if n < end:
+                    if n > start:
+                        self.spool.ack(record.id, n - start)
+                    elif index:
+                        self.spool.ack(records[index - 1].id)  # the ones before it are done
+                    return
+                start = end
+            # n covers everything: the caller acknowledges the last record itself.
 
         return progress
 
