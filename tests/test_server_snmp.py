@@ -799,3 +799,29 @@ def test_an_agent_that_does_not_exist_fails_within_the_timeout(ctx: ProbeContext
         f"SNMP: no answer from 127.0.0.1:{port} within 0.5 s "
         "(community or v3 credentials wrong, or agent down)",
     )
+
+
+def same_oid_again(request: bytes) -> bytes:
+    """A well-formed v2c agent whose table walks never move on: GETBULK gets the asked OID back."""
+    v2c = api.v2c
+    message, _ = decoder.decode(request, asn1Spec=v2c.Message())
+    pdu = v2c.apiMessage.get_pdu(message)
+    response = v2c.apiMessage.get_response(message)
+    asked = [oid for oid, _ in v2c.apiPDU.get_varbinds(pdu)]
+    if pdu.tagSet == v2c.GetBulkRequestPDU.tagSet:
+        binds = [(v2c.ObjectIdentifier(str(oid) + ".1"), v2c.Integer(1)) for oid in asked]
+        binds += [(v2c.ObjectIdentifier(str(oid) + ".1"), v2c.Integer(1)) for oid in asked]
+    else:
+        binds = [(oid, v2c.TimeTicks(100)) for oid in asked]
+    v2c.apiPDU.set_varbinds(v2c.apiMessage.get_pdu(response), binds)
+    return encoder.encode(response)
+
+
+def test_an_agent_whose_walk_does_not_move_on_fails_instead_of_looping(
+    responder: Callable[..., LocalUdpResponder], ctx: ProbeContext
+):
+    fake = responder(same_oid_again)
+    observation = poll(target({"host": "127.0.0.1", "port": fake.port, "community": "c"}), ctx)
+    assert (observation.status, observation.error_class) == (Status.FAIL, ErrorClass.PROTOCOL)
+    assert observation.detail.startswith(f"SNMP: 127.0.0.1:{fake.port} answered a walk of h")
+    assert observation.detail.endswith("with OIDs that do not increase (broken agent)")

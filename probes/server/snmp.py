@@ -40,7 +40,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
     Udp6TransportTarget,
     UdpTransportTarget,
     UsmUserData,
-    bulk_walk_cmd,
+    bulk_cmd,
     get_cmd,
 )
 from pysnmp.hlapi.v3arch.asyncio import auth as snmp_auth
@@ -354,46 +354,87 @@ async def get(
     return found
 
 
-async def walk(session: Session, options: SnmpOptions, column: str, timeout: float) -> list[Var]:
-    """GETBULK-walk one table column (only the rows under it)."""
-    rows: list[Var] = []
-    # Asking for as many rows as the column had last time (plus the one past its
-    # end that shows the walk is over) gets it in one answer without making the
-    # agent send, and us decode, rows of the next columns.
-    known = session.rows.get(column)
-    repetitions = options.max_repetitions if known is None else known + 1
-    walker = bulk_walk_cmd(
-        session.engine.engine,
-        session.auth,
-        session.transport,
-        session.context,
-        0,
-        min(repetitions, options.max_repetitions),
-        ObjectType(ObjectIdentity(column)),
-        lookupMib=False,
-        lexicographicMode=False,
-        maxRows=MAX_WALK_ROWS,
-    )
-    try:
-        async for indication, status, index, binds in walker:
-            # pysnmp's walker retries a timed-out page forever; one failure ends the walk.
-            if indication:
-                raise error_detail(indication, options, timeout)
-            if status:
-                raise status_detail(status, index, [column], options.address)
-            rows.extend(to_var(name, value) for name, value in binds)
-    finally:
-        await walker.aclose()
-    session.rows[column] = len(rows)
-    return rows
+def _oid_tuple(oid: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in oid.split("."))
+
+
+async def walk_table(
+    session: Session, options: SnmpOptions, columns: Sequence[str], timeout: float
+) -> list[list[Var]]:
+    """GETBULK-walk the columns of one table together: each answer carries whole rows.
+
+    A column is done at the first OID outside it (or endOfMibView); the others
+    go on from their own last OID. The first request asks for as many rows as
+    the table had last poll plus one — the row past the end shows the walk is
+    over — so a table that did not grow takes one round trip, and the agent
+    sends (and pysnmp decodes, its dearest part) no rows of other tables.
+    """
+    found: dict[str, list[Var]] = {column: [] for column in columns}
+    last = {column: _oid_tuple(column) for column in columns}
+    known = [session.rows.get(column) for column in columns]
+    repetitions = options.max_repetitions
+    if all(count is not None for count in known):
+        repetitions = min(repetitions, max(count or 0 for count in known) + 1)
+    pending = list(columns)
+    total = 0
+    while pending:
+        asked = list(pending)
+        indication, status, index, binds = await bulk_cmd(
+            session.engine.engine,
+            session.auth,
+            session.transport,
+            session.context,
+            0,
+            repetitions,
+            *(ObjectType(ObjectIdentity(".".join(map(str, last[c])))) for c in asked),
+            lookupMib=False,
+        )
+        if indication:
+            raise error_detail(indication, options, timeout)
+        if status:
+            raise status_detail(status, index, asked, options.address)
+        if not binds:
+            raise SourceError(
+                f"SNMP: {options.address} answered a GETBULK with no values", ErrorClass.PROTOCOL
+            )
+        ended: set[str] = set()
+        for position, (name, value) in enumerate(binds):
+            column = asked[position % len(asked)]
+            if column in ended:
+                continue
+            oid = tuple(name)
+            if type(value).__name__ == "EndOfMibView" or not str(name).startswith(column + "."):
+                ended.add(column)
+                continue
+            if oid <= last[column]:
+                raise SourceError(
+                    f"SNMP: {options.address} answered a walk of {describe(column)} with OIDs "
+                    "that do not increase (broken agent)",
+                    ErrorClass.PROTOCOL,
+                )
+            found[column].append(to_var(name, value))
+            last[column] = oid
+        total += len(binds)
+        if total > MAX_WALK_ROWS * len(columns):
+            raise SourceError(
+                f"SNMP: {options.address} sent more than {MAX_WALK_ROWS} rows for "
+                f"{describe(columns[0])}; stopped walking",
+                ErrorClass.PROTOCOL,
+            )
+        pending = [column for column in asked if column not in ended]
+        repetitions = options.max_repetitions  # a table that grew: go on at full size
+    for column in columns:
+        session.rows[column] = len(found[column])
+    return [found[column] for column in columns]
 
 
 async def walk_all(
-    session: Session, options: SnmpOptions, columns: Sequence[str], timeout: float
+    session: Session, options: SnmpOptions, tables: Sequence[Sequence[str]], timeout: float
 ) -> dict[str, dict[str, Var]]:
-    """Walk several columns concurrently (one request each in flight) and index them."""
-    rows = await asyncio.gather(*(walk(session, options, c, timeout) for c in columns))
-    return table(columns, rows)
+    """Walk several tables concurrently (one request per table in flight) and index them."""
+    walked = await asyncio.gather(*(walk_table(session, options, t, timeout) for t in tables))
+    columns = [column for t in tables for column in t]
+    return table(columns, [rows for result in walked for rows in result])
 
 
 # -- one poll ------------------------------------------------------------------
@@ -439,14 +480,14 @@ async def _read(
             ErrorClass.RESPONSE,
         )
     uptime = int(number(uptime_var))
-    columns: list[str] = []
+    tables: list[tuple[str, ...]] = []
     if host:
-        columns += [HR_PROCESSOR_LOAD, *HR_STORAGE_COLUMNS]
+        tables += [(HR_PROCESSOR_LOAD,), HR_STORAGE_COLUMNS]
     if target.processes:
-        columns.append(HR_SW_RUN_NAME)
+        tables.append((HR_SW_RUN_NAME,))
     if "interfaces" in options.profiles:
-        columns += IF_COLUMNS
-    walked = await walk_all(session, options, columns, timeout) if columns else {}
+        tables.append(IF_COLUMNS)  # ifTable and ifXTable share their index
+    walked = await walk_all(session, options, tables, timeout) if tables else {}
 
     reading = None
     if host:
