@@ -566,6 +566,35 @@ def test_incidents_are_paged_newest_first_and_filtered_by_state(repo: StateRepos
     assert all(r.member_ids == (r.root_target_id,) for r in rows)
 
 
+def test_prune_history_keeps_open_and_recent_incidents_whole(repo: StateRepository) -> None:
+    old = repo.open_incident("old", "down", "old", 10.0)
+    repo.join_incident(old, "old-b", "affected", 11.0)
+    repo.record_transition("old", 10.0, "up", "down", incident_id=old)
+    repo.resolve_incident(old, 20.0)
+    recent = repo.open_incident("recent", "down", "recent", 30.0)
+    repo.record_transition("recent", 30.0, "up", "down", incident_id=recent)
+    repo.resolve_incident(recent, 200.0)
+    still_open = repo.open_incident("open", "down", "open", 40.0)
+    repo.record_transition("open", 40.0, "up", "down", incident_id=still_open)
+    repo.record_transition("loose", 50.0, "up", "degraded")
+    repo.record_transition("loose", 150.0, "degraded", "up")
+    repo.record_transition("old", 160.0, "down", "up", incident_id=old)  # late, after the cutoff
+
+    counts = repo.prune_history(before=100.0)
+
+    assert counts == {"transition": 2, "incident_event": 3, "incident_target": 2, "incident": 1}
+    assert repo.incident(old) is None
+    assert repo.incident_events(old) == []
+    assert [i.id for i in repo.incidents().rows] == [still_open, recent]
+    assert len(repo.incident_events(recent)) == 2
+    assert sorted((tr.target_id, tr.at, tr.incident_id) for tr in repo.transitions()) == [
+        ("loose", 150.0, None),
+        ("old", 160.0, None),
+        ("open", 40.0, still_open),
+        ("recent", 30.0, recent),
+    ]
+
+
 # -- read side for the dashboard --------------------------------------------------
 @pytest.fixture
 def fleet(repo: StateRepository) -> StateRepository:

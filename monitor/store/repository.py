@@ -687,6 +687,41 @@ class StateRepository:
             )
         return [IncidentRow(**i, members=tuple(members[i["id"]])) for i in incidents]
 
+    # -- housekeeping -----------------------------------------------------
+    def prune_history(self, before: float) -> dict[str, int]:
+        """Delete history older than ``before`` (epoch seconds); returns rows deleted per table.
+
+        Incidents resolved before it go, with their members, timeline and
+        transitions; so do older transitions that belong to no incident. Open
+        incidents, and incidents resolved since, keep all their history.
+        """
+        i, m, e, t = _INCIDENT, _MEMBER, _EVENT, _TRANSITION
+        old_incidents = select(i.c.id).where(
+            i.c.state == INCIDENT_RESOLVED, i.c.resolved_at < before
+        )
+        with self._writing() as conn:
+            counts = {
+                # Transitions point at incidents, so they go first.
+                "transition": conn.execute(
+                    delete(t).where(
+                        t.c.at < before,
+                        t.c.incident_id.is_(None) | t.c.incident_id.in_(old_incidents),
+                    )
+                ).rowcount,
+            }
+            # Newer transitions may still point at an old incident; unlink them.
+            conn.execute(
+                update(t).where(t.c.incident_id.in_(old_incidents)).values(incident_id=None)
+            )
+            counts["incident_event"] = conn.execute(
+                delete(e).where(e.c.incident_id.in_(old_incidents))
+            ).rowcount
+            counts["incident_target"] = conn.execute(
+                delete(m).where(m.c.incident_id.in_(old_incidents))
+            ).rowcount
+            counts["incident"] = conn.execute(delete(i).where(i.c.id.in_(old_incidents))).rowcount
+        return counts
+
     # -- probe state ------------------------------------------------------
     def save_probe_states(self, states: Mapping[str, Mapping[str, Any]]) -> None:
         """Upsert per-target probe memory (JSON-serialisable dicts) in one transaction."""
