@@ -114,9 +114,13 @@ DDL = (
 )
 
 
+# One encoder for all rows: json.dumps with options builds a new one per call.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
 def encode_fields(pairs: list[object]) -> str:
     """``[field_id, value, field_id, value, ...]`` as compact JSON."""
-    return json.dumps(pairs, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _ENCODE(pairs)
 
 
 def decode_fields(text: str) -> dict[int, object]:

@@ -90,37 +90,28 @@ class StoreSize:
     wal_bytes: int
 
 
-@dataclass
-class _Agg:
-    vmin: float
-    vmax: float
-    vsum: float
-    n: int = 1
-
-    def add(self, v: float) -> None:
-        if v < self.vmin:
-            self.vmin = v
-        if v > self.vmax:
-            self.vmax = v
-        self.vsum += v
-        self.n += 1
-
-    def row(self) -> tuple[float, float, float, int]:
-        return self.vmin, self.vmax, self.vsum, self.n
+Agg = list
+"""``[min, max, sum, count]`` of one field over one step: a list, not a class,
+because the hot path updates one per value and attribute access costs more."""
 
 
 def _fold(aggs: dict, key: tuple, value: FieldValue) -> None:
     v = float(value)  # type: ignore[arg-type]
     agg = aggs.get(key)
     if agg is None:
-        aggs[key] = _Agg(v, v, v)
+        aggs[key] = [v, v, v, 1]
     else:
-        agg.add(v)
+        if v < agg[0]:
+            agg[0] = v
+        if v > agg[1]:
+            agg[1] = v
+        agg[2] += v
+        agg[3] += 1
 
 
-def _aggregate(values: list[tuple[int, int, int, FieldValue]]) -> dict[tuple[int, int, int], _Agg]:
+def _aggregate(values: list[tuple[int, int, int, FieldValue]]) -> dict[tuple[int, int, int], Agg]:
     """``(ts_ms, series_id, field_id, value)`` → ``{(minute, series_id, field_id): agg}``."""
-    aggs: dict[tuple[int, int, int], _Agg] = {}
+    aggs: dict[tuple[int, int, int], Agg] = {}
     for ts_ms, sid, fid, value in values:
         _fold(aggs, (ts_ms // M1.unit_ms, sid, fid), value)
     return aggs
@@ -205,7 +196,7 @@ class MetricsStore:
         self._h1_done = self._meta_int("h1_done")
         flushed = self._meta_int("m1_flushed")
         self._m1_flushed = -1 if flushed is None else flushed
-        self._open_minutes: dict[int, dict[tuple[int, int], _Agg]] = {}
+        self._open_minutes: dict[int, dict[tuple[int, int], Agg]] = {}
         self._newest_ms = 0
         self._recover_open_minutes()
         self._open_hour_refreshed = 0.0
@@ -299,7 +290,12 @@ class MetricsStore:
             if rows:
                 newest = max(RAW.join(r[0], r[2]) for r in rows)
                 self._newest_ms = max(self._newest_ms, newest)
-            self._flush_minutes(self._newest_ms - MINUTE_CLOSE_GRACE_MS)
+            try:
+                self._flush_minutes(self._newest_ms - MINUTE_CLOSE_GRACE_MS)
+            except sqlite3.Error:
+                # The batch itself is committed: report it written. The open
+                # minutes stay in memory and are flushed after the next batch.
+                log.exception("metrics store: could not write closed minutes; will retry")
         return result
 
     def _rows(
@@ -309,13 +305,17 @@ class MetricsStore:
         ``(field_id, value, numeric)``."""
         rows: list[tuple[int, int, int, str]] = []
         values: list[list[tuple[int, FieldValue, bool]]] = []
+        fields = self._fields
         for point in points:
-            sid = self._series_id(point.measurement, point.tags, pending)
+            measurement = point.measurement
+            sid = self._series_id(measurement, point.tags, pending)
             bucket, off = RAW.split(point.time_ns // 1_000_000)
             flat: list[object] = []
             kept: list[tuple[int, FieldValue, bool]] = []
             for name, value in point.fields.items():
-                known = self._field(point.measurement, name, value, pending)
+                known = fields.get((measurement, name)) or self._field(
+                    measurement, name, value, pending
+                )
                 if known is None:
                     result.rejected += 1
                     continue
@@ -331,7 +331,7 @@ class MetricsStore:
                         result.rejected += 1
                         continue
                 flat += (fid, fitted)
-                kept.append((fid, fitted, ftype.numeric))  # type: ignore[arg-type]
+                kept.append((fid, fitted, ftype is not FieldType.STR))  # type: ignore[arg-type]
             if kept:
                 rows.append((bucket, sid, off, encode_fields(flat)))
                 values.append(kept)
@@ -390,7 +390,7 @@ class MetricsStore:
             new.extend((ts, sid, fid, value) for fid, value, numeric in kept if numeric)
         return new
 
-    def _upsert_minutes(self, aggs: dict[tuple[int, int, int], _Agg]) -> None:
+    def _upsert_minutes(self, aggs: dict[tuple[int, int, int], Agg]) -> None:
         """Merge ``{(minute, series_id, field_id): agg}`` into the 1m rollups."""
         self._conn.executemany(
             f"""INSERT INTO {M1.table}(bucket, series_id, field_id, off, vmin, vmax, vsum, n)
@@ -398,7 +398,7 @@ class MetricsStore:
             ON CONFLICT DO UPDATE SET vmin = min(vmin, excluded.vmin),
                 vmax = max(vmax, excluded.vmax), vsum = vsum + excluded.vsum, n = n + excluded.n""",
             [
-                (minute // M1.bucket_units, sid, fid, minute % M1.bucket_units, *a.row())
+                (minute // M1.bucket_units, sid, fid, minute % M1.bucket_units, *a)
                 for (minute, sid, fid), a in sorted(aggs.items())
             ],
         )
