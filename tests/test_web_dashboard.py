@@ -56,9 +56,12 @@ def test_dashboard_shows_open_incidents(world) -> None:
     add_incident(world.db, ["crm-db"], state="resolved", title="CRM slow")
     html = world.client().get("/?lang=en").get_data(as_text=True)
     assert 'id="incident-count">1<' in html
-    assert "Carrier A down" in html and "trunk-a, router" in html
+    # the title is rendered from root target and severity in the reader's language
+    assert "trunk-a is Down" in html and "trunk-a, router" in html
     assert "ETA 2033-05-18 11:33:20" in html
-    assert "CRM slow" not in html
+    assert "crm-db is" not in html
+    zh = world.client().get("/?lang=zh-CN").get_data(as_text=True)
+    assert "trunk-a 故障" in zh
 
 
 @pytest.mark.parametrize(

@@ -113,6 +113,16 @@ def test_incident_without_summary_gets_a_generic_sentence_not_its_internal_title
     assert "trunk-a" not in html and "OPTIONS" not in html
 
 
+def test_an_incident_of_a_target_in_no_component_stays_off_the_public_page(world) -> None:
+    # "router" belongs to no component: its outage is internal
+    add_incident(world.db, ["router"], summary={"en": "Internal router replaced"})
+    add_incident(world.db, ["router"], state="resolved", summary={"en": "Router reboot"})
+    html = world.client().get("/status?lang=en").get_data(as_text=True)
+    assert "Internal router replaced" not in html and "Router reboot" not in html
+    assert "We are investigating" not in html
+    assert "No incidents." in html
+
+
 def test_recently_resolved_incidents_are_listed(world) -> None:
     add_incident(world.db, ["crm-db"], state="resolved", summary={"en": "CRM was slow"})
     html = world.client().get("/status?lang=en").get_data(as_text=True)

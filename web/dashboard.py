@@ -107,6 +107,8 @@ def _js_labels() -> dict[str, object]:
         "opened": _("opened %(when)s", when="{when}"),
         "eta": _("ETA %(time)s", time="{time}"),
         "no_incidents": _("No open incidents."),
+        # rendered from structured fields so it follows the reader's language
+        "incident_title": _("%(target)s is %(health)s", target="{target}", health="{health}"),
     }
 
 

@@ -101,8 +101,18 @@ def status_page() -> str:
         overall=comp.overall_state(c.state for c in public),
         state_labels=comp.STATE_LABELS,
         overall_labels=comp.OVERALL_LABELS,
-        open_incidents=[_public_incident(r, component_of, lang, hidden) for r in open_rows],
-        recent_incidents=[_public_incident(r, component_of, lang, hidden) for r in recent],
+        # Only incidents touching a public component: an internal server's
+        # outage is no business of the customers' and would only alarm them.
+        open_incidents=[
+            _public_incident(r, component_of, lang, hidden)
+            for r in open_rows
+            if any(t in component_of for t in r.targets)
+        ],
+        recent_incidents=[
+            _public_incident(r, component_of, lang, hidden)
+            for r in recent
+            if any(t in component_of for t in r.targets)
+        ],
         recent_days=RECENT_DAYS,
         now=time.time(),
         path=request.path,

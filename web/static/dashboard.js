@@ -111,7 +111,7 @@
     data.items.forEach(function (i) {
       var li = el("li", "sev-" + i.severity);
       li.appendChild(el("span", "inc-id", "#" + i.id));
-      li.appendChild(el("span", "inc-title", i.title || i.root_target));
+      li.appendChild(el("span", "inc-title", fill(L.incident_title, { target: i.root_target, health: L.health[i.severity] || i.severity })));
       li.appendChild(el("span", "muted", fill(L.opened, { when: relTime(i.opened_at) })));
       if (i.eta) li.appendChild(el("span", "eta", fill(L.eta, { time: absTime(i.eta) })));
       li.appendChild(el("span", "inc-targets", i.targets.join(", ")));
