@@ -13,6 +13,7 @@ import asyncio
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,12 @@ def pool_of(ctx: ProbeContext) -> SshPool:
     pool = ctx.shared.get(SHARED_KEY)
     assert isinstance(pool, SshPool)
     return pool
+
+
+def sshd_sessions(server: SshdServer) -> int:
+    """Connections sshd is serving: one child process of the listener each."""
+    assert server.process is not None
+    return len(psutil.Process(server.process.pid).children())
 
 
 def points(obs: Observation, measurement: str) -> list[MetricPoint]:
@@ -515,53 +522,108 @@ def test_a_missing_key_file_is_a_sentence_not_a_crash(
 
 
 @pytest.fixture
-def silent_tcp_server() -> Iterator[int]:
-    """A local TCP server that accepts connections and never sends a byte (a hung host)."""
-    listener = socket.create_server(("127.0.0.1", 0))
+def scripted_tcp_server() -> Iterator[Any]:
+    """Local TCP servers that are not SSH servers: each accepts, sends ``greeting``
+    (maybe nothing), then stays silent or hangs up — hung or misconfigured hosts."""
+    listeners: list[socket.socket] = []
     accepted: list[socket.socket] = []
+    threads: list[threading.Thread] = []
     stop = threading.Event()
 
-    def serve() -> None:
+    def start(greeting: bytes, hang_up: bool) -> int:
+        listener = socket.create_server(("127.0.0.1", 0))
         listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-                accepted.append(conn)
-            except TimeoutError:
-                continue
+        listeners.append(listener)
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
+        def serve() -> None:
+            while not stop.is_set():
+                try:
+                    conn, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                conn.sendall(greeting)
+                if hang_up:
+                    conn.close()
+                else:
+                    accepted.append(conn)
+
+        threads.append(threading.Thread(target=serve, daemon=True))
+        threads[-1].start()
+        return listener.getsockname()[1]
+
+    yield start
     stop.set()
-    thread.join()
-    for conn in accepted:
+    for thread in threads:
+        thread.join()
+    for conn in accepted + listeners:
         conn.close()
-    listener.close()
 
 
 @pytest.mark.peer
-def test_a_host_that_accepts_and_never_speaks_times_out_and_the_next_poll_works(
-    silent_tcp_server: int, sshd_server: SshdServer, tmp_path: Path
+@pytest.mark.parametrize(
+    ("greeting", "hang_up", "error_class", "detail"),
+    [
+        (b"", False, ErrorClass.TIMEOUT,
+         "SSH: 127.0.0.1:{port} accepted the connection but sent no SSH greeting within 1.5s"),
+        (b"SSH-2.0-OpenSSH_9.2p1\r\n", False, ErrorClass.TIMEOUT,
+         "SSH: 127.0.0.1:{port} accepted the connection but did not finish the SSH handshake "
+         "within 1.5s"),
+        (b"HTTP/1.1 400 Bad Request\r\n\r\n", True, ErrorClass.PROTOCOL,
+         "SSH: handshake with 127.0.0.1:{port} failed (Error reading SSH protocol banner"),
+    ],
+    ids=["accepts-and-never-speaks", "greets-then-stalls", "speaks-http-and-hangs-up"],
+)  # fmt: skip
+def test_a_host_that_is_not_a_working_ssh_server_fails_and_the_next_poll_works(
+    scripted_tcp_server: Any,
+    sshd_server: SshdServer,
+    tmp_path: Path,
+    greeting: bytes,
+    hang_up: bool,
+    error_class: ErrorClass,
+    detail: str,
 ) -> None:
+    port = scripted_tcp_server(greeting, hang_up)
     ctx = ProbeContext("pbx-host", 1.5)
     try:
-        silent = ServerTarget.model_validate(
+        broken = ServerTarget.model_validate(
             {"id": "hung", "kind": "server", "via": "ssh", "timeout": "1500ms",
-             "ssh": {"host": "127.0.0.1", "port": silent_tcp_server, "user": "u",
+             "ssh": {"host": "127.0.0.1", "port": port, "user": "u",
                      "password": "p", "known_hosts": str(tmp_path / "kh")}}
         )  # fmt: skip
-        obs = poll(silent, ctx)
-        assert (obs.status, obs.error_class) == (Status.FAIL, ErrorClass.TIMEOUT)
-        assert obs.detail == (
-            f"SSH: 127.0.0.1:{silent_tcp_server} accepted the connection but sent no SSH "
-            "greeting within 1.5s"
-        )
+        obs = poll(broken, ctx)
+        assert (obs.status, obs.error_class) == (Status.FAIL, error_class)
+        assert obs.detail.startswith(detail.format(port=port)), obs.detail
         known = sshd_server.write_known_hosts(tmp_path / "known_hosts")
         ctx.timeout = 20.0
         assert poll(target(**login(sshd_server, known)), ctx).status is Status.OK
     finally:
         asyncio.run(ctx.shared.aclose())
+
+
+@pytest.mark.peer
+def test_stopping_the_engine_closes_the_pooled_connections(
+    sshd_factory: Any, tmp_path: Path
+) -> None:
+    sshd_server = sshd_factory()
+    known = sshd_server.write_known_hosts(tmp_path / "known_hosts")
+    ctx = ProbeContext("pbx-host", 20.0)
+    assert (
+        poll(
+            target(
+                **login(sshd_server, known, profiles=[], commands=[{"name": "up", "run": "true"}])
+            ),
+            ctx,
+        ).status
+        is Status.OK
+    )
+    assert pool_of(ctx).open_count() == 1
+    assert sshd_sessions(sshd_server) == 1
+    asyncio.run(ctx.shared.aclose())
+    deadline = time.monotonic() + 10
+    while sshd_sessions(sshd_server) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sshd_sessions(sshd_server) == 0
+    assert ctx.shared.get(SHARED_KEY) is None
 
 
 @pytest.mark.peer
@@ -777,3 +839,13 @@ def test_the_via_ssh_example_in_the_docs_loads_and_hides_the_passphrase(tmp_path
     assert t.ssh is not None and t.ssh.passphrase == "the-passphrase-value"
     assert [c.parse for c in t.ssh.commands] == ["number", "json", "exit"]
     assert "the-passphrase-value" not in repr(loaded.config) + str(loaded.redacted())
+
+
+@pytest.mark.peer
+def test_accept_any_logs_in_without_a_known_hosts_file_and_records_nothing(
+    sshd_server: SshdServer, tmp_path: Path, ctx: ProbeContext
+) -> None:
+    known = tmp_path / "known_hosts"
+    obs = poll(target(**login(sshd_server, known, host_key_policy="accept-any")), ctx)
+    assert obs.status is Status.OK, obs.detail
+    assert not known.exists()
