@@ -744,6 +744,54 @@ def test_concurrent_writers_and_readers_lose_no_counter_increments(
     assert repo.counters() == {"n": 100}
 
 
+def test_two_engines_on_one_database_can_both_read_then_write(backend: Backend) -> None:
+    """Two processes (say the engine and an admin command) writing at once: each
+    write reads first (is the incident there?), which on SQLite needs BEGIN
+    IMMEDIATE to queue on the busy timeout rather than fail with "database is locked"."""
+    engines = [backend.open(), backend.open()]
+    try:
+        repos = [StateRepository(e) for e in engines]
+        iid = repos[0].open_incident("trunk-a", "down", "Trunk A down", 1.0)
+        errors: list[BaseException] = []
+
+        def write(repo: StateRepository, who: str) -> None:
+            try:
+                for n in range(40):
+                    repo.add_incident_event(iid, "note", 2.0 + n, text=who)
+                    repo.set_incident_fields(iid, eta=float(n))
+            except BaseException as exc:  # collected and re-raised in the test thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=write, args=(r, f"w{i}")) for i, r in enumerate(repos)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        notes = [e.text for e in repos[1].incident_events(iid) if e.kind == "note"]
+        assert sorted(notes) == ["w0"] * 40 + ["w1"] * 40
+    finally:
+        for e in engines:
+            e.dispose()
+
+
+def test_an_open_read_does_not_block_a_checkpoint_and_keeps_its_snapshot(
+    backend: Backend, repo: StateRepository
+) -> None:
+    repo.checkpoint([state("trunk-a", "up")])
+    reader = backend.open()
+    try:
+        with reader.connect() as conn, conn.begin():
+            query = text("SELECT health FROM target_state WHERE target_id = 'trunk-a'")
+            assert conn.execute(query).scalar_one() == "up"
+            repo.checkpoint([state("trunk-a", "down")])  # would wait or fail if readers blocked it
+            if backend.name == "sqlite":  # PostgreSQL's default READ COMMITTED sees new commits
+                assert conn.execute(query).scalar_one() == "up"
+        assert repo.load_target_states()["trunk-a"].health == "down"
+    finally:
+        reader.dispose()
+
+
 # -- restarts --------------------------------------------------------------------
 def test_everything_survives_a_restart_identical(backend: Backend) -> None:
     engine = backend.open()
