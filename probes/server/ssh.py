@@ -78,8 +78,9 @@ class _Session:
                 self.pool.drop(self.endpoint, connection)
             # A pooled connection can die between polls (sshd restarted, NAT
             # timeout) without paramiko noticing yet; one fresh try tells a dead
-            # connection from a dead host.
-            if not (reused and exc.error_class is ErrorClass.UNREACHABLE):
+            # connection from a dead host. Only if the command was not sent: a
+            # command is never run twice.
+            if not (reused and exc.error_class is ErrorClass.UNREACHABLE and not exc.started):
                 raise
         connection, _ = self.pool.connection(self.endpoint, self.deadline)
         try:
@@ -94,6 +95,12 @@ def poll(
     pool: SshPool, target: ServerTarget, options: SshOptions, deadline: float
 ) -> SampleWithFindings:
     """One blocking poll (runs in a worker thread)."""
+    if remaining(deadline) <= 0:
+        raise SourceError(
+            f"SSH: the poll of {options.host} waited for a free SSH worker thread until its "
+            "timeout (every worker is busy with slow hosts)",
+            ErrorClass.TIMEOUT,
+        )
     session = _Session(pool, Endpoint.from_options(options), deadline)
     readings = BasicReadings()
     want_basic = "basic" in options.profiles

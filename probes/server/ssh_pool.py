@@ -52,12 +52,16 @@ logging.getLogger("paramiko.transport").setLevel(logging.CRITICAL)
 class SshError(Exception):
     """A connection step failed; ``detail`` is the human sentence for the observation."""
 
-    def __init__(self, detail: str, error_class: ErrorClass, *, broken: bool = True) -> None:
+    def __init__(
+        self, detail: str, error_class: ErrorClass, *, broken: bool = True, started: bool = True
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.error_class = error_class
         self.broken = broken
         """True when the connection can no longer be trusted and must be dropped."""
+        self.started = started
+        """False when it failed before the command was sent, so trying again is safe."""
 
 
 @dataclass(frozen=True)
@@ -334,10 +338,13 @@ def run_command(
             f"{CHANNELS_PER_CONNECTION}?)",
             ErrorClass.RESPONSE,
             broken=False,
+            started=False,
         ) from None
     except (paramiko.SSHException, OSError, EOFError) as exc:
         raise SshError(
-            f"SSH: could not open a session on {address} ({_reason(exc)})", ErrorClass.UNREACHABLE
+            f"SSH: could not open a session on {address} ({_reason(exc)})",
+            ErrorClass.UNREACHABLE,
+            started=False,
         ) from None
     try:
         channel.exec_command(command)
