@@ -92,20 +92,27 @@ async def run_probe(
     return good, bad, latencies
 
 
-def reference_commands(agent: SnmpdAgent) -> list[list[str]]:
-    """One poll's worth of Net-SNMP CLI calls for the same OIDs."""
+def reference_commands(agent: SnmpdAgent, version: str) -> list[list[str]]:
+    """One poll's worth of Net-SNMP CLI calls for the same OIDs, with the same credentials."""
     snmpget = require_binary("snmpget")
     snmpbulkwalk = require_binary("snmpbulkwalk")
-    common = ["-v2c", "-c", agent.community, "-On", "-t", "5", "-r", "1", agent.address]
+    if version == "2c":
+        credentials = ["-v2c", "-c", agent.community]
+    else:
+        credentials = ["-v3", "-l", "authPriv", "-u", agent.user, "-a", "SHA", "-A",
+                       agent.auth_key, "-x", "AES", "-X", agent.priv_key]  # fmt: skip
+    common = [*credentials, "-On", "-t", "5", "-r", "1", agent.address]
     commands = [[snmpget, *common, SYS_UPTIME, *LA_LOAD]]
     for column in (HR_PROCESSOR_LOAD, *HR_STORAGE_COLUMNS):
         commands.append([snmpbulkwalk, "-Cr25", *common, column])
     return commands
 
 
-def run_reference(agent: SnmpdAgent, concurrency: int, duration: float) -> tuple[int, int]:
+def run_reference(
+    agent: SnmpdAgent, version: str, concurrency: int, duration: float
+) -> tuple[int, int]:
     """Run poll-equivalents (seven processes each) with ``concurrency`` in flight; (polls, failures)."""
-    commands = reference_commands(agent)
+    commands = reference_commands(agent, version)
     running: list[list[subprocess.Popen[bytes]]] = []
     polls = failures = 0
     deadline = time.perf_counter() + duration
@@ -177,7 +184,9 @@ def main() -> None:
             )
 
             child0, agent0, wall0 = children_cpu(), cpu_of(snmpd), time.perf_counter()
-            ref_polls, ref_failures = run_reference(agent, args.concurrency, args.duration)
+            ref_polls, ref_failures = run_reference(
+                agent, args.version, args.concurrency, args.duration
+            )
             wall = time.perf_counter() - wall0
             child_cpu, agent_cpu = children_cpu() - child0, cpu_of(snmpd) - agent0
             print(

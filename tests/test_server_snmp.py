@@ -69,8 +69,11 @@ def target(snmp: dict[str, Any], **fields: Any) -> ServerTarget:
 
 @pytest.fixture
 def ctx() -> Iterator[ProbeContext]:
-    """A context whose shared SNMP engines are closed after the test, as the engine does on stop."""
-    context = ProbeContext("edge-host", timeout=2.0)
+    """A context whose shared SNMP engines are closed after the test, as the engine does on stop.
+
+    5 s: a loaded CI machine must not turn a slow v3 discovery into a failure.
+    """
+    context = ProbeContext("edge-host", timeout=5.0)
     yield context
     asyncio.run(context.shared.aclose())
 
@@ -567,7 +570,7 @@ def test_wrong_credentials_fail_with_a_sentence_and_the_next_poll_works(
     error_class: ErrorClass,
 ):
     v2c = "community" in snmp
-    ctx.timeout = 1.0 if v2c else 2.0  # v3 discovery takes two more round trips
+    ctx.timeout = 1.0 if v2c else 5.0  # v3 discovery takes two more round trips
     base = snmpd_agent.v2c() if v2c else snmpd_agent.v3()
     bad = poll(target({**base, **snmp}), ctx)
     assert (bad.status, bad.detail, bad.error_class) == (
@@ -654,7 +657,7 @@ def test_engines_are_shared_per_credentials_reused_across_polls_and_closed_on_st
         "v2c-b": target(snmpd_agent.v2c(profiles=[], oids=up, retries=0), id="v2c-b"),
         "v3": target(snmpd_agent.v3(profiles=[], oids=up), id="v3"),
     }
-    contexts = {name: ProbeContext(name, timeout=2.0, shared=shared) for name in targets}
+    contexts = {name: ProbeContext(name, timeout=5.0, shared=shared) for name in targets}
     fds_before = len(os.listdir("/proc/self/fd"))
 
     async def polls() -> Sessions:
@@ -675,6 +678,30 @@ def test_engines_are_shared_per_credentials_reused_across_polls_and_closed_on_st
     sessions = asyncio.run(polls())
     assert sessions.engines == {} and sessions.by_target == {}
     assert len(os.listdir("/proc/self/fd")) <= fds_before
+
+
+@pytest.mark.peer
+def test_an_engine_no_target_uses_any_more_is_closed(snmpd_agent: SnmpdAgent):
+    shared = SharedResources()
+    up = [{"name": "up", "oid": "1.3.6.1.2.1.1.3.0"}]
+    context = ProbeContext("edge-host", timeout=5.0, shared=shared)
+
+    async def polls() -> None:
+        assert (
+            await check(target(snmpd_agent.v3(profiles=[], oids=up)), context)
+        ).status is Status.OK
+        sessions = shared.get(SHARED_KEY)
+        assert isinstance(sessions, Sessions)
+        v3 = next(iter(sessions.engines.values()))
+        # The same target, now configured for v2c: its v3 engine has no user left.
+        assert (
+            await check(target(snmpd_agent.v2c(profiles=[], oids=up)), context)
+        ).status is Status.OK
+        assert list(sessions.engines) == ["v2c"]
+        assert v3.engine.transport_dispatcher is None  # closed
+        await shared.aclose()
+
+    asyncio.run(polls())
 
 
 @pytest.mark.peer

@@ -164,6 +164,14 @@ class Sessions:
         self.engines[key] = Engine(loop)
         return self.engines[key]
 
+    def prune(self) -> None:
+        """Close engines no target session uses any more."""
+        used = {id(session.engine) for session in self.by_target.values()}
+        for key, engine in list(self.engines.items()):
+            if id(engine) not in used:
+                del self.engines[key]
+                engine.close()
+
     def close(self) -> None:
         self.by_target.clear()
         engines, self.engines = list(self.engines.values()), {}
@@ -228,7 +236,7 @@ async def session_for(target_id: str, options: SnmpOptions, ctx: ProbeContext) -
     session = sessions.by_target.get(target_id)
     if session is not None and session.engine is engine and session.fingerprint == mark:
         return session
-    sessions.by_target.pop(target_id, None)
+    old = sessions.by_target.pop(target_id, None)
     kind = Udp6TransportTarget if ":" in options.host else UdpTransportTarget
     try:
         transport = await kind.create(
@@ -250,6 +258,8 @@ async def session_for(target_id: str, options: SnmpOptions, ctx: ProbeContext) -
         context=ContextData(contextName=options.context) if options.context else ContextData(),
     )
     sessions.by_target[target_id] = session
+    if old is not None and old.engine is not engine:
+        sessions.prune()  # its new settings moved it to other credentials
     return session
 
 
