@@ -435,6 +435,38 @@ def test_transitions_are_listed_newest_first_and_per_target(repo: StateRepositor
     assert [t.at for t in repo.transitions("a", limit=1)] == [3.0]
 
 
+def test_writes_grouped_in_a_transaction_are_kept_together(repo: StateRepository) -> None:
+    with repo.transaction():
+        iid = repo.open_incident("trunk-a", "down", "Trunk A down", 10.0)
+        repo.record_transition("trunk-a", 10.0, "up", "down", incident_id=iid)
+        assert [i.id for i in repo.open_incidents()] == [iid]  # reads see the pending writes
+    assert [t.incident_id for t in repo.transitions()] == [iid]
+
+    with pytest.raises(NotFound), repo.transaction():
+        second = repo.open_incident("trunk-b", "down", "Trunk B down", 20.0)
+        repo.record_transition("trunk-b", 20.0, "up", "down", incident_id=second)
+        with repo.transaction():  # nested: joins the outer one
+            repo.recover_target(second, "not-a-member", 21.0)  # fails: all three are undone
+    assert [i.id for i in repo.open_incidents()] == [iid]
+    assert [t.target_id for t in repo.transitions()] == ["trunk-a"]
+
+
+def test_a_transaction_in_one_thread_does_not_capture_another_threads_writes(
+    repo: StateRepository,
+) -> None:
+    done = threading.Event()
+    with pytest.raises(RuntimeError), repo.transaction():
+        repo.add_counters({"inside": 1})
+        other = threading.Thread(target=lambda: (repo.add_counters({"outside": 1}), done.set()))
+        other.start()
+        if repo.engine.dialect.name == "postgresql":  # SQLite: it waits for our commit
+            other.join()
+        raise RuntimeError("roll back")
+    other.join()
+    assert done.is_set()
+    assert repo.counters() == {"outside": 1}
+
+
 # -- incidents -----------------------------------------------------------------
 def test_incident_lifecycle_keeps_members_and_timeline(repo: StateRepository) -> None:
     iid = repo.open_incident("carrier-a", "down", "Carrier A is down", 10.0)

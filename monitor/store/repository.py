@@ -270,15 +270,39 @@ class StateRepository:
         self._write_lock: contextlib.AbstractContextManager[Any] = (
             threading.Lock() if self._dialect == "sqlite" else contextlib.nullcontext()
         )
+        self._local = threading.local()  # the connection of this thread's transaction()
 
     def close(self) -> None:
         """Close pooled connections (the engine can still be used afterwards)."""
         self.engine.dispose()
 
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Make the writes of this thread inside the block one transaction: all or nothing.
+
+        For writes that belong together, e.g. opening an incident and recording
+        the transition that opened it, so a crash cannot keep one without the
+        other. Reads inside the block see its writes. Nesting joins the outer
+        transaction. Other threads are unaffected (on SQLite their writes wait).
+        """
+        if getattr(self._local, "conn", None) is not None:
+            yield
+            return
+        with self._writing() as conn:
+            self._local.conn = conn
+            try:
+                yield
+            finally:
+                self._local.conn = None
+
     # -- plumbing -------------------------------------------------------
     @contextlib.contextmanager
     def _writing(self) -> Iterator[Connection]:
         """One committed transaction (rolled back if the block raises)."""
+        current = getattr(self._local, "conn", None)
+        if current is not None:  # inside transaction(): its commit is the one that counts
+            yield current
+            return
         with (
             self._write_lock,
             self.engine.connect().execution_options(**WRITE) as conn,
@@ -288,6 +312,10 @@ class StateRepository:
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[Connection]:
+        current = getattr(self._local, "conn", None)
+        if current is not None:
+            yield current
+            return
         with self.engine.connect() as conn:
             yield conn
 
