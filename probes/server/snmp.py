@@ -239,11 +239,18 @@ async def session_for(target_id: str, options: SnmpOptions, ctx: ProbeContext) -
     old = sessions.by_target.pop(target_id, None)
     kind = Udp6TransportTarget if ":" in options.host else UdpTransportTarget
     try:
-        transport = await kind.create(
-            (options.host, options.port),
-            timeout=attempt_timeout(ctx.timeout, options.retries),
-            retries=options.retries,
+        transport = await asyncio.wait_for(
+            kind.create(
+                (options.host, options.port),
+                timeout=attempt_timeout(ctx.timeout, options.retries),
+                retries=options.retries,
+            ),
+            ctx.timeout,
         )
+    except TimeoutError:
+        raise SourceError(
+            f"SNMP: could not resolve {options.host} within {ctx.timeout:g} s", ErrorClass.RESOLVE
+        ) from None
     except PySnmpError as exc:
         cause = exc.__cause__ or exc.__context__
         reason = cause.strerror if isinstance(cause, socket.gaierror) else _reason(exc)
