@@ -849,3 +849,28 @@ def test_accept_any_logs_in_without_a_known_hosts_file_and_records_nothing(
     obs = poll(target(**login(sshd_server, known, host_key_policy="accept-any")), ctx)
     assert obs.status is Status.OK, obs.detail
     assert not known.exists()
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("known_type", ["rsa", "ed25519"])
+def test_the_host_key_type_known_hosts_holds_is_the_one_asked_for(
+    sshd_factory: Any, tmp_path: Path, ctx: ProbeContext, known_type: str
+) -> None:
+    # A host with several keys offers the client's preferred type; paramiko prefers
+    # Ed25519, so without asking for the recorded type an RSA entry would look wrong.
+    server = sshd_factory(("ed25519", "rsa"))
+    known = tmp_path / "known_hosts"
+    known.write_text(server.known_hosts_line(known_type))
+    obs = poll(target(**login(server, known)), ctx)
+    assert obs.status is Status.OK, obs.detail
+
+
+@pytest.mark.peer
+def test_hashed_known_hosts_entries_are_recognised(
+    sshd_server: SshdServer, tmp_path: Path, ctx: ProbeContext
+) -> None:
+    known = sshd_server.write_known_hosts(tmp_path / "known_hosts")
+    subprocess.run(["ssh-keygen", "-q", "-H", "-f", str(known)], check=True, capture_output=True)
+    assert "127.0.0.1" not in known.read_text()  # hashed like HashKnownHosts yes
+    obs = poll(target(**login(sshd_server, known)), ctx)
+    assert obs.status is Status.OK, obs.detail

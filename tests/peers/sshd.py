@@ -2,8 +2,9 @@
 
 ``sshd_factory`` starts servers on free 127.0.0.1 ports (``sshd -D -E LOG -f
 CONFIG``) and stops them, with every connection's child process, at teardown.
-Each server has an Ed25519 host key and a client key pair whose public half
-is its only authorized key; logins are as the user running the tests. The
+Each server has an Ed25519 host key (more types on request) and a client
+key pair whose public half is its only authorized key; logins are as the
+user running the tests. The
 server logs at VERBOSE, so tests count logins (``Accepted publickey``) in
 its log. ``sshd_server`` is one server shared by a test module.
 
@@ -38,7 +39,7 @@ START_TIMEOUT = 10.0
 CONFIG = """\
 Port {port}
 ListenAddress 127.0.0.1
-HostKey {root}/ssh_host_ed25519_key
+{host_keys}
 AuthorizedKeysFile {root}/authorized_keys
 PidFile {root}/sshd.pid
 StrictModes no
@@ -51,10 +52,10 @@ MaxStartups 100:30:200
 """
 
 
-def keygen(path: Path, comment: str = "dialwatch-test") -> Path:
-    """A new Ed25519 key pair at ``path`` (private) and ``path.pub``; returns ``path``."""
+def keygen(path: Path, comment: str = "dialwatch-test", key_type: str = "ed25519") -> Path:
+    """A new key pair at ``path`` (private) and ``path.pub``; returns ``path``."""
     subprocess.run(
-        [require_binary("ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-C", comment,
+        [require_binary("ssh-keygen"), "-q", "-t", key_type, "-N", "", "-C", comment,
          "-f", str(path)],
         check=True,
         capture_output=True,
@@ -83,8 +84,9 @@ class SshdServer:
     def log(self) -> Path:
         return self.root / "sshd.log"
 
-    def known_hosts_line(self) -> str:
-        key_type, blob = (self.root / "ssh_host_ed25519_key.pub").read_text().split()[:2]
+    def known_hosts_line(self, host_key_type: str = "ed25519") -> str:
+        public = self.root / f"ssh_host_{host_key_type}_key.pub"
+        key_type, blob = public.read_text().split()[:2]
         return f"[127.0.0.1]:{self.port} {key_type} {blob}\n"
 
     def write_known_hosts(self, path: Path) -> Path:
@@ -144,26 +146,33 @@ class SshdServer:
         self.start()
 
 
-def start_sshd(root: Path) -> SshdServer:
+def start_sshd(root: Path, host_key_types: tuple[str, ...] = ("ed25519",)) -> SshdServer:
+    """An sshd with one host key per type (sshd offers the client's preferred one)."""
     binary = require_binary("sshd")
     root.mkdir(parents=True, exist_ok=True)
-    keygen(root / "ssh_host_ed25519_key", "dialwatch-test-host")
+    host_keys = []
+    for key_type in host_key_types:
+        keygen(root / f"ssh_host_{key_type}_key", "dialwatch-test-host", key_type)
+        host_keys.append(f"HostKey {root}/ssh_host_{key_type}_key")
     keygen(root / "client_key")
     (root / "authorized_keys").write_text((root / "client_key.pub").read_text())
     port = free_port()
-    (root / "sshd_config").write_text(CONFIG.format(port=port, root=root))
+    config = CONFIG.format(port=port, root=root, host_keys="\n".join(host_keys))
+    (root / "sshd_config").write_text(config)
     server = SshdServer(port, root, binary)
     server.start()
     return server
 
 
 @pytest.fixture
-def sshd_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], SshdServer]]:
+def sshd_factory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., SshdServer]]:
     """Start as many sshd servers as a test needs; all are stopped at teardown."""
     servers: list[SshdServer] = []
 
-    def make() -> SshdServer:
-        server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    def make(host_key_types: tuple[str, ...] = ("ed25519",)) -> SshdServer:
+        server = start_sshd(tmp_path_factory.mktemp("sshd"), host_key_types)
         servers.append(server)
         return server
 
