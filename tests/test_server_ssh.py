@@ -10,6 +10,7 @@ and never speaks, named as such: no real sshd can be made to hang that way.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import subprocess
 import threading
@@ -40,6 +41,7 @@ from probes.server.ssh_profiles import (
     parse_basic,
     parse_df,
     parse_meminfo,
+    services_command,
 )
 from tests.peers import free_port
 from tests.peers.sshd import (
@@ -354,15 +356,21 @@ def test_systemctl_states_fail_unless_active(stdout: str, status: Status, senten
 
 
 def test_the_real_systemctl_here_is_parsed_or_reported_in_its_own_words() -> None:
+    # The exact command the services profile sends, run by this machine's /bin/sh.
     unit = "dialwatch-no-such-unit.service"
     done = subprocess.run(
-        ["systemctl", "is-active", "--", unit], capture_output=True, text=True, check=False
+        services_command("systemctl", [unit]), shell=True, capture_output=True, text=True
     )
     finding = judge_services([unit], CommandResult(done.returncode, done.stdout, done.stderr, 0.1))
     assert finding.status is Status.FAIL
     if Path("/run/systemd/system").is_dir():  # systemd is running: a real state line
         assert finding.sentence == f"service {unit} is inactive"
-    else:
+    elif shutil.which("systemctl") is None:
+        assert done.returncode == 127
+        assert finding.sentence.startswith(
+            "could not check services: systemctl is-active answered 'command not found'"
+        )
+    else:  # systemctl without systemd (a container): its own words are passed on
         first = (done.stderr or done.stdout).strip().splitlines()[0]
         assert finding.sentence.startswith("could not check services")
         assert first in finding.sentence
