@@ -560,9 +560,10 @@ class Engine:
             def write(
                 own_id: int = own.id, child_id: str = child.target.id, text: str = text
             ) -> None:
-                self.repo.add_incident_event(own_id, "note", at, child_id, text)
-                self.repo.resolve_incident(own_id, at)
-                self.repo.join_incident(incident_id, child_id, "affected", at)
+                with self.repo.transaction():
+                    self.repo.add_incident_event(own_id, "note", at, child_id, text)
+                    self.repo.resolve_incident(own_id, at)
+                    self.repo.join_incident(incident_id, child_id, "affected", at)
 
             try:
                 await self._in_db(write)
@@ -585,10 +586,17 @@ class Engine:
     def _write_transition(
         self, tr: Transition, action: incidents.Action | None, row: dict[str, Any]
     ) -> int | None:
-        """DB thread: the incident change, then the transition; each committed at once.
+        """DB thread: the incident change, its timeline line and the transition, in one
+        transaction (a crash keeps all or none of them).
 
         Returns the incident the transition belongs to (the new one for Open).
         """
+        with self.repo.transaction():
+            return self._write_transition_in(tr, action, row)
+
+    def _write_transition_in(
+        self, tr: Transition, action: incidents.Action | None, row: dict[str, Any]
+    ) -> int | None:
         repo = self.repo
         incident_id: int | None = None
         if isinstance(action, incidents.Open):

@@ -170,7 +170,15 @@ def test_a_child_of_a_down_parent_joins_the_parents_incident_instead_of_opening_
             await h.until(lambda: h.health("edge-router") is Health.DOWN, 2, "router down")
             pbx.close()
             await h.until(lambda: h.health("pbx") is Health.DOWN, 2, "pbx down")
-            await asyncio.sleep(0.1)
+            await h.until(
+                lambda: (
+                    len(h.repo.open_incidents()[0].member_ids) == 2
+                    if h.repo.open_incidents()
+                    else False
+                ),
+                2,
+                "pbx joins",
+            )
             incidents = h.repo.open_incidents()
             assert len(incidents) == 1
             assert set(incidents[0].member_ids) == {"edge-router", "pbx"}
@@ -315,11 +323,16 @@ def test_a_child_that_fails_just_before_its_parent_is_merged_into_the_parents_in
             )
             pbx.close()  # the child's probes notice first...
             await h.until(lambda: h.health("pbx") is Health.DOWN, 2, "pbx down")
+            await h.until(lambda: len(h.repo.open_incidents()) == 1, 2, "pbx's own incident")
             [own] = h.repo.open_incidents()
             assert own.root_target_id == "pbx"
             router.close()  # ...then its parent's
             await h.until(lambda: h.health("edge-router") is Health.DOWN, 2, "router down")
-            await asyncio.sleep(0.1)
+            await h.until(
+                lambda: [i.root_target_id for i in h.repo.open_incidents()] == ["edge-router"],
+                2,
+                "the merge",
+            )
             [incident] = h.repo.open_incidents()
             assert incident.root_target_id == "edge-router"
             assert set(incident.member_ids) == {"edge-router", "pbx"}
