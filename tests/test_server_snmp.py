@@ -30,7 +30,7 @@ from monitor.observation import ErrorClass, Observation, Status
 from probes.base import ProbeContext, SharedResources
 from probes.server import SOURCES, ServerTarget, check
 from probes.server.config import DiskSelection, InterfaceSelection
-from probes.server.snmp import SHARED_KEY, Sessions, error_detail
+from probes.server.snmp import SHARED_KEY, Sessions, error_detail, status_detail
 from probes.server.snmp_config import SnmpOid, SnmpOptions
 from probes.server.snmp_evaluate import interface_findings, oid_findings, usable_previous
 from probes.server.snmp_profiles import (
@@ -442,6 +442,35 @@ def test_pysnmp_error_indications_become_sentences(
     assert (error.detail, error.error_class) == (sentence, error_class)
 
 
+@pytest.mark.parametrize(
+    ("status", "index", "sentence", "error_class"),
+    [
+        (
+            "genErr",
+            2,
+            "SNMP: 10.0.0.1:161 answered genErr for hrStorageDescr (1.3.6.1.2.1.25.2.3.1.3)",
+            ErrorClass.RESPONSE,
+        ),
+        ("tooBig", 0, "SNMP: 10.0.0.1:161 answered tooBig", ErrorClass.RESPONSE),
+        (
+            "noAccess",
+            1,
+            "SNMP: 10.0.0.1:161 denied access to hrStorageType (1.3.6.1.2.1.25.2.3.1.2) "
+            "(noAccess): check the agent's view for this community and the security level it "
+            "requires",
+            ErrorClass.AUTH,
+        ),
+    ],
+    ids=["gen-err-names-the-column", "too-big-without-an-index", "no-access-is-auth"],
+)
+def test_error_statuses_name_the_oid_they_point_at(
+    status: str, index: int, sentence: str, error_class: ErrorClass
+):
+    options = SnmpOptions(host="10.0.0.1", community="c")
+    error = status_detail(status, index, HR_STORAGE_COLUMNS[:3], options)
+    assert (error.detail, error.error_class) == (sentence, error_class)
+
+
 # -- a real snmpd ---------------------------------------------------------------------
 
 
@@ -583,6 +612,34 @@ def test_wrong_credentials_fail_with_a_sentence_and_the_next_poll_works(
 
 
 @pytest.mark.peer
+def test_a_v3_security_level_below_what_the_user_needs_is_an_access_sentence(
+    snmpd_agent: SnmpdAgent, ctx: ProbeContext
+):
+    snmp = snmpd_agent.v3()
+    del snmp["priv_key"]  # authNoPriv, but the agent says `rouser dwmonitor priv`
+    observation = poll(target(snmp), ctx)
+    assert (observation.status, observation.error_class, observation.detail) == (
+        Status.FAIL,
+        ErrorClass.AUTH,
+        f"SNMP: 127.0.0.1:{snmpd_agent.port} denied the request (authorizationError): check "
+        "the agent's view for this user and the security level it requires (authNoPriv)",
+    )
+
+
+@pytest.mark.peer
+def test_an_agent_on_ipv6_loopback_is_read_over_ipv6(
+    snmpd_factory: Callable[..., SnmpdAgent], ctx: ProbeContext
+):
+    agent = snmpd_factory(ipv6=True)
+    observation = poll(target({**agent.v2c(), "host": "::1"}), ctx)
+    assert observation.status is Status.OK, observation.detail
+    assert "/" in points(observation, "server_disk")
+    sessions = ctx.shared.get(SHARED_KEY)
+    assert isinstance(sessions, Sessions)
+    assert sessions.by_target["edge-host"].transport.transport_address[0] == "::1"
+
+
+@pytest.mark.peer
 def test_own_oids_trip_thresholds_and_missing_ones_are_named(
     snmpd_agent: SnmpdAgent, ctx: ProbeContext
 ):
@@ -632,7 +689,7 @@ def test_a_counter_oid_becomes_a_rate_on_the_second_poll(
 
 @pytest.mark.peer
 def test_an_agent_restart_reprimes_counters_instead_of_reporting_a_rate(
-    snmpd_factory: Callable[[], SnmpdAgent], ctx: ProbeContext
+    snmpd_factory: Callable[..., SnmpdAgent], ctx: ProbeContext
 ):
     agent = snmpd_factory()
     t = target(agent.v2c(profiles=["interfaces"]), interfaces={"include": ["lo"], "exclude": []})

@@ -335,12 +335,26 @@ def error_detail(indication: object, options: SnmpOptions, timeout: float) -> So
     return SourceError(f"SNMP: {where}: {indication}", ErrorClass.PROTOCOL)
 
 
-def status_detail(status: object, index: object, oids: Sequence[str], where: str) -> SourceError:
-    """A PDU error-status (noAccess, genErr, tooBig...) as a sentence."""
+def status_detail(
+    status: object, index: object, oids: Sequence[str], options: SnmpOptions
+) -> SourceError:
+    """A PDU error-status (authorizationError, genErr, tooBig...) as a sentence."""
     position = int(index) - 1 if isinstance(index, int) or str(index).isdigit() else -1
-    about = f" for {describe(oids[position])}" if 0 <= position < len(oids) else ""
+    about = describe(oids[position]) if 0 <= position < len(oids) else ""
     name = status.prettyPrint() if hasattr(status, "prettyPrint") else str(status)
-    return SourceError(f"SNMP: {where} answered {name}{about}", ErrorClass.RESPONSE)
+    if name in ("authorizationError", "noAccess"):
+        # Net-SNMP answers so when the user's view hides the object or the
+        # request's security level is below what its rouser line requires.
+        level = f" ({options.security_level})" if options.version == "3" else ""
+        return SourceError(
+            f"SNMP: {options.address} denied "
+            f"{f'access to {about}' if about else 'the request'} ({name}): check the agent's "
+            f"view for this {'user' if options.version == '3' else 'community'} and the "
+            f"security level it requires{level}",
+            ErrorClass.AUTH,
+        )
+    about = f" for {about}" if about else ""
+    return SourceError(f"SNMP: {options.address} answered {name}{about}", ErrorClass.RESPONSE)
 
 
 async def get(
@@ -361,7 +375,7 @@ async def get(
         if indication:
             raise error_detail(indication, options, timeout)
         if status:
-            raise status_detail(status, index, chunk, options.address)
+            raise status_detail(status, index, chunk, options)
         answered = [to_var(name, value) for name, value in binds]
         if [var.oid for var in answered] != list(chunk):
             raise SourceError(
@@ -409,7 +423,7 @@ async def walk_table(
         if indication:
             raise error_detail(indication, options, timeout)
         if status:
-            raise status_detail(status, index, asked, options.address)
+            raise status_detail(status, index, asked, options)
         if not binds:
             raise SourceError(
                 f"SNMP: {options.address} answered a GETBULK with no values", ErrorClass.PROTOCOL

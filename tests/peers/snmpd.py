@@ -38,6 +38,7 @@ V3_PRIV_KEY = "priv-secret-1"
 
 CONFIG = """\
 rocommunity {community} 127.0.0.1
+rocommunity6 {community} ::1
 createUser {user} SHA "{auth_key}" AES "{priv_key}"
 rouser {user} priv
 persistentDir {root}/persist
@@ -55,11 +56,19 @@ class SnmpdAgent:
     user: str = V3_USER
     auth_key: str = V3_AUTH_KEY
     priv_key: str = V3_PRIV_KEY
+    ipv6: bool = False
+    """Also listen on udp6:[::1]:port (the same port number)."""
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def listen(self) -> str:
+        """snmpd's transport specification (given only on the command line)."""
+        v4 = f"udp:127.0.0.1:{self.port}"
+        return f"{v4},udp6:[::1]:{self.port}" if self.ipv6 else v4
 
     @property
     def log(self) -> Path:
@@ -98,7 +107,7 @@ class SnmpdAgent:
         self.log.write_bytes(b"")
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [self.binary, "-f", "-Lo", "-C", "-c", str(config), f"udp:127.0.0.1:{self.port}"],
+                [self.binary, "-f", "-Lo", "-C", "-c", str(config), self.listen],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -111,7 +120,7 @@ class SnmpdAgent:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 text = self.log.read_text(errors="replace")
                 self.stop()
-                pytest.fail(f"snmpd did not start on udp:127.0.0.1:{self.port}:\n{text[-2000:]}")
+                pytest.fail(f"snmpd did not start on {self.listen}:\n{text[-2000:]}")
             time.sleep(0.05)
 
     def stop(self) -> None:
@@ -132,19 +141,19 @@ class SnmpdAgent:
         self.start()
 
 
-def start_snmpd(root: Path) -> SnmpdAgent:
-    agent = SnmpdAgent(free_port(socket.SOCK_DGRAM), root, require_binary("snmpd"))
+def start_snmpd(root: Path, ipv6: bool = False) -> SnmpdAgent:
+    agent = SnmpdAgent(free_port(socket.SOCK_DGRAM), root, require_binary("snmpd"), ipv6=ipv6)
     agent.start()
     return agent
 
 
 @pytest.fixture
-def snmpd_factory(tmp_path: Path) -> Iterator[Callable[[], SnmpdAgent]]:
-    """Start as many agents as a test needs; all are stopped at teardown."""
+def snmpd_factory(tmp_path: Path) -> Iterator[Callable[..., SnmpdAgent]]:
+    """Start as many agents as a test needs (``ipv6=True``: also on [::1]); all stopped at teardown."""
     agents: list[SnmpdAgent] = []
 
-    def make() -> SnmpdAgent:
-        agent = start_snmpd(tmp_path / f"snmpd{len(agents)}")
+    def make(ipv6: bool = False) -> SnmpdAgent:
+        agent = start_snmpd(tmp_path / f"snmpd{len(agents)}", ipv6)
         agents.append(agent)
         return agent
 
