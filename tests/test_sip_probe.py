@@ -70,10 +70,14 @@ def test_a_sip_target_loads_through_the_whole_config_schema() -> None:
     ("fields", "message"),
     [
         pytest.param({"uri": "http://gw.example.com"}, "must be a SIP URI", id="not-a-sip-uri"),
-        pytest.param({"uri": "sips:gw.example.com"}, "sips: URIs need TLS", id="sips-needs-tls"),
+        pytest.param(
+            {"uri": "sips:gw.example.com", "transport": "udp"},
+            "a sips: URI needs transport tls",
+            id="sips-needs-tls",
+        ),
         pytest.param(
             {"uri": "sip:gw.example.com;transport=sctp"},
-            "transport=sctp is not supported",
+            "transport=sctp is not supported (udp, tcp or tls)",
             id="sctp",
         ),
         pytest.param(
@@ -81,7 +85,35 @@ def test_a_sip_target_loads_through_the_whole_config_schema() -> None:
             "the uri says transport=tcp",
             id="transport-conflict",
         ),
-        pytest.param({"transport": "tls"}, "Input should be 'udp' or 'tcp'", id="tls-not-yet"),
+        pytest.param(
+            {"transport": "sctp"}, "Input should be 'udp', 'tcp' or 'tls'", id="sctp-transport"
+        ),
+        pytest.param(
+            {"tls": {"key_file": "/k.pem"}}, "key_file needs cert_file", id="key-without-cert"
+        ),
+        pytest.param(
+            {"dns": {"nameservers": ["ns.example.com"]}},
+            "a nameserver must be an IP address",
+            id="nameserver-by-name",
+        ),
+        pytest.param(
+            {"registration": {"username": "u"}}, "Field required", id="register-needs-password"
+        ),
+        pytest.param(
+            {"registration": {"username": "u", "password": "p\nq"}},
+            "must be one line",
+            id="password-one-line",
+        ),
+        pytest.param(
+            {"test_call": {"number": "100"}},
+            "a test call needs a timeout of at least 10.5s",
+            id="call-needs-a-longer-timeout",
+        ),
+        pytest.param(
+            {"test_call": {"number": "100", "rate_limit": "10s"}, "timeout": "20s", "interval": "60s"},
+            "rate_limit must not be shorter than interval",
+            id="call-rate-limit",
+        ),
         pytest.param({"warn_codes": [403, 408]}, "408 cannot be a warn code", id="408-never-alive"),
         pytest.param(
             {"warn_codes": [200]}, "200 is not a SIP error code", id="2xx-is-not-a-warning"

@@ -20,9 +20,11 @@ Pure: the same Outcome always gives the same Observation (apart from its time).
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Collection
 
 from monitor.observation import ErrorClass, FieldValue, MetricPoint, Observation, Status
+from probes.sip.tls import TlsFailure, describe_tls_error
 from probes.sip.transaction import Outcome, PeerClosedError
 from probes.tcp import describe_os_error
 
@@ -56,6 +58,8 @@ def classify(
     transport: str,
     timeout: float,
     warn_codes: Collection[int] = DEFAULT_WARN_CODES,
+    peer: str = "the peer",
+    method: str = "OPTIONS",
 ) -> Observation:
     """Observation for one OPTIONS transaction; ``timeout`` is the Timer F that was used."""
     response = outcome.response
@@ -81,13 +85,13 @@ def classify(
             note = " (redirects are not followed)" if code < 400 else ""
             return Observation(
                 status=Status.WARN,
-                detail=f"alive, but answered {phrase} to OPTIONS {timing}{note}",
+                detail=f"alive, but answered {phrase} to {method} {timing}{note}",
                 metrics=(metric_point(outcome, up=True),),
                 latency=rtt,
                 error_class=ErrorClass.RESPONSE,
             )
         return Observation.fail(
-            f"answered {phrase} to OPTIONS {timing}",
+            f"answered {phrase} to {method} {timing}",
             ErrorClass.RESPONSE,
             (metric_point(outcome, up=False),),
             latency=rtt,
@@ -99,6 +103,11 @@ def classify(
             ErrorClass.PROTOCOL,
             point,
         )
+    if isinstance(outcome.error, TlsFailure):
+        return Observation.fail(outcome.error.detail, ErrorClass.TLS, point)
+    if isinstance(outcome.error, ssl.SSLError):
+        # A TLS alert after the handshake (TLS 1.3 sends "certificate required" then).
+        return Observation.fail(describe_tls_error(outcome.error, peer), ErrorClass.TLS, point)
     if outcome.error is not None:
         detail, error_class = describe_os_error(outcome.error)
         if error_class is ErrorClass.REFUSED and transport == "udp":
@@ -110,7 +119,7 @@ def classify(
         tail = f"over TCP within {timeout:.1f} s"
     if outcome.provisional is not None:
         prov = f"{outcome.provisional.status} {outcome.provisional.reason}".strip()
-        detail = f"only {prov}, no final answer to OPTIONS {tail}"
+        detail = f"only {prov}, no final answer to {method} {tail}"
     else:
-        detail = f"no answer to OPTIONS {tail}"
+        detail = f"no answer to {method} {tail}"
     return Observation.fail(detail, ErrorClass.TIMEOUT, point)

@@ -1,4 +1,4 @@
-"""Building SIP OPTIONS requests and parsing the responses to them.
+"""Building SIP requests (OPTIONS, REGISTER, INVITE...) and parsing the responses to them.
 
 Pure functions only: no sockets, no clocks. The parser is deliberately
 forgiving about what RFC 3261 allows (compact header names, any letter case,
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 MAGIC_COOKIE = "z9hG4bK"
@@ -126,13 +126,83 @@ def new_branch() -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class OptionsRequest:
-    """One OPTIONS request: its bytes and what identifies its transaction."""
+class SipRequest:
+    """One request: its bytes and what identifies its transaction."""
 
     data: bytes
     branch: str
     call_id: str
     cseq: int
+    method: str = "OPTIONS"
+    from_tag: str = ""
+
+
+OptionsRequest = SipRequest
+"""The name this type had when the probe only sent OPTIONS."""
+
+
+def build_request(
+    *,
+    method: str,
+    request_uri: str,
+    transport: str,
+    local_host: str,
+    local_port: int,
+    from_user: str,
+    from_domain: str,
+    user_agent: str,
+    cseq: int = 1,
+    branch: str | None = None,
+    call_id: str | None = None,
+    from_tag: str | None = None,
+    to_uri: str | None = None,
+    to_tag: str | None = None,
+    from_uri: str | None = None,
+    contact: bool = True,
+    headers: Sequence[str] = (),
+    body: bytes = b"",
+) -> SipRequest:
+    """Build a request (RFC 3261 §8.1.1): Via, Max-Forwards, From, To, Call-ID, CSeq, Contact.
+
+    ``transport`` is ``udp``, ``tcp`` or ``tls`` and ends up in the Via and
+    Contact. ``to_uri`` defaults to the Request-URI; ``from_uri`` to
+    ``sip:from_user@from_domain``. ``contact=False`` leaves Contact out (a
+    REGISTER that only asks for bindings, RFC 3261 §10.2.3). ``headers`` are
+    extra lines placed before User-Agent. The random parts can be given for
+    tests; by default they are fresh.
+    """
+    branch = branch or new_branch()
+    call_id = call_id or f"{secrets.token_hex(16)}@{format_host(local_host)}"
+    from_tag = from_tag or secrets.token_hex(8)
+    proto = transport.upper()
+    host = format_host(local_host)
+    to_uri = to_uri or request_uri.split("?", 1)[0]
+    from_uri = from_uri or f"sip:{from_user}@{format_host(from_domain)}"
+    to_value = f"<{to_uri}>" + (f";tag={to_tag}" if to_tag else "")
+    lines = [
+        f"{method} {request_uri} SIP/2.0",
+        f"Via: SIP/2.0/{proto} {host}:{local_port};branch={branch};rport",
+        "Max-Forwards: 70",
+        f"From: <{from_uri}>;tag={from_tag}",
+        f"To: {to_value}",
+        f"Call-ID: {call_id}",
+        f"CSeq: {cseq} {method}",
+    ]
+    if contact:
+        lines.append(
+            f"Contact: <{contact_uri(request_uri, from_user, host, local_port, transport)}>"
+        )
+    lines.extend(headers)
+    lines += [f"User-Agent: {user_agent}", f"Content-Length: {len(body)}"]
+    data = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+    return SipRequest(data, branch, call_id, cseq, method, from_tag)
+
+
+def contact_uri(request_uri: str, user: str, host: str, port: int, transport: str) -> str:
+    """Our Contact: ``sips:`` when the request goes to a ``sips:`` URI (RFC 3261 §8.1.1.8)."""
+    if request_uri[:5].lower() == "sips:":
+        return f"sips:{user}@{host}:{port}"
+    return f"sip:{user}@{host}:{port};transport={transport.lower()}"
 
 
 def build_options(
@@ -148,33 +218,23 @@ def build_options(
     branch: str | None = None,
     call_id: str | None = None,
     from_tag: str | None = None,
-) -> OptionsRequest:
-    """Build an out-of-dialog OPTIONS request (RFC 3261 §8.1.1 and §11.1).
-
-    ``transport`` is ``udp`` or ``tcp`` and ends up in the Via and Contact.
-    The random parts can be given for tests; by default they are fresh.
-    """
-    branch = branch or new_branch()
-    call_id = call_id or f"{secrets.token_hex(16)}@{format_host(local_host)}"
-    from_tag = from_tag or secrets.token_hex(8)
-    proto = transport.upper()
-    host = format_host(local_host)
-    to_uri = request_uri.split("?", 1)[0]
-    lines = [
-        f"OPTIONS {request_uri} SIP/2.0",
-        f"Via: SIP/2.0/{proto} {host}:{local_port};branch={branch};rport",
-        "Max-Forwards: 70",
-        f"From: <sip:{from_user}@{format_host(from_domain)}>;tag={from_tag}",
-        f"To: <{to_uri}>",
-        f"Call-ID: {call_id}",
-        f"CSeq: {cseq} OPTIONS",
-        f"Contact: <sip:{from_user}@{host}:{local_port};transport={transport.lower()}>",
-        "Accept: application/sdp",
-        f"User-Agent: {user_agent}",
-        "Content-Length: 0",
-    ]
-    data = ("\r\n".join(lines) + "\r\n\r\n").encode()
-    return OptionsRequest(data, branch, call_id, cseq)
+) -> SipRequest:
+    """Build an out-of-dialog OPTIONS request (RFC 3261 §8.1.1 and §11.1)."""
+    return build_request(
+        method="OPTIONS",
+        request_uri=request_uri,
+        transport=transport,
+        local_host=local_host,
+        local_port=local_port,
+        from_user=from_user,
+        from_domain=from_domain,
+        user_agent=user_agent,
+        cseq=cseq,
+        branch=branch,
+        call_id=call_id,
+        from_tag=from_tag,
+        headers=("Accept: application/sdp",),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +251,19 @@ class SipResponse:
         """First value of a header (full or compact name, any case), or None."""
         values = self.headers.get(_canonical_name(name))
         return values[0] if values else None
+
+    def header_values(self, name: str) -> list[str]:
+        """Every value of a header, comma-separated lists split (Contact, Record-Route)."""
+        return [
+            item
+            for value in self.headers.get(_canonical_name(name), ())
+            for item in split_header_list(value)
+        ]
+
+    @property
+    def to_tag(self) -> str | None:
+        value = self.header("to")
+        return header_params(value).get("tag") if value else None
 
     @property
     def top_via_branch(self) -> str | None:
@@ -232,6 +305,49 @@ def via_params(via: str) -> dict[str, str]:
     for part in via.split(";")[1:]:
         name, _, value = part.partition("=")
         params[name.strip().lower()] = value.strip()
+    return params
+
+
+def split_header_list(value: str) -> list[str]:
+    """Split a comma-separated header value (Contact, Record-Route) outside quotes and <>."""
+    parts: list[str] = []
+    depth = 0
+    quoted = False
+    current: list[str] = []
+    for ch in value:
+        if ch == '"' and (not current or current[-1] != "\\"):
+            quoted = not quoted
+        elif not quoted and ch == "<":
+            depth += 1
+        elif not quoted and ch == ">" and depth:
+            depth -= 1
+        elif ch == "," and not quoted and not depth:
+            parts.append("".join(current).strip())
+            current = []
+            continue
+        current.append(ch)
+    parts.append("".join(current).strip())
+    return [p for p in parts if p]
+
+
+def name_addr_uri(value: str) -> str:
+    """The URI of a name-addr or addr-spec (``"A" <sip:a@h>;tag=x`` → ``sip:a@h``)."""
+    start = value.find("<")
+    if start >= 0:
+        end = value.find(">", start)
+        return value[start + 1 : end if end > start else len(value)].strip()
+    return value.split(";", 1)[0].strip()
+
+
+def header_params(value: str) -> dict[str, str]:
+    """Parameters after a name-addr (``<sip:a@h>;expires=60;q=1``), names lower-cased."""
+    end = value.rfind(">")
+    tail = value[end + 1 :] if end >= 0 else value.split(";", 1)[1] if ";" in value else ""
+    params: dict[str, str] = {}
+    for part in tail.split(";"):
+        name, _, param = part.partition("=")
+        if name.strip():
+            params[name.strip().lower()] = param.strip().strip('"')
     return params
 
 

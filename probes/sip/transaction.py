@@ -1,4 +1,4 @@
-"""Client transactions for one OPTIONS request: UDP with RFC 3261 timers, and TCP.
+"""Non-INVITE client transactions (OPTIONS, REGISTER): UDP with RFC 3261 timers, TCP and TLS.
 
 UDP follows the non-INVITE client transaction of RFC 3261 §17.1.2: the
 request is sent, Timer E retransmits it after T1 (500 ms), doubling up to T2
@@ -89,7 +89,10 @@ class UdpClientTransaction:
         timer_f: float,
         t1: float = T1,
         t2: float = T2,
+        method: str = "OPTIONS",
     ) -> None:
+        self.method = method
+        """The request's method: a response matches only with the same CSeq method."""
         self._send = send
         self._timer_f = timer_f
         self._t1 = t1
@@ -174,8 +177,13 @@ async def tcp_transaction(
     request: bytes,
     branch: str,
     timer_f: float,
+    method: str = "OPTIONS",
+    buffer: bytearray | None = None,
 ) -> Outcome:
     """Send ``request`` on an open connection and read until the matching final response.
+
+    ``buffer`` keeps bytes read past the final response for the next
+    transaction on the same connection (REGISTER, then REGISTER with credentials).
 
     Messages that do not parse, or belong to another transaction, are counted
     and skipped; a message too broken to frame ends the read with a timeout
@@ -186,7 +194,8 @@ async def tcp_transaction(
     deadline = started + timer_f
     provisional: SipResponse | None = None
     ignored = 0
-    buffer = bytearray()
+    if buffer is None:
+        buffer = bytearray()
     try:
         writer.write(request)
         await writer.drain()
@@ -206,7 +215,7 @@ async def tcp_transaction(
             except SipParseError:
                 ignored += 1
                 continue
-            if not response.matches(branch):
+            if not response.matches(branch, method):
                 ignored += 1
                 continue
             if response.status < 200:

@@ -1,4 +1,4 @@
-"""Sockets for the SIP probe: shared UDP endpoints with a branch dispatcher, and TCP connects.
+"""Sockets for the SIP probe: shared UDP endpoints with a branch dispatcher, and TCP/TLS connects.
 
 Why one shared UDP socket. The engine runs thousands of SIP targets on one
 asyncio loop (10,000 targets every 10 s is ~1,000 OPTIONS/s). A socket per
@@ -35,6 +35,7 @@ import logging
 import os
 import re
 import socket
+import ssl
 import struct
 import sys
 from collections.abc import Callable
@@ -59,6 +60,8 @@ _BRANCH_RE = re.compile(rb"branch=(z9hG4bK[0-9A-Za-z.!%*_+`'~-]+)", re.IGNORECAS
 
 class TransactionSink(Protocol):
     """What the dispatcher delivers to: a UdpClientTransaction."""
+
+    method: str
 
     def on_response(self, response: SipResponse) -> None: ...
     def on_error(self, error: OSError) -> None: ...
@@ -106,7 +109,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
             return
         branch = response.top_via_branch
         txn = self.transactions.get(branch) if branch else None
-        if txn is None or not response.matches(branch or ""):
+        if txn is None or not response.matches(branch or "", txn.method):
             # Late answers to finished probes, requests sent to us, other people's traffic.
             self.unmatched += 1
             return
@@ -298,9 +301,17 @@ def shared_endpoints(shared: SharedResources) -> UdpEndpoints:
 
 
 async def open_tcp(
-    host: str, port: int, source_address: str | None, source_port: int
+    host: str,
+    port: int,
+    source_address: str | None,
+    source_port: int,
+    ssl_context: ssl.SSLContext | None = None,
+    server_name: str | None = None,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Connect, optionally from a fixed source address/port.
+    """Connect, optionally from a fixed source address/port, optionally with TLS.
+
+    With ``ssl_context`` the TLS handshake is part of the connect, and
+    ``server_name`` is sent as SNI (not for an IP) and checked against the certificate.
 
     With a fixed source port the connection is closed with a RST (SO_LINGER 0):
     a normal close would leave it in TIME_WAIT for a minute, and the next probe
@@ -309,7 +320,12 @@ async def open_tcp(
     local_addr = None
     if source_address or source_port:
         local_addr = (source_address or ("::" if ":" in host else "0.0.0.0"), source_port)
-    reader, writer = await asyncio.open_connection(host, port, local_addr=local_addr)
+    if ssl_context is None:
+        reader, writer = await asyncio.open_connection(host, port, local_addr=local_addr)
+    else:
+        reader, writer = await asyncio.open_connection(
+            host, port, local_addr=local_addr, ssl=ssl_context, server_hostname=server_name or host
+        )
     if source_port:
         sock = writer.get_extra_info("socket")
         if sock is not None:

@@ -201,3 +201,66 @@ class DroppingUdpRelay:
                         self._back.sendto(data, self.upstream)
                     elif self._client is not None:
                         self._front.sendto(data, self._client)
+
+
+@dataclass
+class TlsFront:
+    """socat (OpenSSL) terminating TLS on a loopback port in front of a SIPp TCP UAS."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+@contextlib.contextmanager
+def sipp_tls_front(
+    workdir: Path,
+    upstream_port: int,
+    cert_file: Path,
+    key_file: Path,
+    client_ca_file: Path | None = None,
+) -> Iterator[TlsFront]:
+    """Run ``socat`` as a TLS server on 127.0.0.1 relaying each connection to SIPp over TCP.
+
+    The Debian SIPp build here has no TLS (``sipp -v`` lists no TLS) and
+    Kamailio's tls module is a separate package, so TLS comes from socat's
+    OpenSSL — a real TLS stack — and SIP from SIPp behind it. With
+    ``client_ca_file`` the front demands a client certificate signed by that CA.
+    """
+    socat = require_binary("socat")
+    port = free_port()
+    options = [
+        f"OPENSSL-LISTEN:{port}",
+        "bind=127.0.0.1",
+        "reuseaddr",
+        "fork",
+        f"cert={cert_file}",
+        f"key={key_file}",
+    ]
+    if client_ca_file is not None:
+        options += ["verify=1", f"cafile={client_ca_file}"]
+    else:
+        options.append("verify=0")
+    log = workdir / f"socat-{port}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [socat, "-d", ",".join(options), f"TCP:127.0.0.1:{upstream_port}"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 10
+        while not _bound(port, "tcp"):
+            if process.poll() is not None:
+                raise RuntimeError(f"socat exited: {log.read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"socat did not listen on {port} within 10 s")
+            time.sleep(0.02)
+        yield TlsFront(port, process, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
