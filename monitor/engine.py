@@ -62,6 +62,41 @@ def flatten_metrics(points: Sequence[MetricPoint]) -> dict[str, Any]:
     return flat
 
 
+STATUS_CODES = {Status.OK: 0, Status.WARN: 1, Status.FAIL: 2, Status.ERROR: 3}
+"""``probe.status`` as an integer field: Grafana can threshold and colour it."""
+HEALTH_CODES = {
+    Health.UP: 0,
+    Health.DEGRADED: 1,
+    Health.DOWN: 2,
+    Health.UNKNOWN: 3,
+    Health.MAINTENANCE: 4,
+}
+
+
+def observation_point(obs: Observation) -> MetricPoint:
+    """One ``probe`` point per observation, whatever the kind: status and latency."""
+    fields: dict[str, float | int] = {"status": STATUS_CODES[obs.status]}
+    if obs.latency is not None:
+        fields["latency_ms"] = round(obs.latency * 1000, 3)
+    return MetricPoint("probe", fields)
+
+
+def transition_point(tr: Transition) -> MetricPoint:
+    """One ``health`` point per transition: an event series for annotations."""
+    return MetricPoint(
+        "health",
+        {
+            "health": HEALTH_CODES[tr.to_health],
+            "from": tr.from_health.value,
+            "to": tr.to_health.value,
+            "reason": tr.reason[:500],
+            "flapping": tr.flapping,
+            "affected_by": tr.affected_by or "",
+        },
+        time_ns=int(tr.at * 1e9),
+    )
+
+
 @dataclass
 class TargetRuntime:
     """What the engine knows about one target while running."""
@@ -443,13 +478,7 @@ class Engine:
         if obs.metrics:
             # the probe's own labels only: target/kind/site tags are implied on the dashboard
             rt.last_metrics = flatten_metrics(obs.metrics)
-        points = self.enricher.enrich(obs.metrics, target, self.config.site.name, obs.time)
-        if points:
-            for sink in self.sinks:
-                try:
-                    sink.submit(points)
-                except Exception:  # a sink bug must not stop health keeping
-                    log.exception("sink %s rejected points", getattr(sink, "name", sink))
+        self._submit(rt, (*obs.metrics, observation_point(obs)), obs.time)
 
         now = obs.time
         parents_down = [
@@ -488,7 +517,19 @@ class Engine:
             self._transitions.add(task)
             task.add_done_callback(self._transitions.discard)
 
+    def _submit(self, rt: TargetRuntime, points: Sequence[MetricPoint], at: float) -> None:
+        """Tag, type and cap points, then hand them to every sink (which never blocks)."""
+        enriched = self.enricher.enrich(points, rt.target, self.config.site.name, at)
+        if not enriched:
+            return
+        for sink in self.sinks:
+            try:
+                sink.submit(enriched)
+            except Exception:  # a sink bug must not stop health keeping
+                log.exception("sink %s rejected points", getattr(sink, "name", sink))
+
     async def _on_transition(self, rt: TargetRuntime, tr: Transition) -> None:
+        self._submit(rt, (transition_point(tr),), tr.at)
         trouble = tr.to_health in (Health.DOWN, Health.DEGRADED, Health.UNKNOWN)
         log.log(
             logging.WARNING if trouble else logging.INFO,

@@ -153,15 +153,18 @@ def judge_reading(reading: Reading, limits: Limits) -> tuple[Status, str, tuple[
     ):
         breaches.append(breach)
     down = [sink for sink in reading.sinks if not sink.up]
+    # e.g. points quarantined after a 400: the sink is up but someone must look
+    alerting = [sink for sink in reading.sinks if sink.up and sink.alert]
 
     ordered = by_severity(breaches)
     sentences = [f"data directory {reading.data_dir} does not exist"] if missing_dir else []
     sentences += [breach.sentence() for breach in ordered]
     sentences += [f"sink {sink.name} down: {sink.message}" for sink in down]
+    sentences += [f"sink {sink.name}: {sink.alert}" for sink in alerting]
     status = worst(
         [
             Status.FAIL if missing_dir else Status.OK,
-            Status.WARN if down else Status.OK,
+            Status.WARN if down or alerting else Status.OK,
             *(breach.status for breach in ordered),
         ]
     )
@@ -206,6 +209,10 @@ def _points(reading: Reading, sinks_down: int) -> tuple[MetricPoint, ...]:
                     "points_written": int(sink.points_written),
                     "points_dropped": int(sink.points_dropped),
                     "spool_bytes": int(sink.spool_bytes),
+                    "spool_oldest_age_s": float(sink.spool_oldest_age or 0.0),
+                    "points_spooled": int(sink.points_spooled),
+                    "points_evicted": int(sink.points_evicted),
+                    "points_quarantined": int(sink.points_quarantined),
                 },
                 {"sink": sink.name},
             )

@@ -9,6 +9,7 @@ the sink health it reports.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -137,6 +138,10 @@ def test_a_healthy_engine_is_ok_and_reports_its_numbers(facts: Facts):
         "points_written": 1,
         "points_dropped": 0,
         "spool_bytes": 0,
+        "spool_oldest_age_s": 0.0,
+        "points_spooled": 0,
+        "points_evicted": 0,
+        "points_quarantined": 0,
     }
 
 
@@ -224,6 +229,28 @@ def test_a_sink_that_is_down_warns_with_its_own_message(facts: Facts):
     assert sinks["embedded"]["up"] == 1
     main = next(p for p in observation.metrics if p.measurement == "appliance")
     assert main.fields["sinks_down"] == 1
+
+
+class QuarantiningSink(WorkingSink):
+    """Up, but it set points aside after a 400, as the InfluxDB sinks do."""
+
+    def health(self) -> SinkHealth:
+        return dataclasses.replace(
+            super().health(),
+            points_quarantined=3,
+            alert="3 points quarantined: field type conflict (see quarantine/influx)",
+        )
+
+
+def test_a_sink_that_is_up_but_raised_an_alert_warns_with_it(facts: Facts):
+    facts.sinks = [flushed(QuarantiningSink("influx"))]
+    observation = run(appliance(), facts)
+    assert observation.status is Status.WARN
+    assert observation.detail == (
+        "sink influx: 3 points quarantined: field type conflict (see quarantine/influx)"
+    )
+    [sink] = [p.fields for p in observation.metrics if p.tags.get("sink")]
+    assert sink["points_quarantined"] == 3 and sink["up"] == 1
 
 
 def test_worst_problem_wins_and_every_problem_is_named(facts: Facts):

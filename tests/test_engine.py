@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import textwrap
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,11 @@ import pytest
 from monitor.config import load_config
 from monitor.engine import APPLIANCE_TARGET_ID, Engine
 from monitor.health import Health
+from monitor.metrics_query import EmbeddedMetricsQuery
+from monitor.sinks.base import MetricSink
+from monitor.sinks.embedded import EmbeddedSink
 from monitor.store.db import open_database
+from monitor.store.metrics import MetricsStore
 from monitor.store.repository import StateRepository
 from tests.peers import free_port
 
@@ -87,12 +92,12 @@ def tcp_target(target_id: str, port: int, extra: str = "") -> str:
 class Harness:
     """Runs an Engine on its own loop inside a test."""
 
-    def __init__(self, config_path: Path, data_dir: Path) -> None:
+    def __init__(self, config_path: Path, data_dir: Path, sinks: Sequence[MetricSink] = ()) -> None:
         self.config_path = config_path
         self.data_dir = data_dir
         self.db = open_database(None, data_dir)
         self.repo = StateRepository(self.db)
-        self.engine = Engine(load_config(config_path), self.repo, data_dir)
+        self.engine = Engine(load_config(config_path), self.repo, data_dir, sinks)
 
     async def until(self, predicate: Callable[[], bool], timeout: float, what: str) -> float:
         loop = asyncio.get_running_loop()
@@ -347,3 +352,37 @@ def test_a_child_that_fails_just_before_its_parent_is_merged_into_the_parents_in
             await h.close()
 
     asyncio.run(scenario())
+
+
+def test_every_observation_stores_a_status_point_and_every_transition_a_health_event(
+    tmp_path: Path, listeners: Callable[[], Listener]
+) -> None:
+    crm = listeners()
+    cfg = write_config(tmp_path / "site.yaml", tcp_target("crm-db", crm.port))
+    data = tmp_path / "data"
+    sink = EmbeddedSink(MetricsStore(data / "metrics.db"), flush_interval=0.1)
+
+    async def scenario() -> None:
+        h = Harness(cfg, data, [sink])
+        await h.engine.start()
+        try:
+            await h.until(lambda: h.health("crm-db") is Health.UP, 3, "up")
+            crm.close()
+            await h.until(lambda: h.health("crm-db") is Health.DOWN, 2, "down")
+        finally:
+            await h.close()  # flushes the sink
+
+    asyncio.run(scenario())
+    query = EmbeddedMetricsQuery(data / "metrics.db")
+    try:
+        latest = query.latest("crm-db")
+        assert latest["probe"][0]["fields"]["status"] == 2  # fail
+        assert latest["tcp"][0]["fields"]["connect_ms"] > 0  # from the last ok
+        event = latest["health"][0]["fields"]
+        assert (event["from"], event["to"], event["health"]) == ("up", "down", 2)
+        assert "connection refused" in event["reason"]
+        end = time.time() + 1
+        [series] = query.series("crm-db", "health", "health", end - 60, end)
+        assert [v for _, v in series.points] == [0, 2]  # unknown→up, up→down
+    finally:
+        query.close()
