@@ -19,6 +19,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +27,8 @@ from pyasn1.codec.ber import decoder, encoder
 from pydantic import ValidationError
 from pysnmp.proto import api, errind
 
+from monitor.config import load_config
+from monitor.config.errors import ConfigError
 from monitor.observation import ErrorClass, Observation, Status
 from probes.base import ProbeContext, SharedResources
 from probes.server import SOURCES, ServerTarget, check
@@ -101,15 +104,15 @@ def points(observation: Observation, measurement: str) -> dict[str, dict[str, An
         ({"host": "10.0.0.1", "version": 3}, "version 3 needs a user"),
         (
             {"host": "10.0.0.1", "version": 3, "user": "u", "auth_key": "short"},
-            "auth_key must be at least 8 characters",
+            "must be at least 8 characters (RFC 3414)",
         ),
         (
             {"host": "10.0.0.1", "version": 3, "user": "u", "priv_key": "12345678"},
-            "priv_key needs auth_key too",
+            "needs auth_key too (SNMPv3 has no privacy without authentication)",
         ),
         (
             {"host": "10.0.0.1", "community": "c", "user": "u"},
-            "user, auth_key and priv_key are for version 3",
+            "is for version 3; version 2c uses community",
         ),
         ({"host": "10.0.0.1", "version": 1, "community": "c"}, "Input should be '2c' or '3'"),
         (
@@ -152,6 +155,47 @@ def points(observation: Observation, measurement: str) -> dict[str, dict[str, An
 def test_a_bad_snmp_section_is_a_config_error_that_says_why(snmp: dict[str, Any], message: str):
     with pytest.raises(ValidationError, match=re.escape(message)):
         target(snmp)
+
+
+SITE_WITH_ERRORS = """\
+targets:
+  - id: pbx-2
+    kind: server
+    via: snmp
+    snmp:
+      host: 10.0.0.22
+      community: c0mmunity-secret
+      oids:
+        - {name: calls, oid: sysUpTime.0}
+  - id: pbx-3
+    kind: server
+    via: snmp
+    snmp:
+      host: 10.0.0.23
+  - id: pbx-4
+    kind: server
+    via: snmp
+    snmp:
+      host: 10.0.0.24
+      version: 3
+      user: mon
+      community: c0mmunity-secret
+"""
+
+
+def test_snmp_config_errors_name_the_file_line_and_key(tmp_path: Path):
+    site = tmp_path / "site.yaml"
+    site.write_text(SITE_WITH_ERRORS)
+    with pytest.raises(ConfigError) as raised:
+        load_config(site, env={})
+    text = str(raised.value)
+    assert text.splitlines()[1:] == [
+        f"{site}:9: targets[0].snmp.oids[0].oid: must be a dotted numeric OID like "
+        "1.3.6.1.2.1.1.3.0 (MIB names are not looked up)",
+        f"{site}:13: targets[1].snmp: version 2c needs a community",
+        f"{site}:22: targets[2].snmp.community: is for version 2c; version 3 uses user and keys",
+    ]
+    assert "c0mmunity-secret" not in text
 
 
 def test_via_snmp_needs_its_section_and_the_section_needs_via_snmp():

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from monitor.config.models import StrictModel
+from monitor.config.models import FieldValueError, StrictModel
 
 PROFILES = ("host", "interfaces")
 """Built-in sets of readings: ``host`` (HOST-RESOURCES-MIB) and ``interfaces`` (IF-MIB)."""
@@ -145,27 +145,31 @@ class SnmpOptions(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> SnmpOptions:
+        # Problems with a key that is written are reported at that key's line.
         if self.version == "2c":
             if not self.community:
                 raise ValueError("version 2c needs a community")
-            if self.user or self.auth_key or self.priv_key:
-                raise ValueError("user, auth_key and priv_key are for version 3; 2c uses community")
+            for key in ("user", "auth_key", "priv_key"):
+                if getattr(self, key):
+                    raise FieldValueError(key, "is for version 3; version 2c uses community")
         else:
             if not self.user:
                 raise ValueError("version 3 needs a user")
             if self.community:
-                raise ValueError("community is for version 2c; version 3 uses user and keys")
+                raise FieldValueError(
+                    "community", "is for version 2c; version 3 uses user and keys"
+                )
             if self.priv_key and not self.auth_key:
-                raise ValueError(
-                    "priv_key needs auth_key too (SNMPv3 has no privacy without authentication)"
+                raise FieldValueError(
+                    "priv_key", "needs auth_key too (SNMPv3 has no privacy without authentication)"
                 )
             for key in ("auth_key", "priv_key"):
                 given = getattr(self, key)
                 if given is not None and len(given) < 8:
-                    raise ValueError(f"{key} must be at least 8 characters (RFC 3414)")
+                    raise FieldValueError(key, "must be at least 8 characters (RFC 3414)")
         names = [oid.name for oid in self.oids]
         if len(set(names)) != len(names):
-            raise ValueError("each oid name may appear once")
+            raise FieldValueError("oids", "each oid name may appear once")
         if not self.profiles and not self.oids:
             raise ValueError("nothing to read: give profiles or oids")
         return self
