@@ -50,13 +50,13 @@ class Appliance:
 
     def _build_sinks(self, loaded: LoadedConfig) -> list[MetricSink]:
         """The embedded store (always: the dashboard reads it) plus any InfluxDB sinks."""
-        from monitor.metrics_query import EmbeddedMetricsQuery
+        from monitor.query_select import build_metrics_query
         from monitor.sinks.config import build_sinks
         from monitor.sinks.embedded import EmbeddedSink
 
         storage = loaded.config.storage
         sinks: list[MetricSink] = [EmbeddedSink.from_config(storage, self.data_dir)]
-        self.metrics_query = EmbeddedMetricsQuery.from_config(storage, self.data_dir)
+        self.metrics_query = build_metrics_query(storage, self.data_dir, loaded.config.metrics)
         sinks.extend(build_sinks(loaded.config.metrics, self.data_dir))
         return sinks
 
