@@ -35,7 +35,12 @@ from probes.server import SOURCES, ServerTarget, check
 from probes.server.config import DiskSelection, InterfaceSelection
 from probes.server.snmp import SHARED_KEY, Sessions, error_detail, status_detail
 from probes.server.snmp_config import SnmpOid, SnmpOptions
-from probes.server.snmp_evaluate import interface_findings, oid_findings, usable_previous
+from probes.server.snmp_evaluate import (
+    cpu_findings,
+    interface_findings,
+    oid_findings,
+    usable_previous,
+)
 from probes.server.snmp_profiles import (
     HR_STORAGE_COLUMNS,
     IF_ADMIN_STATUS,
@@ -46,8 +51,10 @@ from probes.server.snmp_profiles import (
     MalformedAnswer,
     SnmpReading,
     Var,
+    count_processes,
     disks,
     interface_rows,
+    load_average,
     memory_and_swap,
     number,
     server_sample,
@@ -336,6 +343,38 @@ def test_a_value_of_the_wrong_type_is_a_sentence_naming_the_mib_column(var: Var,
     with pytest.raises(MalformedAnswer) as raised:
         number(var)
     assert str(raised.value) == sentence
+
+
+def test_processes_are_counted_by_name_and_long_names_by_their_first_15_characters():
+    rows = {
+        str(i): Var(f"1.3.6.1.2.1.25.4.2.1.2.{i}", "OctetString", name)
+        for i, name in enumerate(["asterisk", "asterisk", "kamailio", "dialer-supervis"])
+    }
+    counts = count_processes(rows, ["asterisk", "dialer-supervisor", "mysqld"])
+    assert counts == {"asterisk": 2, "dialer-supervisor": 1, "mysqld": 0}
+
+
+def test_load_averages_come_from_ucd_text_and_are_absent_without_that_mib():
+    la = [f"1.3.6.1.4.1.2021.10.1.3.{n}" for n in (1, 2, 3)]
+    given = [
+        Var(oid, "OctetString", text) for oid, text in zip(la, ["0.50", "1.25", "2"], strict=True)
+    ]
+    assert load_average(given) == (0.5, 1.25, 2.0)
+    assert load_average([Var(oid, "NoSuchObject") for oid in la]) is None
+
+
+def test_processor_loads_give_one_point_each_and_the_average_is_judged():
+    findings = cpu_findings([90.0, 100.0], Limit(warn=85, fail=95))
+    assert [(f.status, f.sentence) for f in findings] == [
+        (Status.OK, "cpu 95% (1 min, 2 processors)"),
+        (Status.WARN, "cpu at 95% (warn above 85%)"),
+    ]
+    assert {p.tags["processor"]: p.fields["load_percent"] for p in findings[0].points} == {
+        "0": 90.0,
+        "1": 100.0,
+        "all": 95.0,
+    }
+    assert cpu_findings([], Limit(warn=1)) == []
 
 
 def iftable(rows: list[tuple[int, str | None, str, int, int]]) -> dict[str, dict[str, Var]]:
