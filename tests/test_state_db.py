@@ -253,6 +253,29 @@ def test_opening_brings_an_empty_database_to_the_head_revision(empty_engine: Eng
     assert current_revision(empty_engine) == head_revision()
 
 
+def test_the_head_revision_constant_is_alembics_head() -> None:
+    # open_database skips importing Alembic when the DB is at HEAD_REVISION;
+    # a new migration must update the constant or every start would migrate.
+    from monitor.store.db import HEAD_REVISION
+
+    assert head_revision() == HEAD_REVISION
+
+
+def test_a_start_with_a_current_schema_does_not_import_alembic(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    open_database(None, tmp_path).dispose()  # created and migrated
+    code = (
+        "import sys; from pathlib import Path; from monitor.store.db import open_database; "
+        f"open_database(None, Path({str(tmp_path)!r})).dispose(); "
+        "print('alembic' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
 def test_migrating_an_existing_database_again_changes_nothing(empty_backend: Backend) -> None:
     backend = empty_backend
     engine = backend.open()

@@ -23,13 +23,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 log = logging.getLogger(__name__)
@@ -155,8 +151,16 @@ def _sqlite_engine(url: str, data_dir: Path) -> Engine:
     return engine
 
 
-def alembic_config(connection: Connection | None = None) -> AlembicConfig:
+HEAD_REVISION = "0001"
+"""The newest packaged migration, kept here so a start with a current schema
+needs no Alembic import (35 MB of RSS for the life of the process);
+tests/test_state_db.py checks it equals Alembic's head."""
+
+
+def alembic_config(connection: Connection | None = None) -> Any:
     """An Alembic config pointing at the packaged migrations (and at ``connection``, if given)."""
+    from alembic.config import Config as AlembicConfig
+
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     # env.py reads the connection from here instead of building its own engine.
@@ -165,7 +169,9 @@ def alembic_config(connection: Connection | None = None) -> AlembicConfig:
 
 
 def head_revision() -> str:
-    """The newest schema revision this version of Dialwatch knows."""
+    """The newest schema revision this version of Dialwatch knows (asks Alembic)."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None, "the packaged migrations have no head revision"
     return head
@@ -173,12 +179,31 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """The schema revision the database is at (None: never migrated)."""
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def _stored_revision(engine: Engine) -> str | None:
+    """The revision in ``alembic_version``, read with plain SQL (None: no such table)."""
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+    except (OperationalError, ProgrammingError) as exc:
+        if "alembic_version" in str(exc):
+            return None
+        raise
+    return rows[0][0] if len(rows) == 1 else None
+
+
 def migrate_to_head(engine: Engine) -> None:
     """Upgrade the schema to the newest revision; a no-op when it is there already."""
+    if _stored_revision(engine) == HEAD_REVISION:
+        return  # the common start: no Alembic needed
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config())
     current = current_revision(engine)
     if current is not None and current not in {s.revision for s in script.walk_revisions()}:
