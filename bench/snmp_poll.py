@@ -16,25 +16,39 @@ plus one ``snmpbulkwalk -Cr25`` per column (hrProcessorLoad and the five
 hrStorage columns), i.e. seven processes per poll, with the same number in
 flight. Their CPU is measured as children's CPU time.
 
+With ``--engine``, the whole appliance path instead: N targets on a fixed
+``--interval`` through ``monitor.engine.Engine`` (APScheduler, runner, health
+state machine, state DB checkpoints and the embedded metrics store), reporting
+polls started per second against what the schedule asks, late and missed
+slots, statuses, and the engine's CPU.
+
 Usage (repository root)::
 
     .venv/bin/python -m bench.snmp_poll --targets 50 --concurrency 16 --duration 20
+    .venv/bin/python -m bench.snmp_poll --engine --targets 150 --interval 10 --duration 60
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import resource
 import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
+from monitor.config import load_config
+from monitor.engine import Engine
 from monitor.observation import Status
+from monitor.sinks.embedded import EmbeddedSink
+from monitor.store.db import open_database
+from monitor.store.repository import StateRepository
 from probes.base import ProbeContext, SharedResources
 from probes.server import ServerTarget, check
 from probes.server.snmp_profiles import HR_PROCESSOR_LOAD, HR_STORAGE_COLUMNS, LA_LOAD, SYS_UPTIME
@@ -90,6 +104,60 @@ async def run_probe(
     finally:
         await shared.aclose()
     return good, bad, latencies
+
+
+def write_engine_config(path: Path, agent: SnmpdAgent, targets: int, interval: int) -> None:
+    lines = ["site: {name: bench}", "targets:"]
+    for i in range(targets):
+        lines += [
+            f"  - id: snmp-{i:05d}",
+            "    kind: server",
+            "    via: snmp",
+            f"    interval: {interval}s",
+            "    timeout: 5s",
+            "    thresholds: {cpu_percent: null, load_per_core: null, memory_percent: null,"
+            " disk_percent: null}",
+            f"    snmp: {{host: 127.0.0.1, port: {agent.port}, community: {agent.community},"
+            " profiles: [host]}",
+        ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+async def run_engine(config: Path, data: Path, warmup: float, duration: float) -> dict[str, Any]:
+    """Run the appliance engine on ``config``; counters over ``duration`` after ``warmup``."""
+    loaded = load_config(config)
+    db = open_database(None, data)
+    repo = StateRepository(db)
+    sink = EmbeddedSink.from_config(loaded.config.storage, data)
+    engine = Engine(loaded, repo, data, [sink], state_db_path=data / "state.db")
+    me = psutil.Process()
+    await engine.start()
+    try:
+        await asyncio.sleep(warmup)
+        scheduler, stats = engine.scheduler, engine.runner.stats
+        runs, late, missed = scheduler.runs, scheduler.late, scheduler.missed
+        finished, statuses = stats.finished, dict(stats.by_status)
+        cpu, started = cpu_of(me), time.monotonic()
+        await asyncio.sleep(duration)
+        elapsed = time.monotonic() - started
+        return {
+            "elapsed": elapsed,
+            "runs": scheduler.runs - runs,
+            "late": scheduler.late - late,
+            "missed": scheduler.missed - missed,
+            "finished": stats.finished - finished,
+            "statuses": {
+                k: v - statuses.get(k, 0)
+                for k, v in stats.by_status.items()
+                if v - statuses.get(k, 0)
+            },
+            "cpu": cpu_of(me) - cpu,
+            "lag_p95_ms": scheduler.lag_p95() * 1000,
+        }
+    finally:
+        await engine.stop()
+        repo.close()
+        db.dispose()
 
 
 def reference_commands(agent: SnmpdAgent, version: str) -> list[list[str]]:
@@ -148,13 +216,45 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def engine_run(
+    args: argparse.Namespace, agent: SnmpdAgent, snmpd: psutil.Process, tmp: Path
+) -> None:
+    config = tmp / "site.yaml"
+    write_engine_config(config, agent, args.targets, args.interval)
+    data = tmp / "data"
+    data.mkdir()
+    agent0 = cpu_of(snmpd)
+    r = asyncio.run(run_engine(config, data, args.warmup, args.duration))
+    agent_cpu = cpu_of(snmpd) - agent0
+    asked = args.targets / args.interval
+    print(
+        f"engine: {args.targets} targets every {args.interval} s (asks {asked:.1f} polls/s), "
+        f"measured {r['elapsed']:.0f} s after {args.warmup:g} s warm-up; load average "
+        f"{psutil.getloadavg()}"
+    )
+    print(
+        f"  polls started {r['runs']} = {r['runs'] / r['elapsed']:.1f}/s, finished "
+        f"{r['finished']}; late (>1 s) {r['late']}, missed {r['missed']}; scheduler lag p95 "
+        f"{r['lag_p95_ms']:.0f} ms; statuses {r['statuses']}"
+    )
+    print(
+        f"  engine CPU {r['cpu']:.2f} s = {r['cpu'] / r['elapsed'] * 100:.0f}% of one core, "
+        f"{r['cpu'] / max(r['finished'], 1) * 1000:.2f} ms per poll (probe, state, metrics); "
+        f"snmpd CPU {agent_cpu:.2f} s (includes the warm-up)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--targets", type=int, default=50)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--version", choices=["2c", "3"], default="2c")
+    parser.add_argument("--engine", action="store_true", help="the whole engine, on a schedule")
+    parser.add_argument("--interval", type=int, default=10, help="with --engine: seconds")
+    parser.add_argument("--warmup", type=float, default=15.0, help="with --engine: seconds")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
 
     with tempfile.TemporaryDirectory(prefix="dw-bench-snmp-") as tmp:
         agent = start_snmpd(Path(tmp) / "snmpd")
@@ -162,6 +262,9 @@ def main() -> None:
             assert agent.process is not None
             snmpd = psutil.Process(agent.process.pid)
             me = psutil.Process()
+            if args.engine:
+                engine_run(args, agent, snmpd, Path(tmp))
+                return
             targets = [make_target(i, agent, args.version) for i in range(args.targets)]
             print(
                 f"{args.targets} targets, profile host, SNMP v{args.version}, concurrency "
