@@ -46,6 +46,7 @@ from probes.base import ProbeContext
 from probes.sip.classify import DEFAULT_WARN_CODES, classify
 from probes.sip.config import SipTarget
 from probes.sip.message import build_options, parse_uri
+from probes.sip.register import register
 from probes.sip.resolve import NO_ANSWER, resolve
 from probes.sip.session import Destination, Session, open_session
 
@@ -96,6 +97,8 @@ async def probe_gateway(
         return classify(session, transport=destination.transport, timeout=budget, peer=host)
     try:
         remaining = max(budget - (loop.time() - started), 0.001)
+        if target.registration is not None:
+            return await register(target, ctx, session, remaining, host)
         return await options(target, ctx, session, remaining, host)
     finally:
         await session.close()

@@ -1,0 +1,218 @@
+"""Kamailio as a real SIP peer: a registrar with digest authentication, and a record-routing proxy.
+
+Every instance runs in the foreground (``-DD -E``) on free loopback ports
+with its config and control socket in the test's temp directory, and is
+stopped at teardown. No database: the registrar keeps bindings in memory
+(``usrloc`` ``db_mode 0``) and checks passwords written into the config
+with ``pv_www_authenticate`` (the auth module; ``algorithm`` picks MD5 or
+SHA-256 for the challenges).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.peers import free_port, require_binary
+
+MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+REALM = "dialwatch.test"
+
+_HEAD = """#!KAMAILIO
+debug=2
+log_stderror=yes
+children=1
+tcp_children=1
+listen=udp:127.0.0.1:{port}
+listen=tcp:127.0.0.1:{tcp_port}
+mpath="{modules}"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "xlog.so"
+loadmodule "ctl.so"
+loadmodule "kex.so"
+modparam("ctl", "binrpc", "unix:{ctl}")
+modparam("tm", "fr_timer", 2000)
+modparam("tm", "fr_inv_timer", 20000)
+"""
+
+_REGISTRAR = """loadmodule "auth.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+modparam("usrloc", "db_mode", 0)
+modparam("auth", "algorithm", "{algorithm}")
+modparam("registrar", "max_expires", 3600)
+modparam("registrar", "min_expires", 10)
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{
+        sl_send_reply("483", "Too Many Hops");
+        exit;
+    }}
+    if (!is_method("REGISTER")) {{
+        sl_send_reply("405", "Method Not Allowed");
+        exit;
+    }}
+{passwords}
+    if (!pv_www_authenticate("{realm}", "$var(password)", "0")) {{
+        www_challenge("{realm}", "1");
+        exit;
+    }}
+    if ($au == "{blocked}") {{
+        sl_send_reply("403", "Forbidden");
+        exit;
+    }}
+    consume_credentials();
+    if (!save("location")) {{
+        sl_reply_error();
+    }}
+    exit;
+}}
+"""
+
+_PROXY = """loadmodule "rr.so"
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{
+        sl_send_reply("483", "Too Many Hops");
+        exit;
+    }}
+    if (has_totag()) {{
+        # In-dialog (ACK, BYE): follow the Route set we recorded.
+        if (loose_route()) {{
+            t_relay();
+            exit;
+        }}
+        if (is_method("ACK") && t_check_trans()) {{
+            t_relay();
+        }}
+        exit;
+    }}
+    if (is_method("CANCEL")) {{
+        if (t_check_trans()) {{
+            t_relay();
+        }}
+        exit;
+    }}
+    record_route();
+    $du = "sip:127.0.0.1:{gateway_port}";
+    t_relay();
+    exit;
+}}
+"""
+
+
+@dataclass
+class Kamailio:
+    port: int
+    tcp_port: int
+    ctl: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def rpc(self, *args: str) -> str:
+        """Run a control command (``ul.add``, ``ul.dump``...) over the ctl socket."""
+        kamcmd = require_binary("kamcmd")
+        done = subprocess.run(
+            [kamcmd, "-s", f"unix:{self.ctl}", *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        if done.returncode != 0 or done.stdout.startswith("error:"):
+            raise RuntimeError(f"kamcmd {' '.join(args)} failed: {done.stderr or done.stdout}")
+        return done.stdout
+
+    def add_binding(self, user: str, contact: str, expires: int = 3600) -> None:
+        """Register ``contact`` for ``user`` behind the probe's back, as a PBX would."""
+        self.rpc("ul.add", "location", user, contact, str(expires), "1.0", "s:0", "0", "0", "0")
+
+
+def _bound(port: int, proto: str) -> bool:
+    table = Path(f"/proc/net/{proto}").read_text()
+    wanted = f"0100007F:{port:04X}"
+    for line in table.splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == wanted and (proto == "udp" or fields[3] == "0A"):
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def run_kamailio(workdir: Path, body: str, **values: object) -> Iterator[Kamailio]:
+    """Start Kamailio with the common head plus ``body`` (formatted with ``values``)."""
+    kamailio = require_binary("kamailio")
+    port = free_port(socket.SOCK_DGRAM)
+    tcp_port = free_port()
+    ctl = workdir / f"kamailio-{port}.ctl"
+    cfg = workdir / f"kamailio-{port}.cfg"
+    cfg.write_text(
+        _HEAD.format(port=port, tcp_port=tcp_port, modules=MODULES, ctl=ctl) + body.format(**values)
+    )
+    log = workdir / f"kamailio-{port}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [kamailio, "-f", str(cfg), "-DD", "-E", "-w", str(workdir), "-Y", str(workdir)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 15
+        while not (_bound(port, "udp") and _bound(tcp_port, "tcp") and ctl.exists()):
+            if process.poll() is not None:
+                raise RuntimeError(f"kamailio exited: {log.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"kamailio did not start within 15 s: {log.read_text()[-2000:]}")
+            time.sleep(0.05)
+        yield Kamailio(port, tcp_port, ctl, process, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+@contextlib.contextmanager
+def kamailio_registrar(
+    workdir: Path,
+    passwords: Mapping[str, str],
+    algorithm: str = "MD5",
+    blocked: str = "blocked",
+) -> Iterator[Kamailio]:
+    """A registrar for realm ``dialwatch.test`` with these users and passwords.
+
+    ``algorithm``: ``MD5`` or ``SHA-256`` for its challenges. The user
+    ``blocked`` authenticates but is then refused with 403.
+    """
+    checks = "\n".join(
+        f'    {"if" if i == 0 else "} else if"} ($au == "{user}") {{\n'
+        f'        $var(password) = "{password}";'
+        for i, (user, password) in enumerate(passwords.items())
+    )
+    checks = '    $var(password) = "";\n' + (checks + "\n    }" if checks else "")
+    with run_kamailio(
+        workdir,
+        _REGISTRAR,
+        passwords=checks,
+        realm=REALM,
+        algorithm=algorithm,
+        blocked=blocked,
+    ) as instance:
+        yield instance
+
+
+@contextlib.contextmanager
+def kamailio_record_routing_proxy(workdir: Path, gateway_port: int) -> Iterator[Kamailio]:
+    """A proxy that record-routes every dialog and relays new requests to 127.0.0.1:gateway_port."""
+    with run_kamailio(workdir, _PROXY, gateway_port=gateway_port) as instance:
+        yield instance
