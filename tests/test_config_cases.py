@@ -1,8 +1,10 @@
 """Each invalid config in tests/config_cases/ gives exactly the errors its ``# expect:`` lines say.
 
-One file (or directory) per error class. ``{file}`` in an expectation stands
-for the file's path as loaded and ``{dir}`` for its directory; cases run with
-an empty environment so ``${...}`` lookups do not depend on the machine.
+One file (or directory) per error class. In an expectation, ``{file}`` stands
+for the file's path as loaded and ``{dir}`` for its directory; ``{kinds}`` (the
+registered probe kinds) and ``{tcp_keys}`` (the keys a tcp target allows) grow
+as other probes and fields land. Cases run with an empty environment so
+``${...}`` lookups do not depend on the machine.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from monitor.config import ConfigError, load_config
+from probes import PROBES
+from probes.tcp import TcpTarget
 
 CASES = Path(__file__).parent / "config_cases"
 EXPECT = "# expect: "
@@ -28,9 +32,14 @@ def expected_errors(case: Path) -> list[str]:
         for line in file.read_text(encoding="utf-8").splitlines():
             if line.startswith(EXPECT):
                 text = line.removeprefix(EXPECT)
-                expected.append(
-                    text.replace("{file}", str(file)).replace("{dir}", str(file.parent))
-                )
+                for placeholder, value in (
+                    ("{file}", str(file)),
+                    ("{dir}", str(file.parent)),
+                    ("{kinds}", ", ".join(PROBES)),
+                    ("{tcp_keys}", ", ".join(sorted(TcpTarget.model_fields))),
+                ):
+                    text = text.replace(placeholder, value)
+                expected.append(text)
     return expected
 
 

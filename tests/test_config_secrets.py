@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from monitor.config import ConfigError, LoadedConfig, load_config
+from probes import PROBES
 
 SECRET = "hunter2-Kx9!q"
 FILE_SECRET = "from-a-file-7f3a"
@@ -184,7 +185,7 @@ def test_errors_in_a_config_with_secrets_never_show_them(tmp_path: Path) -> None
     errors = raised.value.errors
     assert errors[:2] == [
         f"{path}:3: web.listen: must be text",
-        f"{path}:6: targets[0].kind: unknown kind '***'; known kinds: sip, server, tcp, appliance",
+        f"{path}:6: targets[0].kind: unknown kind '***'; known kinds: {', '.join(PROBES)}",
     ]
     assert len(errors) >= 4
     for text in (*errors, str(raised.value), repr(raised.value)):
