@@ -561,3 +561,16 @@ def test_the_reading_runs_off_the_event_loop_thread():
 
     asyncio.run(main())
     assert seen == ["other"]
+
+
+def test_ssh_and_snmp_libraries_load_only_when_a_target_uses_them() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, probes, monitor.engine, web; "
+        "print(sorted(m for m in ('paramiko', 'pysnmp', 'alembic') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
