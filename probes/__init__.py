@@ -6,7 +6,7 @@ the ``targets`` schema from it and the runner looks checks up in it.
 
 from __future__ import annotations
 
-from probes import appliance, server, sip, tcp, tls
+from probes import appliance, http, server, sip, tcp, tls
 from probes.base import ProbeContext, ProbeKind, SharedResources
 
 PROBES: dict[str, ProbeKind] = {
@@ -15,6 +15,7 @@ PROBES: dict[str, ProbeKind] = {
         "server", server.ServerTarget, server.check, "CPU, memory, disk, network, processes"
     ),
     "tcp": ProbeKind("tcp", tcp.TcpTarget, tcp.check, "TCP connect time"),
+    "http": ProbeKind("http", http.HttpTarget, http.check, "HTTP status, body match, TLS expiry"),
     "tls": ProbeKind("tls", tls.TlsTarget, tls.check, "certificate chain, name and expiry"),
     "appliance": ProbeKind(
         "appliance", appliance.ApplianceTarget, appliance.check, "Dialwatch's own health (built in)"

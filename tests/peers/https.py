@@ -9,6 +9,7 @@ records each request it gets so tests can check what the probe sent:
 - ``/ok`` — 200 with ``BODY``
 - ``/status/<code>`` — that status
 - ``/redirect?to=<url>`` — 302 to ``url``
+- ``/loop`` — 302 to itself
 - ``/big`` — 2 MiB of filler, then ``TAIL_MARKER``
 - ``/secret`` — 200 only with ``Authorization: <server.expect_authorization>``, else 401
 """
@@ -175,10 +176,12 @@ def _handler(server: LocalWebServer) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             for key, value in (headers or {}).items():
                 self.send_header(key, value)
+            if status in (204, 304):  # no body allowed
+                body = b""
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            if self.command != "HEAD":
+            if self.command != "HEAD" and status not in (204, 304):
                 self.wfile.write(body)
 
         def do_GET(self) -> None:  # noqa: N802
@@ -190,6 +193,8 @@ def _handler(server: LocalWebServer) -> type[BaseHTTPRequestHandler]:
                 self._reply(int(url.path.rsplit("/", 1)[1]), b"status page")
             elif url.path == "/redirect":
                 self._reply(302, b"moved", {"Location": parse_qs(url.query)["to"][0]})
+            elif url.path == "/loop":
+                self._reply(302, b"again", {"Location": "/loop"})
             elif url.path == "/big":
                 self._reply(200, b"x" * BIG_SIZE + TAIL_MARKER)
             elif url.path == "/secret":
