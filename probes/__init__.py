@@ -6,7 +6,7 @@ the ``targets`` schema from it and the runner looks checks up in it.
 
 from __future__ import annotations
 
-from probes import appliance, http, server, sip, tcp, tls
+from probes import appliance, dialer, http, server, sip, tcp, tls
 from probes.base import ProbeContext, ProbeKind, SharedResources
 
 PROBES: dict[str, ProbeKind] = {
@@ -17,6 +17,12 @@ PROBES: dict[str, ProbeKind] = {
     "tcp": ProbeKind("tcp", tcp.TcpTarget, tcp.check, "TCP connect time"),
     "http": ProbeKind("http", http.HttpTarget, http.check, "HTTP status, body match, TLS expiry"),
     "tls": ProbeKind("tls", tls.TlsTarget, tls.check, "certificate chain, name and expiry"),
+    "dialer": ProbeKind(
+        "dialer",
+        dialer.DialerTarget,
+        dialer.check,
+        "call loss, ASR, ACD, abandon rate per trunk (CDRs)",
+    ),
     "appliance": ProbeKind(
         "appliance", appliance.ApplianceTarget, appliance.check, "Dialwatch's own health (built in)"
     ),
