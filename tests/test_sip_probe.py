@@ -110,7 +110,11 @@ def test_a_sip_target_loads_through_the_whole_config_schema() -> None:
             id="call-needs-a-longer-timeout",
         ),
         pytest.param(
-            {"test_call": {"number": "100", "rate_limit": "10s"}, "timeout": "20s", "interval": "60s"},
+            {
+                "test_call": {"number": "100", "rate_limit": "10s"},
+                "timeout": "20s",
+                "interval": "60s",
+            },
             "rate_limit must not be shorter than interval",
             id="call-rate-limit",
         ),

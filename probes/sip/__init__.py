@@ -45,6 +45,7 @@ from monitor.observation import ErrorClass, Observation
 from probes.base import ProbeContext
 from probes.sip.classify import DEFAULT_WARN_CODES, classify
 from probes.sip.config import SipTarget
+from probes.sip.gateways import combine, tagged
 from probes.sip.message import build_options, parse_uri
 from probes.sip.register import register
 from probes.sip.resolve import NO_ANSWER, resolve
@@ -59,14 +60,20 @@ async def check(target: SipTarget, ctx: ProbeContext) -> Observation:
     started = loop.time()
     budget = min(target.timeout, ctx.timeout)
     uri = parse_uri(target.uri)
-    resolved = await resolve(target, uri, budget)
+    resolved = await resolve(target, uri, budget, ctx.shared)
     if isinstance(resolved, Observation):
         return resolved
     remaining = max(budget - (loop.time() - started), 0.001)
     observations = await asyncio.gather(
-        *(probe_gateway(target, ctx, destination, remaining) for destination in resolved)
+        *(probe_gateway(target, ctx, d, remaining) for d in resolved.destinations)
     )
-    return observations[0]
+    if not resolved.named:
+        return observations[0]
+    results = [
+        (d.label, tagged(o, d.label))
+        for d, o in zip(resolved.destinations, observations, strict=True)
+    ]
+    return combine(results, resolved.unresolved)
 
 
 def next_cseq(state: dict[str, Any]) -> int:

@@ -1,0 +1,120 @@
+"""A local DNS server for RFC 3263 tests: dnsmasq on a loopback port with NAPTR, SRV and A records.
+
+``dnsmasq`` (Debian ``dnsmasq-base``) answers only the records given on its
+command line (``--no-resolv --no-hosts``, no config file), in the foreground,
+on 127.0.0.1 and a free port (UDP and TCP), and is stopped at teardown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.peers import free_port, require_binary
+
+
+@dataclass(frozen=True)
+class Srv:
+    name: str
+    """``_sip._udp.trunk.test``"""
+    target: str
+    port: int
+    priority: int = 10
+    weight: int = 10
+
+
+@dataclass(frozen=True)
+class Naptr:
+    name: str
+    order: int
+    preference: int
+    service: str
+    """``SIP+D2U``, ``SIP+D2T``, ``SIPS+D2T``"""
+    replacement: str
+    flags: str = "s"
+
+
+@dataclass
+class Dnsmasq:
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def nameserver(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def _udp_bound(port: int) -> bool:
+    wanted = f"0100007F:{port:04X}"
+    return any(
+        line.split()[1] == wanted for line in Path("/proc/net/udp").read_text().splitlines()[1:]
+    )
+
+
+@contextlib.contextmanager
+def dnsmasq(
+    workdir: Path,
+    hosts: dict[str, str | Sequence[str]] | None = None,
+    srv: Sequence[Srv] = (),
+    naptr: Sequence[Naptr] = (),
+    zone: str = "test",
+) -> Iterator[Dnsmasq]:
+    """dnsmasq answering ``hosts`` (name → address(es)), ``srv`` and ``naptr`` records.
+
+    Other names under ``zone`` get NXDOMAIN / no data (``--local``), as from
+    a real authoritative server; names elsewhere are REFUSED (no upstream).
+    """
+    binary = require_binary("dnsmasq")
+    port = free_port(socket.SOCK_DGRAM)
+    args = [
+        binary,
+        "--no-daemon",
+        "--conf-file=/dev/null",
+        f"--port={port}",
+        "--listen-address=127.0.0.1",
+        "--bind-interfaces",
+        "--no-resolv",
+        "--no-hosts",
+        "--no-negcache",
+        f"--pid-file={workdir / f'dnsmasq-{port}.pid'}",
+        "--log-queries",
+        "--user=root",
+        f"--local=/{zone}/",
+    ]
+    for name, addresses in (hosts or {}).items():
+        listed = [addresses] if isinstance(addresses, str) else list(addresses)
+        args.append(f"--host-record={name},{','.join(listed)}")
+    for record in srv:
+        args.append(
+            f"--srv-host={record.name},{record.target},{record.port},{record.priority},{record.weight}"
+        )
+    for record in naptr:
+        args.append(
+            f"--naptr-record={record.name},{record.order},{record.preference},"
+            f"{record.flags},{record.service},,{record.replacement}"
+        )
+    log = workdir / f"dnsmasq-{port}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 10
+        while not _udp_bound(port):
+            if process.poll() is not None:
+                raise RuntimeError(f"dnsmasq exited: {log.read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"dnsmasq did not bind udp port {port} within 10 s")
+            time.sleep(0.02)
+        yield Dnsmasq(port, process, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
