@@ -28,6 +28,7 @@ query, the password or the token.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import math
 import re
@@ -248,7 +249,8 @@ def _headers(source: HttpSource) -> dict[str, str]:
         if source.token is not None:
             headers["Authorization"] = f"Bearer {source.token}"
         elif source.username is not None and source.password is not None:
-            headers.update(urllib3.make_headers(basic_auth=f"{source.username}:{source.password}"))
+            pair = f"{source.username}:{source.password}".encode()
+            headers["Authorization"] = f"Basic {base64.b64encode(pair).decode()}"
     return headers
 
 
@@ -302,8 +304,6 @@ def fetch(
                 f"{shown_url(current)} stopped sending its answer (timeout)", ErrorClass.TIMEOUT
             ) from None
         except (ProtocolError, HTTPError) as exc:
-            if isinstance(exc, SourceError):
-                raise
             raise SourceError(
                 f"{shown_url(current)} broke off its answer ({type(exc).__name__})",
                 ErrorClass.PROTOCOL,
@@ -329,10 +329,6 @@ def _request(
             preload_content=False,
             timeout=urllib3.Timeout(total=remaining),
         )
-    except ConnectTimeoutError:
-        raise SourceError(
-            f"no answer to TCP connect to {where} within {remaining:.3g}s", ErrorClass.TIMEOUT
-        ) from None
     except ReadTimeoutError:
         raise SourceError(
             f"{where} did not answer within {remaining:.3g}s", ErrorClass.TIMEOUT
@@ -348,6 +344,10 @@ def _request(
         else:
             detail, error_class = "connection failed", ErrorClass.UNREACHABLE
         raise SourceError(f"{where}: {detail}", error_class) from None
+    except ConnectTimeoutError:  # after NewConnectionError, which is a subclass of it
+        raise SourceError(
+            f"no answer to TCP connect to {where} within {remaining:.3g}s", ErrorClass.TIMEOUT
+        ) from None
     except (ProtocolError, HTTPError) as exc:
         raise SourceError(
             f"{where} closed the connection without an answer ({type(exc).__name__})",
