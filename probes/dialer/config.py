@@ -45,8 +45,8 @@ DIALER_RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "calls_per_minute",
-        "{subject} calls per minute",
-        "/min",
+        "{subject} call rate",
+        "calls/min",
         lower_is_worse=True,
         doc="attempts ÷ window minutes (overall only)",
     ),

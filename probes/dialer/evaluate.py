@@ -110,14 +110,15 @@ def evaluate(
     if cpm_limit is not None and not cpm_limit.off:
         b = judge(RULES["calls_per_minute"], cpm_limit, k_all.calls_per_minute)
         if b is not None:
-            breaches.append((b, k_all.attempts))
+            breaches.append((b, 0))
 
     status = worst(b.status for b, _ in breaches)
     sentences = []
     ordered = by_severity([b for b, _ in breaches])
     attempts_of = {id(b): n for b, n in breaches}
     for b in ordered[:_SHOWN_BREACHES]:
-        sentences.append(f"{b.sentence()} over {attempts_of[id(b)]} attempts")
+        n = attempts_of[id(b)]
+        sentences.append(f"{b.sentence()} over {n} attempts" if n else b.sentence())
     if len(ordered) > _SHOWN_BREACHES:
         sentences.append(f"{len(ordered) - _SHOWN_BREACHES} more over their limits")
     sentences.append(summary(k_all, w, measure_abandon))
