@@ -222,6 +222,9 @@ class EngineVitals:
     def sink_health(self) -> list[SinkHealth]:
         return [sink.health() for sink in self._engine.sinks]
 
+    def probe_errors(self) -> dict[str, str]:
+        return dict(self._engine.appliance_alerts)
+
 
 class Engine:
     """Runs every configured target's probe and keeps health, incidents and metrics."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
@@ -69,6 +69,10 @@ class EngineStats(Protocol):
         """One entry per configured metric sink."""
         ...
 
+    def probe_errors(self) -> Mapping[str, str]:
+        """Targets whose latest probe could not run -> the health machine's alert sentence."""
+        ...
+
 
 class ApplianceTarget(TargetBase):
     """The appliance itself. Limits left unset come from the ``appliance:`` config section."""
@@ -89,6 +93,7 @@ class ApplianceTarget(TargetBase):
 
 LAG = Rule("scheduler_lag", "scheduler lag", "s")
 ERRORED = Rule("errored", "probes erroring", "/s")
+MAX_PROBE_ERRORS_SHOWN = 3
 DB_SIZE = Rule("state_db", "state DB", "MB")
 FREE_DISK = Rule("free_disk", "data directory {subject} free", "MB", lower_is_worse=True)
 
@@ -132,6 +137,7 @@ class Reading:
     sinks: tuple[SinkHealth, ...]
     free_bytes: int | None  # None: the data directory does not exist
     total_bytes: int | None
+    probe_errors: tuple[str, ...] = ()  # sentences naming the targets whose probe could not run
 
 
 def judge_reading(reading: Reading, limits: Limits) -> tuple[Status, str, tuple[MetricPoint, ...]]:
@@ -160,11 +166,15 @@ def judge_reading(reading: Reading, limits: Limits) -> tuple[Status, str, tuple[
     sentences = [f"data directory {reading.data_dir} does not exist"] if missing_dir else []
     sentences += [breach.sentence() for breach in ordered]
     sentences += [f"sink {sink.name} down: {sink.message}" for sink in down]
+    if reading.probe_errors:
+        shown = list(reading.probe_errors[:MAX_PROBE_ERRORS_SHOWN])
+        more = len(reading.probe_errors) - len(shown)
+        sentences += shown + ([f"and {more} more probes could not run"] if more else [])
     sentences += [f"sink {sink.name}: {sink.alert}" for sink in alerting]
     status = worst(
         [
             Status.FAIL if missing_dir else Status.OK,
-            Status.WARN if down or alerting else Status.OK,
+            Status.WARN if down or alerting or reading.probe_errors else Status.OK,
             *(breach.status for breach in ordered),
         ]
     )
@@ -250,6 +260,7 @@ async def check(target: ApplianceTarget, ctx: ProbeContext) -> Observation:
         errored=engine.errored_per_second(),
         state_db_bytes=engine.state_db_bytes(),
         sinks=tuple(engine.sink_health()),
+        probe_errors=tuple(sorted((getattr(engine, "probe_errors", dict)() or {}).values())),
         free_bytes=free,
         total_bytes=total,
     )

@@ -39,6 +39,7 @@ class Facts:
     errored: float = 0.0
     state_db: Path | None = None
     sinks: list[BatchingSink] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
 
     def scheduler_lag_seconds(self) -> float:
         return self.lag
@@ -57,6 +58,9 @@ class Facts:
 
     def sink_health(self) -> Sequence[SinkHealth]:
         return [sink.health() for sink in self.sinks]
+
+    def probe_errors(self) -> dict[str, str]:
+        return self.errors
 
 
 class WorkingSink(BatchingSink):
@@ -251,6 +255,22 @@ def test_a_sink_that_is_up_but_raised_an_alert_warns_with_it(facts: Facts):
     )
     [sink] = [p.fields for p in observation.metrics if p.tags.get("sink")]
     assert sink["points_quarantined"] == 3 and sink["up"] == 1
+
+
+def test_targets_whose_probe_could_not_run_are_named(facts: Facts):
+    facts.errored = 0.1
+    facts.errors = {
+        f"trunk-{i}": f"the probe for trunk-{i} could not run: probe crashed: KeyError: 'x'"
+        for i in range(5)
+    }
+    observation = run(appliance(max_errored_per_second=1.0), facts)
+    assert observation.status is Status.WARN
+    assert observation.detail == (
+        "the probe for trunk-0 could not run: probe crashed: KeyError: 'x'; "
+        "the probe for trunk-1 could not run: probe crashed: KeyError: 'x'; "
+        "the probe for trunk-2 could not run: probe crashed: KeyError: 'x'; "
+        "and 2 more probes could not run"
+    )
 
 
 def test_worst_problem_wins_and_every_problem_is_named(facts: Facts):

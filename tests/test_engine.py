@@ -386,3 +386,35 @@ def test_every_observation_stores_a_status_point_and_every_transition_a_health_e
         assert [v for _, v in series.points] == [0, 2]  # unknown→up, up→down
     finally:
         query.close()
+
+
+def test_a_crashing_probe_makes_its_target_unknown_and_the_appliance_names_it(
+    tmp_path: Path, listeners: Callable[[], Listener], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import probes
+    from probes.base import ProbeKind
+
+    async def crash(target: object, ctx: object) -> None:
+        raise KeyError("no such field")
+
+    kind = probes.PROBES["tcp"]
+    monkeypatch.setitem(probes.PROBES, "tcp", ProbeKind("tcp", kind.model, crash, kind.summary))
+    a = listeners()
+    cfg = write_config(tmp_path / "site.yaml", tcp_target("crm-db", a.port))
+
+    async def scenario() -> None:
+        h = Harness(cfg, tmp_path / "data")
+        await h.engine.start()
+        try:
+            rt = h.engine.targets["crm-db"]
+            await h.engine.probe_once(rt)
+            assert rt.last is not None and rt.last.status.value == "error"
+            assert h.health("crm-db") is Health.UNKNOWN
+            obs = await h.engine.probe_once(h.engine.targets[APPLIANCE_TARGET_ID])
+            assert obs.status.value == "warn"
+            assert "the probe for crm-db could not run" in obs.detail
+            assert "KeyError" in obs.detail
+        finally:
+            await h.close()
+
+    asyncio.run(scenario())
