@@ -6,7 +6,7 @@ the ``targets`` schema from it and the runner looks checks up in it.
 
 from __future__ import annotations
 
-from probes import appliance, dialer, http, server, sip, tcp, tls
+from probes import appliance, dialer, dns, http, server, sip, tcp, tls
 from probes.base import ProbeContext, ProbeKind, SharedResources
 
 PROBES: dict[str, ProbeKind] = {
@@ -17,6 +17,7 @@ PROBES: dict[str, ProbeKind] = {
     "tcp": ProbeKind("tcp", tcp.TcpTarget, tcp.check, "TCP connect time"),
     "http": ProbeKind("http", http.HttpTarget, http.check, "HTTP status, body match, TLS expiry"),
     "tls": ProbeKind("tls", tls.TlsTarget, tls.check, "certificate chain, name and expiry"),
+    "dns": ProbeKind("dns", dns.DnsTarget, dns.check, "DNS answer and answer time"),
     "dialer": ProbeKind(
         "dialer",
         dialer.DialerTarget,
