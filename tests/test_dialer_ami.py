@@ -339,6 +339,20 @@ def test_a_misbehaving_peer_fails_the_poll_with_a_sentence_and_the_next_poll_wor
         poller.close()
 
 
+def test_a_refused_list_keeps_the_session_and_says_what_the_user_lacks(
+    ami_peer: AmiPeer, poller: Poller
+) -> None:
+    ami_peer.queues = center()
+    t = target(ami_peer)
+    ami_peer.mode = "deny_lists"
+    obs = poller.poll(t)
+    assert (obs.status, obs.error_class) == (Status.FAIL, ErrorClass.RESPONSE)
+    assert obs.detail == "AMI refused QueueSummary: Permission denied"
+    ami_peer.mode = "normal"
+    assert poller.poll(t).status is Status.OK
+    assert ami_peer.logins == 1, "an Error response does not end a good session"
+
+
 def test_a_wrong_secret_is_an_auth_failure_that_never_shows_the_secret(
     ami_peer: AmiPeer, poller: Poller
 ) -> None:

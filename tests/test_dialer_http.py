@@ -237,6 +237,12 @@ def test_basic_auth_is_sent_from_username_and_password(api: DialerApi, poller: P
     assert sent == "Basic " + base64.b64encode(b"noc:pw-secret").decode()
 
 
+def test_the_password_and_token_never_show_in_the_config_repr() -> None:
+    basic = json_target("https://d/q", token=None, username="noc", password="pw-secret")
+    bearer = json_target("https://d/q")
+    assert "pw-secret" not in repr(basic) and TOKEN not in repr(bearer)
+
+
 def test_redirects_are_followed_only_to_the_same_host(api: DialerApi, poller: Poller) -> None:
     serve_json(api, path="/v2/queues")
     api.routes["/api/queues"] = Reply(302, headers={"Location": "/v2/queues"})

@@ -23,7 +23,8 @@ numbers are derived from it as Asterisk's ``manager_queues_summary`` does
 (logged in = members whose device is not UNAVAILABLE/INVALID; available =
 logged in, not paused, device NOT_INUSE or UNKNOWN). ``mode`` makes it
 misbehave the ways real peers do: ``garbage``, ``drop_mid_list``,
-``not_ami``, ``hang_after_connect``, ``hang_mid_list``, ``reject_all``. It runs in its own
+``not_ami``, ``hang_after_connect``, ``hang_mid_list``, ``reject_all``,
+``deny_lists`` (lists refused with ``Permission denied``). It runs in its own
 thread on an ephemeral 127.0.0.1 port.
 """
 
@@ -169,6 +170,9 @@ class AmiPeer:
                     sock, [("Response", "Goodbye"), ("Message", "Thanks for all the fish.")], aid
                 )
                 return
+            elif action in ("queuesummary", "queuestatus") and mode == "deny_lists":
+                # A manager user without `read = agent` (or `reporting`) gets this.
+                self._send(sock, [("Response", "Error"), ("Message", "Permission denied")], aid)
             elif action in ("queuesummary", "queuestatus"):
                 if not self._list(sock, action, message.get("Queue"), aid, mode):
                     return
