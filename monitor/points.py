@@ -163,21 +163,22 @@ def type_of(value: FieldValue) -> FieldType | None:
     return None
 
 
-_MISSING = object()
+UNFIT = object()
+"""What ``coerce`` returns for a value that does not fit the field's type."""
 
 
 def coerce(value: FieldValue, wanted: FieldType) -> FieldValue | object:
-    """``value`` converted to ``wanted`` when that loses nothing, else ``_MISSING``."""
+    """``value`` converted to ``wanted`` when that loses nothing, else ``UNFIT``."""
     got = type_of(value)
     if got is None:
-        return _MISSING
+        return UNFIT
     if got is wanted:
         return value
     if wanted is FieldType.FLOAT and got is FieldType.INT:
         return float(value)
     if wanted is FieldType.INT and got is FieldType.FLOAT and float(value).is_integer():
         return int(value)
-    return _MISSING
+    return UNFIT
 
 
 @dataclass
@@ -230,7 +231,7 @@ class FieldTypes:
                             continue
                         self._types[key] = wanted
                     fitted = coerce(value, wanted)
-                    if fitted is _MISSING:
+                    if fitted is UNFIT:
                         self.counts.dropped += 1
                         changed = True
                         continue

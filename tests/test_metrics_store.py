@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -526,3 +527,20 @@ def test_open_minutes_lost_in_a_crash_are_rebuilt_from_raw(tmp_path):
         ]
     finally:
         reopened.close()
+
+
+def test_a_file_from_another_layout_is_moved_aside_not_misread(tmp_path, caplog):
+    path = tmp_path / "metrics.db"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    old.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    old.execute("CREATE TABLE raw(bucket, series_id, field_id, off, value)")
+    old.commit()
+    old.close()
+    store = MetricsStore(path)
+    try:
+        assert store.write([sip_point(T0, rtt_ms=1.0)]).written == 1
+    finally:
+        store.close()
+    [aside] = [p.name for p in tmp_path.iterdir() if p.name.startswith("metrics.db.v1-")]
+    assert aside in caplog.text

@@ -28,7 +28,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: one raw row per value (never released); 2: one raw row per point."""
 
 
 @dataclass(frozen=True)

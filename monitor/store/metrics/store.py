@@ -25,7 +25,7 @@ from pathlib import Path
 
 from monitor.config.models import StorageConfig
 from monitor.observation import FieldValue, MetricPoint
-from monitor.points import _MISSING, FieldType, coerce, type_of
+from monitor.points import UNFIT, FieldType, coerce, type_of
 from monitor.store.metrics.schema import (
     DDL,
     H1,
@@ -150,6 +150,40 @@ def connect(path: Path, *, create: bool) -> sqlite3.Connection:
     return conn
 
 
+def _schema_version(path: Path) -> int | None:
+    """The layout version recorded in an existing file; None for a new or empty one."""
+    if not path.exists():
+        return None
+    conn = sqlite3.connect(path)
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except sqlite3.OperationalError:
+        return None
+    finally:
+        conn.close()
+    return None if row is None else int(row[0])
+
+
+def _move_aside_other_version(path: Path) -> None:
+    """A file written with another layout is renamed, not read wrongly nor deleted."""
+    found = _schema_version(path)
+    if found is None or found == SCHEMA_VERSION:
+        return
+    aside = path.with_name(f"{path.name}.v{found}-{int(time.time())}")
+    for suffix in ("", "-wal", "-shm"):
+        old = Path(f"{path}{suffix}")
+        if old.exists():
+            old.rename(Path(f"{aside}{suffix}"))
+    log.warning(
+        "%s was written by another version of the metrics store (layout %d, this one is %d): "
+        "moved it to %s and started a new one",
+        path,
+        found,
+        SCHEMA_VERSION,
+        aside,
+    )
+
+
 @dataclass
 class _Pending:
     """Cache entries made inside the running transaction, undone if it rolls back."""
@@ -175,6 +209,7 @@ class MetricsStore:
         self.max_bytes = max_bytes
         self.clock = clock
         self._lock = threading.RLock()
+        _move_aside_other_version(self.path)
         self._conn = connect(self.path, create=True)
         # The WAL counts against the budget: with a small budget, checkpoint sooner.
         wal_pages = max(16, min(1000, max_bytes // 4096 // 20))
@@ -327,7 +362,7 @@ class MetricsStore:
                     ftype is FieldType.FLOAT and value - value != 0.0  # type: ignore[operator]
                 ):
                     fitted = coerce(value, ftype)
-                    if fitted is _MISSING:
+                    if fitted is UNFIT:
                         result.rejected += 1
                         continue
                 flat += (fid, fitted)
