@@ -31,6 +31,7 @@ from monitor.observation import ErrorClass
 from probes.base import ProbeContext
 from probes.dialer.ami_client import AmiConnection, AmiError, Message, get
 from probes.dialer.cdr import SourceError
+from probes.dialer.config import DialerTarget
 from probes.dialer.queue_config import AmiSource
 from probes.dialer.queues import QueueSample, QueueStats
 
@@ -200,9 +201,10 @@ async def _read(conn: AmiConnection, source: AmiSource, deadline: float) -> Queu
     return build_sample(summary.events, status.events, source.queues)
 
 
-async def collect(target: object, ctx: ProbeContext) -> QueueSample:
+async def collect(target: DialerTarget, ctx: ProbeContext) -> QueueSample:
     """One snapshot of the queues; SourceError with a sentence when AMI cannot give it."""
-    source: AmiSource = target.source  # type: ignore[attr-defined]
+    source = target.source
+    assert isinstance(source, AmiSource)
     deadline = time.monotonic() + ctx.timeout
     slot = _slot(source, ctx)
     try:

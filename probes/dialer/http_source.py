@@ -52,6 +52,7 @@ from urllib3.exceptions import (
 from monitor.observation import ErrorClass
 from probes.base import ProbeContext
 from probes.dialer.cdr import SourceError
+from probes.dialer.config import DialerTarget
 from probes.dialer.jsonpath import PathMissing, find, find_one, parse
 from probes.dialer.queue_config import HttpSource
 from probes.dialer.queues import QueueSample, QueueStats
@@ -377,9 +378,10 @@ def _scrub(text: str, source: HttpSource) -> str:
     return text
 
 
-async def collect(target: Any, ctx: ProbeContext) -> QueueSample:
+async def collect(target: DialerTarget, ctx: ProbeContext) -> QueueSample:
     """One snapshot of the queues; SourceError with a sentence when the endpoint cannot give it."""
-    source: HttpSource = target.source
+    source = target.source
+    assert isinstance(source, HttpSource)
     deadline = time.monotonic() + ctx.timeout
     pool = _pool(source, ctx)
     headers = _headers(source)

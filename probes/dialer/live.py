@@ -8,25 +8,28 @@ between polls is the queues' call counters and when they were read, kept in
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from monitor.observation import Observation
 from probes.base import ProbeContext
+from probes.dialer.config import DialerTarget
+from probes.dialer.queue_config import AmiSource, HttpSource
 from probes.dialer.queues import QueueSample, evaluate_queues, overall_rate, rates
 
 STATE_KEY = "dialer_queues"
 
 
 def judge(
-    sample: QueueSample, target: Any, ctx: ProbeContext, latency: float | None = None
+    sample: QueueSample, target: DialerTarget, ctx: ProbeContext, latency: float | None = None
 ) -> Observation:
     """Rates from the counters since the last poll, then thresholds, points and detail."""
+    source = target.source
+    assert isinstance(source, AmiSource | HttpSource)
     per_minute, state = rates(ctx.state.get(STATE_KEY), sample.queues, time.time())
     ctx.state[STATE_KEY] = state
     return evaluate_queues(
         sample,
         target.thresholds,
-        target.source.max_queues,
+        source.max_queues,
         per_minute,
         overall_rate(per_minute, sample.queues),
         latency,

@@ -21,7 +21,7 @@ value the source does not give is left out, never written as 0.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from monitor.observation import ErrorClass, FieldValue, MetricPoint, Observation, Status
@@ -288,7 +288,3 @@ def overall_rate(per_minute: Mapping[str, float], queues: Mapping[str, QueueStat
     if not counted or any(name not in per_minute for name in counted):
         return None
     return sum(per_minute[name] for name in counted)
-
-
-def with_total(stats: QueueStats, calls_total: int | None) -> QueueStats:
-    return replace(stats, calls_total=calls_total)
