@@ -45,6 +45,8 @@ from probes.server.snmp_profiles import (
     HR_STORAGE_COLUMNS,
     IF_ADMIN_STATUS,
     IF_DESCR,
+    IF_HC_IN_OCTETS,
+    IF_IN_OCTETS,
     IF_NAME,
     IF_OPER_STATUS,
     InterfaceRow,
@@ -431,6 +433,13 @@ def test_interface_rates_unwrap_counter32_and_treat_a_smaller_64_bit_counter_as_
     assert state == {"eth0": [11_000, 500, 15, 0, 0, 0]}
 
 
+def test_32_bit_octet_counters_are_unwrapped():
+    before = {"sw1": [2**32 - 1_000, 0, 0, 0, 0, 0]}
+    row = InterfaceRow("sw1", True, 1, 9_000, 0, 0, 0, 0, 0, octet_bits=32)
+    findings, _ = interface_findings([row], before, 10.0, THRESHOLDS, "warn")
+    assert findings[0].points[0].fields["in_bytes_per_s"] == 1000.0  # 1000 + 9000 in 10 s
+
+
 def test_an_interface_up_by_admin_but_down_in_operation_is_reported_as_configured():
     rows = [InterfaceRow("eth1", True, 7), InterfaceRow("eth2", False, 2)]
     findings, _ = interface_findings(rows, None, 0.0, THRESHOLDS, "fail")
@@ -641,6 +650,26 @@ def test_interfaces_profile_gives_rates_from_the_second_poll_with_lo_present(
         sink.close()
     assert rates["in_bytes_per_s"] > 0 and rates["out_bytes_per_s"] > 0
     assert isinstance(rates["in_bytes_per_s"], float) and isinstance(rates["oper_status"], int)
+
+
+@pytest.mark.peer
+def test_without_ifxtable_interfaces_are_named_by_ifdescr_and_use_32_bit_octet_counters(
+    snmpd_agent: SnmpdAgent, ctx: ProbeContext
+):
+    t = target(
+        snmpd_agent.v2c_without_ifxtable(profiles=["interfaces"]),
+        interfaces={"include": ["lo"], "exclude": []},
+    )
+    first = poll(t, ctx)
+    assert first.status is Status.OK, first.detail
+    assert points(first, "snmp_if") == {"lo": {"oper_status": 1}}  # Net-SNMP's ifDescr is "lo"
+    sessions = ctx.shared.get(SHARED_KEY)
+    assert isinstance(sessions, Sessions)
+    rows = sessions.by_target["edge-host"].rows
+    assert rows[IF_HC_IN_OCTETS] == 0 and rows[IF_IN_OCTETS] > 0  # the Counter32 walk ran
+    time.sleep(0.2)
+    second = points(poll(t, ctx), "snmp_if")["lo"]
+    assert second["in_bytes_per_s"] >= 0 and second["out_bytes_per_s"] >= 0
 
 
 @pytest.mark.peer

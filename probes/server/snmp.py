@@ -58,6 +58,9 @@ from probes.server.snmp_profiles import (
     HR_STORAGE_COLUMNS,
     HR_SW_RUN_NAME,
     IF_COLUMNS,
+    IF_DESCR,
+    IF_HC_IN_OCTETS,
+    IF_OCTETS_32,
     LA_LOAD,
     SYS_UPTIME,
     MalformedAnswer,
@@ -519,6 +522,9 @@ async def _read(
     if "interfaces" in options.profiles:
         tables.append(IF_COLUMNS)  # ifTable and ifXTable share their index
     walked = await walk_all(session, options, tables, timeout) if tables else {}
+    if "interfaces" in options.profiles and walked[IF_DESCR] and not walked[IF_HC_IN_OCTETS]:
+        # No 64-bit counters (an SNMPv1-era agent, or a view without ifXTable).
+        walked.update(await walk_all(session, options, [IF_OCTETS_32], timeout))
 
     reading = None
     if host:

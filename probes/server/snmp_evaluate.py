@@ -117,6 +117,8 @@ def interface_findings(
         before = _counters(before_all.get(row.name))
         if before is not None and elapsed > 0:
             for (name, bits), old, new in zip(COUNTER_FIELDS, before, row.counters(), strict=True):
+                if "bytes" in name:
+                    bits = row.octet_bits
                 if old is not None and new is not None:
                     rate = counter_rate(old, new, elapsed, bits)
                     if rate is not None:

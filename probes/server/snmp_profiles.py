@@ -44,6 +44,8 @@ HR_STORAGE_COLUMNS = (
 )
 
 IF_DESCR = "1.3.6.1.2.1.2.2.1.2"
+IF_IN_OCTETS = "1.3.6.1.2.1.2.2.1.10"
+IF_OUT_OCTETS = "1.3.6.1.2.1.2.2.1.16"
 IF_ADMIN_STATUS = "1.3.6.1.2.1.2.2.1.7"
 IF_OPER_STATUS = "1.3.6.1.2.1.2.2.1.8"
 IF_IN_DISCARDS = "1.3.6.1.2.1.2.2.1.13"
@@ -67,6 +69,10 @@ IF_COLUMNS = (
     IF_OUT_DISCARDS,
 )
 
+IF_OCTETS_32 = (IF_IN_OCTETS, IF_OUT_OCTETS)
+"""ifInOctets/ifOutOctets (Counter32): read only from agents without the 64-bit ifXTable
+counters (SNMPv1-era devices); at 1 Gbit/s they wrap every 34 s."""
+
 COLUMN_NAMES = {
     HR_PROCESSOR_LOAD: "hrProcessorLoad",
     HR_STORAGE_TYPE: "hrStorageType",
@@ -76,6 +82,8 @@ COLUMN_NAMES = {
     HR_STORAGE_USED: "hrStorageUsed",
     HR_SW_RUN_NAME: "hrSWRunName",
     IF_DESCR: "ifDescr",
+    IF_IN_OCTETS: "ifInOctets",
+    IF_OUT_OCTETS: "ifOutOctets",
     IF_NAME: "ifName",
     IF_ADMIN_STATUS: "ifAdminStatus",
     IF_OPER_STATUS: "ifOperStatus",
@@ -406,6 +414,8 @@ class InterfaceRow:
     out_errors: int | None = None
     in_discards: int | None = None
     out_discards: int | None = None
+    octet_bits: int | None = None
+    """32 when the octet counters are the Counter32 ones (they wrap); None for 64-bit."""
 
     @property
     def oper_up(self) -> bool:
@@ -432,7 +442,8 @@ COUNTER_FIELDS = (
 )
 """``snmp_if`` rate fields in ``InterfaceRow.counters()`` order, with the counter width
 that wraps (Counter32); the 64-bit octet counters never wrap in practice, so a
-decrease there is a reset."""
+decrease there is a reset (``InterfaceRow.octet_bits`` says when the octets are
+Counter32 after all)."""
 
 
 def interface_rows(columns: Table, selection: InterfaceSelection) -> list[InterfaceRow]:
@@ -455,13 +466,15 @@ def interface_rows(columns: Table, selection: InterfaceSelection) -> list[Interf
     rows: list[InterfaceRow] = []
     for name in chosen:
         index = index_of[name]
+        hc = index in columns.get(IF_HC_IN_OCTETS, {}) or index in columns.get(IF_HC_OUT_OCTETS, {})
         rows.append(
             InterfaceRow(
                 name=name,
                 admin_up=cell(IF_ADMIN_STATUS, index) in (1, None),
                 oper_status=cell(IF_OPER_STATUS, index) or 4,
-                in_octets=cell(IF_HC_IN_OCTETS, index),
-                out_octets=cell(IF_HC_OUT_OCTETS, index),
+                in_octets=cell(IF_HC_IN_OCTETS, index) if hc else cell(IF_IN_OCTETS, index),
+                out_octets=cell(IF_HC_OUT_OCTETS, index) if hc else cell(IF_OUT_OCTETS, index),
+                octet_bits=None if hc else 32,
                 in_errors=cell(IF_IN_ERRORS, index),
                 out_errors=cell(IF_OUT_ERRORS, index),
                 in_discards=cell(IF_IN_DISCARDS, index),

@@ -1,4 +1,4 @@
-"""A real Net-SNMP ``snmpd`` for tests: its own config, a v2c community and a v3 user, in a temp dir.
+"""A real Net-SNMP ``snmpd`` for tests: its own config, v2c communities and a v3 user, in a temp dir.
 
 ``snmpd_factory`` starts agents on free 127.0.0.1 UDP ports and stops them at
 teardown; ``snmpd_agent`` is one agent shared by a test module. Each agent
@@ -39,6 +39,9 @@ V3_PRIV_KEY = "priv-secret-1"
 CONFIG = """\
 rocommunity {community} 127.0.0.1
 rocommunity6 {community} ::1
+view no-ifx included .1
+view no-ifx excluded .1.3.6.1.2.1.31
+rocommunity {community}-no-ifx 127.0.0.1 -V no-ifx
 createUser {user} SHA "{auth_key}" AES "{priv_key}"
 rouser {user} priv
 persistentDir {root}/persist
@@ -77,6 +80,11 @@ class SnmpdAgent:
     def v2c(self, **options: object) -> dict[str, object]:
         """An ``snmp:`` section for this agent with the v2c community."""
         return {"host": "127.0.0.1", "port": self.port, "community": self.community, **options}
+
+    def v2c_without_ifxtable(self, **options: object) -> dict[str, object]:
+        """An ``snmp:`` section whose community's view hides IF-MIB's ifXTable (ifName,
+        the 64-bit counters), as an SNMPv1-era agent would."""
+        return self.v2c(community=f"{self.community}-no-ifx", **options)
 
     def v3(self, **options: object) -> dict[str, object]:
         """An ``snmp:`` section for this agent's v3 user, authPriv SHA/AES."""
