@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from monitor.config import load_config
 from monitor.observation import ErrorClass, MetricPoint, Observation, Status
 from probes.base import ProbeContext
 from probes.dialer import DialerTarget, check
@@ -444,3 +446,17 @@ def test_paths_are_data_not_code(path: str) -> None:
 )
 def test_waits_read_as_seconds_or_clock_times(value: Any, seconds: float) -> None:
     assert to_seconds(value, "wait") == seconds
+
+
+def test_the_queue_source_examples_in_the_docs_load(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs/probes/dialer.md").read_text()
+    blocks = [
+        b for b in re.findall(r"(?ms)^```yaml\n(.*?)^```", doc) if re.search(r"type: (ami|http)", b)
+    ]
+    assert len(blocks) >= 2
+    for index, block in enumerate(blocks):
+        path = tmp_path / f"example-{index}.yaml"
+        # The examples read secrets from files this machine does not have.
+        path.write_text(re.sub(r"\$\{file:[^}]*\}", "example-secret", block), encoding="utf-8")
+        loaded = load_config(path, env={})
+        assert all(t.kind == "dialer" for t in loaded.config.targets)
