@@ -173,6 +173,8 @@ class HttpTarget(TargetBase):
             raise FieldValueError("headers", "Authorization is set by auth; remove it from headers")
         if self.ca_file is not None and not self.url.startswith("https:"):
             raise FieldValueError("ca_file", "ca_file applies to https:// URLs only")
+        if self.ca_file is not None and not self.verify:
+            raise FieldValueError("ca_file", "ca_file has no effect with verify: false")
         try:
             _ = self.expiry_limit  # resolving checks the warn/fail order
         except ValueError as exc:

@@ -57,7 +57,9 @@ class TlsTarget(TargetBase):
         return check_ca_file(value)
 
     @model_validator(mode="after")
-    def _expiry_order(self) -> TlsTarget:
+    def _consistent(self) -> TlsTarget:
+        if self.ca_file is not None and not self.verify:
+            raise FieldValueError("ca_file", "ca_file has no effect with verify: false")
         try:
             _ = self.expiry_limit  # resolving checks warn/fail order
         except ValueError as exc:

@@ -393,11 +393,12 @@ def test_status_matches_codes_and_classes(code: int, expected: list, matches: bo
         ({"ca_file": "/nonexistent/ca.pem"}, "CA file /nonexistent/ca.pem does not exist"),
         ({"cert_expiry_days": {"warn": 1, "fail": 5}}, "warn (1) must not be below fail (5)"),
         ({"follow_redirects": "same_host"}, "Input should be a valid boolean"),
+        ({"verify": False, "ca_file": "/etc/hostname"}, "ca_file has no effect with verify: false"),
     ],
     ids=["file-url", "ftp-url", "no-scheme", "no-host", "credentials-in-url", "bad-port",
          "post", "empty-status-list", "status-out-of-range", "upper-case-class", "bad-regex",
          "head-with-body-match", "empty-auth", "authorization-twice", "ca-file-on-http",
-         "missing-ca-file", "warn-below-fail", "redirect-mode-word"],
+         "missing-ca-file", "warn-below-fail", "redirect-mode-word", "ca-file-without-verify"],
 )  # fmt: skip
 def test_bad_http_settings_are_config_errors_saying_why(fields: dict, message: str):
     with pytest.raises(ValidationError) as info:

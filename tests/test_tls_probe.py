@@ -156,7 +156,7 @@ def test_an_expired_certificate_says_how_many_days_ago(servers, pki):
 
 @pytest.mark.peer
 def test_verify_off_still_judges_the_expiry_of_an_expired_certificate(servers, pki):
-    observation = probe(servers, "expired", pki, verify=False)
+    observation = probe(servers, "expired", pki, verify=False, ca_file=None)
     assert observation.status is Status.FAIL
     assert observation.error_class is ErrorClass.THRESHOLD
     assert observation.detail.startswith("certificate expired 5.0 days ago (fail below 3 days)")
@@ -166,7 +166,7 @@ def test_verify_off_still_judges_the_expiry_of_an_expired_certificate(servers, p
 
 @pytest.mark.peer
 def test_verify_off_accepts_a_wrong_name(servers, pki):
-    assert probe(servers, "wrong-name", pki, verify=False).status is Status.OK
+    assert probe(servers, "wrong-name", pki, verify=False, ca_file=None).status is Status.OK
 
 
 @pytest.mark.peer
@@ -233,8 +233,16 @@ def test_a_closed_port_is_refused():
         ),
         ({"cert_expiry_days": {"warn": True}}, "warn must be a number, not true"),
         ({"starttls": "smtp"}, "Extra inputs are not permitted"),
+        ({"verify": False, "ca_file": "/etc/hostname"}, "ca_file has no effect with verify: false"),
     ],
-    ids=["no-port", "missing-ca-file", "warn-below-fail", "boolean-threshold", "no-starttls"],
+    ids=[
+        "no-port",
+        "missing-ca-file",
+        "warn-below-fail",
+        "boolean-threshold",
+        "no-starttls",
+        "ca-file-without-verify",
+    ],
 )
 def test_bad_tls_settings_are_config_errors_saying_why(fields: dict, message: str):
     with pytest.raises(ValidationError) as info:
