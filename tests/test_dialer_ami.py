@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from monitor.observation import ErrorClass, MetricPoint, Observation, Status
-from probes.base import ProbeContext
+from probes.base import ProbeContext, SharedResources
 from probes.dialer import DialerTarget, check
 from probes.dialer.ami import build_sample
 from probes.dialer.ami_client import AmiError, encode, parse_line
@@ -205,6 +205,28 @@ def test_a_session_asterisk_dropped_is_replaced_within_the_same_poll(
     obs = poller.poll(t)
     assert obs.status is Status.OK, obs.detail
     assert ami_peer.logins == 2
+
+
+def test_targets_with_the_same_login_take_turns_on_one_session(ami_peer: AmiPeer) -> None:
+    ami_peer.queues = center()
+    shared = SharedResources()
+    sales = target(ami_peer, queues=["sales"])
+    support = target(ami_peer, queues=["support"])
+
+    async def both() -> list[Observation]:
+        return list(
+            await asyncio.gather(
+                check(sales, ProbeContext("sales", 2.0, shared=shared)),
+                check(support, ProbeContext("support", 2.0, shared=shared)),
+            )
+        )
+
+    with asyncio.Runner() as runner:
+        first, second = runner.run(both())
+        runner.run(shared.aclose())
+    assert point(first, "dialer_queue", queue="sales").fields["calls_waiting"] == 2
+    assert point(second, "dialer_queue", queue="support").fields["agents_logged_in"] == 1
+    assert (ami_peer.connections, ami_peer.logins) == (1, 1)
 
 
 def test_engine_stop_closes_the_pooled_session(ami_peer: AmiPeer) -> None:
