@@ -18,7 +18,7 @@ from monitor.observation import ErrorClass, MetricPoint, Observation, Status
 from probes.base import ProbeContext, SharedResources
 from probes.dialer import DialerTarget, check
 from probes.dialer.ami import build_sample
-from probes.dialer.ami_client import AmiError, encode, parse_line
+from probes.dialer.ami_client import AmiError, check_list_count, encode, parse_line
 from probes.dialer.live import STATE_KEY
 from tests.peers.ami import (
     DEVICE_INUSE,
@@ -462,3 +462,10 @@ def test_a_header_value_cannot_smuggle_another_action() -> None:
     with pytest.raises(ValueError, match="line break"):
         encode("QueueStatus", "dialwatch-1", {"Queue": "sales\r\n\r\nAction: Originate"})
     assert encode("Ping", "dialwatch-2", {}) == b"Action: Ping\r\nActionID: dialwatch-2\r\n\r\n"
+
+
+def test_a_list_that_lost_events_on_the_way_is_refused() -> None:
+    with pytest.raises(AmiError, match="announced 3 events but 2 arrived"):
+        check_list_count("QueueStatus", {"Event": "QueueStatusComplete", "ListItems": "3"}, 2)
+    check_list_count("QueueStatus", {"Event": "QueueStatusComplete", "ListItems": "2"}, 2)
+    check_list_count("QueueStatus", {"Event": "QueueStatusComplete"}, 5)  # older Asterisk: no count

@@ -93,6 +93,17 @@ def parse_line(line: str) -> tuple[str, str]:
     return key, value.strip()
 
 
+def check_list_count(action: str, complete: Message, received: int) -> None:
+    """``ListItems`` on the closing event must match what arrived (nothing lost on the way)."""
+    said = get(complete, "ListItems").strip()
+    if said.isdigit() and int(said) != received:
+        raise AmiError(
+            f"the {action} list announced {said} events but {received} arrived",
+            ErrorClass.PROTOCOL,
+            broken=False,
+        )
+
+
 @dataclass
 class Listing:
     """An event list's events and what its closing event said."""
@@ -203,6 +214,7 @@ class AmiConnection:
                             ErrorClass.PROTOCOL,
                         )
                     if name.endswith("Complete") or get(message, "EventList").lower() == "complete":
+                        check_list_count(action, message, len(events))
                         return Listing(events, message)
                     events.append(message)
                     if len(events) > MAX_LIST_EVENTS:
