@@ -33,15 +33,16 @@ from probes.base import ProbeContext
 from probes.tcp import describe_os_error
 from probes.thresholds import Limit, worst
 from probes.tlsinfo import (
+    CaFileError,
     CertInfo,
     check_ca_file,
-    client_context,
     describe_ssl_error,
     describe_verify_error,
     expiry_limit,
     fetch_unverified,
     judge_expiry,
     parse_certificate,
+    shared_context,
 )
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -242,12 +243,11 @@ async def _read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def fetch(target: HttpTarget, timeout: float) -> Answer:
+async def fetch(target: HttpTarget, timeout: float, context: ssl.SSLContext) -> Answer:
     """Do the request (and same-host redirects when enabled); aiohttp errors propagate."""
     headers = dict(target.headers)
     if target.auth is not None:
         headers["Authorization"] = target.auth.header()
-    context: ssl.SSLContext | bool = client_context(target.verify, target.ca_file)
     url, method = target.url, target.method
     async with aiohttp.ClientSession(
         response_class=_CertResponse,
@@ -308,8 +308,11 @@ def judge(target: HttpTarget, answer: Answer, elapsed: float) -> Observation:
         if answer.location and answer.status in REDIRECT_CODES:
             sentence += f"; it redirects to {answer.location}"
         problems.append((Status.FAIL, ErrorClass.RESPONSE, sentence))
-    elif (reason := body_problem(target, answer)) is not None:
-        problems.append((Status.FAIL, ErrorClass.RESPONSE, reason))
+    else:
+        if answer.location and answer.status in REDIRECT_CODES:
+            notes.append(f"redirects to {answer.location}")
+        if (reason := body_problem(target, answer)) is not None:
+            problems.append((Status.FAIL, ErrorClass.RESPONSE, reason))
     if target.warn_response_time is not None and elapsed > target.warn_response_time:
         limit_ms = target.warn_response_time * 1000
         problems.append((Status.WARN, ErrorClass.THRESHOLD, f"slower than {limit_ms:g} ms"))
@@ -331,10 +334,14 @@ def judge(target: HttpTarget, answer: Answer, elapsed: float) -> Observation:
 
 
 async def check(target: HttpTarget, ctx: ProbeContext) -> Observation:
+    try:
+        context = shared_context(ctx.shared, target.verify, target.ca_file)
+    except CaFileError as exc:
+        return Observation.fail(str(exc), ErrorClass.TLS)
     started = time.perf_counter()
     try:
         async with asyncio.timeout(ctx.timeout):
-            answer = await fetch(target, ctx.timeout)
+            answer = await fetch(target, ctx.timeout, context)
     except TimeoutError:
         return Observation.fail(
             f"no complete HTTP answer within {ctx.timeout:g}s", ErrorClass.TIMEOUT

@@ -21,14 +21,15 @@ from probes.base import ProbeContext
 from probes.tcp import describe_os_error, split_host_port
 from probes.thresholds import Limit
 from probes.tlsinfo import (
+    CaFileError,
     check_ca_file,
-    client_context,
     describe_ssl_error,
     describe_verify_error,
     expiry_limit,
     fetch_unverified,
     judge_expiry,
     peer_certificate,
+    shared_context,
 )
 
 
@@ -75,6 +76,10 @@ async def check(target: TlsTarget, ctx: ProbeContext) -> Observation:
     host, port = split_host_port(target.address)
     # Python sends no SNI for an IP literal and checks it against the IP SANs instead.
     checked_name = target.server_name or host
+    try:
+        context = shared_context(ctx.shared, target.verify, target.ca_file)
+    except CaFileError as exc:
+        return Observation.fail(str(exc), ErrorClass.TLS)
     started = time.perf_counter()
     writer = None
     try:
@@ -82,7 +87,7 @@ async def check(target: TlsTarget, ctx: ProbeContext) -> Observation:
             asyncio.open_connection(
                 host,
                 port,
-                ssl=client_context(target.verify, target.ca_file),
+                ssl=context,
                 server_hostname=checked_name,
             ),
             ctx.timeout,

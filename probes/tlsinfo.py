@@ -20,6 +20,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from monitor.observation import Status
+from probes.base import SharedResources
 from probes.thresholds import Limit, Rule, judge, resolve
 
 EXPIRY_RULE = Rule(
@@ -66,6 +67,39 @@ def client_context(verify: bool, ca_file: str | None) -> ssl.SSLContext:
     if ca_file is not None:
         return ssl.create_default_context(cafile=str(Path(ca_file).expanduser()))
     return ssl.create_default_context()
+
+
+class CaFileError(Exception):
+    """The configured CA file cannot be used now; the message is the detail sentence."""
+
+
+def shared_context(shared: SharedResources, verify: bool, ca_file: str | None) -> ssl.SSLContext:
+    """``client_context``, built once and kept in the engine's shared resources.
+
+    Loading the system CA store costs tens of milliseconds of CPU, too much to
+    repeat every poll. A CA file is re-read when its modification time changes,
+    so a rotated private CA is picked up without a restart.
+    """
+    stamp = None
+    if ca_file is not None:
+        path = Path(ca_file).expanduser()
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError as exc:
+            raise CaFileError(f"cannot read CA file {ca_file} ({exc.strerror})") from None
+    key = f"tlsinfo.context:{verify}:{ca_file}:{stamp}"
+    context = shared.get(key)
+    if context is None:
+        try:
+            context = client_context(verify, ca_file)
+        except ssl.SSLError as exc:
+            raise CaFileError(
+                f"CA file {ca_file} holds no usable certificate ({exc.reason})"
+            ) from None
+        except OSError as exc:
+            raise CaFileError(f"cannot read CA file {ca_file} ({exc.strerror})") from None
+        shared.set(key, context)
+    return context
 
 
 @dataclass(frozen=True)

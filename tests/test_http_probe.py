@@ -174,6 +174,19 @@ def test_auth_is_sent_and_accepted_by_a_server_that_checks_it(web, auth: dict, e
     assert "HTTP 401" in without.detail
 
 
+@pytest.mark.peer
+def test_a_ca_file_that_disappeared_after_loading_fails_with_a_sentence(web, pki, tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(pki.ca_file.read_bytes())
+    target = http(web["good"].url("/ok", host="localhost"), ca_file=str(ca))
+    assert run(target).status is Status.OK
+    ca.unlink()
+    observation = run(target)
+    assert observation.status is Status.FAIL
+    assert observation.error_class is ErrorClass.TLS
+    assert observation.detail == f"cannot read CA file {ca} (No such file or directory)"
+
+
 def test_auth_secrets_do_not_show_in_the_target_repr():
     target = http(
         "https://crm.example/api",
@@ -189,6 +202,14 @@ def test_a_redirect_is_judged_as_the_answer_when_not_following(web):
     observation = run(http(server.url("/redirect?to=/ok"), expect_status=[200]))
     assert observation.status is Status.FAIL
     assert observation.detail.endswith(": expected 200; it redirects to /ok")
+
+
+@pytest.mark.peer
+def test_a_redirect_is_ok_by_default_and_says_where_it_points(web):
+    observation = run(http(web["http"].url("/redirect?to=/login")))
+    assert observation.status is Status.OK
+    assert observation.detail.startswith("HTTP 302 in ")
+    assert observation.detail.endswith(" ms; redirects to /login")
 
 
 @pytest.mark.peer

@@ -4,6 +4,7 @@ generated certificates: valid, near expiry, expired, wrong name, unknown CA."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -14,8 +15,9 @@ from pydantic import ValidationError
 
 from monitor.observation import ErrorClass, Observation, Status
 from probes import PROBES
-from probes.base import ProbeContext
+from probes.base import ProbeContext, SharedResources
 from probes.tls import TlsTarget, check
+from probes.tlsinfo import shared_context
 from tests.peers.https import CertPair, LocalWebServer, TestPki, serve
 
 
@@ -248,6 +250,25 @@ def test_bad_tls_settings_are_config_errors_saying_why(fields: dict, message: st
     with pytest.raises(ValidationError) as info:
         tls(**{"address": "crm.example:443", **fields})
     assert message in str(info.value)
+
+
+def test_a_ca_file_without_certificates_fails_the_poll_with_a_sentence(tmp_path: Path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("this is not a certificate\n")
+    observation = run(tls("127.0.0.1:1", ca_file=str(ca)))
+    assert observation.status is Status.FAIL
+    assert observation.error_class is ErrorClass.TLS
+    assert observation.detail.startswith(f"CA file {ca} holds no usable certificate (")
+
+
+def test_the_tls_context_is_built_once_and_again_when_the_ca_file_changes(pki: TestPki):
+    shared = SharedResources()
+    first = shared_context(shared, True, str(pki.ca_file))
+    assert shared_context(shared, True, str(pki.ca_file)) is first
+    assert shared_context(shared, False, None) is not first
+    stat = pki.ca_file.stat()
+    os.utime(pki.ca_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert shared_context(shared, True, str(pki.ca_file)) is not first
 
 
 def test_a_ca_file_that_exists_is_accepted(tmp_path: Path):
