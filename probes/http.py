@@ -364,9 +364,8 @@ async def check(target: HttpTarget, ctx: ProbeContext) -> Observation:
             "the server closed the connection without an answer", ErrorClass.PROTOCOL
         )
     except aiohttp.ClientResponseError as exc:
-        return Observation.fail(
-            f"the answer is not valid HTTP ({exc.message})", ErrorClass.PROTOCOL
-        )
+        reason = " ".join(str(exc.message).split())  # parser messages span several lines
+        return Observation.fail(f"the answer is not valid HTTP ({reason})", ErrorClass.PROTOCOL)
     except aiohttp.ClientPayloadError as exc:
         return Observation.fail(f"the response body was cut off ({exc})", ErrorClass.PROTOCOL)
     except aiohttp.ClientError as exc:

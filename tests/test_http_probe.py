@@ -357,24 +357,46 @@ def test_a_server_that_never_answers_times_out():
     assert observation.detail == "no complete HTTP answer within 0.3s"
 
 
-def test_a_server_that_hangs_up_without_answering_is_a_protocol_failure():
+def raw_server_answer(reply: bytes) -> Observation:
+    """Probe a local TCP server that reads the request and sends ``reply`` verbatim, then
+    closes (empty: hangs up without a word)."""
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
 
         async def main() -> Observation:
-            async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+            async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
                 await reader.readuntil(b"\r\n\r\n")
+                writer.write(reply)
+                await writer.drain()
                 writer.close()
 
-            async with await asyncio.start_server(hang_up, sock=server):
+            async with await asyncio.start_server(answer, sock=server):
                 return await check(
-                    http(f"http://127.0.0.1:{port}/"), ProbeContext("crm-api", timeout=3)
+                    http(f"http://127.0.0.1:{port}/", body_contains="x"),
+                    ProbeContext("crm-api", timeout=3),
                 )
 
-        observation = asyncio.run(main())
+        return asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("reply", "detail"),
+    [
+        (b"", "the server closed the connection without an answer"),
+        (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", "the answer is not valid HTTP (Bad status line: "),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this",
+         "the response body was cut off ("),
+    ],
+    ids=["hangs-up", "not-http", "body-shorter-than-content-length"],
+)  # fmt: skip
+def test_a_server_that_breaks_http_is_a_protocol_failure_with_a_one_line_sentence(
+    reply: bytes, detail: str
+):
+    observation = raw_server_answer(reply)
     assert observation.status is Status.FAIL
     assert observation.error_class is ErrorClass.PROTOCOL
-    assert observation.detail == "the server closed the connection without an answer"
+    assert observation.detail.startswith(detail), observation.detail
+    assert "\n" not in observation.detail
 
 
 @pytest.mark.parametrize(
