@@ -164,7 +164,10 @@ def expectation_problem(target: DnsTarget, answers: list[str]) -> str | None:
 
 def system_servers() -> list[tuple[str, int]]:
     """The nameservers of /etc/resolv.conf (read each poll: it changes under DHCP/VPNs)."""
-    resolver = dns.resolver.Resolver(configure=True)
+    try:
+        resolver = dns.resolver.Resolver(configure=True)
+    except dns.resolver.NoResolverConfiguration:
+        return []
     return [(str(ns), resolver.port) for ns in resolver.nameservers]
 
 

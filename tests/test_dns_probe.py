@@ -15,7 +15,13 @@ from monitor.observation import ErrorClass, Observation, Status
 from probes import PROBES
 from probes.base import ProbeContext
 from probes.dns import DnsTarget, check, normalize, parse_server
-from tests.peers.dnsmasq import Dnsmasq, dnsmasq, servfail_server, silent_dns_server
+from tests.peers.dnsmasq import (
+    Dnsmasq,
+    dnsmasq,
+    garbage_server,
+    servfail_server,
+    silent_dns_server,
+)
 
 __all__ = ["dnsmasq"]  # the fixture
 
@@ -121,6 +127,25 @@ def test_servfail_from_a_local_server_that_always_answers_it_fails_with_a_senten
     assert observation.status is Status.FAIL
     assert observation.error_class is ErrorClass.RESPONSE
     assert observation.detail.startswith("the server could not resolve crm.dw.test (SERVFAIL) in ")
+
+
+def test_an_answer_that_is_not_dns_from_a_local_junk_server_is_a_protocol_failure():
+    with garbage_server() as server:
+        observation = run(lookup("crm.dw.test", server))
+    assert observation.status is Status.FAIL
+    assert observation.error_class is ErrorClass.PROTOCOL
+    assert observation.detail.startswith(f"{server} sent an answer that is not valid DNS (")
+
+
+def test_no_resolv_conf_and_no_server_fails_with_a_sentence(monkeypatch: pytest.MonkeyPatch):
+    def no_conf(self: dns.resolver.Resolver, f: object) -> None:
+        raise dns.resolver.NoResolverConfiguration("no resolv.conf")
+
+    monkeypatch.setattr(dns.resolver.Resolver, "read_resolv_conf", no_conf)
+    observation = run(lookup("crm.dw.test", None))
+    assert observation.status is Status.FAIL
+    assert observation.error_class is ErrorClass.RESOLVE
+    assert observation.detail == "no DNS server configured and none in /etc/resolv.conf"
 
 
 def test_a_server_that_never_answers_times_out():

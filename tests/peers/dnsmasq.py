@@ -5,9 +5,10 @@ no upstream servers, no /etc/hosts and no pid file; every record comes from
 its command line. Names under ``dw.test`` it does not know are NXDOMAIN
 (``--local``); names elsewhere get REFUSED (it has nobody to forward to).
 
-dnsmasq cannot be made to answer SERVFAIL on purpose, so ``servfail_server``
-is a small local DNS server (a UDP socket and dnspython) that answers every
-query with SERVFAIL — named as such where a test uses it.
+dnsmasq cannot be made to answer SERVFAIL or garbage on purpose, so
+``servfail_server`` and ``garbage_server`` are small local UDP servers (a
+socket and dnspython) that answer every query that way — named as such where
+a test uses them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import dns.message
@@ -104,8 +105,9 @@ def dnsmasq() -> Iterator[Dnsmasq]:
 
 
 @contextlib.contextmanager
-def servfail_server() -> Iterator[str]:
-    """A local DNS server that answers every query with SERVFAIL; yields ``127.0.0.1:PORT``."""
+def scripted_dns_server(reply: Callable[[bytes], bytes]) -> Iterator[str]:
+    """A local UDP server that answers each datagram with ``reply(datagram)``;
+    yields ``127.0.0.1:PORT``."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.settimeout(0.1)
@@ -119,9 +121,7 @@ def servfail_server() -> Iterator[str]:
                 continue
             except OSError:
                 return
-            response = dns.message.make_response(dns.message.from_wire(data))
-            response.set_rcode(dns.rcode.SERVFAIL)
-            sock.sendto(response.to_wire(), peer)
+            sock.sendto(reply(data), peer)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -131,6 +131,22 @@ def servfail_server() -> Iterator[str]:
         stop.set()
         thread.join(2)
         sock.close()
+
+
+def _servfail(query: bytes) -> bytes:
+    response = dns.message.make_response(dns.message.from_wire(query))
+    response.set_rcode(dns.rcode.SERVFAIL)
+    return response.to_wire()
+
+
+def servfail_server() -> contextlib.AbstractContextManager[str]:
+    """A local DNS server that answers every query with SERVFAIL; yields ``127.0.0.1:PORT``."""
+    return scripted_dns_server(_servfail)
+
+
+def garbage_server() -> contextlib.AbstractContextManager[str]:
+    """A local UDP server that answers every query with the query's ID and then junk."""
+    return scripted_dns_server(lambda query: query[:2] + b"\x81\x80not dns at all")
 
 
 @contextlib.contextmanager
