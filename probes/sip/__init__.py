@@ -39,17 +39,20 @@ requests, not a phone.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
-from monitor.observation import ErrorClass, Observation
+from monitor.observation import ErrorClass, MetricPoint, Observation, Status
 from probes.base import ProbeContext
+from probes.sip.call import MEASUREMENT as CALL_MEASUREMENT
+from probes.sip.call import CallSummary, TestCall, summarize
 from probes.sip.classify import DEFAULT_WARN_CODES, classify
 from probes.sip.config import SipTarget
 from probes.sip.gateways import combine, tagged
 from probes.sip.message import build_options, parse_uri
 from probes.sip.register import register
 from probes.sip.resolve import NO_ANSWER, resolve
-from probes.sip.session import Destination, Session, open_session
+from probes.sip.session import Destination, Session, UdpSession, open_session
 
 __all__ = ["DEFAULT_WARN_CODES", "SipTarget", "check"]
 
@@ -64,16 +67,69 @@ async def check(target: SipTarget, ctx: ProbeContext) -> Observation:
     if isinstance(resolved, Observation):
         return resolved
     remaining = max(budget - (loop.time() - started), 0.001)
+    first = resolved.destinations[0]
+    call = None
+    if target.test_call is not None and call_due(ctx.state, target.test_call.rate_limit):
+        call = asyncio.ensure_future(place_call(target, ctx, first, started + budget))
     observations = await asyncio.gather(
         *(probe_gateway(target, ctx, d, remaining) for d in resolved.destinations)
     )
     if not resolved.named:
-        return observations[0]
-    results = [
-        (d.label, tagged(o, d.label))
-        for d, o in zip(resolved.destinations, observations, strict=True)
-    ]
-    return combine(results, resolved.unresolved)
+        observation = observations[0]
+    else:
+        results = [
+            (d.label, tagged(o, d.label))
+            for d, o in zip(resolved.destinations, observations, strict=True)
+        ]
+        observation = combine(results, resolved.unresolved)
+    if call is not None:
+        summary = await call
+        if summary is not None:
+            tags = {"gateway": first.label} if resolved.named else {}
+            observation = with_call(observation, summary, tags)
+    return observation
+
+
+def call_due(state: dict[str, Any], rate_limit: float) -> bool:
+    """Is a test call allowed now? Records the attempt at once, so a crash cannot repeat it."""
+    now = time.time()
+    last = state.get("sip_call_last")
+    if isinstance(last, int | float) and 0 <= now - last < rate_limit:
+        return False
+    state["sip_call_last"] = now
+    return True
+
+
+async def place_call(
+    target: SipTarget, ctx: ProbeContext, destination: Destination, deadline: float
+) -> CallSummary | None:
+    """The test call through the first gateway (UDP, the shared socket)."""
+    options = target.test_call
+    assert options is not None
+    session = await open_session(target, ctx, destination, 1.0)
+    if not isinstance(session, UdpSession):
+        return None  # the OPTIONS probe of the same gateway reports why
+    result = await TestCall(
+        target, options, session.endpoint, destination.sockaddr, session.local_host
+    ).run(deadline)
+    return summarize(result, options)
+
+
+_RANK = {Status.OK: 0, Status.WARN: 1, Status.FAIL: 2, Status.ERROR: 3}
+
+
+def with_call(observation: Observation, call: CallSummary, tags: dict[str, str]) -> Observation:
+    """The observation with the call's sentence, its ``sip_call`` point and, if worse, its status."""
+    call_status = Status(call.status)
+    point = MetricPoint(CALL_MEASUREMENT, call.fields, tags)
+    worse = _RANK[call_status] > _RANK[observation.status]
+    return Observation(
+        call_status if worse else observation.status,
+        f"{observation.detail}; {call.detail}",
+        (*observation.metrics, point),
+        observation.latency,
+        ErrorClass(call.error_class) if worse and call.error_class else observation.error_class,
+    )
 
 
 def next_cseq(state: dict[str, Any]) -> int:

@@ -106,6 +106,11 @@ class UdpClientTransaction:
         self._provisional: SipResponse | None = None
         self._timer_e: asyncio.TimerHandle | None = None
 
+    def accepts(self, response: SipResponse) -> bool:
+        # The dispatcher found us by branch; RFC 3261 §17.1.3 also wants the CSeq method.
+        cseq = response.cseq
+        return cseq is not None and cseq[1] == self.method
+
     async def run(self) -> Outcome:
         loop = self._loop
         self._started = loop.time()

@@ -61,7 +61,9 @@ _BRANCH_RE = re.compile(rb"branch=(z9hG4bK[0-9A-Za-z.!%*_+`'~-]+)", re.IGNORECAS
 class TransactionSink(Protocol):
     """What the dispatcher delivers to: a UdpClientTransaction."""
 
-    method: str
+    def accepts(self, response: SipResponse) -> bool:
+        """Is this response (already matched by branch) for us? Checks the CSeq method."""
+        ...
 
     def on_response(self, response: SipResponse) -> None: ...
     def on_error(self, error: OSError) -> None: ...
@@ -109,7 +111,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
             return
         branch = response.top_via_branch
         txn = self.transactions.get(branch) if branch else None
-        if txn is None or not response.matches(branch or "", txn.method):
+        if txn is None or not txn.accepts(response):
             # Late answers to finished probes, requests sent to us, other people's traffic.
             self.unmatched += 1
             return

@@ -95,6 +95,11 @@ request_route {{
         }}
         exit;
     }}
+    if (is_method("OPTIONS") && $rU == $null) {{
+        # Like an SBC: answer keep-alive pings itself.
+        sl_send_reply("200", "OK");
+        exit;
+    }}
     if (is_method("CANCEL")) {{
         if (t_check_trans()) {{
             t_relay();
@@ -213,6 +218,9 @@ def kamailio_registrar(
 
 @contextlib.contextmanager
 def kamailio_record_routing_proxy(workdir: Path, gateway_port: int) -> Iterator[Kamailio]:
-    """A proxy that record-routes every dialog and relays new requests to 127.0.0.1:gateway_port."""
+    """A proxy that record-routes every dialog and relays new requests to 127.0.0.1:gateway_port.
+
+    Like an SBC it answers OPTIONS without a user part itself (200 OK).
+    """
     with run_kamailio(workdir, _PROXY, gateway_port=gateway_port) as instance:
         yield instance

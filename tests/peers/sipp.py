@@ -264,3 +264,132 @@ def sipp_tls_front(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+
+
+_CALL_HEADERS = """      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag[call_number]
+      [last_Call-ID:]
+      {cseq}
+      [last_Record-Route:]
+      Contact: <sip:callee@[local_ip]:[local_port];transport=[transport]>
+      Server: SIPp call-uas"""
+
+_SDP = """      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=sipp 1 1 IN IP4 [local_ip]
+      s=-
+      c=IN IP4 [local_ip]
+      t=0 0
+      m=audio 6000 RTP/AVP 0
+      a=rtpmap:0 PCMU/8000"""
+
+
+def _send(status: str, cseq: str = "[last_CSeq:]", sdp: bool = False, retrans: bool = False) -> str:
+    body = _SDP if sdp else "      Content-Length: 0"
+    attrs = ' retrans="500"' if retrans else ""
+    headers = _CALL_HEADERS.format(cseq=cseq)
+    return f"  <send{attrs}>\n    <![CDATA[\n      SIP/2.0 {status}\n{headers}\n{body}\n\n    ]]>\n  </send>\n"
+
+
+def call_scenario(behaviour: str, ring_ms: int = 200) -> str:
+    """SIPp UAS scenario XML for a test call.
+
+    ``answer``: 100, 180, after ``ring_ms`` a 200 with SDP, then ACK and BYE (200).
+    ``ring``: 100, 180, then wait for CANCEL; 200 to the CANCEL and 487 to the INVITE, ACK.
+    ``busy``: 100 then 486 Busy Here, ACK. ``fail``: 503 Service Unavailable, ACK.
+    Record-Route is echoed, so in-dialog requests can go back through a proxy.
+    """
+    plain_invite = '  <recv request="INVITE" crlf="true"/>\n'
+    # The 487 answers the INVITE: it needs the INVITE's CSeq number and *all* its
+    # Via lines (through a proxy: the proxy's and ours). [last_*] would give the
+    # CANCEL's, which has a single Via, so capture them from the INVITE.
+    capture = (
+        '  <recv request="INVITE" crlf="true">\n'
+        "    <action>\n"
+        '      <ereg regexp="[0-9]+" search_in="hdr" header="CSeq:" assign_to="cseq_number"/>\n'
+        '      <ereg regexp="Via:[^[:cntrl:]]*([[:cntrl:]]+Via:[^[:cntrl:]]*)*" search_in="msg" '
+        'assign_to="vias"/>\n'
+        "    </action>\n"
+        "  </recv>\n"
+    )
+    invite_cseq = "CSeq: [$cseq_number] INVITE"
+    steps = [capture if behaviour == "ring" else plain_invite]
+    if behaviour == "answer":
+        steps += [
+            _send("100 Trying"),
+            _send("180 Ringing"),
+            f'  <pause milliseconds="{ring_ms}"/>\n',
+            _send("200 OK", sdp=True, retrans=True),
+            '  <recv request="ACK" crlf="true"/>\n',
+            '  <recv request="BYE"/>\n',
+            _send("200 OK"),
+        ]
+    elif behaviour == "ring":
+        steps += [
+            _send("100 Trying"),
+            _send("180 Ringing"),
+            '  <recv request="CANCEL"/>\n',
+            _send("200 OK"),
+            _send("487 Request Terminated", cseq=invite_cseq).replace("[last_Via:]", "[$vias]"),
+            '  <recv request="ACK"/>\n',
+        ]
+    elif behaviour == "busy":
+        steps += [_send("100 Trying"), _send("486 Busy Here"), '  <recv request="ACK"/>\n']
+    elif behaviour == "fail":
+        steps += [_send("503 Service Unavailable"), '  <recv request="ACK"/>\n']
+    else:
+        raise ValueError(f"unknown call behaviour {behaviour!r}")
+    return (
+        '<?xml version="1.0" encoding="ISO-8859-1" ?>\n'
+        f'<scenario name="dialwatch call uas {behaviour}">\n' + "".join(steps) + "</scenario>\n"
+    )
+
+
+@contextlib.contextmanager
+def sipp_call_uas(workdir: Path, behaviour: str, ring_ms: int = 200) -> Iterator[SippUas]:
+    """Run SIPp as the callee of test calls (UDP, 127.0.0.1); see ``call_scenario``."""
+    sipp = require_binary("sipp")
+    port = free_port(socket.SOCK_DGRAM)
+    scenario = workdir / f"call-{behaviour}-{port}.xml"
+    scenario.write_text(call_scenario(behaviour, ring_ms))
+    log = workdir / f"sipp-call-{port}.log"
+    cmd = [
+        sipp,
+        "-sf",
+        str(scenario),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-t",
+        "u1",
+        "-cp",
+        str(free_port(socket.SOCK_DGRAM)),
+        "-nostdin",
+        "-trace_msg",
+        "-message_file",
+        str(workdir / f"sipp-call-{port}-messages.log"),
+    ]
+    with log.open("wb") as out:
+        process = subprocess.Popen(cmd, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 10
+        while not _bound(port, "udp"):
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"sipp exited with {process.returncode}: {log.read_text()[-2000:]}"
+                )
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"sipp did not bind udp port {port} within 10 s")
+            time.sleep(0.02)
+        yield SippUas(port, "udp", process, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
