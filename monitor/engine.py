@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -161,6 +161,64 @@ class _Rate:
         return (v1 - v0) / (t1 - t0) if t1 > t0 else 0.0
 
 
+class IncidentBook:
+    """Open incidents indexed by member target.
+
+    ``incidents.decide`` only ever looks at the incident of the transitioning
+    target and of its ``affected_by`` parent; handing it those (not all open
+    incidents) keeps an outage storm of thousands of incidents O(1) per
+    transition instead of O(open incidents).
+    """
+
+    def __init__(self, items: Iterable[incidents.OpenIncident] = ()) -> None:
+        self._by_id: dict[int, incidents.OpenIncident] = {}
+        self._of: dict[str, int] = {}
+        for item in items:
+            self._put(item)
+
+    def _put(self, item: incidents.OpenIncident) -> None:
+        self._by_id[item.id] = item
+        for target_id in item.target_ids:
+            # lowest id wins, as in incidents._find, should duplicates ever exist
+            if self._of.get(target_id, item.id) >= item.id:
+                self._of[target_id] = item.id
+
+    def _drop(self, incident_id: int) -> None:
+        item = self._by_id.pop(incident_id, None)
+        if item is not None:
+            for target_id in item.target_ids:
+                if self._of.get(target_id) == incident_id:
+                    del self._of[target_id]
+
+    def concerning(self, *target_ids: str | None) -> tuple[incidents.OpenIncident, ...]:
+        """The open incidents these targets are members of."""
+        ids = {self._of[t] for t in target_ids if t is not None and t in self._of}
+        return tuple(self._by_id[i] for i in sorted(ids))
+
+    def own(self, target_id: str) -> incidents.OpenIncident | None:
+        """The incident ``target_id`` opened and is still the only member of."""
+        item = self._by_id.get(self._of.get(target_id, -1))
+        if item is not None and item.root_target_id == target_id and item.target_ids == {target_id}:
+            return item
+        return None
+
+    def apply(self, action: incidents.Action | None, new_id: int | None = None) -> None:
+        if action is None:
+            return
+        touched = () if isinstance(action, incidents.Open) else (action.incident_id,)
+        before = tuple(self._by_id[i] for i in touched if i in self._by_id)
+        for item in before:
+            self._drop(item.id)
+        for item in incidents.apply(before, action, new_id):
+            self._put(item)
+
+    def __iter__(self) -> Iterator[incidents.OpenIncident]:
+        return iter(sorted(self._by_id.values(), key=lambda i: i.id))
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+
 class _DisplayNames(Mapping[str, str]):
     """target id → display name, looked up on access (incident titles need one or two)."""
 
@@ -250,7 +308,8 @@ class Engine:
         self.enricher = Enricher()
         self.vitals = EngineVitals(self)
         self.targets: dict[str, TargetRuntime] = {}
-        self.incidents: tuple[incidents.OpenIncident, ...] = ()
+        self.incidents = IncidentBook()
+        self._children: dict[str, list[str]] = {}
         self.appliance_alerts: dict[str, str] = {}
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="statedb")
         self._incident_lock = asyncio.Lock()
@@ -325,10 +384,11 @@ class Engine:
         gone = [tid for tid in saved if tid not in self.targets]
         if gone:
             await self._in_db(self.repo.delete_target_states, gone)
-        self.incidents = tuple(
+        self.incidents = IncidentBook(
             incidents.OpenIncident.from_row(row)
             for row in await self._in_db(self.repo.open_incidents)
         )
+        self._index_children()
         for sink in self.sinks:
             sink.start()
         self.scheduler.start()
@@ -349,6 +409,14 @@ class Engine:
             len(self.incidents),
         )
         self.started.set()
+
+    def _index_children(self) -> None:
+        """parent id -> ids of the targets that depend on it (for merging incidents)."""
+        children: dict[str, list[str]] = {}
+        for rt in self.targets.values():
+            for parent in rt.target.depends_on:
+                children.setdefault(parent, []).append(rt.target.id)
+        self._children = children
 
     def _restore_state(self, target_id: str, machine: dict[str, Any]) -> HealthState:
         try:
@@ -419,6 +487,7 @@ class Engine:
             self.targets[tid].dirty = True
             self.scheduler.upsert(tid, target.interval)
             self.scheduler.run_soon(tid)
+        self._index_children()
         if removed:
             await self._in_db(self.repo.delete_target_states, removed)
         log.info(
@@ -544,7 +613,8 @@ class Engine:
             tr.reason,
         )
         async with self._incident_lock:
-            action = incidents.decide(tr, self.incidents, rt.policy.incident_on, self._names)
+            concerned = self.incidents.concerning(tr.target_id, tr.affected_by)
+            action = incidents.decide(tr, concerned, rt.policy.incident_on, self._names)
             row = rt.row()
             if action is None:
                 # Most transitions (every target's first "up" at start, recoveries
@@ -557,7 +627,7 @@ class Engine:
             except Exception:
                 log.exception("could not write the transition of %s to the state DB", tr.target_id)
                 return
-            self.incidents = incidents.apply(self.incidents, action, incident_id)
+            self.incidents.apply(action, incident_id)
             if isinstance(action, incidents.Open):
                 log.warning("incident %d opened: %s", incident_id, action.title)
                 if incident_id is not None and tr.to_health is Health.DOWN:
@@ -578,17 +648,11 @@ class Engine:
         """
         p = parent.target
         horizon = at - (p.interval * (p.fail_after + 1) + p.timeout)
-        for child in self.targets.values():
-            if p.id not in child.target.depends_on or child.state.health is not Health.DOWN:
+        for child_id in self._children.get(p.id, ()):
+            child = self.targets.get(child_id)
+            if child is None or child.state.health is not Health.DOWN:
                 continue
-            own = next(
-                (
-                    i
-                    for i in self.incidents
-                    if i.root_target_id == child.target.id and i.target_ids == {child.target.id}
-                ),
-                None,
-            )
+            own = self.incidents.own(child_id)
             if own is None or child.state.since is None or child.state.since < horizon:
                 continue
             text = f"merged into incident {incident_id}: {p.display_name} ({p.id}) is down"
@@ -616,7 +680,8 @@ class Engine:
                     "could not merge the incident of %s into %d", child.target.id, incident_id
                 )
                 continue
-            self.incidents = incidents.apply(incidents.apply(self.incidents, resolve), join)
+            self.incidents.apply(resolve)
+            self.incidents.apply(join)
             child.state = replace(child.state, affected_by=p.id)
             child.dirty = True
             log.warning(
