@@ -37,7 +37,7 @@ def run_probe(target: SipTarget) -> Observation:
 
 
 def fields_of(observation: Observation) -> dict[str, object]:
-    (point,) = observation.metrics
+    (point,) = [p for p in observation.metrics if p.measurement == "sip"]
     assert point.measurement == "sip"
     return dict(point.fields)
 
@@ -143,7 +143,13 @@ def test_a_black_hole_times_out_after_the_rfc_retransmissions(udp_uas: SippUas) 
     # Timer E at 0.5 s and 1.5 s, Timer F at 2 s.
     assert observation.detail == "no answer to OPTIONS after 2 retransmissions (2.0 s)"
     assert relay.received == 3
-    assert fields_of(observation) == {"status_code": 0, "retransmissions": 2, "up": 0}
+    assert fields_of(observation) == {
+        "status_code": 0,
+        "retransmissions": 2,
+        "up": 0,
+        "loss_pct": 100.0,
+        "window": 1,
+    }
 
 
 def test_many_targets_share_one_socket_and_all_get_their_own_answer(udp_uas: SippUas) -> None:

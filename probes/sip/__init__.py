@@ -44,6 +44,7 @@ from typing import Any
 
 from monitor.observation import ErrorClass, MetricPoint, Observation, Status
 from probes.base import ProbeContext
+from probes.sip import stats
 from probes.sip.call import MEASUREMENT as CALL_MEASUREMENT
 from probes.sip.call import CallSummary, TestCall, summarize
 from probes.sip.classify import DEFAULT_WARN_CODES, classify
@@ -74,6 +75,12 @@ async def check(target: SipTarget, ctx: ProbeContext) -> Observation:
     observations = await asyncio.gather(
         *(probe_gateway(target, ctx, d, remaining) for d in resolved.destinations)
     )
+    keys = [d.label if resolved.named else "" for d in resolved.destinations]
+    observations = [
+        stats.record(ctx.state, key, o, target.stats_window)
+        for key, o in zip(keys, observations, strict=True)
+    ]
+    stats.forget_others(ctx.state, keys)
     if not resolved.named:
         observation = observations[0]
     else:
