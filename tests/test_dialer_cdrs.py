@@ -211,8 +211,9 @@ def load_cdrs(url: str, generated: Generated, with_cause: bool = True) -> None:
             if with_cause:
                 item["hangupcause"] = r.hangupcause
             values.append(item)
-        with engine.begin() as conn:
-            conn.execute(table.insert(), values)
+        if values:
+            with engine.begin() as conn:
+                conn.execute(table.insert(), values)
     finally:
         engine.dispose()
 

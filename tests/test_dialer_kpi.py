@@ -314,3 +314,25 @@ def test_defaults_watch_system_loss_and_abandon_rate_only():
     assert t.thresholds["system_loss_rate"].fail == 15
     assert t.thresholds["abandon_rate"].fail == 3
     assert t.thresholds["loss_rate"].off and t.thresholds["asr"].off
+
+
+def test_a_literal_dsn_password_never_shows_in_repr():
+    t = target(source={"type": "sql", "dsn": "mysql+pymysql://cdr:s3cr3t-pw@db:3306/asteriskcdrdb"})
+    text = repr(t)
+    assert "s3cr3t-pw" not in text and "mysql+pymysql://cdr:***@db:3306/asteriskcdrdb" in text
+
+
+def test_the_cdr_window_examples_in_the_docs_are_valid_targets():
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    doc = (Path(__file__).resolve().parent.parent / "docs/probes/dialer.md").read_text()
+    section = doc[doc.index("## Call outcomes over a window") : doc.index("## Queues, live")]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, re.DOTALL)
+    assert len(blocks) == 2
+    for block in blocks:
+        text = re.sub(r"\$\{file:[^}]*\}", "postgresql+psycopg://u@h/cdr", block)
+        for item in yaml.safe_load(text)["targets"]:
+            DialerTarget.model_validate(item)

@@ -300,3 +300,44 @@ def test_a_connection_killed_between_polls_is_replaced(postgres_server: Postgres
 
 def test_dialer_is_registered_with_its_model():
     assert PROBES["dialer"].model is DialerTarget
+
+
+TRICKY_CHANNELS = {
+    "PJSIP/cafe-0000000a": "cafe",  # a trunk name made of hex digits
+    "PJSIP/cafe-0000ff0b": "cafe",
+    # No per-call suffix: the default pattern takes the hex-looking "a"/"b" for one.
+    "PJSIP/trunk-a": "trunk",
+    "PJSIP/trunk-b": "trunk",
+    "PJSIP/gateway": "unknown",
+    "SIP/carrier-x-00a1": "carrier-x",  # a short suffix still matches the pattern
+    "SIP/carrier-x-00a2": "carrier-x",
+    "DAHDI/1-1": "1",
+    "IAX2/peer-9-000000ff": "peer-9",
+    "Local/200@dialer-00000001;2": "unknown",
+    "": "unknown",
+}
+
+
+@pytest.mark.parametrize("aggregate", ["sql", "rows"])
+def test_trunk_names_come_out_the_same_in_the_database_and_here(
+    database: Callable[[], str], aggregate: str
+):
+    dsn = database()
+    load_cdrs(dsn, Generated())  # an empty cdr table
+    table = cdr_table(sa.MetaData())
+    when = datetime.fromtimestamp(time.time() - 120, ZoneInfo(CDR_TZ)).replace(tzinfo=None)
+    engine = sa.create_engine(dsn)
+    with engine.begin() as conn:
+        conn.execute(
+            table.insert(),
+            [
+                {"calldate": when, "dstchannel": channel, "billsec": 10, "disposition": "ANSWERED"}
+                for channel in TRICKY_CHANNELS
+            ],
+        )
+    engine.dispose()
+    obs = run(target(dsn, aggregate=aggregate))
+    expected: dict[str, int] = {}
+    for trunk in TRICKY_CHANNELS.values():
+        expected[trunk] = expected.get(trunk, 0) + 1
+    assert {name: c.attempts for name, c in observed(obs)[1].items()} == expected
