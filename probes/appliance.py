@@ -220,6 +220,7 @@ def _points(reading: Reading, sinks_down: int) -> tuple[MetricPoint, ...]:
                     "points_dropped": int(sink.points_dropped),
                     "spool_bytes": int(sink.spool_bytes),
                     "spool_oldest_age_s": float(sink.spool_oldest_age or 0.0),
+                    "write_seconds": float(sink.last_write_seconds or 0.0),
                     "points_spooled": int(sink.points_spooled),
                     "points_evicted": int(sink.points_evicted),
                     "points_quarantined": int(sink.points_quarantined),

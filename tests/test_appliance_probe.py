@@ -136,6 +136,7 @@ def test_a_healthy_engine_is_ok_and_reports_its_numbers(facts: Facts):
     }
     sink = next(p for p in observation.metrics if p.measurement == "appliance_sink")
     assert sink.tags == {"sink": "influx"}
+    assert isinstance(sink.fields["write_seconds"], float) and sink.fields["write_seconds"] >= 0
     assert sink.fields == {
         "up": 1,
         "queued": 0,
@@ -143,6 +144,7 @@ def test_a_healthy_engine_is_ok_and_reports_its_numbers(facts: Facts):
         "points_dropped": 0,
         "spool_bytes": 0,
         "spool_oldest_age_s": 0.0,
+        "write_seconds": sink.fields["write_seconds"],
         "points_spooled": 0,
         "points_evicted": 0,
         "points_quarantined": 0,
