@@ -336,3 +336,40 @@ def test_the_cdr_window_examples_in_the_docs_are_valid_targets():
         text = re.sub(r"\$\{file:[^}]*\}", "postgresql+psycopg://u@h/cdr", block)
         for item in yaml.safe_load(text)["targets"]:
             DialerTarget.model_validate(item)
+
+
+def test_a_dsn_from_the_environment_is_a_secret_in_the_loaded_config(tmp_path):
+    from monitor.config import load_config
+
+    path = tmp_path / "site.yaml"
+    path.write_text(
+        "targets:\n"
+        "  - id: dialer-calls\n"
+        "    kind: dialer\n"
+        "    source:\n"
+        "      type: sql\n"
+        "      dsn: ${CDR_DSN}\n"
+    )
+    loaded = load_config(path, env={"CDR_DSN": "postgresql+psycopg://cdr:hunter2-pw@db/asterisk"})
+    (t,) = [t for t in loaded.config.targets if t.id == "dialer-calls"]
+    assert t.source.dsn == "postgresql+psycopg://cdr:hunter2-pw@db/asterisk"
+    assert "hunter2-pw" not in repr(loaded.config) and "hunter2-pw" not in str(loaded.redacted())
+
+
+def test_an_unknown_source_key_names_the_file_line_and_key(tmp_path):
+    from monitor.config import load_config
+    from monitor.config.errors import ConfigError
+
+    path = tmp_path / "site.yaml"
+    path.write_text(
+        "targets:\n"
+        "  - id: dialer-csv\n"
+        "    kind: dialer\n"
+        "    source:\n"
+        "      type: csv\n"
+        "      path: /var/log/asterisk/cdr-csv/Master.csv\n"
+        "      tail: yes\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert f"{path}:7: targets[0].source.tail: unknown key" in str(info.value)
