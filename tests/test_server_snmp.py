@@ -610,6 +610,35 @@ def test_v2c_host_profile_reads_memory_and_disks_as_snmpbulkwalk_sees_them(
 
 
 @pytest.mark.peer
+def test_host_polls_reuse_the_fixed_storage_columns_until_rows_come_or_go(
+    snmpd_agent: SnmpdAgent, ctx: ProbeContext
+):
+    t = target(snmpd_agent.v2c())
+
+    async def polls() -> None:  # one loop: sessions live as long as it does
+        first = await check(t, ctx)
+        sessions = ctx.shared.get(SHARED_KEY)
+        assert isinstance(sessions, Sessions)
+        session = sessions.by_target["edge-host"]
+        second = await check(t, ctx)
+        assert session.storage_polls == 1  # type, description and units came from the first
+        disks = points(first, "server_disk")
+        assert set(points(second, "server_disk")) == set(disks)
+        assert points(second, "server_disk")["/"]["total_bytes"] == disks["/"]["total_bytes"]
+
+        # As if a filesystem had been unmounted since: the rows differ, all is read again.
+        assert session.storage_fixed is not None
+        for column in session.storage_fixed.values():
+            column.pop(max(column, key=int))
+        third = await check(t, ctx)
+        assert session.storage_polls == 0
+        assert set(points(third, "server_disk")) == set(disks)
+        await ctx.shared.aclose()
+
+    asyncio.run(polls())
+
+
+@pytest.mark.peer
 def test_interfaces_profile_gives_rates_from_the_second_poll_with_lo_present(
     snmpd_agent: SnmpdAgent, ctx: ProbeContext
 ):

@@ -22,10 +22,11 @@ stop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -54,8 +55,13 @@ from probes.server.sample import SourceError
 from probes.server.snmp_config import SnmpOptions
 from probes.server.snmp_evaluate import snmp_findings
 from probes.server.snmp_profiles import (
+    FIXED_REFRESH_POLLS,
     HR_PROCESSOR_LOAD,
+    HR_STORAGE_CHANGING,
     HR_STORAGE_COLUMNS,
+    HR_STORAGE_FIXED,
+    HR_STORAGE_TYPE,
+    HR_STORAGE_USED,
     HR_SW_RUN_NAME,
     IF_COLUMNS,
     IF_DESCR,
@@ -81,6 +87,11 @@ MAX_WALK_ROWS = 5000
 """A table walk stops after this many rows (an agent that never ends its table)."""
 GET_CHUNK = 32
 """OIDs per GET request; large GETs make some agents answer tooBig."""
+MAX_IN_FLIGHT = 32
+"""Requests one engine (one UDP socket) has out at once. More polls wait their turn:
+answers to hundreds of requests at once arrive faster than the loop decodes them
+(~1–2 ms each in pure Python), overflow the socket's buffer, are dropped and time out."""
+RECEIVE_BUFFER = 4 * 1024 * 1024
 
 AUTH_PROTOCOLS = {
     "MD5": snmp_auth.usmHMACMD5AuthProtocol,
@@ -107,32 +118,62 @@ PRIV_PROTOCOLS = {
 
 @dataclass
 class Engine:
-    """A pysnmp engine and the event loop its dispatcher (and UDP socket) belongs to."""
+    """A pysnmp engine, the event loop its dispatcher (and UDP socket) belongs to, and
+    the gate that bounds its requests in flight."""
 
     loop: asyncio.AbstractEventLoop
     engine: SnmpEngine = field(default_factory=SnmpEngine)
+    gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_IN_FLIGHT))
+    tuned: bool = False
+
+    def carriers(self) -> list[Any]:
+        """pysnmp's UDP transports of this engine (IPv4, IPv6), those it opened."""
+        dispatcher = self.engine.transport_dispatcher
+        found = []
+        for domain in (UdpTransportTarget.TRANSPORT_DOMAIN, Udp6TransportTarget.TRANSPORT_DOMAIN):
+            try:
+                carrier = dispatcher.get_transport(domain) if dispatcher is not None else None
+            except CarrierError:
+                continue  # this engine never opened a socket of that family
+            if carrier is not None:
+                found.append(carrier)
+        return found
+
+    def tune(self) -> None:
+        """A bigger receive buffer, once the socket exists: answers that arrive while the
+        loop decodes others wait there instead of being dropped (the kernel caps it)."""
+        if self.tuned:
+            return
+        for carrier in self.carriers():
+            udp = getattr(carrier, "transport", None)
+            sock = udp.get_extra_info("socket") if udp is not None else None
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+                self.tuned = True
+
+    async def aclose(self) -> None:
+        """Close on the engine's own (running) loop, without answers still queued for
+        pysnmp hitting a transport it has already forgotten."""
+        for carrier in self.carriers():
+            udp = getattr(carrier, "transport", None)
+            if udp is not None:
+                udp.close()  # no more reads; the ones already queued run next
+        await asyncio.sleep(0)
+        self.engine.close_dispatcher()
 
     def close(self) -> None:
-        """Close the engine's UDP sockets and cancel its timer task."""
-        dispatcher = self.engine.transport_dispatcher
-        if dispatcher is not None and self.loop.is_closed():
+        """Close the engine's UDP sockets and cancel its timer task (any loop state)."""
+        if self.loop.is_closed():
             # asyncio cannot close a transport of a closed loop (it schedules the
             # close on that loop), so close the sockets themselves and let pysnmp
             # forget the transports.
-            for domain in (
-                UdpTransportTarget.TRANSPORT_DOMAIN,
-                Udp6TransportTarget.TRANSPORT_DOMAIN,
-            ):
-                try:
-                    carrier = dispatcher.get_transport(domain)
-                except CarrierError:
-                    continue  # this engine never opened a socket of that family
+            for carrier in self.carriers():
                 udp = getattr(carrier, "transport", None)
                 sock = getattr(udp, "_sock", None)
                 if sock is not None:
                     sock.close()
-                if carrier is not None:
-                    carrier.transport = None
+                carrier.transport = None
         self.engine.close_dispatcher()
 
 
@@ -147,6 +188,12 @@ class Session:
     context: ContextData
     rows: dict[str, int] = field(default_factory=dict)
     """Rows each table column had last poll: the next walk asks for that many at once."""
+    waiting: int = 0
+    """Requests of this target's poll waiting for the engine's gate right now."""
+    storage_fixed: dict[str, dict[str, Var]] | None = None
+    """hrStorageTable's fixed columns (type, description, units) from an earlier poll."""
+    storage_polls: int = 0
+    """Polls since those were read."""
 
 
 class Sessions:
@@ -173,6 +220,17 @@ class Sessions:
         for key, engine in list(self.engines.items()):
             if id(engine) not in used:
                 del self.engines[key]
+                engine.close()
+
+    async def aclose(self) -> None:
+        """The engine's stop: close every engine on its loop when that is the running one."""
+        self.by_target.clear()
+        engines, self.engines = list(self.engines.values()), {}
+        running = asyncio.get_running_loop()
+        for engine in engines:
+            if engine.loop is running:
+                await engine.aclose()
+            else:
                 engine.close()
 
     def close(self) -> None:
@@ -233,7 +291,7 @@ async def session_for(target_id: str, options: SnmpOptions, ctx: ProbeContext) -
     sessions = ctx.shared.get(SHARED_KEY)
     if not isinstance(sessions, Sessions):
         sessions = Sessions()
-        ctx.shared.set(SHARED_KEY, sessions, sessions.close)
+        ctx.shared.set(SHARED_KEY, sessions, sessions.aclose)
     engine = sessions.engine(engine_key(options))
     mark = fingerprint(options, ctx.timeout)
     session = sessions.by_target.get(target_id)
@@ -271,6 +329,21 @@ async def session_for(target_id: str, options: SnmpOptions, ctx: ProbeContext) -
     if old is not None and old.engine is not engine:
         sessions.prune()  # its new settings moved it to other credentials
     return session
+
+
+@contextlib.asynccontextmanager
+async def turn(session: Session) -> AsyncIterator[None]:
+    """Hold one of the engine's in-flight places while a request is out."""
+    session.waiting += 1
+    try:
+        await session.engine.gate.acquire()
+    finally:
+        session.waiting -= 1
+    try:
+        yield
+    finally:
+        session.engine.gate.release()
+        session.engine.tune()
 
 
 def _reason(exc: BaseException) -> str:
@@ -367,14 +440,15 @@ async def get(
     found: list[Var] = []
     for start in range(0, len(oids), GET_CHUNK):
         chunk = oids[start : start + GET_CHUNK]
-        indication, status, index, binds = await get_cmd(
-            session.engine.engine,
-            session.auth,
-            session.transport,
-            session.context,
-            *(ObjectType(ObjectIdentity(oid)) for oid in chunk),
-            lookupMib=False,
-        )
+        async with turn(session):
+            indication, status, index, binds = await get_cmd(
+                session.engine.engine,
+                session.auth,
+                session.transport,
+                session.context,
+                *(ObjectType(ObjectIdentity(oid)) for oid in chunk),
+                lookupMib=False,
+            )
         if indication:
             raise error_detail(indication, options, timeout)
         if status:
@@ -413,16 +487,17 @@ async def walk_table(
     total = 0
     while pending:
         asked = list(pending)
-        indication, status, index, binds = await bulk_cmd(
-            session.engine.engine,
-            session.auth,
-            session.transport,
-            session.context,
-            0,
-            repetitions,
-            *(ObjectType(ObjectIdentity(".".join(map(str, last[c])))) for c in asked),
-            lookupMib=False,
-        )
+        async with turn(session):
+            indication, status, index, binds = await bulk_cmd(
+                session.engine.engine,
+                session.auth,
+                session.transport,
+                session.context,
+                0,
+                repetitions,
+                *(ObjectType(ObjectIdentity(".".join(map(str, last[c])))) for c in asked),
+                lookupMib=False,
+            )
         if indication:
             raise error_detail(indication, options, timeout)
         if status:
@@ -485,6 +560,13 @@ async def read(target: ServerTarget, ctx: ProbeContext) -> SnmpReading:
         async with asyncio.timeout(timeout):
             return await _read(target, options, session, timeout)
     except TimeoutError:
+        if session.waiting:
+            raise SourceError(
+                f"SNMP: this poll of {options.address} did not get its turn within "
+                f"{timeout:g} s — Dialwatch has more SNMP requests to send than it keeps in "
+                f"flight ({MAX_IN_FLIGHT}); fewer targets or longer intervals would help",
+                ErrorClass.TIMEOUT,
+            ) from None
         raise SourceError(
             f"SNMP: no answer from {options.address} within {timeout:g} s "
             "(community or v3 credentials wrong, or agent down)",
@@ -515,8 +597,11 @@ async def _read(
         )
     uptime = int(number(uptime_var))
     tables: list[tuple[str, ...]] = []
+    # hrStorage's type, description and units are half of what a host poll decodes
+    # and do not change while the rows stay the same: keep them for a while.
+    fixed = session.storage_fixed if session.storage_polls < FIXED_REFRESH_POLLS else None
     if host:
-        tables += [(HR_PROCESSOR_LOAD,), HR_STORAGE_COLUMNS]
+        tables += [(HR_PROCESSOR_LOAD,), HR_STORAGE_CHANGING if fixed else HR_STORAGE_COLUMNS]
     if target.processes:
         tables.append((HR_SW_RUN_NAME,))
     if "interfaces" in options.profiles:
@@ -525,6 +610,16 @@ async def _read(
     if "interfaces" in options.profiles and walked[IF_DESCR] and not walked[IF_HC_IN_OCTETS]:
         # No 64-bit counters (an SNMPv1-era agent, or a view without ifXTable).
         walked.update(await walk_all(session, options, [IF_OCTETS_32], timeout))
+
+    if host and fixed is not None:
+        if set(walked[HR_STORAGE_USED]) == set(fixed[HR_STORAGE_TYPE]):
+            walked.update(fixed)
+            session.storage_polls += 1
+        else:  # rows came or went (a filesystem was mounted): read them all again
+            walked.update(await walk_all(session, options, [HR_STORAGE_FIXED], timeout))
+            session.storage_polls = 0
+    elif host:
+        session.storage_polls = 0
 
     reading = None
     if host:
@@ -535,6 +630,7 @@ async def _read(
                 ErrorClass.RESPONSE,
             )
         reading = host_reading(walked, got[1:4], target.disks)
+        session.storage_fixed = {column: walked[column] for column in HR_STORAGE_FIXED}
     processes = count_processes(walked.get(HR_SW_RUN_NAME, {}), target.processes)
     interfaces = None
     if "interfaces" in options.profiles:

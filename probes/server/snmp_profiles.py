@@ -43,6 +43,13 @@ HR_STORAGE_COLUMNS = (
     HR_STORAGE_USED,
 )
 
+HR_STORAGE_FIXED = (HR_STORAGE_TYPE, HR_STORAGE_DESCR, HR_STORAGE_UNITS)
+"""Columns that stay as they are while the table keeps its rows: read again only when
+rows come or go, and every ``FIXED_REFRESH_POLLS`` polls."""
+HR_STORAGE_CHANGING = (HR_STORAGE_SIZE, HR_STORAGE_USED)
+"""Read every poll (Net-SNMP's memory rows change their size too)."""
+FIXED_REFRESH_POLLS = 20
+
 IF_DESCR = "1.3.6.1.2.1.2.2.1.2"
 IF_IN_OCTETS = "1.3.6.1.2.1.2.2.1.10"
 IF_OUT_OCTETS = "1.3.6.1.2.1.2.2.1.16"
