@@ -41,6 +41,9 @@ COMPACT_HEADERS: Mapping[str, str] = {
     "y": "identity",
 }
 
+MAX_MESSAGE = 65536
+"""Largest SIP message accepted on a stream (and the most a UDP datagram can hold)."""
+
 _STATUS_LINE_RE = re.compile(r"^SIP/2\.0\s+(\d{3})(?:\s+(.*))?$", re.IGNORECASE)
 _URI_RE = re.compile(
     r"""^(?P<scheme>sips?):
@@ -418,9 +421,14 @@ def frame_stream(buffer: bytearray) -> bytes | None:
         del buffer[:2]
     end = buffer.find(b"\r\n\r\n")
     if end < 0:
+        if len(buffer) > MAX_MESSAGE:
+            # A peer streaming header bytes without end must not grow our memory forever.
+            raise SipParseError(f"no end of headers within {MAX_MESSAGE} bytes")
         return None
     head_len = end + 4
     length = content_length(bytes(buffer[:end]))
+    if length > MAX_MESSAGE:
+        raise SipParseError(f"Content-Length {length} is larger than {MAX_MESSAGE} bytes")
     if len(buffer) < head_len + length:
         return None
     message = bytes(buffer[: head_len + length])
