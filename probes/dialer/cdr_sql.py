@@ -89,7 +89,7 @@ def channel_key(channel: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElemen
     Grouping by this collapses a trunk's calls into a few groups; the trunk
     name is then cut out of one member of each group in Python, with the
     same regular expression as ``aggregate: rows``. Measured on PostgreSQL,
-    a regular expression per row was ~6x slower than this (bench/RESULTS.md).
+    a regular expression per row was 2-6x slower than this (bench/RESULTS.md).
     Channels without a ``-<8 or more hex digits>`` ending are left whole.
     """
     if dialect in ("postgresql", "sqlite"):
