@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from monitor.config import load_config
 from monitor.config.schema import Config
 from monitor.observation import ErrorClass, Status
 from probes.sip import DEFAULT_WARN_CODES, SipTarget
@@ -379,3 +382,20 @@ def test_no_final_response_fails_with_a_sentence(
     assert observation.latency is None
     (point,) = observation.metrics
     assert point.fields == {"status_code": 0, "retransmissions": outcome.retransmissions, "up": 0}
+
+
+def test_every_yaml_example_in_the_sip_docs_loads_and_hides_the_password(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs/probes/sip.md").read_text()
+    blocks = re.findall(r"(?ms)^```yaml\n(.*?)^```", doc)
+    assert len(blocks) >= 5
+    env = {"PBX_TRUNK_A_PASSWORD": "pbx-pw-value", "DIALWATCH_TEST_SIP_PASSWORD": "test-pw-value"}
+    for index, block in enumerate(blocks):
+        path = tmp_path / f"example-{index}.yaml"
+        path.write_text(block)
+        loaded = load_config(path, env=env)
+        for target in loaded.config.targets:
+            assert isinstance(target, SipTarget)
+            shown = repr(loaded.config) + str(loaded.redacted())
+            assert "pbx-pw-value" not in shown and "test-pw-value" not in shown
+            if target.registration is not None:
+                assert target.registration.password in env.values()
