@@ -373,3 +373,8 @@ def test_an_unknown_source_key_names_the_file_line_and_key(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert f"{path}:7: targets[0].source.tail: unknown key" in str(info.value)
+
+
+def test_a_value_just_over_the_limit_does_not_read_as_the_limit():
+    obs = judge(target(), sample(a=k(attempts=99, answered=99, abandoned=3, billsec=990)))
+    assert obs.detail.startswith("trunk a abandon rate at 3.03% (fail above 3%) over 99 attempts")

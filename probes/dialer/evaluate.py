@@ -76,6 +76,17 @@ def summary(k: Kpis, window_seconds: float, measure_abandon: bool) -> str:
     return ", ".join(parts)
 
 
+def breach_sentence(b: Breach) -> str:
+    """``Breach.sentence()``, with two decimals where one would make the value read as the limit
+    (3.03 % shown as "3% (fail above 3%)" looks like a bug)."""
+    text = b.sentence()
+    unit = b.rule.unit
+    if format_value(b.value, unit) != format_value(b.bound, unit):
+        return text
+    shown = f"{b.value:.2f}" + (unit if unit in ("%", "/s") else f" {unit}" if unit else "")
+    return text.replace(f"at {format_value(b.value, unit)} ", f"at {shown} ", 1)
+
+
 def format_span(seconds: float) -> str:
     if seconds % 60 == 0:
         return f"{int(seconds // 60)} min"
@@ -118,7 +129,7 @@ def evaluate(
     attempts_of = {id(b): n for b, n in breaches}
     for b in ordered[:_SHOWN_BREACHES]:
         n = attempts_of[id(b)]
-        sentences.append(f"{b.sentence()} over {n} attempts" if n else b.sentence())
+        sentences.append(f"{breach_sentence(b)} over {n} attempts" if n else breach_sentence(b))
     if len(ordered) > _SHOWN_BREACHES:
         sentences.append(f"{len(ordered) - _SHOWN_BREACHES} more over their limits")
     sentences.append(summary(k_all, w, measure_abandon))
