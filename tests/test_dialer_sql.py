@@ -341,3 +341,27 @@ def test_trunk_names_come_out_the_same_in_the_database_and_here(
     for trunk in TRICKY_CHANNELS.values():
         expected[trunk] = expected.get(trunk, 0) + 1
     assert {name: c.attempts for name, c in observed(obs)[1].items()} == expected
+
+
+@pytest.fixture
+def silent_listener():
+    """A TCP port that accepts connections and never says a word (a hung database server)."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    yield server.getsockname()[1]
+    server.close()
+
+
+@pytest.mark.parametrize(
+    "scheme", ["postgresql+psycopg://u:pw@127.0.0.1:{port}/cdr", "mysql+pymysql://u:pw@127.0.0.1:{port}/cdr"],
+    ids=["postgresql", "mariadb"],
+)  # fmt: skip
+def test_a_database_that_never_answers_times_out_in_a_sentence(silent_listener: int, scheme: str):
+    started = time.monotonic()
+    obs = run(target(scheme.format(port=silent_listener), timeout="2s"))
+    assert time.monotonic() - started < 10  # bounded, not a speed check
+    assert obs.status is Status.FAIL and obs.error_class is ErrorClass.TIMEOUT, obs.detail
+    assert obs.detail.startswith(f"no answer from the CDR database 127.0.0.1:{silent_listener}/cdr")

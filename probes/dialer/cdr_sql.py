@@ -186,6 +186,9 @@ def build_engine(dsn: str, timeout: float) -> Engine:
     connect_args: dict[str, Any] = {}
     if backend == "postgresql":
         connect_args["connect_timeout"] = max(1, round(timeout))
+        # A server that vanishes mid-query (no RST) would otherwise hold the worker thread
+        # until the kernel gives up, many minutes later.
+        connect_args["tcp_user_timeout"] = int(max(1.0, timeout) * 1000)
     elif backend in ("mysql", "mariadb"):
         connect_args["connect_timeout"] = max(1, round(timeout))
         # A backstop for a server that stops answering mid-query.
@@ -283,7 +286,7 @@ def describe_db_error(exc: BaseException, dsn: str, budget: float) -> tuple[str,
     if "connection refused" in low or "can't connect" in low and "111" in low:
         return f"the CDR database {where} refused the connection", ErrorClass.REFUSED
     if "timeout expired" in low or "timed out" in low:
-        return f"no answer from the CDR database {where} within {budget:.1f}s", ErrorClass.TIMEOUT
+        return f"no answer from the CDR database {where} (timed out)", ErrorClass.TIMEOUT
     if "could not translate host name" in low or "name or service not known" in low:
         return f"could not resolve the CDR database host ({where})", ErrorClass.RESOLVE
     if isinstance(exc, sa_exc.ProgrammingError | sa_exc.DatabaseError) and not isinstance(
