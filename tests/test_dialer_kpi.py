@@ -378,3 +378,25 @@ def test_an_unknown_source_key_names_the_file_line_and_key(tmp_path):
 def test_a_value_just_over_the_limit_does_not_read_as_the_limit():
     obs = judge(target(), sample(a=k(attempts=99, answered=99, abandoned=3, billsec=990)))
     assert obs.detail.startswith("trunk a abandon rate at 3.03% (fail above 3%) over 99 attempts")
+
+
+@pytest.mark.parametrize(
+    ("read", "skipped", "status"),
+    [(1, 1, Status.WARN), (2, 2, Status.WARN), (3, 3, Status.FAIL), (10, 9, Status.WARN)],
+    ids=["one-garbled-row", "two-garbled-rows", "three-and-nothing-readable", "one-readable"],
+)
+def test_only_a_poll_with_nothing_readable_blames_the_layout(
+    read: int, skipped: int, status: Status
+):
+    s = WindowSample(
+        {}, 900, skipped=skipped, skipped_example="row at byte 0: no billsec", read_rows=read
+    )
+    obs = judge(target(), s)
+    assert obs.status is status and obs.error_class is ErrorClass.PROTOCOL
+    assert obs.detail.startswith("none of the") is (status is Status.FAIL)
+
+
+def test_more_than_four_crossings_are_summed_up():
+    t = target(thresholds={"asr": {"warn": 90}})
+    obs = judge(t, sample(**{f"t{i}": healthy(40) for i in range(6)}))
+    assert "; 3 more limits crossed; " in obs.detail  # 6 trunks + overall = 7, 4 shown

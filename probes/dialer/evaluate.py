@@ -21,6 +21,9 @@ RULES = {rule.name: rule for rule in DIALER_RULES}
 RATE_RULES = ("loss_rate", "system_loss_rate", "callee_loss_rate", "asr", "acd", "abandon_rate")
 """Judged per trunk and overall, once there are ``min_attempts`` attempts."""
 _SHOWN_BREACHES = 4
+MIN_ROWS_TO_BLAME_LAYOUT = 3
+"""With this many rows read and none readable, the mapping is wrong (fail); one or two
+garbled rows are only a warning."""
 
 
 def fields_of(k: Kpis) -> dict[str, FieldValue]:
@@ -131,7 +134,7 @@ def evaluate(
         n = attempts_of[id(b)]
         sentences.append(f"{breach_sentence(b)} over {n} attempts" if n else breach_sentence(b))
     if len(ordered) > _SHOWN_BREACHES:
-        sentences.append(f"{len(ordered) - _SHOWN_BREACHES} more over their limits")
+        sentences.append(f"{len(ordered) - _SHOWN_BREACHES} more limits crossed")
     sentences.append(summary(k_all, w, measure_abandon))
     notes = list(sample.notes)
     if sample.skipped:
@@ -140,7 +143,7 @@ def evaluate(
             f"(missing or unreadable fields; first: {sample.skipped_example})"
         )
     error_class: ErrorClass | None = ErrorClass.THRESHOLD if breaches else None
-    if sample.read_rows and sample.skipped >= sample.read_rows:
+    if sample.read_rows >= MIN_ROWS_TO_BLAME_LAYOUT and sample.skipped >= sample.read_rows:
         # Nothing readable at all: the column mapping or the file's layout is wrong.
         status = Status.FAIL
         error_class = ErrorClass.PROTOCOL
