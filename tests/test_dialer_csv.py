@@ -321,3 +321,25 @@ def test_state_stays_small_for_a_busy_center(tmp_path: Path, now: float):
     # Counts per bucket and trunk, not rows: 60 buckets x 4 trunks at most.
     assert len(json.dumps(tail.state)) < 60 * 4 * 120 + 1000
     assert os.path.getsize(path) > 100 * len(json.dumps(tail.state))
+
+
+def test_a_custom_layout_with_a_cause_column_is_read_by_its_field_names(tmp_path: Path, now: float):
+    path = tmp_path / "Custom.csv"
+    g = generate_cdrs(23, 200, now, CDR_TZ)
+    # A cdr_custom line: start, trunk channel, disposition, billsec, cause, lastapp.
+    path.write_text(
+        "".join(
+            f'"{r.calldate:%Y-%m-%d %H:%M:%S}","{r.dstchannel}","{r.disposition}",'
+            f'{r.billsec},{"" if r.hangupcause is None else r.hangupcause},"{r.lastapp}"\n'
+            for r in g.rows
+        )
+    )
+    tail = Tail(
+        path,
+        fields=["start", "dstchannel", "disposition", "billsec", "hangupcause", "lastapp"],
+        columns={"calldate": "start", "hangupcause": "hangupcause"},
+    )
+    c = g.total(with_cause=True)
+    assert counted(tail.poll()) == Counts(
+        c.attempts, c.answered, c.callee_lost, c.system_lost, c.abandoned
+    )
