@@ -87,3 +87,10 @@ def test_every_yaml_example_in_the_configuration_doc_loads(tmp_path: Path) -> No
         path = tmp_path / f"example-{index}.yaml"
         path.write_text(block, encoding="utf-8")
         load_config(path, env={})
+
+
+def test_every_reference_row_has_four_cells() -> None:
+    rows = [line for line in generate().splitlines() if line.startswith("| `")]
+    assert rows
+    for row in rows:
+        assert len(re.findall(r"(?<!\\)\|", row)) == 5, row

@@ -127,7 +127,8 @@ def model_table(model: type[BaseModel], skip: set[str] = frozenset()) -> list[st
             continue
         tp = _field_type(field)
         meaning = _markdown(docs.get(name, ""))
-        rows.append(f"| `{name}` | {type_name(tp)} | {default_text(field, tp)} | {meaning} |")
+        default = default_text(field, tp).replace("|", "\\|")  # a regex default has pipes
+        rows.append(f"| `{name}` | {type_name(tp)} | {default} | {meaning} |")
     return rows
 
 
