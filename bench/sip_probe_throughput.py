@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import logging
+import re
 import socket
 import sqlite3
 import subprocess
@@ -141,6 +143,12 @@ async def run_engine(cfg: Path, data: Path, warmup: float, duration: float) -> d
         "sink_dropped": sink.health().points_dropped,
         "threads": per_thread,
     }
+    reasons = collections.Counter(
+        re.sub(r"[0-9.]+", "N", rt.last.detail)
+        for rt in engine.targets.values()
+        if rt.last is not None and rt.last.status.value != "ok"
+    )
+    result["fail_reasons"] = reasons.most_common(3)
     await engine.stop()
     repo.close()
     db.dispose()
@@ -222,6 +230,7 @@ def report(args: argparse.Namespace, r: dict) -> None:
         f"late (>1 s): {r['late']:,}  missed: {r['missed']:,}  = {bad / max(1, r['slots']):.3%} of slots; lag p95 {r['lag_p95_ms']:.1f} ms"
     )
     print(f"statuses (whole run): {r['by_status']}")
+    print(f"last failure reasons: {r['fail_reasons']}")
     threads = ", ".join(
         f"{k} {v:.1f}s" for k, v in sorted(r["threads"].items(), key=lambda kv: -kv[1])
     )

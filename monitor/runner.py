@@ -84,7 +84,9 @@ class ProbeRunner:
     async def _run_one(self, check: Check, target: object, ctx: ProbeContext) -> Observation:
         started = time.perf_counter()
         try:
-            obs = await asyncio.wait_for(check(target, ctx), ctx.timeout + TIMEOUT_GRACE)
+            # asyncio.timeout, not wait_for: no extra task per probe (measurable at 1,000/s)
+            async with asyncio.timeout(ctx.timeout + TIMEOUT_GRACE):
+                obs = await check(target, ctx)
         except TimeoutError:
             self.stats.timed_out += 1
             return Observation(

@@ -86,3 +86,43 @@ def test_removed_targets_stop_firing_and_changed_intervals_reschedule() -> None:
 
     after = asyncio.run(scenario())
     assert after and all(t == "a" for t, _ in after)
+
+
+def test_a_target_rescheduled_while_running_keeps_firing_after_the_run_ends() -> None:
+    async def scenario() -> list[float]:
+        fired: list[float] = []
+
+        async def fire(target_id: str) -> None:
+            fired.append(time.time())
+            await asyncio.sleep(0.4)
+
+        sched = ProbeScheduler(fire)
+        sched.start()
+        sched.upsert("a", 0.3)
+        while not fired:
+            await asyncio.sleep(0.02)
+        sched.upsert("a", 0.25)  # new interval while the first run is going
+        await asyncio.sleep(1.5)
+        sched.shutdown()
+        return fired
+
+    fired = asyncio.run(scenario())
+    assert len(fired) >= 3, fired
+
+
+def test_run_soon_probes_a_new_target_before_its_first_slot() -> None:
+    async def scenario() -> list[str]:
+        fired: list[str] = []
+
+        async def fire(target_id: str) -> None:
+            fired.append(target_id)
+
+        sched = ProbeScheduler(fire)
+        sched.start()
+        sched.upsert("slow", 3600.0)
+        sched.run_soon("slow")
+        await asyncio.sleep(0.3)
+        sched.shutdown()
+        return fired
+
+    assert asyncio.run(scenario()) == ["slow"]
