@@ -33,7 +33,14 @@ from monitor.observation import ErrorClass, Observation, Status
 from probes.base import ProbeContext, SharedResources
 from probes.server import SOURCES, ServerTarget, check
 from probes.server.config import DiskSelection, InterfaceSelection
-from probes.server.snmp import SHARED_KEY, Sessions, error_detail, status_detail
+from probes.server.snmp import (
+    MAX_IN_FLIGHT,
+    MAX_WAITING,
+    SHARED_KEY,
+    Sessions,
+    error_detail,
+    status_detail,
+)
 from probes.server.snmp_config import SnmpOid, SnmpOptions
 from probes.server.snmp_evaluate import (
     cpu_findings,
@@ -1050,3 +1057,32 @@ def test_an_agent_whose_walk_does_not_move_on_fails_instead_of_looping(
     assert (observation.status, observation.error_class) == (Status.FAIL, ErrorClass.PROTOCOL)
     assert observation.detail.startswith(f"SNMP: 127.0.0.1:{fake.port} answered a walk of h")
     assert observation.detail.endswith("with OIDs that do not increase (broken agent)")
+
+
+def test_polls_beyond_what_the_engine_runs_at_once_fail_saying_they_did_not_get_a_turn(
+    responder: Callable[..., LocalUdpResponder],
+):
+    silent = responder(lambda request: None)  # a local UDP socket that never answers
+    shared = SharedResources()
+    extra = 10
+    count = MAX_IN_FLIGHT + MAX_WAITING + extra
+    t = target({"host": "127.0.0.1", "port": silent.port, "community": "c", "retries": 0})
+
+    async def polls() -> list[Observation]:
+        contexts = [ProbeContext(f"t{i}", timeout=1.0, shared=shared) for i in range(count)]
+        targets = [t.model_copy(update={"id": f"t{i}"}) for i in range(count)]
+        try:
+            return await asyncio.gather(
+                *(check(x, c) for x, c in zip(targets, contexts, strict=True))
+            )
+        finally:
+            await shared.aclose()
+
+    details = [o.detail for o in asyncio.run(polls())]
+    where = f"127.0.0.1:{silent.port}"
+    no_answer = f"SNMP: no answer from {where} within 1 s (community or v3 credentials wrong, or agent down)"
+    queued_too_long = f"SNMP: this poll of {where} did not get its turn within 1 s"
+    turned_away = f"SNMP: this poll of {where} did not get its turn — "
+    assert details.count(no_answer) == MAX_IN_FLIGHT
+    assert sum(d.startswith(queued_too_long) for d in details) == MAX_WAITING
+    assert sum(d.startswith(turned_away) for d in details) == extra

@@ -87,10 +87,16 @@ MAX_WALK_ROWS = 5000
 """A table walk stops after this many rows (an agent that never ends its table)."""
 GET_CHUNK = 32
 """OIDs per GET request; large GETs make some agents answer tooBig."""
-MAX_IN_FLIGHT = 32
-"""Requests one engine (one UDP socket) has out at once. More polls wait their turn:
-answers to hundreds of requests at once arrive faster than the loop decodes them
-(~1–2 ms each in pure Python), overflow the socket's buffer, are dropped and time out."""
+MAX_IN_FLIGHT = 16
+"""Polls one engine (one UDP socket) has under way at once; more wait their turn.
+
+Decoding an answer costs ~1–2 ms of CPU (pysnmp's BER decoder is pure Python).
+Without a limit, hundreds of polls under way at once each get part of the CPU,
+all finish late, time out, and their retries and late answers add to the pile:
+past the CPU's capacity almost every poll failed. Admitting a bounded number
+keeps those fast; the excess fails as "did not get its turn", naming the cause."""
+MAX_WAITING = 4 * MAX_IN_FLIGHT
+"""Polls that may wait for a turn; a poll arriving when more wait fails at once."""
 RECEIVE_BUFFER = 4 * 1024 * 1024
 
 AUTH_PROTOCOLS = {
@@ -119,11 +125,13 @@ PRIV_PROTOCOLS = {
 @dataclass
 class Engine:
     """A pysnmp engine, the event loop its dispatcher (and UDP socket) belongs to, and
-    the gate that bounds its requests in flight."""
+    the gate that bounds its polls under way."""
 
     loop: asyncio.AbstractEventLoop
     engine: SnmpEngine = field(default_factory=SnmpEngine)
     gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_IN_FLIGHT))
+    waiting: int = 0
+    """Polls waiting for the gate."""
     tuned: bool = False
 
     def carriers(self) -> list[Any]:
@@ -188,8 +196,10 @@ class Session:
     context: ContextData
     rows: dict[str, int] = field(default_factory=dict)
     """Rows each table column had last poll: the next walk asks for that many at once."""
-    waiting: int = 0
-    """Requests of this target's poll waiting for the engine's gate right now."""
+    queued: float = 0.0
+    """When this target's current poll asked for its turn (monotonic seconds)."""
+    admitted: float | None = None
+    """When it got it; None while it waits."""
     storage_fixed: dict[str, dict[str, Var]] | None = None
     """hrStorageTable's fixed columns (type, description, units) from an earlier poll."""
     storage_polls: int = 0
@@ -332,18 +342,38 @@ async def session_for(target_id: str, options: SnmpOptions, ctx: ProbeContext) -
 
 
 @contextlib.asynccontextmanager
-async def turn(session: Session) -> AsyncIterator[None]:
-    """Hold one of the engine's in-flight places while a request is out."""
-    session.waiting += 1
+async def turn(session: Session, options: SnmpOptions) -> AsyncIterator[None]:
+    """Hold one of the engine's places while a poll is under way.
+
+    When more polls already wait than can be run soon, this one fails at once
+    rather than joining a queue in which every poll would wait until it timed
+    out: past the CPU's capacity, the excess fails and the rest still succeed.
+    """
+    engine = session.engine
+    session.queued = time.monotonic()
+    session.admitted = None
+    if engine.gate.locked() and engine.waiting >= MAX_WAITING:
+        raise SourceError(overloaded(options, None), ErrorClass.TIMEOUT)
+    engine.waiting += 1
     try:
-        await session.engine.gate.acquire()
+        await engine.gate.acquire()
     finally:
-        session.waiting -= 1
+        engine.waiting -= 1
+    session.admitted = time.monotonic()
     try:
         yield
     finally:
-        session.engine.gate.release()
-        session.engine.tune()
+        engine.gate.release()
+        engine.tune()
+
+
+def overloaded(options: SnmpOptions, timeout: float | None) -> str:
+    within = f" within {timeout:g} s" if timeout is not None else ""
+    return (
+        f"SNMP: this poll of {options.address} did not get its turn{within} — Dialwatch has "
+        f"more SNMP polls to run than its CPU keeps up with ({MAX_IN_FLIGHT} at a time, "
+        f"{MAX_WAITING} waiting); fewer targets or longer intervals would help"
+    )
 
 
 def _reason(exc: BaseException) -> str:
@@ -440,15 +470,14 @@ async def get(
     found: list[Var] = []
     for start in range(0, len(oids), GET_CHUNK):
         chunk = oids[start : start + GET_CHUNK]
-        async with turn(session):
-            indication, status, index, binds = await get_cmd(
-                session.engine.engine,
-                session.auth,
-                session.transport,
-                session.context,
-                *(ObjectType(ObjectIdentity(oid)) for oid in chunk),
-                lookupMib=False,
-            )
+        indication, status, index, binds = await get_cmd(
+            session.engine.engine,
+            session.auth,
+            session.transport,
+            session.context,
+            *(ObjectType(ObjectIdentity(oid)) for oid in chunk),
+            lookupMib=False,
+        )
         if indication:
             raise error_detail(indication, options, timeout)
         if status:
@@ -487,17 +516,16 @@ async def walk_table(
     total = 0
     while pending:
         asked = list(pending)
-        async with turn(session):
-            indication, status, index, binds = await bulk_cmd(
-                session.engine.engine,
-                session.auth,
-                session.transport,
-                session.context,
-                0,
-                repetitions,
-                *(ObjectType(ObjectIdentity(".".join(map(str, last[c])))) for c in asked),
-                lookupMib=False,
-            )
+        indication, status, index, binds = await bulk_cmd(
+            session.engine.engine,
+            session.auth,
+            session.transport,
+            session.context,
+            0,
+            repetitions,
+            *(ObjectType(ObjectIdentity(".".join(map(str, last[c])))) for c in asked),
+            lookupMib=False,
+        )
         if indication:
             raise error_detail(indication, options, timeout)
         if status:
@@ -557,16 +585,13 @@ async def read(target: ServerTarget, ctx: ProbeContext) -> SnmpReading:
     session = await session_for(target.id, options, ctx)
     timeout = ctx.timeout
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(timeout), turn(session, options):
             return await _read(target, options, session, timeout)
     except TimeoutError:
-        if session.waiting:
-            raise SourceError(
-                f"SNMP: this poll of {options.address} did not get its turn within "
-                f"{timeout:g} s — Dialwatch has more SNMP requests to send than it keeps in "
-                f"flight ({MAX_IN_FLIGHT}); fewer targets or longer intervals would help",
-                ErrorClass.TIMEOUT,
-            ) from None
+        admitted = session.admitted
+        if admitted is None or admitted - session.queued > timeout / 2:
+            # Most of the time went waiting for a turn, not for the agent.
+            raise SourceError(overloaded(options, timeout), ErrorClass.TIMEOUT) from None
         raise SourceError(
             f"SNMP: no answer from {options.address} within {timeout:g} s "
             "(community or v3 credentials wrong, or agent down)",
