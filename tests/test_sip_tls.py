@@ -238,7 +238,7 @@ def test_a_peer_that_wants_a_client_certificate_refuses_us_without_one_and_accep
                 },
             }
         )
-    assert (without.status, without.error_class) == (Status.FAIL, ErrorClass.TLS)
+    assert (without.status, without.error_class) == (Status.FAIL, ErrorClass.TLS), without.detail
     assert "refused the handshake" in without.detail, without.detail
     assert with_cert.status is Status.OK, with_cert.detail
 

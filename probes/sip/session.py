@@ -16,7 +16,7 @@ import errno
 import ipaddress
 import socket
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from monitor.observation import Observation, Status
@@ -92,16 +92,23 @@ class StreamSession(Session):
     """Transactions over one TCP or TLS connection; bytes read past a response are kept."""
 
     def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, transport: str
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        transport: str,
+        server_name: str | None = None,
     ) -> None:
         self.reader = reader
         self.writer = writer
         self.transport = transport
+        self.server_name = server_name
+        """For TLS: the name the certificate was checked against (for failure sentences)."""
+        self._answered = False
         self.local_host, self.local_port = writer.get_extra_info("sockname")[:2]
         self._buffer = bytearray()
 
     async def transact(self, request: SipRequest, timer_f: float) -> Outcome:
-        return await tcp_transaction(
+        outcome = await tcp_transaction(
             self.reader,
             self.writer,
             request.data,
@@ -110,6 +117,27 @@ class StreamSession(Session):
             method=request.method,
             buffer=self._buffer,
         )
+        if (
+            self.server_name is not None
+            and not self._answered
+            and isinstance(outcome.error, ConnectionResetError | BrokenPipeError)
+            and outcome.provisional is None
+            and not outcome.ignored
+        ):
+            # A TLS peer that drops the connection before any SIP byte has, in practice,
+            # refused us at the TLS layer: with TLS 1.3 a rejected (or missing) client
+            # certificate is only reported after the client thinks the handshake is done,
+            # and the alert may be lost to the reset.
+            return replace(
+                outcome,
+                error=TlsFailure(
+                    f"TLS: {self.server_name} closed the connection right after the handshake "
+                    "(it refused the handshake; it may want a client certificate)"
+                ),
+            )
+        if outcome.response is not None:
+            self._answered = True
+        return outcome
 
     async def close(self) -> None:
         self.writer.close()
@@ -198,7 +226,7 @@ async def open_session(
         elif not isinstance(error, OSError):
             error = PeerClosedError(errno.ECONNRESET, "the peer closed the connection")
         return Outcome(error=error, elapsed=loop.time() - started)
-    return StreamSession(reader, writer, destination.transport)
+    return StreamSession(reader, writer, destination.transport, server_name)
 
 
 def literal_destination(host: str, port: int, transport: str) -> Destination | None:
