@@ -136,6 +136,7 @@ def test_refused_credentials_fail_as_auth_with_the_reason(
     assert expected in observation.detail
     assert password not in observation.detail
     assert fields(observation, "sip_register")["registered"] == 0
+    assert fields(observation, "sip")["status_code"] == (403 if user == "blocked" else 401)
 
 
 def test_a_silent_registrar_times_out_with_a_register_sentence() -> None:
@@ -165,3 +166,19 @@ def test_a_closed_registrar_port_is_refused() -> None:
         target(f"sip:127.0.0.1:{free_port(socket.SOCK_DGRAM)}", username="a", password="p")
     )
     assert observation.error_class is ErrorClass.REFUSED
+
+
+def test_a_challenge_for_another_realm_than_configured_is_not_answered(registrar: Kamailio) -> None:
+    observation = run(
+        target(
+            f"sip:127.0.0.1:{registrar.port}",
+            username="alice",
+            password="alice-s3cret",
+            realm="pbx.example.local",
+        )
+    )
+    assert (observation.status, observation.error_class) == (Status.FAIL, ErrorClass.AUTH)
+    assert observation.detail == (
+        f"cannot authenticate alice: the registrar challenged for realm {REALM}, "
+        "not the configured realm pbx.example.local"
+    )

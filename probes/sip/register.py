@@ -41,6 +41,11 @@ MAX_CHALLENGES = 3
 class AuthFailed(Exception):
     """The registrar did not accept our credentials; the message is the detail sentence."""
 
+    def __init__(self, detail: str, outcome: Outcome | None = None) -> None:
+        super().__init__(detail)
+        self.outcome = outcome or Outcome()
+        """The last transaction (its 401/407 gives the ``sip`` point its status code)."""
+
 
 def registrar_uri(target_uri: str) -> str:
     """Request-URI of a REGISTER: the target URI without its user part (RFC 3261 §10.2)."""
@@ -141,12 +146,15 @@ class Registration:
                     list(response.headers.get(header, ())), self.options.realm
                 )
             except DigestError as exc:
-                raise AuthFailed(f"cannot authenticate {self.options.username}: {exc}") from None
+                raise AuthFailed(
+                    f"cannot authenticate {self.options.username}: {exc}", outcome
+                ) from None
             if answered is not None and not challenge.stale:
                 raise AuthFailed(
                     f"the registrar rejected the credentials of {self.options.username}: it "
                     f"answered {response.status} again after our digest answer "
-                    "(a 401 loop: wrong password or user name)"
+                    "(a 401 loop: wrong password or user name)",
+                    outcome,
                 )
             answered = challenge
             self.auth_rounds += 1
@@ -202,7 +210,8 @@ async def register(
         return Observation.fail(
             str(exc),
             ErrorClass.AUTH,
-            (metric_point(Outcome(), up=True), _point(False, [], registration.auth_rounds)),
+            (metric_point(exc.outcome, up=True), _point(False, [], registration.auth_rounds)),
+            latency=exc.outcome.rtt,
         )
     response = outcome.response
     if response is None or not 200 <= response.status < 300:
