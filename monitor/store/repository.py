@@ -227,9 +227,13 @@ def _check_page(page: int, per_page: int) -> None:
 
 
 def _executemany_raw(
-    conn: Connection, stmt: Any, columns: Sequence[str], rows: list[dict[str, Any]]
+    conn: Connection,
+    stmt: Any,
+    columns: Sequence[str],
+    rows: list[dict[str, Any]],
+    cache: dict[Any, Any] | None = None,
 ) -> None:
-    """Run ``stmt`` for ``rows`` straight through the driver's ``executemany``.
+    """Run the statement ``stmt()`` builds for ``rows`` straight through the driver's ``executemany``.
 
     For the engine's full-row checkpoints: skipping SQLAlchemy's per-row
     parameter processing saves ~10 % (SQLite) to ~20 % (PostgreSQL) of the
@@ -237,7 +241,15 @@ def _executemany_raw(
     carries every column, so no column default is needed; JSON columns are
     encoded here with the engine's serializer.
     """
-    compiled = stmt.values({c: bindparam(c) for c in columns}).compile(dialect=conn.dialect)
+    # Building and compiling the upsert was most of the DB thread's CPU when
+    # every transition wrote its target's row (bench/sip_probe_throughput under
+    # py-spy): the compiled form is cached per dialect and column set.
+    key = (conn.dialect.name, tuple(columns))
+    compiled = cache.get(key) if cache is not None else None
+    if compiled is None:
+        compiled = stmt().values({c: bindparam(c) for c in columns}).compile(dialect=conn.dialect)
+        if cache is not None:
+            cache[key] = compiled
 
     def value(row: dict[str, Any], column: str) -> Any:
         return dumps_json(row[column]) if column in _JSON_COLUMNS else row[column]
@@ -271,6 +283,7 @@ class StateRepository:
             threading.Lock() if self._dialect == "sqlite" else contextlib.nullcontext()
         )
         self._local = threading.local()  # the connection of this thread's transaction()
+        self._compiled: dict[Any, Any] = {}  # compiled upserts by (dialect, columns)
 
     def close(self) -> None:
         """Close pooled connections (the engine can still be used afterwards)."""
@@ -346,14 +359,17 @@ class StateRepository:
             if not changed:
                 continue
             if set(columns) >= _INSERT_NEEDS:
-                stmt = self._insert(t)
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=["target_id"], set_={c: stmt.excluded[c] for c in changed}
-                )
+
+                def upsert(changed: list[str] = changed) -> Any:
+                    stmt = self._insert(t)
+                    return stmt.on_conflict_do_update(
+                        index_elements=["target_id"], set_={c: stmt.excluded[c] for c in changed}
+                    )
+
                 if len(columns) == len(TARGET_STATE_COLUMNS):
-                    _executemany_raw(conn, stmt, columns, group)
+                    _executemany_raw(conn, upsert, columns, group, self._compiled)
                 else:
-                    conn.execute(stmt, group)
+                    conn.execute(upsert(), group)
             else:
                 # Without kind/health/since the row cannot be inserted (NOT NULL is
                 # checked before ON CONFLICT), so it may only update a stored target.
