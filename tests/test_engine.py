@@ -418,3 +418,21 @@ def test_a_crashing_probe_makes_its_target_unknown_and_the_appliance_names_it(
             await h.close()
 
     asyncio.run(scenario())
+
+
+def test_a_full_sink_queue_drops_and_counts_instead_of_blocking() -> None:
+    from monitor.observation import MetricPoint
+    from monitor.sinks.base import BatchingSink
+
+    class Slow(BatchingSink):
+        def write_batch(self, points: list[MetricPoint]) -> None:
+            raise AssertionError("never started")
+
+    sink = Slow("slow", batch_size=10, max_queued=25)
+    points = [MetricPoint("m", {"v": float(i)}) for i in range(10)]
+    started = time.monotonic()
+    for _ in range(4):
+        sink.submit(points)  # 40 points offered, room for 25
+    assert time.monotonic() - started < 0.5
+    health = sink.health()
+    assert (health.queued, health.points_dropped) == (25, 15)

@@ -12,8 +12,8 @@ fails. The embedded store and the InfluxDB sinks all build on it.
 
 from __future__ import annotations
 
+import collections
 import logging
-import queue
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -94,7 +94,13 @@ class BatchingSink(MetricSink):
         self.name = name
         self.batch_size = batch_size
         self.flush_interval = flush_interval
-        self._queue: queue.Queue[MetricPoint] = queue.Queue(maxsize=max_queued)
+        self.max_queued = max_queued
+        # A deque, not a queue.Queue: a Queue takes a lock and notifies a
+        # condition per point, which was ~5% of the engine's main thread at
+        # 1,000 observations/s. deque append/popleft are atomic; one Event wakes
+        # the writer when a batch is full.
+        self._pending: collections.deque[MetricPoint] = collections.deque()
+        self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -107,12 +113,14 @@ class BatchingSink(MetricSink):
 
     # -- interface -----------------------------------------------------
     def submit(self, points: Sequence[MetricPoint]) -> None:
-        for point in points:
-            try:
-                self._queue.put_nowait(point)
-            except queue.Full:
-                with self._lock:
-                    self._dropped += 1
+        room = self.max_queued - len(self._pending)
+        if room < len(points):
+            with self._lock:
+                self._dropped += len(points) - max(room, 0)
+            points = points[: max(room, 0)]
+        self._pending.extend(points)
+        if len(self._pending) >= self.batch_size:
+            self._wake.set()
 
     def start(self) -> None:
         if self._thread is None:
@@ -121,6 +129,7 @@ class BatchingSink(MetricSink):
 
     def close(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -136,7 +145,7 @@ class BatchingSink(MetricSink):
                 message=self._message,
                 points_written=self._written,
                 points_dropped=self._dropped,
-                queued=self._queue.qsize(),
+                queued=len(self._pending),
                 last_write_at=self._last_write_at,
                 last_write_seconds=self._last_write_seconds,
             )
@@ -188,18 +197,13 @@ class BatchingSink(MetricSink):
 
     # -- writer thread -------------------------------------------------
     def _take_batch(self, wait: float) -> list[MetricPoint]:
-        batch: list[MetricPoint] = []
-        deadline = time.monotonic() + wait
-        while len(batch) < self.batch_size:
-            remaining = deadline - time.monotonic()
-            try:
-                if remaining <= 0:
-                    batch.append(self._queue.get_nowait())
-                else:
-                    batch.append(self._queue.get(timeout=remaining))
-            except queue.Empty:
-                break
-        return batch
+        """Up to ``batch_size`` points, waiting at most ``wait`` for a full batch."""
+        if wait > 0 and len(self._pending) < self.batch_size and not self._stop.is_set():
+            self._wake.wait(wait)
+        self._wake.clear()
+        pending = self._pending
+        n = min(self.batch_size, len(pending))
+        return [pending.popleft() for _ in range(n)]
 
     def _write(self, batch: list[MetricPoint]) -> None:
         started = time.monotonic()
