@@ -149,6 +149,7 @@ def test_a_black_hole_times_out_after_the_rfc_retransmissions(udp_uas: SippUas) 
         "up": 0,
         "loss_pct": 100.0,
         "window": 1,
+        "responses_none": 1,
     }
 
 

@@ -72,9 +72,15 @@ async def check(target: SipTarget, ctx: ProbeContext) -> Observation:
     call = None
     if target.test_call is not None and call_due(ctx.state, target.test_call.rate_limit):
         call = asyncio.ensure_future(place_call(target, ctx, first, started + budget))
-    observations = await asyncio.gather(
-        *(probe_gateway(target, ctx, d, remaining) for d in resolved.destinations)
-    )
+    if len(resolved.destinations) == 1:
+        # The common case (a trunk by IP): no gather, whose task costs show at 1,000 probes/s.
+        observations = [await probe_gateway(target, ctx, first, remaining)]
+    else:
+        observations = list(
+            await asyncio.gather(
+                *(probe_gateway(target, ctx, d, remaining) for d in resolved.destinations)
+            )
+        )
     keys = [d.label if resolved.named else "" for d in resolved.destinations]
     observations = [
         stats.record(ctx.state, key, o, target.stats_window)

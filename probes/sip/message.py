@@ -10,6 +10,7 @@ transports treat as "ignore this datagram", never as the end of a transaction.
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from collections.abc import Mapping, Sequence
@@ -84,8 +85,13 @@ class SipUri:
         return self.port if self.port is not None else self.default_port
 
 
+@functools.lru_cache(maxsize=16384)
 def parse_uri(text: str) -> SipUri:
-    """Parse ``sip:[user@]host[:port][;params][?headers]``; ValueError says what is wrong."""
+    """Parse ``sip:[user@]host[:port][;params][?headers]``; ValueError says what is wrong.
+
+    Cached: every probe run parses its target's URI again, and the result is
+    immutable (do not modify its ``params``).
+    """
     text = text.strip()
     m = _URI_RE.match(text)
     if m is None:
