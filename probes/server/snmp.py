@@ -16,7 +16,9 @@ why targets share them. A target's own session (address, timeouts,
 credentials objects, the row counts of its tables) is rebuilt when its SNMP
 settings change; everything is rebuilt when a new event loop runs the probe
 (a dispatcher belongs to the loop that created it). The engine closes all on
-stop.
+stop. Each engine admits a bounded number of polls at once (``MAX_IN_FLIGHT``,
+``MAX_WAITING``): decoding answers is CPU-bound, and past the CPU's capacity an
+unbounded crowd of polls would all time out together.
 """
 
 from __future__ import annotations
