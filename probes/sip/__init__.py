@@ -72,6 +72,10 @@ async def check(target: SipTarget, ctx: ProbeContext) -> Observation:
     call = None
     if target.test_call is not None and call_due(ctx.state, target.test_call.rate_limit):
         call = asyncio.ensure_future(place_call(target, ctx, first, started + budget))
+        # If this run is cancelled (runner timeout) the call is *not* cancelled with
+        # it: it must still hang up or CANCEL, within its own deadline. Its result
+        # is then never awaited, so retrieve any exception here.
+        call.add_done_callback(lambda task: task.cancelled() or task.exception())
     if len(resolved.destinations) == 1:
         # The common case (a trunk by IP): no gather, whose task costs show at 1,000 probes/s.
         observations = [await probe_gateway(target, ctx, first, remaining)]
@@ -96,7 +100,7 @@ async def check(target: SipTarget, ctx: ProbeContext) -> Observation:
         ]
         observation = combine(results, resolved.unresolved)
     if call is not None:
-        summary = await call
+        summary = await asyncio.shield(call)
         if summary is not None:
             tags = {"gateway": first.label} if resolved.named else {}
             observation = with_call(observation, summary, tags)
