@@ -22,6 +22,7 @@ from probes.base import ProbeContext
 from probes.sip import SipTarget, check
 from tests.peers import free_port
 from tests.peers.kamailio import REALM, Kamailio, kamailio_registrar
+from tests.peers.sipp import Authority, sipp_tls_front
 
 pytestmark = pytest.mark.peer
 
@@ -182,3 +183,26 @@ def test_a_challenge_for_another_realm_than_configured_is_not_answered(registrar
         f"cannot authenticate alice: the registrar challenged for realm {REALM}, "
         "not the configured realm pbx.example.local"
     )
+
+
+def test_a_binding_query_over_tls_authenticates_on_one_connection(
+    registrar: Kamailio, workdir: Path
+) -> None:
+    # TLS from socat's OpenSSL in front of Kamailio's TCP listener (no tls module here).
+    ca = Authority(workdir, f"registrar-{registrar.port}")
+    server = ca.issue(f"registrar-{registrar.port}", ["registrar.dialwatch.test"])
+    with sipp_tls_front(workdir, registrar.tcp_port, server.cert, server.key) as tls:
+        t = SipTarget.model_validate(
+            {
+                "id": "pbx-registration",
+                "kind": "sip",
+                "uri": f"sips:127.0.0.1:{tls.port}",
+                "timeout": "2s",
+                "tls": {"ca_file": str(ca.ca_file), "server_name": "registrar.dialwatch.test"},
+                "registration": {"domain": REALM, "username": "alice", "password": "alice-s3cret"},
+            }
+        )
+        observation = run(t)
+    assert observation.status is Status.OK, observation.detail
+    assert observation.detail == "alice authenticated; no binding is registered for it"
+    assert fields(observation, "sip_register")["auth_rounds"] == 1

@@ -14,6 +14,8 @@ before SIPp sees it.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import ipaddress
 import selectors
 import socket
 import subprocess
@@ -24,6 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.peers import free_port, require_binary
 
@@ -393,3 +399,85 @@ def sipp_call_uas(workdir: Path, behaviour: str, ring_ms: int = 200) -> Iterator
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+
+
+# -- test certificates for the TLS front ---------------------------------
+
+NOW = dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class Issued:
+    cert: Path
+    key: Path
+
+
+class Authority:
+    """A test CA (generated with ``cryptography``) that issues server and client certificates."""
+
+    def __init__(self, directory: Path, name: str) -> None:
+        self.directory = directory
+        self.name = name
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} test CA")])
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(NOW - dt.timedelta(days=30))
+            .not_valid_after(NOW + dt.timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(True, False, False, False, False, True, True, False, False),
+                critical=True,
+            )
+            .sign(self.key, hashes.SHA256())
+        )
+        self.ca_file = directory / f"{name}-ca.pem"
+        self.ca_file.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+
+    def issue(
+        self,
+        label: str,
+        names: list[str],
+        *,
+        expired: bool = False,
+        client: bool = False,
+    ) -> Issued:
+        key = ec.generate_private_key(ec.SECP256R1())
+        alt: list[x509.GeneralName] = []
+        for name in names:
+            try:
+                alt.append(x509.IPAddress(ipaddress.ip_address(name)))
+            except ValueError:
+                alt.append(x509.DNSName(name))
+        start, end = (
+            (NOW - dt.timedelta(days=60), NOW - dt.timedelta(days=1))
+            if expired
+            else (NOW - dt.timedelta(days=1), NOW + dt.timedelta(days=90))
+        )
+        usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(end)
+            .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        issued = Issued(self.directory / f"{label}.pem", self.directory / f"{label}.key")
+        issued.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        issued.key.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        return issued
