@@ -301,3 +301,27 @@ def test_a_dual_stack_gateway_is_one_gateway_probed_over_ipv4(
         observation = run({"uri": "sip:trunk.test", "dns": {"nameservers": [dns.nameserver]}})
     assert observation.status is Status.OK, observation.detail
     assert counts(observation) == (1, 1)
+
+
+def test_a_naptr_pointing_at_missing_srv_records_is_a_dead_end(workdir: Path) -> None:
+    naptr = [Naptr("trunk.test", 10, 10, "SIP+D2U", "_sip._udp.trunk.test")]
+    with dnsmasq(workdir, {"trunk.test": "127.0.0.1"}, [], naptr) as dns:
+        observation = run({"uri": "sip:trunk.test", "dns": {"nameservers": [dns.nameserver]}})
+    assert (observation.status, observation.error_class) == (Status.FAIL, ErrorClass.RESOLVE)
+    assert observation.detail == (
+        "could not resolve host trunk.test (NAPTR → SRV _sip._udp.trunk.test: no usable SRV record)"
+    )
+
+
+def test_a_naptr_without_srv_records_falls_back_to_the_next_naptr(
+    workdir: Path, gateways: tuple[SippUas, SippUas, SippUas]
+) -> None:
+    _, _, tcp = gateways
+    naptr = [
+        Naptr("trunk.test", 10, 10, "SIP+D2U", "_sip._udp.trunk.test"),
+        Naptr("trunk.test", 20, 10, "SIP+D2T", "_sip._tcp.trunk.test"),
+    ]
+    srv = [Srv("_sip._tcp.trunk.test", "gw3.trunk.test", tcp.port)]
+    with dnsmasq(workdir, HOSTS, srv, naptr) as dns:
+        observation = run({"uri": "sip:trunk.test", "dns": {"nameservers": [dns.nameserver]}})
+    assert observation.detail.startswith(f"127.0.0.1:{tcp.port}: 200 OK"), observation.detail

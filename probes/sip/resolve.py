@@ -107,7 +107,7 @@ async def resolve(
                 result.destinations.append(Destination(found.transport, fam, sockaddr, host))
     if not result.destinations:
         if not found.hosts:
-            reason = f"{found.via} lists no gateway"
+            reason = f"{found.via}: no usable SRV record"
         elif failures:
             reason = failures[0]
         else:

@@ -6,7 +6,8 @@ Selection (§4.1, §4.2), for a host name without an explicit port:
    or not, NAPTR records of the host are asked first; those with flag ``s``
    and a service we speak (``SIP+D2U`` udp, ``SIP+D2T`` tcp, ``SIPS+D2T``
    tls; only ``SIPS+D2T`` for ``sips:``) are kept in order/preference order,
-   the first usable transport wins, and its replacement names the SRV set.
+   and the first whose replacement has SRV records wins. NAPTR records that
+   all lead nowhere are reported as such (a DNS configuration error).
 2. No usable NAPTR: SRV ``_sips._tcp`` (sips), else ``_sip._udp``,
    ``_sip._tcp``, ``_sips._tcp`` — the first that exists (only the fixed
    transport's when one is fixed).
@@ -75,13 +76,24 @@ class Plan:
     """``NAPTR``, ``SRV`` or ``A/AAAA``: how the hosts were found (for the detail)."""
 
 
-def naptr_choice(records: Sequence[NaptrRecord], allowed: Sequence[str]) -> tuple[str, str] | None:
-    """(transport, SRV name) from NAPTR records per RFC 3263 §4.1, or None."""
+def naptr_choices(records: Sequence[NaptrRecord], allowed: Sequence[str]) -> list[tuple[str, str]]:
+    """(transport, SRV name) of every usable NAPTR record, in RFC 3263 §4.1 order.
+
+    The first one with SRV records wins; the others are the fallbacks when its
+    SRV name has no records.
+    """
+    found: list[tuple[str, str]] = []
     for record in sorted(records, key=lambda r: (r.order, r.preference)):
         transport = NAPTR_SERVICES.get(record.service.upper())
         if record.flags.lower() == "s" and transport in allowed and record.replacement:
-            return transport, record.replacement.rstrip(".")
-    return None
+            found.append((transport, record.replacement.rstrip(".")))
+    return found
+
+
+def naptr_choice(records: Sequence[NaptrRecord], allowed: Sequence[str]) -> tuple[str, str] | None:
+    """The preferred usable NAPTR record's (transport, SRV name), or None."""
+    choices = naptr_choices(records, allowed)
+    return choices[0] if choices else None
 
 
 def srv_order(records: Sequence[SrvRecord]) -> list[tuple[str, int]]:
@@ -166,25 +178,20 @@ async def plan(
         NaptrRecord(r.order, r.preference, r.flags.decode(), r.service.decode(), str(r.replacement))  # type: ignore[attr-defined]
         for r in await _query(resolver, host, "NAPTR", lifetime)
     ]
-    choice = naptr_choice(naptrs, allowed)
-    candidates: list[tuple[str, str]]
-    via = "SRV"
-    if choice is not None:
-        candidates = [choice]
-        via = "NAPTR"
-    else:
-        candidates = [(t, f"{SRV_PREFIXES[t]}.{host}") for t in allowed]
+    choices = naptr_choices(naptrs, allowed)
+    via = "NAPTR → SRV" if choices else "SRV"
+    candidates = choices or [(t, f"{SRV_PREFIXES[t]}.{host}") for t in allowed]
     for transport, name in candidates:
         srvs = [
             SrvRecord(r.priority, r.weight, r.port, str(r.target))  # type: ignore[attr-defined]
             for r in await _query(resolver, name, "SRV", lifetime)
         ]
         if srvs:
-            targets = srv_order(srvs)
-            return Plan(transport, targets, f"{via} {name}" if via == "NAPTR" else f"SRV {name}")
-        if choice is not None:
-            # RFC 3263 §4.4: a NAPTR pointing to missing SRV records is a dead end for it.
-            return Plan(transport, [], f"NAPTR → SRV {name} (no SRV records)")
+            return Plan(transport, srv_order(srvs), f"{via} {name}")
+    if choices:
+        # The domain publishes NAPTR records but none leads to SRV records: a
+        # broken DNS setup to report, not a reason to guess with A records.
+        return Plan(choices[0][0], [], f"NAPTR → SRV {choices[0][1]}")
     transport = fixed or ("tls" if scheme == "sips" else "udp")
     return Plan(transport, [(host, 5061 if transport == "tls" else 5060)], "A/AAAA")
 
