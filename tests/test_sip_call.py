@@ -22,12 +22,12 @@ from tests.peers.sipp import sipp_call_uas
 pytestmark = pytest.mark.peer
 
 
-def target(port: int, **call: object) -> SipTarget:
+def target(port: int, transport: str = "udp", **call: object) -> SipTarget:
     return SipTarget.model_validate(
         {
             "id": "carrier-a",
             "kind": "sip",
-            "uri": f"sip:127.0.0.1:{port}",
+            "uri": f"sip:127.0.0.1:{port};transport={transport}",
             "interval": "60s",
             "timeout": "6s",
             "test_call": {"number": "100", "ring_timeout": "2s", "hangup_after": "200ms", **call},
@@ -148,3 +148,26 @@ def test_calls_are_rate_limited_across_runs(tmp_path: Path) -> None:
     assert "test call to 100" in first.detail
     assert "test call" not in second.detail
     assert not [p for p in second.metrics if p.measurement == "sip_call"]
+
+
+@pytest.mark.parametrize("behaviour", ["answer", "ring"])
+def test_a_call_over_tcp_is_answered_or_cancelled_without_retransmissions(
+    tmp_path: Path, behaviour: str
+) -> None:
+    # Kamailio takes our TCP connection and relays to the SIPp callee over UDP.
+    with (
+        sipp_call_uas(tmp_path, behaviour) as callee,
+        kamailio_record_routing_proxy(tmp_path, callee.port) as proxy,
+    ):
+        observation = run(target(proxy.tcp_port, "tcp", ring_timeout="1s"))
+        expected = "BYE sip:" if behaviour == "answer" else "CANCEL sip:100@"
+        assert wait_for(lambda: expected in callee_saw(tmp_path, callee.port))
+    assert observation.status is Status.OK, observation.detail
+    fields = call_fields(observation)
+    assert fields["retransmissions"] == 0
+    if behaviour == "answer":
+        assert "hung up" in observation.detail
+        assert (fields["status_code"], fields["answered"]) == (200, 1)
+    else:
+        assert "cancelled" in observation.detail
+        assert (fields["status_code"], fields["cancelled"]) == (487, 1)

@@ -145,11 +145,6 @@ def test_a_sip_target_loads_through_the_whole_config_schema() -> None:
         pytest.param(
             {"timeout": "40s"}, "must not be longer than interval", id="timeout-over-interval"
         ),
-        pytest.param(
-            {"uri": "sip:192.0.2.1;transport=tcp", "test_call": {"number": "1"}, "timeout": "20s"},
-            "the test call is placed over UDP only",
-            id="call-over-tcp",
-        ),
         pytest.param({"retries": 3}, "Extra inputs are not permitted", id="unknown-key"),
     ],
 )

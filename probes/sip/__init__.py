@@ -46,14 +46,14 @@ from monitor.observation import ErrorClass, MetricPoint, Observation, Status
 from probes.base import ProbeContext
 from probes.sip import stats
 from probes.sip.call import MEASUREMENT as CALL_MEASUREMENT
-from probes.sip.call import CallSummary, TestCall, summarize
+from probes.sip.call import CallSummary, StreamCallChannel, TestCall, summarize
 from probes.sip.classify import DEFAULT_WARN_CODES, classify
 from probes.sip.config import SipTarget
 from probes.sip.gateways import combine, tagged
 from probes.sip.message import build_options, parse_uri
 from probes.sip.register import register
 from probes.sip.resolve import NO_ANSWER, resolve
-from probes.sip.session import Destination, Session, UdpSession, open_session
+from probes.sip.session import Destination, Session, StreamSession, UdpSession, open_session
 
 __all__ = ["DEFAULT_WARN_CODES", "SipTarget", "check"]
 
@@ -120,16 +120,32 @@ def call_due(state: dict[str, Any], rate_limit: float) -> bool:
 async def place_call(
     target: SipTarget, ctx: ProbeContext, destination: Destination, deadline: float
 ) -> CallSummary | None:
-    """The test call through the first gateway (UDP, the shared socket)."""
+    """The test call through the first gateway: UDP from the shared socket, or its own
+    TCP/TLS connection."""
     options = target.test_call
     assert options is not None
-    session = await open_session(target, ctx, destination, 1.0)
-    if not isinstance(session, UdpSession):
-        return None  # the OPTIONS probe of the same gateway reports why
-    result = await TestCall(
-        target, options, session.endpoint, destination.sockaddr, session.local_host
-    ).run(deadline)
-    return summarize(result, options)
+    loop = asyncio.get_running_loop()
+    session = await open_session(target, ctx, destination, max(deadline - loop.time(), 0.001))
+    if isinstance(session, UdpSession):
+        result = await TestCall(
+            target, options, session.endpoint, destination.sockaddr, session.local_host
+        ).run(deadline)
+        return summarize(result, options)
+    if isinstance(session, StreamSession):
+        channel = StreamCallChannel(session)
+        try:
+            result = await TestCall(
+                target,
+                options,
+                channel,
+                destination.sockaddr,
+                session.local_host,
+                session.transport,
+            ).run(deadline)
+        finally:
+            await channel.close()
+        return summarize(result, options)
+    return None  # could not connect: the OPTIONS probe of the same gateway says why
 
 
 _RANK = {Status.OK: 0, Status.WARN: 1, Status.FAIL: 2, Status.ERROR: 3}

@@ -5,7 +5,8 @@ has a ``test_call`` block, and at most once per ``rate_limit`` (the time of
 the last attempt is kept in probe state, which survives restarts).
 
 One call (RFC 3261 §13, §17.1.1, §9, §15), over UDP from the target's shared
-socket (so a carrier's ip:port whitelist applies to it too):
+socket (so a carrier's ip:port whitelist applies to it too), or over its own
+TCP/TLS connection (then without retransmissions):
 
 1. INVITE with a small SDP offer (PCMU/PCMA; no media is sent), retransmitted
    per Timer A (T1, doubling) until any response.
@@ -25,22 +26,27 @@ to the INVITE's destination when either is a host name.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import ipaddress
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from probes.sip.config import SipTarget, TestCallOptions
 from probes.sip.message import (
+    SipParseError,
     SipResponse,
     build_request,
     format_host,
+    frame_stream,
     name_addr_uri,
     new_branch,
+    parse_response,
     parse_uri,
 )
-from probes.sip.transaction import T1, T2
-from probes.sip.transport import UdpEndpoint
+from probes.sip.session import StreamSession
+from probes.sip.transaction import T1, T2, PeerClosedError
 
 BYE_TIMEOUT = 2.0
 """How long BYE and CANCEL are retransmitted before we give up on their answer."""
@@ -124,8 +130,84 @@ def _address(uri_text: str, fallback: tuple[Any, ...]) -> tuple[Any, ...]:
     return (str(ip), uri.effective_port)
 
 
+class CallChannel(Protocol):
+    """Where a call's requests go and its responses come from (a UDP endpoint or a stream)."""
+
+    @property
+    def local_address(self) -> tuple[str, int]: ...
+
+    def register(self, branch: str, txn: _CallSink) -> None: ...
+
+    def unregister(self, branch: str) -> None: ...
+
+    def send(self, data: bytes, addr: tuple[Any, ...]) -> None: ...
+
+
+class StreamCallChannel:
+    """A call over one TCP or TLS connection: every response read is routed by branch.
+
+    In-dialog requests go over the same connection whatever the Route set
+    says: the proxy at its other end record-routed us and relays them.
+    """
+
+    def __init__(self, session: StreamSession) -> None:
+        self.session = session
+        self.sinks: dict[str, _CallSink] = {}
+        self._reader = asyncio.ensure_future(self._read())
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        return self.session.local_host, self.session.local_port
+
+    def register(self, branch: str, txn: _CallSink) -> None:
+        self.sinks[branch] = txn
+
+    def unregister(self, branch: str) -> None:
+        self.sinks.pop(branch, None)
+
+    def send(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        self.session.writer.write(data)
+
+    async def _read(self) -> None:
+        buffer = bytearray()
+        error: OSError | None = None
+        while error is None:
+            try:
+                chunk = await self.session.reader.read(65536)
+            except OSError as exc:
+                error = exc
+                break
+            if not chunk:
+                error = PeerClosedError(errno.ECONNRESET, "the peer closed the connection")
+                break
+            buffer += chunk
+            while True:
+                try:
+                    message = frame_stream(buffer)
+                except SipParseError:
+                    buffer.clear()
+                    break
+                if message is None:
+                    break
+                try:
+                    response = parse_response(message)
+                except SipParseError:
+                    continue  # a request from the peer (e.g. its own BYE): not ours to answer
+                sink = self.sinks.get(response.top_via_branch or "")
+                if sink is not None and sink.accepts(response):
+                    sink.on_response(response)
+        for sink in set(self.sinks.values()):
+            sink.on_error(error)
+
+    async def close(self) -> None:
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+        await self.session.close()
+
+
 class TestCall:
-    """One INVITE dialogue over the shared UDP endpoint."""
+    """One INVITE dialogue over a UDP endpoint (retransmitting) or a stream (not)."""
 
     __test__ = False  # not a pytest test class despite its name
 
@@ -133,13 +215,17 @@ class TestCall:
         self,
         target: SipTarget,
         options: TestCallOptions,
-        endpoint: UdpEndpoint,
+        endpoint: CallChannel,
         sockaddr: tuple[Any, ...],
         local_host: str,
+        transport: str = "udp",
     ) -> None:
         self.target = target
         self.options = options
         self.endpoint = endpoint
+        self.transport = transport
+        self.reliable = transport != "udp"
+        """TCP/TLS: no retransmissions (RFC 3261 §17.1.1.2 Timer A is for UDP only)."""
         self.sockaddr = sockaddr
         self.local_host = local_host
         self.local_port = endpoint.local_address[1]
@@ -172,7 +258,7 @@ class TestCall:
         request = build_request(
             method=method,
             request_uri=request_uri or self.uri,
-            transport="udp",
+            transport=self.transport,
             local_host=self.local_host,
             local_port=self.local_port,
             from_user=self.target.from_user,
@@ -243,7 +329,7 @@ class TestCall:
         self._listen(self.branch)
         self._send(invite)
         interval = T1
-        next_send: float | None = self.started + interval
+        next_send: float | None = None if self.reliable else self.started + interval
         while self.result.final is None:
             now = self.loop.time()
             if now >= ring_until:
@@ -299,7 +385,8 @@ class TestCall:
         next_send = self.loop.time() + interval
         final_until = min(self.loop.time() + 64 * T1, deadline)
         while self.result.final is None:
-            until = min(next_send, final_until) if not cancel_answered else final_until
+            retransmitting = not cancel_answered and not self.reliable
+            until = min(next_send, final_until) if retransmitting else final_until
             message = await self._next(until)
             if isinstance(message, OSError):
                 self.result.error = message
@@ -308,7 +395,7 @@ class TestCall:
                 if self.loop.time() >= final_until:
                     self.result.problems.append("the INVITE got no final response after CANCEL")
                     return
-                if not cancel_answered and self.loop.time() >= next_send:
+                if not cancel_answered and not self.reliable and self.loop.time() >= next_send:
                     self._send(cancel)
                     interval = min(interval * 2, T2)
                     next_send += interval
@@ -369,8 +456,9 @@ class TestCall:
                         f"BYE got no answer within {BYE_TIMEOUT:g} s; the call may still be up"
                     )
                     return
-                self._send(bye, next_hop)
-                self.result.retransmissions += 1
+                if not self.reliable:
+                    self._send(bye, next_hop)
+                    self.result.retransmissions += 1
                 interval = min(interval * 2, T2)
                 next_send += interval
                 continue

@@ -296,10 +296,6 @@ class SipTarget(TargetBase):
         if uri.scheme == "sips" and self.transport not in (None, "tls"):
             raise ValueError(f"a sips: URI needs transport tls, not {self.transport}")
         if self.test_call is not None:
-            if self.transport in ("tcp", "tls") or uri.scheme == "sips":
-                raise FieldValueError(
-                    "test_call", "the test call is placed over UDP only; use transport udp"
-                )
             budget = self.test_call.ring_timeout + self.test_call.hangup_after + 2.0
             if budget > self.timeout:
                 raise FieldValueError(
