@@ -6,8 +6,8 @@ the pitfall where a dead carrier behind a proxy stays green. When the
 gateway (SIPp) answers, the answer comes back through the proxy's Via
 handling and the probe must still match it.
 
-The Kamailio instance is started here, not in ``tests/peers``, because it is
-a small proxy config specific to these tests.
+Kamailio runs through ``tests.peers.kamailio.run_kamailio`` with the small
+relay-everything route below.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,23 +23,13 @@ import pytest
 from monitor.observation import ErrorClass, Observation, Status
 from probes.base import ProbeContext
 from probes.sip import SipTarget, check
-from tests.peers import free_port, require_binary
+from tests.peers import free_port
+from tests.peers.kamailio import run_kamailio
 from tests.peers.sipp import sipp_options_uas
 
 pytestmark = pytest.mark.peer
 
-MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
-
-PROXY_CFG = """#!KAMAILIO
-debug=2
-log_stderror=yes
-children=1
-listen=udp:127.0.0.1:{port}
-mpath="{modules}"
-loadmodule "tm.so"
-loadmodule "sl.so"
-loadmodule "pv.so"
-loadmodule "maxfwd.so"
+PROXY_BODY = """
 # Give up on the gateway after 1 s, well inside the probe's timeout.
 modparam("tm", "fr_timer", 1000)
 request_route {{
@@ -56,44 +44,11 @@ request_route {{
 """
 
 
-def _udp_bound(port: int) -> bool:
-    wanted = f"0100007F:{port:04X}"
-    return any(
-        line.split()[1] == wanted for line in Path("/proc/net/udp").read_text().splitlines()[1:]
-    )
-
-
 @contextlib.contextmanager
 def kamailio_proxy(workdir: Path, gateway_port: int) -> Iterator[int]:
     """Kamailio on a free UDP port relaying every request to 127.0.0.1:gateway_port."""
-    kamailio = require_binary("kamailio")
-    port = free_port(socket.SOCK_DGRAM)
-    cfg = workdir / f"kamailio-{port}.cfg"
-    cfg.write_text(PROXY_CFG.format(port=port, modules=MODULES, gateway_port=gateway_port))
-    log = workdir / f"kamailio-{port}.log"
-    with log.open("wb") as out:
-        # -DD: stay in the foreground so terminate() stops it; -E: log to stderr.
-        process = subprocess.Popen(
-            [kamailio, "-f", str(cfg), "-DD", "-E", "-w", str(workdir)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 10
-        while not _udp_bound(port):
-            if process.poll() is not None:
-                raise RuntimeError(f"kamailio exited: {log.read_text()[-2000:]}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"kamailio did not bind udp port {port} within 10 s")
-            time.sleep(0.05)
-        yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+    with run_kamailio(workdir, PROXY_BODY, gateway_port=gateway_port) as instance:
+        yield instance.port
 
 
 def run_probe(port: int) -> Observation:
