@@ -22,7 +22,7 @@ PROBES: dict[str, ProbeKind] = {
         "dialer",
         dialer.DialerTarget,
         dialer.check,
-        "call loss, ASR, ACD, abandon rate per trunk (CDRs)",
+        "call loss, ASR, ACD, abandon rate per trunk (CDRs); queues (AMI, HTTP)",
     ),
     "appliance": ProbeKind(
         "appliance", appliance.ApplianceTarget, appliance.check, "Dialwatch's own health (built in)"
