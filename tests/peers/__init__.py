@@ -28,6 +28,10 @@ PEER_PACKAGES = {
     "victoria-metrics": "victoria-metrics",
     "chromium": "chromium",
     "dnsmasq": "dnsmasq-base",
+    "socat": "socat",
+    "kamcmd": "kamailio",
+    "mariadb": "mariadb-client",
+    "mariadb-install-db": "mariadb-server",
 }
 
 _SBIN = ("/usr/sbin", "/usr/local/sbin", "/sbin")
