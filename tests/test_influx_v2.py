@@ -117,6 +117,9 @@ class OrderRecordingSink(InfluxV2Sink):
         self.acknowledged.extend(int(line.rsplit(b" ", 1)[1]) for line in body.split(b"\n"))
 
 
+OUTAGE_SECONDS = 30.0
+
+
 @pytest.mark.peer
 def test_server_outage_mid_stream_loses_nothing_and_resends_nothing(
     victoriametrics: VictoriaMetricsServer, tmp_path: Path
@@ -154,8 +157,10 @@ def test_server_outage_mid_stream_loses_nothing_and_resends_nothing(
     try:
         time.sleep(1.0)
         victoriametrics.stop()
+        down_at = time.monotonic()
         wait_until(lambda: sink.health().points_spooled > 0)
-        time.sleep(2.0)
+        # the outage the issue names: 30 s of a steady stream into a stopped server
+        time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down_at)))
         assert not sink.health().up
         victoriametrics.start()
         time.sleep(1.0)
