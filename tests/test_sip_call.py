@@ -17,7 +17,7 @@ from monitor.observation import ErrorClass, Observation, Status
 from probes.base import ProbeContext
 from probes.sip import SipTarget, check
 from tests.peers.kamailio import kamailio_record_routing_proxy
-from tests.peers.sipp import sipp_call_uas
+from tests.peers.sipp import Authority, sipp_call_uas, sipp_tls_front
 
 pytestmark = pytest.mark.peer
 
@@ -171,3 +171,30 @@ def test_a_call_over_tcp_is_answered_or_cancelled_without_retransmissions(
     else:
         assert "cancelled" in observation.detail
         assert (fields["status_code"], fields["cancelled"]) == (487, 1)
+
+
+def test_a_call_over_tls_reaches_the_callee_and_hangs_up(tmp_path: Path) -> None:
+    # TLS from socat's OpenSSL in front of Kamailio's TCP listener; Kamailio relays over UDP.
+    ca = Authority(tmp_path, "proxy")
+    server = ca.issue("proxy", ["proxy.dialwatch.test"])
+    with (
+        sipp_call_uas(tmp_path, "answer", ring_ms=50) as callee,
+        kamailio_record_routing_proxy(tmp_path, callee.port) as proxy,
+        sipp_tls_front(tmp_path, proxy.tcp_port, server.cert, server.key) as tls,
+    ):
+        t = SipTarget.model_validate(
+            {
+                "id": "carrier-a",
+                "kind": "sip",
+                "uri": f"sips:127.0.0.1:{tls.port}",
+                "interval": "60s",
+                "timeout": "6s",
+                "tls": {"ca_file": str(ca.ca_file), "server_name": "proxy.dialwatch.test"},
+                "test_call": {"number": "100", "ring_timeout": "2s", "hangup_after": "100ms"},
+            }
+        )
+        observation = run(t)
+        assert wait_for(lambda: "BYE sip:" in callee_saw(tmp_path, callee.port))
+    assert observation.status is Status.OK, observation.detail
+    assert "answered after" in observation.detail and "hung up" in observation.detail
+    assert call_fields(observation)["status_code"] == 200
