@@ -20,6 +20,7 @@ from monitor.cli import resolve_data_dir
 from monitor.config import ConfigError, LoadedConfig, load_config
 from monitor.engine import Engine
 from monitor.logs import secret_mask, setup_logging
+from monitor.points import Enricher, FieldTypes
 from monitor.sinks.base import MetricSink
 from monitor.store.db import open_database
 from monitor.store.repository import StateRepository
@@ -42,7 +43,12 @@ class Appliance:
         self.metrics_query = None
         sinks = self._build_sinks(loaded)
         state_db = data_dir / "state.db" if self.db.url.get_backend_name() == "sqlite" else None
-        self.engine = Engine(loaded, self.repo, data_dir, sinks, state_db_path=state_db)
+        # Each field keeps the type it first had, across restarts too: InfluxDB
+        # rejects a later write that changes it, so start from what is stored.
+        enricher = Enricher(field_types=FieldTypes(self.embedded.store.field_types()))
+        self.engine = Engine(
+            loaded, self.repo, data_dir, sinks, state_db_path=state_db, enricher=enricher
+        )
         self.web = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = asyncio.Event()
@@ -55,7 +61,8 @@ class Appliance:
         from monitor.sinks.embedded import EmbeddedSink
 
         storage = loaded.config.storage
-        sinks: list[MetricSink] = [EmbeddedSink.from_config(storage, self.data_dir)]
+        self.embedded = EmbeddedSink.from_config(storage, self.data_dir)
+        sinks: list[MetricSink] = [self.embedded]
         self.metrics_query = build_metrics_query(storage, self.data_dir, loaded.config.metrics)
         sinks.extend(build_sinks(loaded.config.metrics, self.data_dir))
         return sinks

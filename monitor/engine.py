@@ -296,6 +296,7 @@ class Engine:
         sinks: Sequence[MetricSink] = (),
         state_db_path: Path | None = None,
         flap: FlapPolicy | None = None,
+        enricher: Enricher | None = None,
     ) -> None:
         self.loaded = loaded
         self.repo = repo
@@ -306,7 +307,7 @@ class Engine:
         self.runner = ProbeRunner(concurrency=loaded.config.appliance.concurrency)
         self.scheduler = ProbeScheduler(self._fire)
         self.shared = SharedResources()
-        self.enricher = Enricher()
+        self.enricher = enricher or Enricher()
         self.vitals = EngineVitals(self)
         self.targets: dict[str, TargetRuntime] = {}
         self.incidents = IncidentBook()
