@@ -45,6 +45,10 @@ from probes.appliance import ApplianceTarget
 
 log = logging.getLogger(__name__)
 
+TRANSITION_BATCH = 0.2
+"""Seconds a transition that touches no incident may wait to share a transaction:
+at start every target turns up at once, and 10,000 single-row commits starved
+the event loop (bench/sip_probe_throughput)."""
 CHECKPOINT_EVERY = 2.0
 """Seconds between checkpoints for up to CHECKPOINT_TARGETS targets; scaled up beyond."""
 CHECKPOINT_TARGETS = 2000
@@ -317,6 +321,8 @@ class Engine:
         self._incident_lock = asyncio.Lock()
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._transitions: set[asyncio.Task[Any]] = set()
+        self._pending_transitions: list[tuple[Transition, dict[str, Any]]] = []
+        self._flush_handle: asyncio.TimerHandle | None = None
         self._background: list[asyncio.Task[Any]] = []
         self._names = _DisplayNames(self.targets)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -447,6 +453,7 @@ class Engine:
                 await asyncio.gather(*pending, return_exceptions=True)
         if self._transitions:
             await asyncio.gather(*self._transitions, return_exceptions=True)
+        self._flush_transitions()
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -625,10 +632,12 @@ class Engine:
             row = rt.row()
             if action is None:
                 # Most transitions (every target's first "up" at start, recoveries
-                # outside incidents) change no incident: write them in the DB
-                # thread's order without holding up this target's next probe.
-                self._write_later(self._write_transition, tr, None, row)
+                # outside incidents) change no incident: written within
+                # TRANSITION_BATCH seconds, many per transaction, without
+                # holding up this target's next probe.
+                self._queue_transition(tr, row)
                 return
+            self._flush_transitions()  # keep DB order: queued ones go first
             try:
                 incident_id = await self._in_db(self._write_transition, tr, action, row)
             except Exception:
@@ -747,6 +756,25 @@ class Engine:
         return incident_id
 
     # -- persistence ---------------------------------------------------------
+    def _queue_transition(self, tr: Transition, row: dict[str, Any]) -> None:
+        self._pending_transitions.append((tr, row))
+        if self._flush_handle is None and self._loop is not None:
+            self._flush_handle = self._loop.call_later(TRANSITION_BATCH, self._flush_transitions)
+
+    def _flush_transitions(self) -> None:
+        """Hand the queued transitions to the DB thread as one transaction (FIFO with other writes)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        batch, self._pending_transitions = self._pending_transitions, []
+        if batch:
+            self._write_later(self._write_transition_batch, batch)
+
+    def _write_transition_batch(self, batch: list[tuple[Transition, dict[str, Any]]]) -> None:
+        with self.repo.transaction():
+            for tr, row in batch:
+                self._write_transition_in(tr, None, row)
+
     def _write_later(self, fn: Callable[..., Any], *args: Any) -> None:
         """Queue a DB write on the DB thread (in order with every other write) without waiting."""
 
