@@ -10,7 +10,12 @@ from probes import appliance, dialer, dns, http, server, sip, tcp, tls
 from probes.base import ProbeContext, ProbeKind, SharedResources
 
 PROBES: dict[str, ProbeKind] = {
-    "sip": ProbeKind("sip", sip.SipTarget, sip.check, "SIP OPTIONS ping of a trunk or gateway"),
+    "sip": ProbeKind(
+        "sip",
+        sip.SipTarget,
+        sip.check,
+        "SIP trunk: OPTIONS over UDP/TCP/TLS, REGISTER, RFC 3263 gateways, test call",
+    ),
     "server": ProbeKind(
         "server", server.ServerTarget, server.check, "CPU, memory, disk, network, processes"
     ),
