@@ -153,7 +153,11 @@ class UdpEndpoint(asyncio.DatagramProtocol):
 
     async def ready(self) -> None:
         """Wait until asyncio has taken the socket over (at most one loop iteration)."""
-        await asyncio.shield(self._ready)
+        ready = self._ready
+        if ready.done():  # every probe after the first: no shield, no new future
+            ready.result()  # re-raise if opening failed
+            return
+        await asyncio.shield(ready)
 
     def fail(self, exc: BaseException) -> None:
         """Opening failed: wake anyone waiting in ``ready`` with the error."""
