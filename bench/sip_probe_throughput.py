@@ -37,7 +37,7 @@ from pathlib import Path
 
 import psutil
 
-from monitor.config import load_config
+from monitor.config import load_config_isolated
 from monitor.engine import Engine
 from monitor.sinks.embedded import EmbeddedSink
 from monitor.store.db import open_database
@@ -106,13 +106,14 @@ def write_config(
 
 
 async def run_engine(cfg: Path, data: Path, warmup: float, duration: float) -> dict[str, float]:
-    loaded = load_config(cfg)
+    loaded = load_config_isolated(cfg)
     db = open_database(None, data)
     repo = StateRepository(db)
     sink = EmbeddedSink.from_config(loaded.config.storage, data)
     engine = Engine(loaded, repo, data, [sink], state_db_path=data / "state.db")
     proc = psutil.Process()
     await engine.start()
+    rss_started = proc.memory_info().rss
     await asyncio.sleep(warmup)
     sched, stats = engine.scheduler, engine.runner.stats
     runs0, late0, missed0, fin0 = sched.runs, sched.late, sched.missed, stats.finished
@@ -138,6 +139,7 @@ async def run_engine(cfg: Path, data: Path, warmup: float, duration: float) -> d
         "elapsed": elapsed,
         "cpu": cpu,
         "peak_rss_mb": peak_rss / 2**20,
+        "started_rss_mb": rss_started / 2**20,
         "lag_p95_ms": sched.lag_p95() * 1000,
         "by_status": dict(stats.by_status),
         "sink_dropped": sink.health().points_dropped,
@@ -236,7 +238,8 @@ def report(args: argparse.Namespace, r: dict) -> None:
     )
     print(f"CPU by thread (whole run): {threads}")
     print(
-        f"engine CPU: {r['cpu'] / r['elapsed']:.0%} of one core; peak RSS {r['peak_rss_mb']:.0f} MB"
+        f"engine CPU: {r['cpu'] / r['elapsed']:.0%} of one core; peak RSS {r['peak_rss_mb']:.0f} MB "
+        f"({r['started_rss_mb']:.0f} MB right after start)"
     )
     print(
         f"stored: {r['raw_rows']:,} raw metric rows, {r['state_rows']:,} target states; sink dropped {r['sink_dropped']}"
@@ -279,7 +282,7 @@ def main() -> None:
                 args.interval,
             )
             t = time.perf_counter()
-            load_config(cfg)
+            load_config_isolated(cfg)
             print(f"config: {args.targets} targets loaded in {time.perf_counter() - t:.2f} s")
             r = asyncio.run(
                 run_engine(cfg, work / "data", warmup=args.interval + 2, duration=args.duration)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from monitor import __version__
 from monitor.cli import resolve_data_dir
-from monitor.config import ConfigError, LoadedConfig, load_config
+from monitor.config import ConfigError, LoadedConfig, load_config_isolated
 from monitor.engine import Engine
 from monitor.logs import secret_mask, setup_logging
 from monitor.points import Enricher, FieldTypes
@@ -73,7 +73,7 @@ class Appliance:
         async with self._reload_lock:
             loop = asyncio.get_running_loop()
             try:
-                loaded = await loop.run_in_executor(None, load_config, self.config_path)
+                loaded = await loop.run_in_executor(None, load_config_isolated, self.config_path)
             except ConfigError as exc:
                 for line in exc.errors:
                     log.error("reload rejected: %s", line)
@@ -148,7 +148,7 @@ def run_appliance(
     config_path: str, data_arg: str | None, listen: tuple[str, int] | None, log_level: str
 ) -> int:
     try:
-        loaded = load_config(config_path)
+        loaded = load_config_isolated(config_path)
     except ConfigError as exc:
         print("\n".join(exc.errors), file=sys.stderr)
         return 2

@@ -267,3 +267,27 @@ def test_every_shipped_example_loads(example: Path) -> None:
     assert loaded.config.targets
     for value in EXAMPLE_ENV.values():
         assert value not in str(loaded.redacted())
+
+
+def test_loading_in_a_child_process_gives_the_same_config_digests_and_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from monitor.config import ConfigError, load_config, load_config_isolated
+
+    monkeypatch.setenv("DW_ISOLATED_SECRET", "s3cret-value")
+    cfg = tmp_path / "site.yaml"
+    cfg.write_text(
+        "targets:\n"
+        "  - id: crm\n    kind: http\n    url: https://crm.example/health\n"
+        "    auth: {bearer_token: '${DW_ISOLATED_SECRET}'}\n"
+        "  - id: router\n    kind: tcp\n    address: 192.0.2.1:22\n",
+        encoding="utf-8",
+    )
+    here, child = load_config(cfg), load_config_isolated(cfg)
+    assert child.digest == here.digest
+    assert child.target_digest("crm") == here.target_digest("crm")  # the secret-bearing one
+    assert child.secret_values() == here.secret_values()
+    cfg.write_text("targets:\n  - id: x\n    kind: tcp\n    address: nope\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        load_config_isolated(cfg)
+    assert raised.value.errors[0].startswith(f"{cfg}:4: targets[0].address:")

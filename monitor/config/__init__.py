@@ -13,9 +13,20 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from monitor.config.errors import ConfigError
-    from monitor.config.loader import LoadedConfig, check_config_main, load_config
+    from monitor.config.loader import (
+        LoadedConfig,
+        check_config_main,
+        load_config,
+        load_config_isolated,
+    )
 
-__all__ = ["ConfigError", "LoadedConfig", "check_config_main", "load_config"]
+__all__ = [
+    "ConfigError",
+    "LoadedConfig",
+    "check_config_main",
+    "load_config",
+    "load_config_isolated",
+]
 
 # Imported on first use rather than here: the loader needs ``probes`` (for the
 # targets union) and every probe module imports ``monitor.config.models``, so
@@ -25,6 +36,7 @@ _LAZY = {
     "LoadedConfig": "monitor.config.loader",
     "check_config_main": "monitor.config.loader",
     "load_config": "monitor.config.loader",
+    "load_config_isolated": "monitor.config.loader",
 }
 
 

@@ -245,3 +245,36 @@ def check_config_main(path: str | Path) -> int:
     files = ", ".join(str(f) for f in loaded.files)
     print(f"OK: {len(config.targets)} targets, {len(config.components)} components ({files})")
     return 0
+
+
+def load_config_isolated(path: str | Path) -> LoadedConfig:
+    """``load_config`` in a short-lived child process; the result comes back pickled.
+
+    Composing the YAML of a large config (10,000 targets) allocates a node tree
+    of ~75 MB that CPython's allocator keeps after it is freed; validating in a
+    child keeps the appliance's resident memory at what the config itself needs
+    (bench/sip_probe_throughput). ``ConfigError`` comes back as raised. The
+    child hashes secrets with this process's key, so target digests compare
+    equal across reloads.
+    """
+    import pickle
+    import subprocess
+    import sys
+
+    from monitor.config import secrets as secrets_module
+
+    env = {**os.environ, "DIALWATCH_DIGEST_KEY": secrets_module._DIGEST_KEY.hex()}
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor.config.isolated", str(path)],
+        capture_output=True,
+        env=env,
+        timeout=300,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"config loader child exited with {done.returncode}: {done.stderr.decode()[-2000:]}"
+        )
+    result = pickle.loads(done.stdout)
+    if isinstance(result, ConfigError):
+        raise result
+    return result
