@@ -43,14 +43,31 @@ class Limit(StrictModel):
     def _no_booleans(cls, data: Any) -> Any:
         # YAML `warn: yes` would otherwise become 1.0 silently.
         if isinstance(data, Mapping):
-            for key, value in data.items():
-                if isinstance(value, bool):
-                    raise ValueError(f"{key} must be a number, not {str(value).lower()}")
+            for key in ("warn", "fail"):
+                if isinstance(data.get(key), bool):
+                    raise ValueError(f"{key} must be a number, not {str(data[key]).lower()}")
         return data
 
     @property
     def off(self) -> bool:
         return self.warn is None and self.fail is None
+
+
+class DirectedLimit(Limit):
+    """Levels of a value the config names itself (an OID, a command's field), with its direction."""
+
+    below: bool = False
+    """``true``: the value is bad when it drops *below* the levels (free space, trunks up)."""
+
+    @model_validator(mode="after")
+    def _order(self) -> DirectedLimit:
+        if self.warn is None or self.fail is None:
+            return self
+        if self.below and self.warn < self.fail:
+            raise ValueError("warn must not be below fail when below: true (lower is worse)")
+        if not self.below and self.warn > self.fail:
+            raise ValueError("warn must not be above fail")
+        return self
 
 
 OFF = Limit()

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from monitor.config.models import FieldValueError, StrictModel
+from probes.thresholds import DirectedLimit
 
 PROFILES = ("host", "interfaces")
 """Built-in sets of readings: ``host`` (HOST-RESOURCES-MIB) and ``interfaces`` (IF-MIB)."""
@@ -40,7 +41,7 @@ def dotted_oid(value: str) -> str:
     return oid
 
 
-class SnmpOid(StrictModel):
+class SnmpOid(DirectedLimit):
     """One OID read each poll with GET, as a number with optional thresholds."""
 
     name: str
@@ -52,12 +53,6 @@ class SnmpOid(StrictModel):
     (Counter32 wraps are un-wrapped, a counter that went back counts from zero)."""
     unit: str = ""
     """Shown after the value in the detail text (``%``, ``calls``); ``/s`` is added for counters."""
-    warn: float | None = None
-    """Crossing this makes the observation ``warn``."""
-    fail: float | None = None
-    """Crossing this makes the observation ``fail``."""
-    below: bool = False
-    """``true``: the value is bad when it drops *below* the levels (free licences, trunks up)."""
 
     @field_validator("name")
     @classmethod
@@ -70,24 +65,6 @@ class SnmpOid(StrictModel):
     @classmethod
     def _oid(cls, value: str) -> str:
         return dotted_oid(value)
-
-    @field_validator("warn", "fail", mode="before")
-    @classmethod
-    def _no_booleans(cls, value: object) -> object:
-        # YAML `warn: yes` would otherwise become 1.0 silently.
-        if isinstance(value, bool):
-            raise ValueError(f"must be a number, not {str(value).lower()}")
-        return value
-
-    @model_validator(mode="after")
-    def _order(self) -> SnmpOid:
-        if self.warn is None or self.fail is None:
-            return self
-        if self.below and self.warn < self.fail:
-            raise ValueError("warn must not be below fail when below: true (lower is worse)")
-        if not self.below and self.warn > self.fail:
-            raise ValueError("warn must not be above fail")
-        return self
 
 
 class SnmpOptions(StrictModel):

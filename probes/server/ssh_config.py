@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from monitor.config.models import Duration, StrictModel
+from probes.thresholds import DirectedLimit
 
 PROFILES = ("basic", "services")
 """Built-in sets of readings: ``basic`` (disk, memory, load, CPU, network) and ``services``."""
@@ -25,34 +26,8 @@ MAX_COMMANDS = 16
 MAX_FIELDS = 16
 
 
-class FieldLimit(StrictModel):
+class FieldLimit(DirectedLimit):
     """Warn/fail levels of one field a command produces."""
-
-    warn: float | None = None
-    """Crossing this makes the observation ``warn``."""
-    fail: float | None = None
-    """Crossing this makes the observation ``fail``."""
-    below: bool = False
-    """``true``: the value is bad when it drops *below* the levels (free space, replicas)."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_booleans(cls, data: object) -> object:
-        if isinstance(data, dict):
-            for key in ("warn", "fail"):
-                if isinstance(data.get(key), bool):
-                    raise ValueError(f"{key} must be a number, not {str(data[key]).lower()}")
-        return data
-
-    @model_validator(mode="after")
-    def _order(self) -> FieldLimit:
-        if self.warn is None or self.fail is None:
-            return self
-        if self.below and self.warn < self.fail:
-            raise ValueError("warn must not be below fail when below: true (lower is worse)")
-        if not self.below and self.warn > self.fail:
-            raise ValueError("warn must not be above fail")
-        return self
 
 
 class SshCommand(StrictModel):
