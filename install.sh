@@ -76,7 +76,12 @@ done
 if ! "$python" -c 'import venv, ensurepip' >/dev/null 2>&1; then
     step "installing python3-venv (stock Debian ships python3 without venv/ensurepip)"
     pyver="$("$python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
-    apt_install python3-venv "python${pyver}-venv" 2>/dev/null || apt_install python3-venv
+    # python3-venv covers Debian's default python3; another 3.1x needs its own package
+    if [ "$pyver" = "$(python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")' 2>/dev/null)" ]; then
+        apt_install python3-venv
+    else
+        apt_install "python${pyver}-venv"
+    fi
 fi
 
 # --- virtualenv and the package ---------------------------------------------
