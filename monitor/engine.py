@@ -3,10 +3,11 @@
 Everything runs on one asyncio loop. The in-memory ``TargetRuntime`` of each
 target is the truth while running; the state DB makes it survive a restart:
 
-- transitions and incident changes are written at once (rare, must survive a
-  crash), through one DB thread so writes keep their order;
+- incident changes and the transitions that cause them are written at once,
+  through one DB thread so writes keep their order; transitions that touch no
+  incident share a transaction within ``TRANSITION_BATCH`` seconds;
 - the latest observation of every target that changed is checkpointed in one
-  batch every ``CHECKPOINT_EVERY`` seconds;
+  batch every ``checkpoint_every`` seconds (2 s, longer beyond 2,000 targets);
 - probe state (counters for rates, offsets) is saved every ``PROBE_STATE_EVERY``
   seconds and on stop.
 
@@ -136,10 +137,6 @@ class TargetRuntime:
             self.probes_errored,
             self.digest,
         )
-
-    def row(self) -> dict[str, Any]:
-        """The ``target_state`` row for checkpoint / record_transition."""
-        return state_row(self.snapshot())
 
 
 class RowSnapshot(NamedTuple):
@@ -354,13 +351,12 @@ class Engine:
         self._incident_lock = asyncio.Lock()
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._transitions: set[asyncio.Task[Any]] = set()
-        self._pending_transitions: list[tuple[Transition, dict[str, Any]]] = []
+        self._pending_transitions: list[tuple[Transition, RowSnapshot]] = []
         self._flush_handle: asyncio.TimerHandle | None = None
         self._background: list[asyncio.Task[Any]] = []
         self._names = _DisplayNames(self.targets)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
-        self.started = asyncio.Event()
 
     # -- config ----------------------------------------------------------
     @property
@@ -382,13 +378,11 @@ class Engine:
             out[builtin.id] = (builtin, f"builtin:{cfg.model_dump_json()}")
         return out
 
-    def _runtime(
-        self, target: TargetBase, digest: str, state: HealthState | None = None
-    ) -> TargetRuntime:
+    def _runtime(self, target: TargetBase, digest: str) -> TargetRuntime:
         return TargetRuntime(
             target=target,
             policy=Policy.for_target(target, self.flap),
-            state=state or HealthState(target_id=target.id),
+            state=HealthState(target_id=target.id),
             digest=digest,
         )
 
@@ -454,7 +448,6 @@ class Engine:
             len(self.targets),
             len(self.incidents),
         )
-        self.started.set()
 
     def _index_children(self) -> None:
         """parent id -> ids of the targets that depend on it (for merging incidents)."""
@@ -525,7 +518,6 @@ class Engine:
             else:
                 rt.target, rt.digest = target, digest
                 rt.policy = Policy.for_target(target, self.flap)
-                rt.maintenance = None
             self.targets[tid].dirty = True
             self.scheduler.upsert(tid, target.interval)
         for tid in added:
@@ -590,9 +582,15 @@ class Engine:
             rt.probes_failed += 1
         elif obs.status is Status.ERROR:
             rt.probes_errored += 1
-        log_line = f"{obs.status.value.upper():5} {obs.latency or 0:.3f}s {target.kind} {target.id}"
         if obs.status in (Status.FAIL, Status.ERROR):
-            log.info("%s %s", log_line, obs.detail)
+            log.info(
+                "%-5s %.3fs %s %s %s",
+                obs.status.value.upper(),
+                obs.latency or 0,
+                target.kind,
+                target.id,
+                obs.detail,
+            )
 
         if obs.metrics:
             # the probe's own labels only: target/kind/site tags are implied on the dashboard
@@ -662,17 +660,17 @@ class Engine:
         async with self._incident_lock:
             concerned = self.incidents.concerning(tr.target_id, tr.affected_by)
             action = incidents.decide(tr, concerned, rt.policy.incident_on, self._names)
-            row = rt.row()
+            snap = rt.snapshot()  # the row itself is built on the DB thread
             if action is None:
                 # Most transitions (every target's first "up" at start, recoveries
                 # outside incidents) change no incident: written within
                 # TRANSITION_BATCH seconds, many per transaction, without
                 # holding up this target's next probe.
-                self._queue_transition(tr, row)
+                self._queue_transition(tr, snap)
                 return
             self._flush_transitions()  # keep DB order: queued ones go first
             try:
-                incident_id = await self._in_db(self._write_transition, tr, action, row)
+                incident_id = await self._in_db(self._write_transition, tr, action, snap)
             except Exception:
                 log.exception("could not write the transition of %s to the state DB", tr.target_id)
                 return
@@ -742,7 +740,7 @@ class Engine:
             )
 
     def _write_transition(
-        self, tr: Transition, action: incidents.Action | None, row: dict[str, Any]
+        self, tr: Transition, action: incidents.Action | None, snap: RowSnapshot
     ) -> int | None:
         """DB thread: the incident change, its timeline line and the transition, in one
         transaction (a crash keeps all or none of them).
@@ -750,10 +748,10 @@ class Engine:
         Returns the incident the transition belongs to (the new one for Open).
         """
         with self.repo.transaction():
-            return self._write_transition_in(tr, action, row)
+            return self._write_transition_in(tr, action, snap)
 
     def _write_transition_in(
-        self, tr: Transition, action: incidents.Action | None, row: dict[str, Any]
+        self, tr: Transition, action: incidents.Action | None, snap: RowSnapshot
     ) -> int | None:
         repo = self.repo
         incident_id: int | None = None
@@ -784,13 +782,13 @@ class Engine:
             flapping=tr.flapping,
             affected_by=tr.affected_by,
             incident_id=incident_id,
-            state=row,
+            state=state_row(snap),
         )
         return incident_id
 
     # -- persistence ---------------------------------------------------------
-    def _queue_transition(self, tr: Transition, row: dict[str, Any]) -> None:
-        self._pending_transitions.append((tr, row))
+    def _queue_transition(self, tr: Transition, snap: RowSnapshot) -> None:
+        self._pending_transitions.append((tr, snap))
         if self._flush_handle is None and self._loop is not None:
             self._flush_handle = self._loop.call_later(TRANSITION_BATCH, self._flush_transitions)
 
@@ -803,10 +801,10 @@ class Engine:
         if batch:
             self._write_later(self._write_transition_batch, batch)
 
-    def _write_transition_batch(self, batch: list[tuple[Transition, dict[str, Any]]]) -> None:
+    def _write_transition_batch(self, batch: list[tuple[Transition, RowSnapshot]]) -> None:
         with self.repo.transaction():
-            for tr, row in batch:
-                self._write_transition_in(tr, None, row)
+            for tr, snap in batch:
+                self._write_transition_in(tr, None, snap)
 
     def _write_later(self, fn: Callable[..., Any], *args: Any) -> None:
         """Queue a DB write on the DB thread (in order with every other write) without waiting."""
