@@ -7,8 +7,8 @@ the old one keeps running), SIGTERM/SIGINT drain in-flight probes and exit.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import ipaddress
 import logging
 import os
 import signal
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from monitor import __version__
-from monitor.cli import resolve_data_dir
+from monitor.cli import parse_listen, resolve_data_dir
 from monitor.config import ConfigError, LoadedConfig, load_config_isolated
 from monitor.engine import Engine
 from monitor.logs import secret_mask, setup_logging
@@ -35,14 +35,16 @@ class Appliance:
         self, config_path: str, loaded: LoadedConfig, data_dir: Path, listen: tuple[str, int]
     ) -> None:
         self.config_path = config_path
-        self.loaded = loaded
         self.data_dir = data_dir
         self.listen = listen
         self.db = open_database(loaded.config.storage.database_url, data_dir)
         self.repo = StateRepository(self.db)
         self.metrics_query = None
         sinks = self._build_sinks(loaded)
-        state_db = data_dir / "state.db" if self.db.url.get_backend_name() == "sqlite" else None
+        url = self.db.url
+        state_db = (
+            Path(url.database) if url.get_backend_name() == "sqlite" and url.database else None
+        )
         # Each field keeps the type it first had, across restarts too: InfluxDB
         # rejects a later write that changes it, so start from what is stored.
         enricher = Enricher(field_types=FieldTypes(self.embedded.store.field_types()))
@@ -82,7 +84,6 @@ class Appliance:
                 )
                 return list(exc.errors)
             secret_mask.update(loaded.secret_values())
-            self.loaded = loaded
             await self.engine.apply_config(loaded)
             return []
 
@@ -132,11 +133,9 @@ class Appliance:
 
 def _check_listen(host: str, token: str | None) -> str | None:
     """Refuse a non-loopback listener without a token: the dashboard would be open."""
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback and not token:
+    from web.access import is_loopback
+
+    if not is_loopback(host) and not token:
         return (
             f"listening on {host} (not loopback) needs web.token in the config "
             "(e.g. token: ${DIALWATCH_TOKEN}); the dashboard and API would be open otherwise"
@@ -164,12 +163,15 @@ def run_appliance(
     secret_mask.update(loaded.secret_values())
     log_file = setup_logging(data_dir, log_level)
     if listen is None:
-        host, _, port = loaded.config.web.listen.rpartition(":")
-        listen = (host.strip("[]"), int(port))
-    token = loaded.config.web.token
-    problem = _check_listen(
-        listen[0], token.get_secret_value() if hasattr(token, "get_secret_value") else token
-    )
+        try:
+            listen = parse_listen(loaded.config.web.listen)
+        except argparse.ArgumentTypeError:
+            print(
+                f"web.listen: must be HOST:PORT like 127.0.0.1:8080, not {loaded.config.web.listen!r}",
+                file=sys.stderr,
+            )
+            return 2
+    problem = _check_listen(listen[0], loaded.config.web.token)
     if problem:
         print(problem, file=sys.stderr)
         return 2

@@ -174,7 +174,3 @@ class ProbeScheduler:
             return 0.0
         lags = sorted(lag for _, lag in self._lags)
         return lags[min(len(lags) - 1, int(len(lags) * 0.95))]
-
-    def in_flight(self) -> int:
-        """Targets whose run has started and not finished."""
-        return sum(1 for slot in self._slots.values() if slot.running)
