@@ -33,10 +33,13 @@ EXPIRY_RULE = Rule(
 )
 
 # OpenSSL verify codes (X509_V_ERR_*) a monitor is most often asked about.
-_EXPIRED = 10
-_NOT_YET_VALID = 9
-_UNKNOWN_CA = {18, 19, 20, 21}  # self-signed leaf, self-signed in chain, no local issuer, …
-_NAME_MISMATCH = {62, 64}  # hostname mismatch, IP address mismatch
+# OpenSSL X509_V_ERR_* codes behind ssl.SSLCertVerificationError.verify_code,
+# shared by every probe that speaks TLS (http, tls, sip).
+VERIFY_EXPIRED = 10
+VERIFY_NOT_YET_VALID = 9
+VERIFY_UNKNOWN_CA = {2, 18, 19, 20, 21}  # no issuer, self-signed leaf/chain, no local issuer, …
+VERIFY_NAME_MISMATCH = {62, 64}  # hostname mismatch, IP address mismatch
+VERIFY_REVOKED = 23
 
 
 def expiry_limit(given: Limit | None, was_given: bool) -> Limit:
@@ -183,22 +186,22 @@ def describe_verify_error(
 ) -> str:
     """A sentence for a failed certificate check: which check, and what the certificate says."""
     code = exc.verify_code
-    if code == _EXPIRED:
+    if code == VERIFY_EXPIRED:
         if cert is not None:
             days = -cert.days_left()
             return (
                 f"certificate expired on {cert.not_after:%Y-%m-%d %H:%M} UTC ({days:.0f} days ago)"
             )
         return "certificate has expired"
-    if code == _NOT_YET_VALID:
+    if code == VERIFY_NOT_YET_VALID:
         when = f" (valid from {cert.not_before:%Y-%m-%d %H:%M} UTC)" if cert else ""
         return f"certificate is not valid yet{when}"
-    if code in _NAME_MISMATCH:
+    if code in VERIFY_NAME_MISMATCH:
         covers = ""
         if cert is not None:
             covers = f" (it covers {', '.join(cert.names) or cert.subject})"
         return f"certificate is not valid for {checked_name}{covers}"
-    if code in _UNKNOWN_CA:
+    if code in VERIFY_UNKNOWN_CA:
         issuer = f" {cert.issuer}" if cert is not None else ""
         return f"certificate is signed by an unknown CA{issuer} (not in the trusted CA bundle)"
     reason = exc.verify_message or exc.reason or str(exc)

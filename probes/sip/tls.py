@@ -14,6 +14,14 @@ import ssl
 from typing import TYPE_CHECKING
 
 from probes.base import SharedResources
+from probes.tlsinfo import (
+    VERIFY_EXPIRED,
+    VERIFY_NAME_MISMATCH,
+    VERIFY_NOT_YET_VALID,
+    VERIFY_REVOKED,
+    VERIFY_UNKNOWN_CA,
+)
+from probes.tlsinfo import client_context as client_context_for
 
 if TYPE_CHECKING:
     from probes.sip.config import TlsOptions
@@ -21,11 +29,6 @@ if TYPE_CHECKING:
 SHARED_KEY = "sip.tls_contexts"
 
 # OpenSSL X509_V_ERR_* codes (x509_vfy.h) that we explain in words.
-_EXPIRED = 10
-_NOT_YET_VALID = 9
-_UNKNOWN_CA = {2, 18, 19, 20, 21}
-_NAME_MISMATCH = {62, 64}  # hostname, IP address
-_REVOKED = 23
 
 
 class TlsFailure(ConnectionError):
@@ -55,23 +58,12 @@ def client_context(options: TlsOptions, shared: SharedResources) -> ssl.SSLConte
 
 def build_context(options: TlsOptions) -> ssl.SSLContext:
     """A TLS client context (TLS 1.2 or newer) for ``options``; TlsSetupError when files are bad."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if options.verify:
-        context.check_hostname = True
-        context.verify_mode = ssl.CERT_REQUIRED
-        try:
-            if options.ca_file:
-                context.load_verify_locations(cafile=options.ca_file)
-            else:
-                context.load_default_certs(ssl.Purpose.SERVER_AUTH)
-        except (OSError, ssl.SSLError) as exc:
-            raise TlsSetupError(
-                f"cannot load tls.ca_file {options.ca_file} ({_reason(exc)})"
-            ) from None
-    else:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
+    try:
+        # the same trust rules as the http and tls probes: the system store, or
+        # only tls.ca_file when given; TLS 1.2 or newer (Python's default)
+        context = client_context_for(options.verify, options.ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise TlsSetupError(f"cannot load tls.ca_file {options.ca_file} ({_reason(exc)})") from None
     if options.cert_file:
         try:
             context.load_cert_chain(options.cert_file, options.key_file)
@@ -94,21 +86,21 @@ def describe_tls_error(exc: ssl.SSLError | OSError, server_name: str) -> str:
     """One human sentence for a failed TLS handshake or a TLS alert from the peer."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         code = exc.verify_code
-        if code == _EXPIRED:
+        if code == VERIFY_EXPIRED:
             return f"TLS: the certificate of {server_name} has expired"
-        if code == _NOT_YET_VALID:
+        if code == VERIFY_NOT_YET_VALID:
             return f"TLS: the certificate of {server_name} is not valid yet (check both clocks)"
-        if code in _NAME_MISMATCH:
+        if code in VERIFY_NAME_MISMATCH:
             return (
                 f"TLS: the peer's certificate is not valid for {server_name} "
                 "(wrong name; set tls.server_name if the peer uses another name)"
             )
-        if code in _UNKNOWN_CA:
+        if code in VERIFY_UNKNOWN_CA:
             return (
                 f"TLS: the certificate of {server_name} is signed by an unknown CA "
                 "(not in the trusted bundle; set tls.ca_file to the carrier's CA)"
             )
-        if code == _REVOKED:
+        if code == VERIFY_REVOKED:
             return f"TLS: the certificate of {server_name} has been revoked"
         return f"TLS: the certificate of {server_name} was rejected ({exc.verify_message})"
     if isinstance(exc, ssl.SSLError):
