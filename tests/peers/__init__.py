@@ -7,7 +7,9 @@ is a test failure that says how to install it, never a skip.
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -70,3 +72,26 @@ def wait_tcp(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s") from None
             time.sleep(0.05)
+
+
+def port_bound(port: int, proto: str = "udp") -> bool:
+    """Is something bound (udp) or listening (tcp, state 0A) on 127.0.0.1:port? Read from /proc,
+    so checking sends nothing to the peer."""
+    wanted = f"0100007F:{port:04X}"
+    for line in Path(f"/proc/net/{proto}").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == wanted and (proto == "udp" or fields[3] == "0A"):
+            return True
+    return False
+
+
+def stop_process(
+    process: subprocess.Popen[bytes], timeout: float = 10.0, sig: int = signal.SIGTERM
+) -> None:
+    """Ask a peer to stop (``sig``), and kill it if it has not within ``timeout`` seconds."""
+    process.send_signal(sig)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)

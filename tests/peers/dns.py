@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.peers import free_port, require_binary
+from tests.peers import free_port, port_bound, require_binary, stop_process
 
 
 @dataclass(frozen=True)
@@ -48,13 +48,6 @@ class Dnsmasq:
     @property
     def nameserver(self) -> str:
         return f"127.0.0.1:{self.port}"
-
-
-def _udp_bound(port: int) -> bool:
-    wanted = f"0100007F:{port:04X}"
-    return any(
-        line.split()[1] == wanted for line in Path("/proc/net/udp").read_text().splitlines()[1:]
-    )
 
 
 @contextlib.contextmanager
@@ -104,7 +97,7 @@ def dnsmasq(
         process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 10
-        while not _udp_bound(port):
+        while not port_bound(port, "udp"):
             if process.poll() is not None:
                 raise RuntimeError(f"dnsmasq exited: {log.read_text()[-2000:]}")
             if time.monotonic() > deadline:
@@ -112,9 +105,4 @@ def dnsmasq(
             time.sleep(0.02)
         yield Dnsmasq(port, process, log)
     finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_process(process, 5)

@@ -25,7 +25,7 @@ import dns.message
 import dns.rcode
 import pytest
 
-from tests.peers import free_port, require_binary, wait_tcp
+from tests.peers import free_port, require_binary, stop_process, wait_tcp
 
 DOMAIN = "dw.test"
 
@@ -94,12 +94,7 @@ def dnsmasq() -> Iterator[Dnsmasq]:
     try:
         yield Dnsmasq(port, process)
     finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, 5)
         if process.stderr is not None:
             process.stderr.close()
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.peers import free_port, require_binary, wait_tcp
+from tests.peers import free_port, require_binary, stop_process, wait_tcp
 
 _CONFIG = """\
 reporting-disabled = true
@@ -94,12 +94,7 @@ class InfluxServer:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_process(self.proc, 10)
             self.proc = None
 
     def query(

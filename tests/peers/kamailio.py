@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.peers import free_port, require_binary
+from tests.peers import free_port, port_bound, require_binary, stop_process
 
 MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
 REALM = "dialwatch.test"
@@ -141,16 +141,6 @@ class Kamailio:
         self.rpc("ul.add", "location", user, contact, str(expires), "1.0", "s:0", "0", "0", "0")
 
 
-def _bound(port: int, proto: str) -> bool:
-    table = Path(f"/proc/net/{proto}").read_text()
-    wanted = f"0100007F:{port:04X}"
-    for line in table.splitlines()[1:]:
-        fields = line.split()
-        if fields[1] == wanted and (proto == "udp" or fields[3] == "0A"):
-            return True
-    return False
-
-
 @contextlib.contextmanager
 def run_kamailio(workdir: Path, body: str, **values: object) -> Iterator[Kamailio]:
     """Start Kamailio with the common head plus ``body`` (formatted with ``values``)."""
@@ -171,7 +161,7 @@ def run_kamailio(workdir: Path, body: str, **values: object) -> Iterator[Kamaili
         )
     try:
         deadline = time.monotonic() + 15
-        while not (_bound(port, "udp") and _bound(tcp_port, "tcp") and ctl.exists()):
+        while not (port_bound(port, "udp") and port_bound(tcp_port, "tcp") and ctl.exists()):
             if process.poll() is not None:
                 raise RuntimeError(f"kamailio exited: {log.read_text()[-3000:]}")
             if time.monotonic() > deadline:
@@ -179,12 +169,7 @@ def run_kamailio(workdir: Path, body: str, **values: object) -> Iterator[Kamaili
             time.sleep(0.05)
         yield Kamailio(port, tcp_port, ctl, process, log)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_process(process, 10)
 
 
 @contextlib.contextmanager

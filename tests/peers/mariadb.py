@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.peers import free_port, require_binary
+from tests.peers import free_port, require_binary, stop_process
 
 USER = "dialwatch"
 PASSWORD = "cdr-test-pw"
@@ -155,12 +155,7 @@ def run_mariadb() -> Iterator[MariaDbServer]:
         yield server
     finally:
         if process is not None and process.poll() is None:
-            process.terminate()  # SIGTERM: normal shutdown
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+            stop_process(process, 20)  # SIGTERM: normal shutdown
         shutil.rmtree(root, ignore_errors=True)
 
 

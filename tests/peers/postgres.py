@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.peers import free_port
+from tests.peers import free_port, stop_process
 
 PG_LIB = Path("/usr/lib/postgresql")
 PREFERRED_MAJOR = "15"
@@ -170,12 +170,9 @@ def run_postgres() -> Iterator[PostgresServer]:
         yield server
     finally:
         if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGINT)  # "fast" shutdown: disconnect clients, stop
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+            stop_process(
+                process, 15, sig=signal.SIGINT
+            )  # "fast" shutdown: disconnect clients, stop
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.peers import free_port, require_binary
+from tests.peers import free_port, port_bound, require_binary, stop_process
 
 _RESPONSE = """
       SIP/2.0 {code} {reason}
@@ -75,17 +75,6 @@ class SippUas:
         return f"sip:127.0.0.1:{self.port}{suffix}"
 
 
-def _bound(port: int, transport: str) -> bool:
-    """Is something bound (UDP) or listening (TCP, state 0A) on 127.0.0.1:port? Read from /proc."""
-    table = Path("/proc/net/udp" if transport == "udp" else "/proc/net/tcp").read_text()
-    wanted = f"0100007F:{port:04X}"
-    for line in table.splitlines()[1:]:
-        fields = line.split()
-        if fields[1] == wanted and (transport == "udp" or fields[3] == "0A"):
-            return True
-    return False
-
-
 @contextlib.contextmanager
 def sipp_options_uas(
     workdir: Path,
@@ -120,7 +109,7 @@ def sipp_options_uas(
         process = subprocess.Popen(cmd, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 10
-        while not _bound(port, transport):
+        while not port_bound(port, transport):
             if process.poll() is not None:
                 raise RuntimeError(
                     f"sipp exited with {process.returncode}: {log.read_text()[-2000:]}"
@@ -130,12 +119,7 @@ def sipp_options_uas(
             time.sleep(0.02)
         yield SippUas(port, transport, process, log)
     finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_process(process, 5)
 
 
 @pytest.fixture
@@ -256,7 +240,7 @@ def sipp_tls_front(
         )
     try:
         deadline = time.monotonic() + 10
-        while not _bound(port, "tcp"):
+        while not port_bound(port, "tcp"):
             if process.poll() is not None:
                 raise RuntimeError(f"socat exited: {log.read_text()[-2000:]}")
             if time.monotonic() > deadline:
@@ -264,12 +248,7 @@ def sipp_tls_front(
             time.sleep(0.02)
         yield TlsFront(port, process, log)
     finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_process(process, 5)
 
 
 _CALL_HEADERS = """      [last_Via:]
@@ -383,7 +362,7 @@ def sipp_call_uas(workdir: Path, behaviour: str, ring_ms: int = 200) -> Iterator
         process = subprocess.Popen(cmd, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 10
-        while not _bound(port, "udp"):
+        while not port_bound(port, "udp"):
             if process.poll() is not None:
                 raise RuntimeError(
                     f"sipp exited with {process.returncode}: {log.read_text()[-2000:]}"
@@ -393,12 +372,7 @@ def sipp_call_uas(workdir: Path, behaviour: str, ring_ms: int = 200) -> Iterator
             time.sleep(0.02)
         yield SippUas(port, "udp", process, log)
     finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_process(process, 5)
 
 
 # -- test certificates for the TLS front ---------------------------------

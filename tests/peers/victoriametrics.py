@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.peers import free_port, require_binary, wait_tcp
+from tests.peers import free_port, require_binary, stop_process, wait_tcp
 
 
 class VictoriaMetricsServer:
@@ -57,12 +57,7 @@ class VictoriaMetricsServer:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_process(self.proc, 15)
             self.proc = None
 
     def flush(self) -> None:
