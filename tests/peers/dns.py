@@ -47,7 +47,10 @@ class Dnsmasq:
 
     @property
     def nameserver(self) -> str:
+        """host:port, for a dns target's ``server:`` or a SIP target's ``dns.nameservers``."""
         return f"127.0.0.1:{self.port}"
+
+    server = nameserver
 
 
 @contextlib.contextmanager
@@ -57,11 +60,14 @@ def dnsmasq(
     srv: Sequence[Srv] = (),
     naptr: Sequence[Naptr] = (),
     zone: str = "test",
+    extra: Sequence[str] = (),
 ) -> Iterator[Dnsmasq]:
     """dnsmasq answering ``hosts`` (name → address(es)), ``srv`` and ``naptr`` records.
 
     Other names under ``zone`` get NXDOMAIN / no data (``--local``), as from
     a real authoritative server; names elsewhere are REFUSED (no upstream).
+    ``extra``: more dnsmasq options as written on its command line
+    (``--cname=…``, ``--mx-host=…``, ``--txt-record=…``).
     """
     binary = require_binary("dnsmasq")
     port = free_port(socket.SOCK_DGRAM)
@@ -92,6 +98,7 @@ def dnsmasq(
             f"--naptr-record={record.name},{record.order},{record.preference},"
             f"{record.flags},{record.service},,{record.replacement}"
         )
+    args.extend(extra)
     log = workdir / f"dnsmasq-{port}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)

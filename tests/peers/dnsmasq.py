@@ -1,9 +1,8 @@
-"""A real ``dnsmasq`` DNS server for tests, on a free 127.0.0.1 port, with the records of ``ZONE``.
+"""The dns probe's DNS peers: a session-wide real ``dnsmasq`` with the records of
+``ZONE`` (started by ``tests.peers.dns``), and scripted servers.
 
-dnsmasq runs in the foreground with no config file (``--conf-file=/dev/null``),
-no upstream servers, no /etc/hosts and no pid file; every record comes from
-its command line. Names under ``dw.test`` it does not know are NXDOMAIN
-(``--local``); names elsewhere get REFUSED (it has nobody to forward to).
+Names under ``dw.test`` dnsmasq does not know are NXDOMAIN (``--local``); names
+elsewhere get REFUSED (it has nobody to forward to).
 
 dnsmasq cannot be made to answer SERVFAIL or garbage on purpose, so
 ``servfail_server`` and ``garbage_server`` are small local UDP servers (a
@@ -14,18 +13,16 @@ a test uses them.
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import dns.message
 import dns.rcode
 import pytest
 
-from tests.peers import free_port, require_binary, stop_process, wait_tcp
+from tests.peers.dns import Dnsmasq
+from tests.peers.dns import dnsmasq as start_dnsmasq
 
 DOMAIN = "dw.test"
 
@@ -41,62 +38,12 @@ ZONE = [
 ]
 
 
-@dataclass
-class Dnsmasq:
-    """A running dnsmasq; ``server`` is the value for a dns target's ``server:`` key."""
-
-    port: int
-    process: subprocess.Popen[bytes]
-
-    @property
-    def server(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-
-def _start(binary: str, port: int) -> subprocess.Popen[bytes]:
-    command = [
-        binary,
-        "--keep-in-foreground",
-        "--conf-file=/dev/null",
-        "--pid-file=",
-        f"--port={port}",
-        "--listen-address=127.0.0.1",
-        "--bind-interfaces",
-        "--no-resolv",
-        "--no-hosts",
-        f"--local=/{DOMAIN}/",
-        "--log-facility=-",
-        *(f"{option}={value}" for option, value in ZONE),
-    ]
-    if os.geteuid() == 0:
-        command.append("--user=root")  # no need to drop to `nobody` for a test server
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
 @pytest.fixture(scope="session")
-def dnsmasq() -> Iterator[Dnsmasq]:
-    """One dnsmasq for the test session (it only answers; tests never change it)."""
-    binary = require_binary("dnsmasq")
-    process = None
-    # dnsmasq needs the port free for both UDP and TCP; retry if another test took it.
-    for _ in range(5):
-        port = free_port(socket.SOCK_DGRAM)
-        process = _start(binary, port)
-        try:
-            wait_tcp(port, timeout=5.0)
-            break
-        except TimeoutError:
-            process.kill()
-            process.wait()
-            process = None
-    if process is None:
-        pytest.fail("dnsmasq did not start on a free loopback port", pytrace=False)
-    try:
-        yield Dnsmasq(port, process)
-    finally:
-        stop_process(process, 5)
-        if process.stderr is not None:
-            process.stderr.close()
+def dnsmasq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dnsmasq]:
+    """One dnsmasq with ``ZONE`` for the test session (it only answers; tests never change it)."""
+    workdir = tmp_path_factory.mktemp("dnsmasq")
+    with start_dnsmasq(workdir, zone=DOMAIN, extra=[f"{o}={v}" for o, v in ZONE]) as server:
+        yield server
 
 
 @contextlib.contextmanager
