@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from monitor.config.compact import share_equal_parts
 from monitor.config.crosscheck import cross_check
 from monitor.config.errors import ConfigError, KeyPath, Location, Problem, render_all
 from monitor.config.messages import Translated, translate
@@ -223,6 +224,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Loade
     target_digests = {target["id"]: _digest(target) for target in safe["targets"]}
     digest = _digest(safe)
     mask_in_model(config, merged.secret_paths)
+    share_equal_parts(config)
     return LoadedConfig(
         config,
         files,
