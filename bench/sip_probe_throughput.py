@@ -8,8 +8,8 @@ a part of the targets points at UDP ports that are bound but never answer,
 so their probes sit in flight until their timeout.
 
 Reported per run: probes/s sustained, late (started > 1 s after its slot)
-and missed slots, CPU and peak RSS of this process (the engine), rows
-stored. In the same run, the reference: a SIPp UAC sending OPTIONS to the
+and missed slots, CPU and peak RSS of the engine (run in a process of its
+own, which imports only what the appliance's engine imports), rows stored. In the same run, the reference: a SIPp UAC sending OPTIONS to the
 same peers as fast as it can (``-r`` high), i.e. what a dedicated C++ SIP
 load generator reaches on this machine.
 
@@ -25,11 +25,13 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import json
 import logging
 import re
 import socket
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -42,8 +44,6 @@ from monitor.engine import Engine
 from monitor.sinks.embedded import EmbeddedSink
 from monitor.store.db import open_database
 from monitor.store.repository import StateRepository
-from tests.peers import free_port, require_binary
-from tests.peers.sipp import options_scenario
 
 UAC_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="options-uac">
@@ -65,6 +65,9 @@ UAC_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 
 
 def start_uas(workdir: Path, sipp: str) -> tuple[int, subprocess.Popen[bytes]]:
+    from tests.peers import free_port
+    from tests.peers.sipp import options_scenario
+
     port = free_port(socket.SOCK_DGRAM)
     scenario = workdir / f"uas-{port}.xml"
     scenario.write_text(options_scenario(200, "OK"))
@@ -175,6 +178,8 @@ def run_reference(
     SIPp over-driven collapses (drops, retransmissions), so the requested rate
     is stepped up and the best achieved aggregate rate is reported.
     """
+    from tests.peers import free_port
+
     scenario = workdir / "uac.xml"
     scenario.write_text(UAC_SCENARIO)
     best = (0.0, 0)
@@ -246,7 +251,32 @@ def report(args: argparse.Namespace, r: dict) -> None:
     )
 
 
+def run_engine_process(cfg: Path, data: Path, warmup: float, duration: float) -> dict:
+    """``run_engine`` in a process of its own, so its RSS is the engine's alone:
+    this process also imports pytest and the peer helpers (~20 MB) the
+    appliance never loads."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.sip_probe_throughput", "--engine-only",
+         str(cfg), str(data), str(warmup), str(duration)],
+        stdout=subprocess.PIPE, check=True, timeout=warmup + duration + 600,
+    )  # fmt: skip
+    return json.loads(done.stdout)
+
+
+def engine_only(argv: list[str]) -> None:
+    """Child side of ``run_engine_process``: the result as JSON on stdout."""
+    logging.basicConfig(level=logging.ERROR)
+    cfg, data, warmup, duration = Path(argv[0]), Path(argv[1]), float(argv[2]), float(argv[3])
+    result = asyncio.run(run_engine(cfg, data, warmup, duration))
+    json.dump(result, sys.stdout)
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--engine-only"]:
+        engine_only(sys.argv[2:])
+        return
+    from tests.peers import require_binary
+
     logging.basicConfig(level=logging.ERROR)
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -284,9 +314,7 @@ def main() -> None:
             t = time.perf_counter()
             load_config_isolated(cfg)
             print(f"config: {args.targets} targets loaded in {time.perf_counter() - t:.2f} s")
-            r = asyncio.run(
-                run_engine(cfg, work / "data", warmup=args.interval + 2, duration=args.duration)
-            )
+            r = run_engine_process(cfg, work / "data", args.interval + 2, args.duration)
             report(args, r)
             ref, ref_rate = run_reference(work, sipp, ports)
         finally:
