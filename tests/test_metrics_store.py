@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from monitor.config.models import StorageConfig
 from monitor.metrics_query import (
@@ -544,3 +547,57 @@ def test_a_file_from_another_layout_is_moved_aside_not_misread(tmp_path, caplog)
         store.close()
     [aside] = [p.name for p in tmp_path.iterdir() if p.name.startswith("metrics.db.v1-")]
     assert aside in caplog.text
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@example(values=[("sip", 0, "a", 0, 1.0), ("sip", 0, "a", 1, 2.0), ("sip", 0, "a", 2, -1.0)])
+@given(
+    values=st.lists(
+        st.tuples(
+            st.sampled_from(["sip", "server_disk"]),
+            st.integers(0, 12),  # series (a target) of that measurement
+            st.sampled_from(["a", "b", "c"]),  # field: not every series has every field
+            st.integers(0, 149),  # second: two and a half minutes
+            st.integers(-1000, 1000).map(float) | st.floats(-1e6, 1e6, allow_nan=False),
+        ),
+        min_size=1,
+        max_size=300,
+    )
+)
+def test_minute_rollups_of_many_series_and_sparse_fields_match_a_plain_aggregation(
+    tmp_path_factory, values
+):
+    path = tmp_path_factory.mktemp("m") / "metrics.db"
+    store = MetricsStore(path)
+    try:
+        expected: dict[tuple[str, int, str, int], list[float]] = {}
+        seen: set[tuple[str, int, str, int]] = set()
+        for measurement, series, name, second, value in values:
+            if (measurement, series, name, second) in seen:
+                continue  # a value already stored for that series, field and time is ignored
+            seen.add((measurement, series, name, second))
+            point = MetricPoint(
+                measurement, {name: value}, {"target": f"t{series}"}, (T0 + second) * 10**9
+            )
+            assert store.write([point]).written == 1
+            expected.setdefault((measurement, series, name, second // 60), []).append(value)
+        store.flush()
+        conn = sqlite3.connect(path)
+        got = {
+            (m, json.loads(tags)["target"], fname, bucket * M1.bucket_units + off): (lo, hi, n)
+            for m, tags, fname, bucket, off, lo, hi, n in conn.execute(
+                f"""SELECT s.measurement, s.tags, f.name, r.bucket, r.off, r.vmin, r.vmax, r.n
+                FROM {M1.table} r JOIN series s ON s.id = r.series_id
+                JOIN field f ON f.id = r.field_id"""
+            )
+        }
+        conn.close()
+        want = {
+            (m, f"t{series}", name, T0 // 60 + minute): (min(vs), max(vs), len(vs))
+            for (m, series, name, minute), vs in expected.items()
+        }
+        assert got == want
+    finally:
+        store.close()
