@@ -15,7 +15,8 @@ connection) live in ``ctx.shared`` and are closed by the engine on stop.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable
+import importlib
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -80,3 +81,26 @@ class ProbeKind:
     model: type[TargetBase]
     check: Check
     summary: str
+
+
+class LazyEntries(Mapping[str, T]):
+    """``key`` -> ``module.attribute``, the module imported on the first lookup.
+
+    For a probe's source adapters (``server``'s ``via``, ``dialer``'s
+    ``source.type``): their libraries (paramiko, pysnmp, urllib3...) are
+    imported by a site whose targets use them, not by every engine (engine
+    memory at 10,000 targets, see bench/RESULTS.md).
+    """
+
+    def __init__(self, modules: Mapping[str, str], attribute: str) -> None:
+        self._modules = dict(modules)
+        self._attribute = attribute
+
+    def __getitem__(self, key: str) -> T:
+        return getattr(importlib.import_module(self._modules[key]), self._attribute)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._modules)
+
+    def __len__(self) -> int:
+        return len(self._modules)

@@ -4,22 +4,18 @@ One query per poll (A, AAAA, CNAME, MX, SRV or TXT) to a configured server or
 to the system's resolvers (``/etc/resolv.conf``), over UDP with a retry over
 TCP when the answer is truncated. The answer can be required to contain, or
 to equal, given values. NXDOMAIN, SERVFAIL, REFUSED, an empty answer and a
-timeout are failures with a sentence. dnspython does the wire format.
+timeout are failures with a sentence. dnspython does the wire format; it is
+imported by the functions that use it, not with the model, so an engine
+without dns targets does not carry it (~2-3 MB in the engine; memory at
+10,000 targets, bench/RESULTS.md).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import time
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import dns.asyncquery
-import dns.exception
-import dns.message
-import dns.name
-import dns.rcode
-import dns.rdatatype
-import dns.resolver
 from pydantic import Field, field_validator, model_validator
 
 from monitor.config.models import Duration, FieldValueError, TargetBase
@@ -27,14 +23,17 @@ from monitor.observation import ErrorClass, MetricPoint, Observation, Status
 from probes.base import ProbeContext
 from probes.tcp import describe_os_error, split_host_port
 
+if TYPE_CHECKING:
+    import dns.message
+
 RecordType = Literal["A", "AAAA", "CNAME", "MX", "SRV", "TXT"]
 SHOWN_ANSWERS = 5
 """At most this many answers are listed in the detail text."""
 
 _RCODE_SENTENCES = {
-    dns.rcode.NXDOMAIN: "{name} does not exist (NXDOMAIN)",
-    dns.rcode.SERVFAIL: "the server could not resolve {name} (SERVFAIL)",
-    dns.rcode.REFUSED: "the server refused to answer for {name} (REFUSED)",
+    "NXDOMAIN": "{name} does not exist (NXDOMAIN)",
+    "SERVFAIL": "the server could not resolve {name} (SERVFAIL)",
+    "REFUSED": "the server refused to answer for {name} (REFUSED)",
 }
 
 
@@ -102,6 +101,9 @@ class DnsTarget(TargetBase):
     @field_validator("query")
     @classmethod
     def _query(cls, value: str) -> str:
+        import dns.exception
+        import dns.name
+
         try:
             dns.name.from_text(value)
         except dns.exception.DNSException as exc:
@@ -132,6 +134,8 @@ class DnsTarget(TargetBase):
 
 def answers_of(response: dns.message.Message, record_type: str) -> list[str]:
     """Records of the asked type in the answer section (after any CNAME chain), normalized."""
+    import dns.rdatatype
+
     rdtype = dns.rdatatype.from_text(record_type)
     found: list[str] = []
     for rrset in response.answer:
@@ -164,6 +168,8 @@ def expectation_problem(target: DnsTarget, answers: list[str]) -> str | None:
 
 def system_servers() -> list[tuple[str, int]]:
     """The nameservers of /etc/resolv.conf (read each poll: it changes under DHCP/VPNs)."""
+    import dns.resolver
+
     try:
         resolver = dns.resolver.Resolver(configure=True)
     except dns.resolver.NoResolverConfiguration:
@@ -188,14 +194,17 @@ def judge(
     target: DnsTarget, response: dns.message.Message, server: tuple[str, int], elapsed: float
 ) -> Observation:
     """Pure: the observation for a response that arrived."""
+    import dns.rcode
+
     answers = answers_of(response, target.record_type)
     point = MetricPoint("dns", {"answer_ms": round(elapsed * 1000, 3), "answers": len(answers)})
     timing = f"in {elapsed * 1000:.1f} ms from {_where(server)}"
     rcode = response.rcode()
     name = _name_text(target.query)
     if rcode != dns.rcode.NOERROR:
-        sentence = _RCODE_SENTENCES.get(rcode, "the server answered {rcode} for {name}").format(
-            name=name, rcode=dns.rcode.to_text(rcode)
+        text = dns.rcode.to_text(rcode)
+        sentence = _RCODE_SENTENCES.get(text, "the server answered {rcode} for {name}").format(
+            name=name, rcode=text
         )
         return Observation.fail(f"{sentence} {timing}", ErrorClass.RESPONSE, (point,), elapsed)
     if not answers:
@@ -216,6 +225,11 @@ def judge(
 
 
 async def check(target: DnsTarget, ctx: ProbeContext) -> Observation:
+    import dns.asyncquery
+    import dns.exception
+    import dns.message
+    import dns.name
+
     servers = [parse_server(target.server)] if target.server else system_servers()
     if not servers:
         return Observation.fail(

@@ -10,21 +10,23 @@ The client is aiohttp: it is already in the environment, async, and
 well kept. The only extra we need from it is the peer certificate of the
 connection that served the response; ``_CertResponse`` reads it when the
 response starts, before aiohttp can release the connection (it does so at
-once for bodiless answers such as HEAD).
+once for bodiless answers such as HEAD). aiohttp is imported by the first
+request, not with the model: a site without http targets does not carry it
+(~5 MB and ~100 modules in the engine; memory at 10,000 targets, bench/RESULTS.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import re
 import ssl
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urljoin, urlsplit
 
-import aiohttp
 from pydantic import Field, field_validator, model_validator
 
 from monitor.config.models import Duration, FieldValueError, StrictModel, TargetBase
@@ -44,6 +46,9 @@ from probes.tlsinfo import (
     parse_certificate,
     shared_context,
 )
+
+if TYPE_CHECKING:
+    import aiohttp
 
 MAX_BODY_BYTES = 1024 * 1024
 """Body matching reads at most this much; a big page is not downloaded whole every poll."""
@@ -187,17 +192,24 @@ class HttpTarget(TargetBase):
         return expiry_limit(self.cert_expiry_days, "cert_expiry_days" in self.model_fields_set)
 
 
-class _CertResponse(aiohttp.ClientResponse):
-    """A response that remembers the peer certificate of its connection."""
+@functools.cache
+def _cert_response_class() -> type[aiohttp.ClientResponse]:
+    """``_CertResponse``, defined on first use because its base class is aiohttp's."""
+    import aiohttp
 
-    peer_cert_der: bytes | None = None
+    class _CertResponse(aiohttp.ClientResponse):
+        """A response that remembers the peer certificate of its connection."""
 
-    async def start(self, connection: Any) -> aiohttp.ClientResponse:
-        transport = connection.transport
-        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
-        if ssl_object is not None:
-            self.peer_cert_der = ssl_object.getpeercert(binary_form=True)
-        return await super().start(connection)
+        peer_cert_der: bytes | None = None
+
+        async def start(self, connection: Any) -> aiohttp.ClientResponse:
+            transport = connection.transport
+            ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+            if ssl_object is not None:
+                self.peer_cert_der = ssl_object.getpeercert(binary_form=True)
+            return await super().start(connection)
+
+    return _CertResponse
 
 
 @dataclass(frozen=True)
@@ -245,12 +257,14 @@ async def _read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
 
 async def fetch(target: HttpTarget, timeout: float, context: ssl.SSLContext) -> Answer:
     """Do the request (and same-host redirects when enabled); aiohttp errors propagate."""
+    import aiohttp
+
     headers = dict(target.headers)
     if target.auth is not None:
         headers["Authorization"] = target.auth.header()
     url, method = target.url, target.method
     async with aiohttp.ClientSession(
-        response_class=_CertResponse,
+        response_class=_cert_response_class(),
         cookie_jar=aiohttp.DummyCookieJar(),
         timeout=aiohttp.ClientTimeout(total=timeout),
         connector=aiohttp.TCPConnector(ssl=context, force_close=True),
@@ -266,7 +280,7 @@ async def fetch(target: HttpTarget, timeout: float, context: ssl.SSLContext) -> 
                         method = "GET"
                     continue
                 body = b"" if method == "HEAD" else await _read_bounded(response, MAX_BODY_BYTES)
-                der = response.peer_cert_der if isinstance(response, _CertResponse) else None
+                der: bytes | None = getattr(response, "peer_cert_der", None)
                 return Answer(
                     url=url,
                     status=response.status,
@@ -334,6 +348,8 @@ def judge(target: HttpTarget, answer: Answer, elapsed: float) -> Observation:
 
 
 async def check(target: HttpTarget, ctx: ProbeContext) -> Observation:
+    import aiohttp
+
     try:
         context = shared_context(ctx.shared, target.verify, target.ca_file)
     except CaFileError as exc:

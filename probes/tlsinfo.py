@@ -15,13 +15,14 @@ import datetime as dt
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.x509.oid import NameOID
+from typing import TYPE_CHECKING
 
 from monitor.observation import Status
 from probes.base import SharedResources
 from probes.thresholds import Limit, Rule, judge, resolve
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 EXPIRY_RULE = Rule(
     "cert_expiry_days",
@@ -128,6 +129,8 @@ class CertInfo:
 
 
 def _name(name: x509.Name) -> str:
+    from cryptography.x509.oid import NameOID
+
     common = name.get_attributes_for_oid(NameOID.COMMON_NAME)
     if common:
         return f"CN={common[0].value}"
@@ -135,6 +138,10 @@ def _name(name: x509.Name) -> str:
 
 
 def parse_certificate(der: bytes) -> CertInfo:
+    # Imported on the first certificate read: cryptography (~2 MB in the engine) is paid
+    # only by a site with http, tls or sips targets (memory at 10,000 targets, bench/RESULTS.md).
+    from cryptography import x509
+
     cert = x509.load_der_x509_certificate(der)
     names: list[str] = []
     with contextlib.suppress(x509.ExtensionNotFound):

@@ -11,11 +11,11 @@ that read queues rather than CDRs (AMI, HTTP) plug into ``SOURCES`` the same way
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from monitor.observation import Observation
-from probes.base import ProbeContext
-from probes.dialer import ami, cdr_csv, cdr_sql, http_source, live
+from probes.base import LazyEntries, ProbeContext
+from probes.dialer import live
 from probes.dialer.cdr import SourceError, WindowSample
 from probes.dialer.config import DIALER_RULES, CsvSource, DialerTarget, SqlSource
 from probes.dialer.evaluate import evaluate
@@ -23,12 +23,17 @@ from probes.dialer.queues import QueueSample
 
 Source = Callable[[DialerTarget, ProbeContext], Awaitable[WindowSample | QueueSample]]
 
-SOURCES: dict[str, Source] = {
-    "sql": cdr_sql.collect,
-    "csv": cdr_csv.collect,
-    "ami": ami.collect,
-    "http": http_source.collect,
-}
+# Imported on first use, like the server probe's sources: urllib3 (``http``) is paid only
+# by a site that reads queues over HTTP. (SQLAlchemy is loaded anyway, by the state store.)
+SOURCES: Mapping[str, Source] = LazyEntries(
+    {
+        "sql": "probes.dialer.cdr_sql",
+        "csv": "probes.dialer.cdr_csv",
+        "ami": "probes.dialer.ami",
+        "http": "probes.dialer.http_source",
+    },
+    "collect",
+)
 """``source.type`` -> the coroutine that reads one window (raises SourceError when it cannot)."""
 
 

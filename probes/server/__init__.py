@@ -8,12 +8,11 @@ status against the target's thresholds, the same for all sources.
 
 from __future__ import annotations
 
-import importlib
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from monitor.observation import Observation
-from probes.base import ProbeContext
+from probes.base import LazyEntries, ProbeContext
 from probes.server.config import SERVER_RULES, ServerTarget
 from probes.server.evaluate import evaluate
 from probes.server.findings import SampleWithFindings, with_findings
@@ -21,28 +20,11 @@ from probes.server.sample import ServerSample, SourceError
 
 Source = Callable[[ServerTarget, ProbeContext], Awaitable[ServerSample]]
 
-_SOURCE_MODULES = {
-    "local": "probes.server.local",
-    "ssh": "probes.server.ssh",
-    "snmp": "probes.server.snmp",
-}
-
-
-class _Sources(Mapping[str, Source]):
-    """``via`` -> its module's ``collect``, imported on first use: paramiko and
-    pysnmp cost ~48 MB of RSS, paid only by a site that has SSH or SNMP targets."""
-
-    def __getitem__(self, via: str) -> Source:
-        return importlib.import_module(_SOURCE_MODULES[via]).collect
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(_SOURCE_MODULES)
-
-    def __len__(self) -> int:
-        return len(_SOURCE_MODULES)
-
-
-SOURCES: Mapping[str, Source] = _Sources()
+# paramiko and pysnmp cost ~48 MB of RSS: imported only by a site with SSH or SNMP targets.
+SOURCES: Mapping[str, Source] = LazyEntries(
+    {"local": "probes.server.local", "ssh": "probes.server.ssh", "snmp": "probes.server.snmp"},
+    "collect",
+)
 """``via`` value -> the coroutine that reads one sample (raises SourceError when it cannot)."""
 
 STATE_KEY = "server"

@@ -12,9 +12,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass, field
-
-import dns.asyncresolver
-import dns.resolver
+from typing import TYPE_CHECKING
 
 from monitor.observation import ErrorClass, Observation
 from probes.base import SharedResources
@@ -24,6 +22,9 @@ from probes.sip.message import SipUri
 from probes.sip.rfc3263 import DnsFailure, Plan, addresses, plan, shared_resolver
 from probes.sip.session import Destination, literal_destination
 from probes.sip.transaction import Outcome
+
+if TYPE_CHECKING:
+    import dns.asyncresolver
 
 NO_ANSWER = (metric_point(Outcome(), up=False),)
 
@@ -65,11 +66,9 @@ async def resolve(
     lifetime = max(budget / 2, 0.05)
     family = source_family(target)
     resolver: dns.asyncresolver.Resolver | None = None
-    try:
-        if target.dns.nameservers or (target.dns.rfc3263 and uri.port is None):
-            resolver = shared_resolver(target.dns, shared)
-    except dns.resolver.NoResolverConfiguration:
-        resolver = None  # no /etc/resolv.conf: the system lookup (/etc/hosts) still works
+    if target.dns.nameservers or (target.dns.rfc3263 and uri.port is None):
+        # None without /etc/resolv.conf: the system lookup (/etc/hosts) still works
+        resolver = shared_resolver(target.dns, shared)
     a_resolver = resolver if target.dns.nameservers else None
     if uri.port is not None or not target.dns.rfc3263 or resolver is None:
         found = Plan(transport, [(uri.host, uri.port or default_port(transport))], "A/AAAA")

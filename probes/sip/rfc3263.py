@@ -22,6 +22,10 @@ weight: the question is "which of the carrier's gateways answer", not
 The resolver is kept in ``ctx.shared`` per nameserver set, with a cache that
 respects the records' TTLs, so 10,000 targets do not ask the same SRV
 10,000 times. Pure selection functions are separate from the I/O.
+
+dnspython is imported when the first resolver is made, not with this module:
+most trunks are configured by IP address, and an engine watching only those
+does not carry it (~2-3 MB in the engine; memory at 10,000 targets, bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -30,14 +34,14 @@ import asyncio
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-import dns.asyncresolver
-import dns.exception
-import dns.nameserver
-import dns.resolver
+from typing import TYPE_CHECKING
 
 from probes.base import SharedResources
 from probes.sip.config import DnsOptions, parse_nameserver
+
+if TYPE_CHECKING:
+    import dns.asyncresolver
+    import dns.resolver
 
 SHARED_KEY = "sip.dns_resolvers"
 
@@ -112,6 +116,11 @@ def allowed_transports(scheme: str, fixed: str | None) -> list[str]:
 
 
 def make_resolver(options: DnsOptions, lifetime: float) -> dns.asyncresolver.Resolver:
+    """Raises dns.resolver.NoResolverConfiguration without nameservers and /etc/resolv.conf."""
+    import dns.asyncresolver
+    import dns.nameserver
+    import dns.resolver
+
     if options.nameservers:
         resolver = dns.asyncresolver.Resolver(configure=False)
         resolver.nameservers = [
@@ -125,8 +134,15 @@ def make_resolver(options: DnsOptions, lifetime: float) -> dns.asyncresolver.Res
     return resolver
 
 
-def shared_resolver(options: DnsOptions, shared: SharedResources) -> dns.asyncresolver.Resolver:
-    """One resolver (and cache) per nameserver list for the whole engine."""
+def shared_resolver(
+    options: DnsOptions, shared: SharedResources
+) -> dns.asyncresolver.Resolver | None:
+    """One resolver (and cache) per nameserver list for the whole engine.
+
+    None when no nameservers are given and there is no /etc/resolv.conf.
+    """
+    import dns.resolver
+
     resolvers: dict[tuple[str, ...], dns.asyncresolver.Resolver] | None = shared.get(SHARED_KEY)
     if resolvers is None:
         resolvers = {}
@@ -134,7 +150,10 @@ def shared_resolver(options: DnsOptions, shared: SharedResources) -> dns.asyncre
     key = tuple(options.nameservers)
     resolver = resolvers.get(key)
     if resolver is None:
-        resolver = make_resolver(options, 5.0)
+        try:
+            resolver = make_resolver(options, 5.0)
+        except dns.resolver.NoResolverConfiguration:
+            return None
         resolvers[key] = resolver
     return resolver
 
@@ -143,6 +162,9 @@ async def _query(
     resolver: dns.asyncresolver.Resolver, name: str, rdtype: str, lifetime: float
 ) -> list[object]:
     """Records of one type; [] for NXDOMAIN / no data; DnsFailure when DNS itself fails."""
+    import dns.exception
+    import dns.resolver
+
     try:
         answer = await resolver.resolve(name, rdtype, lifetime=lifetime, search=False)
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
