@@ -66,7 +66,10 @@ def tag_points(
 # -- series cap -------------------------------------------------------------
 
 
-def series_key(point: MetricPoint) -> tuple[str, tuple[tuple[str, str], ...]]:
+SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def series_key(point: MetricPoint) -> SeriesKey:
     """Identity of the series a point belongs to: measurement plus sorted tags."""
     return point.measurement, tuple(sorted(point.tags.items()))
 
@@ -80,7 +83,10 @@ class SeriesLimit:
 
     def __init__(self, max_series: int = DEFAULT_MAX_SERIES_PER_TARGET) -> None:
         self.max_series = max_series
-        self._seen: dict[str, set[tuple[str, tuple[tuple[str, str], ...]]]] = {}
+        self._seen: dict[str, set[SeriesKey]] = {}
+        # One object per distinct key for all targets: most targets of a kind
+        # produce the same few keys.
+        self._keys: dict[SeriesKey, SeriesKey] = {}
         self._warned: set[str] = set()
         self._dropped: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -96,7 +102,7 @@ class SeriesLimit:
                 if key in seen:
                     kept.append(point)
                 elif len(seen) < self.max_series:
-                    seen.add(key)
+                    seen.add(self._keys.setdefault(key, key))
                     kept.append(point)
                 else:
                     dropped += 1
@@ -269,8 +275,11 @@ class Enricher:
         obs_time: float,
     ) -> list[MetricPoint]:
         typed = self.field_types.apply(points)
-        tagged = tag_points(typed, target, site_name, obs_time)
-        return self.series_limit.admit(target.id, tagged)
+        # Capped before tagging: within one target, a series is its measurement
+        # and the probe's own labels (target and site tags are the same for all
+        # its points), so the cap remembers small keys, shared across targets.
+        admitted = self.series_limit.admit(target.id, typed)
+        return tag_points(admitted, target, site_name, obs_time)
 
     def dropped(self) -> int:
         """Points or values dropped so far (series cap + unfit field values)."""
