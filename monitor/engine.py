@@ -58,6 +58,8 @@ CHECKPOINT_TARGETS = 2000
 PROBE_STATE_EVERY = 30.0
 WRITE_SLICE = 1000
 """Targets per transaction when a checkpoint or a probe-state save covers many."""
+SWITCH_INTERVAL = 0.0005
+"""Seconds a thread may hold the GIL while another waits for it (Python's default: 0.005)."""
 APPLIANCE_TARGET_ID = "dialwatch"
 
 
@@ -448,6 +450,11 @@ class Engine:
         # such objects stalled the loop at 10,000 targets (bench/sip_probe_throughput).
         gc.collect()
         gc.freeze()
+        # The loop gives up the GIL at every socket send; a writer thread that
+        # takes it then keeps it for a whole switch interval (5 ms by default)
+        # before the loop gets it back. At 1,000 probes/s that wait, not CPU,
+        # made probes start late (bench/sip_probe_throughput, py-spy).
+        sys.setswitchinterval(SWITCH_INTERVAL)
         log.info(
             "engine started: %d targets, %d open incidents restored",
             len(self.targets),
