@@ -48,19 +48,16 @@ class _Sharer:
             key = self.model_fields_of(value)
         elif type(value) in (list, tuple):
             items = [self.shared(v) for v in value]
-            if isinstance(value, list):
-                value[:] = [v for v, _ in items]
-            else:
-                value = type(value)(v for v, _ in items)
+            value = type(value)(v for v, _ in items)
             if any(k is None for _, k in items):
                 return value, None
             key = (type(value), tuple(k for _, k in items))
         elif type(value) is dict:
             pairs = [(self.shared(k), self.shared(v)) for k, v in value.items()]
-            value = type(value)((k, v) for (k, _), (v, _) in pairs)
+            value = {k: v for (k, _), (v, _) in pairs}
             if any(k is None or vk is None for (_, k), (_, vk) in pairs):
                 return value, None
-            key = (type(value), tuple((k, vk) for (_, k), (_, vk) in pairs))
+            key = (dict, tuple((k, vk) for (_, k), (_, vk) in pairs))
         else:
             return value, None
         return self.pool.setdefault(key, value), key

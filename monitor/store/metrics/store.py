@@ -6,9 +6,8 @@ other threads are never blocked; see ``reader.py``). Its hot path is
 The running minutes are aggregated in memory (min/max/sum/count per series and
 field, in flat arrays: see ``OpenMinute``) and written to the 1-minute rollups
 once each minute has closed; after a crash they are rebuilt from the raw rows
-on open. Hourly rollups are built
-from the minute rollups of a closed hour in ``maintain``, which also applies
-retention and the size cap.
+on open. Hourly rollups are built from the minute rollups of a closed hour in
+``maintain``, which also applies retention and the size cap.
 
 Nothing is doubled: a value already stored (same series, field and time) is
 ignored, and only new values are folded into the rollups.
@@ -132,7 +131,7 @@ class OpenMinute:
     """min/max/sum/count of every ``(series, field)`` during one running minute.
 
     One flat ``array`` per field, four doubles per series, at the series'
-    position among its measurement's series (``MetricsStore._position``): a
+    position among its measurement's series (``MetricsStore._positions``): a
     value costs 32 bytes and no Python object. A dict of per-key lists cost
     ~270 bytes a value, ~40 MB at 10,000 SIP targets with two minutes open
     (bench/sip_probe_throughput).
@@ -362,6 +361,10 @@ class MetricsStore:
                 rows, values = self._rows(points, pending, result)
                 new = self._insert_raw(rows, values, result)
                 late = [v for v in new if v[0] // M1.unit_ms <= self._m1_flushed]
+                # Late values (rare) go through a plain dict, not ``OpenMinute``:
+                # they are folded inside the transaction, and a position given to
+                # a series id that a rollback then frees could later point at
+                # another measurement's series.
                 if late:
                     self._upsert_minutes(_rows_of(_aggregate(late)))
                 conn.execute("COMMIT")
