@@ -38,7 +38,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from monitor.observation import MetricPoint  # noqa: E402
+from core.observation import MetricPoint
 from monitor.sinks.influx_v1 import InfluxV1Sink  # noqa: E402
 from monitor.sinks.influx_v2 import InfluxV2Sink  # noqa: E402
 from monitor.sinks.lineprotocol import encode_batch  # noqa: E402

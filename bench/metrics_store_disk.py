@@ -39,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from monitor.observation import MetricPoint  # noqa: E402
+from core.observation import MetricPoint
 from monitor.store.metrics import MetricsStore  # noqa: E402
 from monitor.store.metrics.schema import canonical_tags  # noqa: E402
 

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from monitor.observation import Observation
+from core.observation import Observation
 from probes.base import ProbeContext
 from probes.sip import SipTarget, check
 from probes.sip.transport import SHARED_KEY

@@ -43,13 +43,14 @@ from typing import Any
 
 import psutil
 
+from core.observation import Status
+from core.shared import SharedResources
 from monitor.config import load_config
 from monitor.engine import Engine
-from monitor.observation import Status
 from monitor.sinks.embedded import EmbeddedSink
 from monitor.store.db import open_database
 from monitor.store.repository import StateRepository
-from probes.base import ProbeContext, SharedResources
+from probes.base import ProbeContext
 from probes.server import ServerTarget, check
 from probes.server.snmp_profiles import HR_PROCESSOR_LOAD, HR_STORAGE_COLUMNS, LA_LOAD, SYS_UPTIME
 from tests.peers import require_binary

@@ -41,10 +41,10 @@ from pathlib import Path
 
 import psutil
 
-from monitor.observation import Observation, Status
+from core.net.ssh import Endpoint, connect
+from core.observation import Observation, Status
 from probes.base import ProbeContext
 from probes.server import ServerTarget, check
-from probes.server.ssh_pool import Endpoint, connect
 from tests.peers.sshd import SshdServer, start_sshd
 
 

@@ -1,3 +1,1 @@
-"""Dialwatch engine: configuration, scheduling, health, incidents, metrics and CLI."""
-
-__version__ = "0.1.0"
+"""Dialwatch engine: scheduler, runner, health, incidents, events, state DB and metric sinks."""

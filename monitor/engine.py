@@ -32,18 +32,20 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
+from core.config import TargetBase
+from core.observation import MetricPoint, Observation, Status
+from core.shared import SharedResources
+from core.vitals import SinkHealth
 from monitor import incidents
 from monitor.config import LoadedConfig
-from monitor.config.models import TargetBase
 from monitor.health import FlapPolicy, Health, HealthState, Policy, Transition, step
 from monitor.maintenance import MaintenanceCheck, check_maintenance
-from monitor.observation import MetricPoint, Observation, Status
 from monitor.points import Enricher
 from monitor.runner import ProbeRunner
 from monitor.scheduler import ProbeScheduler
-from monitor.sinks.base import MetricSink, SinkHealth
+from monitor.sinks.base import MetricSink
 from monitor.store.repository import StateRepository
-from probes import PROBES, ProbeContext, SharedResources
+from probes import PROBES, ProbeContext
 from probes.appliance import ApplianceTarget
 
 log = logging.getLogger(__name__)

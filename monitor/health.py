@@ -18,8 +18,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Literal
 
-from monitor.config.models import TargetBase, format_duration
-from monitor.observation import Observation, Status
+from core.config import TargetBase, format_duration
+from core.observation import Observation, Status
 
 STATE_VERSION = 1
 """Version of the ``to_dict`` shape; ``from_dict`` refuses other versions."""

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from core.observation import FieldValue
 from monitor.config.models import StorageConfig
-from monitor.observation import FieldValue
 from monitor.points import STANDARD_TAGS, FieldType
 from monitor.store.metrics import H1, M1, METRICS_DB, RAW, TIERS, MetricsReader, Retention, Tier
 

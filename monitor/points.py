@@ -29,8 +29,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from monitor.config.models import TargetBase
-from monitor.observation import FieldValue, MetricPoint
+from core.config import TargetBase
+from core.observation import FieldValue, MetricPoint
 
 log = logging.getLogger(__name__)
 

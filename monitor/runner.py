@@ -21,7 +21,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-from monitor.observation import ErrorClass, Observation, Status
+from core.observation import ErrorClass, Observation, Status
 from probes.base import Check, ProbeContext
 
 log = logging.getLogger(__name__)

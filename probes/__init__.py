@@ -7,7 +7,7 @@ the ``targets`` schema from it and the runner looks checks up in it.
 from __future__ import annotations
 
 from probes import appliance, dialer, dns, http, server, sip, tcp, tls
-from probes.base import ProbeContext, ProbeKind, SharedResources
+from probes.base import ProbeContext, ProbeKind
 
 PROBES: dict[str, ProbeKind] = {
     "sip": ProbeKind(
@@ -34,4 +34,4 @@ PROBES: dict[str, ProbeKind] = {
     ),
 }
 
-__all__ = ["PROBES", "ProbeContext", "ProbeKind", "SharedResources"]
+__all__ = ["PROBES", "ProbeContext", "ProbeKind"]

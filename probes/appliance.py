@@ -23,17 +23,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
-from pydantic import Field
+from pydantic import Field, PositiveInt
 
-from monitor.config.models import ApplianceConfig, Duration, TargetBase
-from monitor.observation import ErrorClass, MetricPoint, Observation, Status
-from monitor.sinks.base import SinkHealth
+from core.config import Duration, StrictModel, TargetBase
+from core.observation import ErrorClass, MetricPoint, Observation, Status
+from core.vitals import SinkHealth
 from probes.base import ProbeContext
 from probes.thresholds import Breach, Limit, Rule, by_severity, format_value, judge, worst
 
 ENGINE_KEY = "engine"
 CONFIG_KEY = "appliance_config"
 MIB = 1024 * 1024
+
+
+class ApplianceConfig(StrictModel):
+    """Limits for the appliance's own health check (the built-in ``dialwatch`` target)."""
+
+    interval: Duration = 15.0
+    """How often the appliance checks itself."""
+    max_scheduler_lag: Duration = 2.0
+    """Warn when probes start this much later than their slot."""
+    min_free_disk_mb: int = 500
+    """Fail when the data directory's filesystem has less free space than this."""
+    max_state_db_mb: int = 2048
+    """Warn when the state DB grows beyond this many MiB."""
+    concurrency: PositiveInt = 512
+    """Global cap on probes in flight."""
 
 
 @runtime_checkable

@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from monitor.config.models import Duration, FieldValueError, TargetBase
-from monitor.observation import ErrorClass, MetricPoint, Observation, Status
+from core.config import Duration, FieldValueError, TargetBase
+from core.errors import describe_os_error
+from core.net.address import split_host_port
+from core.observation import ErrorClass, MetricPoint, Observation, Status
 from probes.base import ProbeContext
-from probes.tcp import describe_os_error, split_host_port
 
 if TYPE_CHECKING:
     import dns.message

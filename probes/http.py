@@ -29,23 +29,22 @@ from urllib.parse import urljoin, urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from monitor.config.models import Duration, FieldValueError, StrictModel, TargetBase
-from monitor.observation import ErrorClass, MetricPoint, Observation, Status
-from probes.base import ProbeContext
-from probes.tcp import describe_os_error
-from probes.thresholds import Limit, worst
-from probes.tlsinfo import (
+from core.config import Duration, FieldValueError, StrictModel, TargetBase
+from core.errors import describe_os_error
+from core.net.tls import (
     CaFileError,
     CertInfo,
     check_ca_file,
     describe_ssl_error,
     describe_verify_error,
-    expiry_limit,
     fetch_unverified,
-    judge_expiry,
     parse_certificate,
     shared_context,
 )
+from core.observation import ErrorClass, MetricPoint, Observation, Status
+from probes.base import ProbeContext
+from probes.thresholds import Limit, worst
+from probes.tlsinfo import expiry_limit, judge_expiry
 
 if TYPE_CHECKING:
     import aiohttp

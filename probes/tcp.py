@@ -7,28 +7,16 @@ liveness is "it accepts a connection".
 from __future__ import annotations
 
 import asyncio
-import errno
-import socket
 import time
 from typing import Literal
 
 from pydantic import field_validator
 
-from monitor.config.models import Duration, TargetBase
-from monitor.observation import ErrorClass, MetricPoint, Observation, Status
+from core.config import Duration, TargetBase
+from core.errors import describe_os_error
+from core.net.address import split_host_port
+from core.observation import ErrorClass, MetricPoint, Observation, Status
 from probes.base import ProbeContext
-
-
-def split_host_port(address: str) -> tuple[str, int]:
-    """``host:port`` or ``[v6]:port`` → (host, port); ValueError with a human reason."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not host:
-        raise ValueError("must be host:port, e.g. 192.0.2.1:22")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError("port must be a number from 1 to 65535")
-    return host, int(port)
 
 
 class TcpTarget(TargetBase):
@@ -43,17 +31,6 @@ class TcpTarget(TargetBase):
     def _address(cls, value: str) -> str:
         split_host_port(value)
         return value
-
-
-def describe_os_error(exc: OSError) -> tuple[str, ErrorClass]:
-    """Map a socket error to a human sentence and the fixed error vocabulary."""
-    if isinstance(exc, socket.gaierror):
-        return f"could not resolve host ({exc.strerror})", ErrorClass.RESOLVE
-    if isinstance(exc, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:
-        return "connection refused", ErrorClass.REFUSED
-    if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN):
-        return f"host unreachable ({exc.strerror})", ErrorClass.UNREACHABLE
-    return f"connection failed ({exc.strerror or exc})", ErrorClass.UNREACHABLE
 
 
 async def check(target: TcpTarget, ctx: ProbeContext) -> Observation:

@@ -24,8 +24,8 @@ from typing import Any
 
 from pydantic import model_validator
 
-from monitor.config.models import StrictModel
-from monitor.observation import Status
+from core.config import StrictModel
+from core.observation import Status
 
 _SEVERITY = {Status.OK: 0, Status.WARN: 1, Status.FAIL: 2, Status.ERROR: 3}
 

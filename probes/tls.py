@@ -15,22 +15,22 @@ from typing import Literal
 
 from pydantic import field_validator, model_validator
 
-from monitor.config.models import FieldValueError, TargetBase
-from monitor.observation import ErrorClass, MetricPoint, Observation, Status
-from probes.base import ProbeContext
-from probes.tcp import describe_os_error, split_host_port
-from probes.thresholds import Limit
-from probes.tlsinfo import (
+from core.config import FieldValueError, TargetBase
+from core.errors import describe_os_error
+from core.net.address import split_host_port
+from core.net.tls import (
     CaFileError,
     check_ca_file,
     describe_ssl_error,
     describe_verify_error,
-    expiry_limit,
     fetch_unverified,
-    judge_expiry,
     peer_certificate,
     shared_context,
 )
+from core.observation import ErrorClass, MetricPoint, Observation, Status
+from probes.base import ProbeContext
+from probes.thresholds import Limit
+from probes.tlsinfo import expiry_limit, judge_expiry
 
 
 class TlsTarget(TargetBase):

@@ -1,12 +1,12 @@
-"""The appliance's wiring (monitor/app.py) without starting its threads."""
+"""The appliance's wiring (dialwatch/app.py) without starting its threads."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from monitor.app import Appliance
+from core.observation import MetricPoint
+from dialwatch.app import Appliance
 from monitor.config import load_config
-from monitor.observation import MetricPoint
 from monitor.points import FieldType
 
 

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from monitor.config.models import ApplianceConfig
-from monitor.observation import ErrorClass, MetricPoint, Status
-from monitor.sinks.base import BatchingSink, SinkError, SinkHealth
+from core.observation import ErrorClass, MetricPoint, Status
+from core.vitals import SinkHealth
+from monitor.sinks.base import BatchingSink, SinkError
 from probes import PROBES
-from probes.appliance import ApplianceTarget, EngineStats, check
+from probes.appliance import ApplianceConfig, ApplianceTarget, EngineStats, check
 from probes.base import ProbeContext
 
 MIB = 1024 * 1024

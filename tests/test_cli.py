@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from monitor.cli import resolve_data_dir
+from dialwatch.cli import resolve_data_dir
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def dialwatch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "monitor.cli", *args],
+        [sys.executable, "-m", "dialwatch.cli", *args],
         capture_output=True,
         text=True,
         timeout=60,

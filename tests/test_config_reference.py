@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from core.config import Duration
 from monitor.config import load_config
-from monitor.config.models import Duration
 from monitor.config.reference import END, START, attribute_docs, generate, main, splice, type_name
 from monitor.config.schema import Config
 from probes import PROBES

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from monitor.observation import ErrorClass, MetricPoint, Observation, Status
-from probes.base import ProbeContext, SharedResources
+from core.observation import ErrorClass, MetricPoint, Observation, Status
+from core.shared import SharedResources
+from probes.base import ProbeContext
 from probes.dialer import DialerTarget, check
 from probes.dialer.ami import build_sample
 from probes.dialer.ami_client import AmiError, check_list_count, encode, parse_line

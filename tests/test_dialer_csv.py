@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from monitor.config.models import SiteConfig
-from monitor.observation import ErrorClass, Observation, Status
+from core.config import SiteConfig
+from core.observation import ErrorClass, Observation, Status
 from probes.base import ProbeContext
 from probes.dialer import DialerTarget, check
 from probes.dialer.cdr_csv import STATE_KEY

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from core.observation import ErrorClass, MetricPoint, Observation, Status
 from monitor.config import load_config
-from monitor.observation import ErrorClass, MetricPoint, Observation, Status
 from probes.base import ProbeContext
 from probes.dialer import DialerTarget, check
 from probes.dialer.http_source import from_vicidial, to_seconds

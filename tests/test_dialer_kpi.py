@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from monitor.observation import ErrorClass, Status
+from core.observation import ErrorClass, Status
 from probes.dialer.cdr import BadRow, CallReader, WindowSample, cap_trunks
 from probes.dialer.config import DEFAULT_TRUNK_PATTERN, AbandonRule, DialerTarget
 from probes.dialer.evaluate import evaluate

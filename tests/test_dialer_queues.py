@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from monitor.observation import Status
+from core.observation import Status
 from probes.dialer.queues import (
     QUEUE_RULES,
     QueueSample,

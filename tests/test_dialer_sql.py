@@ -21,10 +21,11 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
-from monitor.config.models import SiteConfig
-from monitor.observation import ErrorClass, Observation, Status
+from core.config import SiteConfig
+from core.observation import ErrorClass, Observation, Status
+from core.shared import SharedResources
 from probes import PROBES
-from probes.base import ProbeContext, SharedResources
+from probes.base import ProbeContext
 from probes.dialer import DialerTarget, check
 from probes.dialer.kpi import Counts
 from tests.peers import free_port

@@ -11,7 +11,7 @@ import dns.resolver
 import pytest
 from pydantic import ValidationError
 
-from monitor.observation import ErrorClass, Observation, Status
+from core.observation import ErrorClass, Observation, Status
 from probes import PROBES
 from probes.base import ProbeContext
 from probes.dns import DnsTarget, check, normalize, parse_server

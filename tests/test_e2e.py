@@ -99,7 +99,7 @@ class Appliance:
             [
                 sys.executable,
                 "-m",
-                "monitor.cli",
+                "dialwatch.cli",
                 "run",
                 "--config",
                 str(self.config),
@@ -340,6 +340,6 @@ def test_the_console_script_prints_its_version() -> None:
         )
     out = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0
-    from monitor import __version__
+    from core import __version__
 
     assert out.stdout.strip() == f"dialwatch {__version__}"

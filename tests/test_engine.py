@@ -421,7 +421,7 @@ def test_a_crashing_probe_makes_its_target_unknown_and_the_appliance_names_it(
 
 
 def test_a_full_sink_queue_drops_and_counts_instead_of_blocking() -> None:
-    from monitor.observation import MetricPoint
+    from core.observation import MetricPoint
     from monitor.sinks.base import BatchingSink
 
     class Slow(BatchingSink):

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.observation import ErrorClass, Observation, Status
 from monitor.health import (
     FlapPolicy,
     Health,
@@ -25,7 +26,6 @@ from monitor.health import (
     Transition,
     step,
 )
-from monitor.observation import ErrorClass, Observation, Status
 from probes.tcp import TcpTarget
 
 OBS = {

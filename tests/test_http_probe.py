@@ -12,7 +12,7 @@ from contextlib import ExitStack
 import pytest
 from pydantic import ValidationError
 
-from monitor.observation import ErrorClass, Observation, Status
+from core.observation import ErrorClass, Observation, Status
 from probes import PROBES
 from probes.base import ProbeContext
 from probes.http import HttpTarget, check, same_host_redirect, status_matches

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from core.observation import MetricPoint
 from monitor.config.errors import ConfigError
 from monitor.config.loader import load_config
-from monitor.observation import MetricPoint
 from monitor.sinks.config import InfluxV1SinkConfig, InfluxV2SinkConfig, build_sinks
 from monitor.sinks.influx_v1 import InfluxV1Sink
 from monitor.sinks.influx_v2 import InfluxV2Sink

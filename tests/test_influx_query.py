@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.observation import MetricPoint
+from core.observation import MetricPoint
 from monitor.sinks.influx_query import InfluxQLMetricsQuery, QueryError, bucket_ms, where_clause
 from monitor.sinks.influx_v1 import InfluxV1Sink
 from tests.peers import free_port

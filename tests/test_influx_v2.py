@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from monitor.observation import MetricPoint
+from core.observation import MetricPoint
 from monitor.sinks.influx_v2 import InfluxV2Sink
 from tests.peers.influxdb import self_signed_cert
 from tests.peers.victoriametrics import (
@@ -179,7 +179,7 @@ def test_server_outage_mid_stream_loses_nothing_and_resends_nothing(
 
 WRITER = """
 import sys, time
-from monitor.observation import MetricPoint
+from core.observation import MetricPoint
 from monitor.sinks.influx_v2 import InfluxV2Sink
 mode, url, spool, start, count = sys.argv[1:3] + sys.argv[3:4] + [int(a) for a in sys.argv[4:]]
 sink = InfluxV2Sink("v2", url, "ops", "dialwatch", "t", spool, flush_interval=0.05,

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from monitor.observation import MetricPoint
+from core.observation import MetricPoint
 from monitor.sinks.lineprotocol import (
     MAX_NAME_BYTES,
     MAX_STRING_BYTES,

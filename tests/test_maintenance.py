@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from monitor.config.models import MaintenanceWindow
+from core.config import MaintenanceWindow
 from monitor.maintenance import (
     MaintenanceCheck,
     check_maintenance,

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from core.observation import MetricPoint
 from monitor.config.models import StorageConfig
 from monitor.metrics_query import (
     EmbeddedMetricsQuery,
@@ -19,7 +20,6 @@ from monitor.metrics_query import (
     downsample_rollups,
     downsample_values,
 )
-from monitor.observation import MetricPoint
 from monitor.sinks.embedded import EmbeddedSink
 from monitor.store.metrics import H1, M1, RAW, MetricsReader, MetricsStore, Retention
 from monitor.store.metrics.store import LOW_WATER
@@ -498,7 +498,7 @@ def test_a_late_value_for_a_written_minute_is_merged_into_it(store):
 
 CRASHING_WRITER = """
 import os, sys
-from monitor.observation import MetricPoint
+from core.observation import MetricPoint
 from monitor.store.metrics import MetricsStore
 store = MetricsStore(sys.argv[1])
 tags = {"target": "trunk-a", "kind": "sip"}

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from monitor.config.models import TargetBase
-from monitor.observation import MetricPoint
+from core.config import TargetBase
+from core.observation import MetricPoint
 from monitor.points import (
     Enricher,
     FieldType,

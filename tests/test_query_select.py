@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from core.observation import MetricPoint
 from monitor.config.models import StorageConfig
-from monitor.observation import MetricPoint
 from monitor.query_select import COOL_DOWN, FallbackMetricsQuery, build_metrics_query
 from monitor.sinks.config import InfluxV1SinkConfig
 from monitor.sinks.influx_v1 import InfluxV1Sink

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from monitor.observation import ErrorClass, Observation, Status
+from core.observation import ErrorClass, Observation, Status
 from monitor.runner import ProbeRunner
 from probes.base import ProbeContext
 

@@ -13,8 +13,8 @@ import psutil
 import pytest
 from pydantic import ValidationError
 
+from core.observation import ErrorClass, Status
 from monitor.config.schema import Config
-from monitor.observation import ErrorClass, Status
 from probes import PROBES
 from probes.base import ProbeContext
 from probes.server import SERVER_RULES, ServerTarget, check, local

@@ -27,10 +27,11 @@ from pyasn1.codec.ber import decoder, encoder
 from pydantic import ValidationError
 from pysnmp.proto import api, errind
 
+from core.observation import ErrorClass, Observation, Status
+from core.shared import SharedResources
 from monitor.config import load_config
 from monitor.config.errors import ConfigError
-from monitor.observation import ErrorClass, Observation, Status
-from probes.base import ProbeContext, SharedResources
+from probes.base import ProbeContext
 from probes.server import SOURCES, ServerTarget, check
 from probes.server.config import DiskSelection, InterfaceSelection
 from probes.server.snmp import (

@@ -23,17 +23,16 @@ import psutil
 import pytest
 from pydantic import ValidationError
 
+from core.net.ssh import CommandResult, SshPool
+from core.observation import ErrorClass, MetricPoint, Observation, Status
 from monitor.config import load_config
 from monitor.config.secrets import Secret
-from monitor.observation import ErrorClass, MetricPoint, Observation, Status
 from probes.base import ProbeContext
 from probes.server import ServerTarget, check
 from probes.server.findings import Finding, with_findings
 from probes.server.ssh import SHARED_KEY
 from probes.server.ssh_config import SshCommand
-from probes.server.ssh_pool import SshPool
 from probes.server.ssh_profiles import (
-    CommandResult,
     ParseError,
     basic_script,
     judge_command,

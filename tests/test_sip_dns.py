@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.observation import ErrorClass, Observation, Status
+from core.observation import ErrorClass, Observation, Status
 from probes.base import ProbeContext
 from probes.sip import SipTarget, check
 from probes.sip.rfc3263 import NaptrRecord, SrvRecord, naptr_choice, srv_order

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.observation import ErrorClass, MetricPoint, Observation, Status
+from core.observation import ErrorClass, MetricPoint, Observation, Status
 from probes.sip.call import CallResult, summarize
 from probes.sip.config import TestCallOptions
 from probes.sip.gateways import combine, tagged

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from core.observation import ErrorClass, Status
 from monitor.config import load_config
 from monitor.config.schema import Config
-from monitor.observation import ErrorClass, Status
 from probes.sip import DEFAULT_WARN_CODES, SipTarget
 from probes.sip.classify import classify
 from probes.sip.message import SipResponse, parse_response

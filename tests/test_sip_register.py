@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from core.observation import ErrorClass, Observation, Status
 from monitor.config.secrets import Secret
-from monitor.observation import ErrorClass, Observation, Status
 from probes.base import ProbeContext
 from probes.sip import SipTarget, check
 from tests.peers import free_port

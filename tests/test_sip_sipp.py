@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.observation import ErrorClass, Observation, Status
+from core.observation import ErrorClass, Observation, Status
 from probes.base import ProbeContext
 from probes.sip import SipTarget, check
 from tests.peers import free_port

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.observation import Observation
+from core.observation import Observation
 from probes.base import ProbeContext
 from probes.sip import SipTarget, check
 from probes.sip.stats import STATE_KEY, summarize

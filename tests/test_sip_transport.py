@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from monitor.observation import ErrorClass, Observation, Status
+from core.observation import ErrorClass, Observation, Status
 from probes.base import ProbeContext
 from probes.sip import SipTarget, check
 from probes.sip.transport import SHARED_KEY, UdpEndpoints

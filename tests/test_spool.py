@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.observation import MetricPoint
+from core.observation import MetricPoint
 from monitor.sinks.influx_v1 import InfluxV1Sink
 from monitor.sinks.spool import Outcome, Spool, classify, parse_retry_after
 from tests.peers import free_port

@@ -11,10 +11,12 @@ from collections.abc import Iterator
 import pytest
 from pydantic import ValidationError
 
-from monitor.observation import ErrorClass, Status
+from core.errors import describe_os_error
+from core.net.address import split_host_port
+from core.observation import ErrorClass, Status
 from probes import PROBES
 from probes.base import ProbeContext
-from probes.tcp import TcpTarget, check, describe_os_error, split_host_port
+from probes.tcp import TcpTarget, check
 
 
 def tcp(address: str, **fields: object) -> TcpTarget:

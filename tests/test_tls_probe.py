@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from monitor.observation import ErrorClass, Observation, Status
+from core.net.tls import shared_context
+from core.observation import ErrorClass, Observation, Status
+from core.shared import SharedResources
 from probes import PROBES
-from probes.base import ProbeContext, SharedResources
+from probes.base import ProbeContext
 from probes.tls import TlsTarget, check
-from probes.tlsinfo import shared_context
 from tests.peers.https import CertPair, LocalWebServer, TestPki, serve
 
 

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
+from core.observation import MetricPoint
 from monitor.metrics_query import EmbeddedMetricsQuery
-from monitor.observation import MetricPoint
 from monitor.store.metrics import MetricsStore
 from tests.test_web_support import (
     add_incident,

@@ -13,7 +13,7 @@ from flask import Flask, Response, jsonify, render_template, request
 from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException
 
-from monitor.config.models import format_duration
+from core.config import format_duration
 from web import format as fmt
 from web.i18n import (
     HEALTH_LABELS,

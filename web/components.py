@@ -18,7 +18,8 @@ from enum import StrEnum
 
 from flask_babel import lazy_gettext as _l
 
-from monitor.config.models import ComponentConfig, TargetBase
+from core.config import TargetBase
+from monitor.config.models import ComponentConfig
 
 
 class ComponentState(StrEnum):

@@ -15,7 +15,7 @@ from typing import Literal, get_origin
 
 from pydantic import BaseModel
 
-from monitor.config.models import TargetBase
+from core.config import TargetBase
 from monitor.config.schema import Config
 
 MASK = "[redacted]"

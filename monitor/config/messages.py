@@ -18,8 +18,8 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
+from core.config import FieldValueError, TagKey, TargetId
 from monitor.config.errors import KeyPath
-from monitor.config.models import FieldValueError, TagKey, TargetId
 
 
 @dataclass(frozen=True)

@@ -6,17 +6,11 @@ from typing import Annotated, Union
 
 from pydantic import Field
 
-from monitor.config.models import (
-    ApplianceConfig,
-    ComponentConfig,
-    SiteConfig,
-    StorageConfig,
-    StrictModel,
-    TargetBase,
-    WebConfig,
-)
+from core.config import SiteConfig, StrictModel, TargetBase
+from monitor.config.models import ComponentConfig, StorageConfig, WebConfig
 from monitor.sinks.config import MetricsConfig
 from probes import PROBES
+from probes.appliance import ApplianceConfig
 
 # A discriminated union on ``kind``: an unknown kind is one clear error listing
 # the known kinds, instead of one error per model of the union.

@@ -26,8 +26,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from core.config import SECRET_KEY_RE
 from monitor.config.errors import KeyPath, Problem
-from monitor.config.models import SECRET_KEY_RE
 from monitor.config.source import SourceFile
 
 MASK = "***"

@@ -27,7 +27,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, ByteSize, Field, PositiveInt, field_validator, model_validator
 
-from monitor.config.models import Duration, StrictModel
+from core.config import Duration, StrictModel
 from monitor.sinks.base import MetricSink
 
 _NAME_RE = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"

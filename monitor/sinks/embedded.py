@@ -13,9 +13,10 @@ import logging
 import sqlite3
 from pathlib import Path
 
+from core.observation import MetricPoint
+from core.vitals import SinkHealth
 from monitor.config.models import StorageConfig
-from monitor.observation import MetricPoint
-from monitor.sinks.base import BatchingSink, SinkError, SinkHealth
+from monitor.sinks.base import BatchingSink, SinkError
 from monitor.store.metrics import MetricsStore
 
 log = logging.getLogger(__name__)

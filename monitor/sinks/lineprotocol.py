@@ -33,7 +33,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from monitor.observation import FieldValue, MetricPoint
+from core.observation import FieldValue, MetricPoint
 
 MAX_NAME_BYTES = 1024
 """Longest measurement, tag key, tag value or field key kept (bytes, UTF-8)."""

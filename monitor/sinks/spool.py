@@ -40,8 +40,9 @@ from enum import Enum
 from pathlib import Path
 from typing import BinaryIO
 
-from monitor.observation import MetricPoint
-from monitor.sinks.base import BatchingSink, SinkError, SinkHealth
+from core.observation import MetricPoint
+from core.vitals import SinkHealth
+from monitor.sinks.base import BatchingSink, SinkError
 from monitor.sinks.lineprotocol import encode_batch, join_lines
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
-from monitor.observation import Observation
+from core.observation import Observation
 from probes.base import LazyEntries, ProbeContext
 from probes.dialer import live
 from probes.dialer.cdr import SourceError, WindowSample

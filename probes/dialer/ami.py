@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from monitor.observation import ErrorClass
+from core.observation import ErrorClass
 from probes.base import ProbeContext
 from probes.dialer.ami_client import AmiConnection, AmiError, Message, get
 from probes.dialer.cdr import SourceError

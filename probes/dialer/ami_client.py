@@ -31,8 +31,8 @@ import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from monitor.observation import ErrorClass
-from probes.tcp import describe_os_error
+from core.errors import describe_os_error
+from core.observation import ErrorClass
 
 BANNER_PREFIX = "Asterisk Call Manager/"
 MAX_LINE = 8192

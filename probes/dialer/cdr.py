@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor.observation import ErrorClass
+from core.observation import ErrorClass
 from probes.dialer.config import AbandonRule
 from probes.dialer.kpi import Counts, Outcome, classify
 

@@ -35,7 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from monitor.observation import ErrorClass
+from core.observation import ErrorClass
 from probes.base import ProbeContext
 from probes.dialer.cdr import (
     OTHER_TRUNK,

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from monitor.observation import ErrorClass
+from core.observation import ErrorClass
 from probes.base import ProbeContext
 from probes.dialer.cdr import BadRow, CallReader, SourceError, Tally, WindowSample
 from probes.dialer.config import DialerTarget, SqlSource

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from monitor.config.models import Duration, FieldValueError, StrictModel, TargetBase
+from core.config import Duration, FieldValueError, StrictModel, TargetBase
 from probes.dialer.queue_config import AmiSource, HttpSource
 from probes.dialer.queues import QUEUE_RULES
 from probes.thresholds import Limit, Rule, resolve

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from monitor.observation import ErrorClass, FieldValue, MetricPoint, Observation, Status
+from core.observation import ErrorClass, FieldValue, MetricPoint, Observation, Status
 from probes.dialer.cdr import WindowSample, cap_trunks
 from probes.dialer.config import DIALER_RULES
 from probes.dialer.kpi import Counts, Kpis, kpis, total

@@ -49,14 +49,14 @@ from urllib3.exceptions import (
     SSLError,
 )
 
-from monitor.observation import ErrorClass
+from core.errors import describe_os_error
+from core.observation import ErrorClass
 from probes.base import ProbeContext
 from probes.dialer.cdr import SourceError
 from probes.dialer.config import DialerTarget
 from probes.dialer.jsonpath import PathMissing, find, find_one, parse
 from probes.dialer.queue_config import HttpSource
 from probes.dialer.queues import QueueSample, QueueStats
-from probes.tcp import describe_os_error
 
 MAX_REDIRECTS = 3
 WHOLE = "all"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from monitor.observation import Observation
+from core.observation import Observation
 from probes.base import ProbeContext
 from probes.dialer.config import DialerTarget
 from probes.dialer.queue_config import AmiSource, HttpSource

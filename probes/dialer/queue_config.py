@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from monitor.config.models import FieldValueError, StrictModel
+from core.config import FieldValueError, StrictModel
 from probes.dialer.jsonpath import PathSyntaxError, has_wildcard, parse
 
 QUEUE_FIELDS = (

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.observation import ErrorClass, FieldValue, MetricPoint, Observation, Status
+from core.observation import ErrorClass, FieldValue, MetricPoint, Observation, Status
 from probes.thresholds import Breach, Limit, Rule, by_severity, format_value, judge, worst
 
 OTHER_QUEUE = "other"

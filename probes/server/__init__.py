@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
-from monitor.observation import Observation
+from core.observation import Observation
 from probes.base import LazyEntries, ProbeContext
 from probes.server.config import SERVER_RULES, ServerTarget
 from probes.server.evaluate import evaluate

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from monitor.config.models import FieldValueError, StrictModel, TargetBase
+from core.config import FieldValueError, StrictModel, TargetBase
 from probes.server.snmp_config import SnmpOptions
 from probes.server.ssh_config import SshOptions
 from probes.thresholds import Limit, Rule, resolve

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.observation import ErrorClass, MetricPoint, Observation, Status
+from core.observation import ErrorClass, MetricPoint, Observation, Status
 from probes.server.config import SERVER_RULES
 from probes.server.counters import busy_percent, counter_rate
 from probes.server.sample import ServerSample

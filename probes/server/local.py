@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import psutil
 
-from monitor.observation import ErrorClass
+from core.observation import ErrorClass
 from probes.base import ProbeContext
 from probes.server.config import ServerTarget
 from probes.server.filters import pick, pick_mounts

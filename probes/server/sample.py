@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from monitor.observation import ErrorClass
+from core.observation import ErrorClass
 
 
 class SourceError(Exception):

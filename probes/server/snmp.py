@@ -49,7 +49,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
 from pysnmp.hlapi.v3arch.asyncio import auth as snmp_auth
 from pysnmp.proto import errind
 
-from monitor.observation import ErrorClass
+from core.observation import ErrorClass
 from probes.base import ProbeContext
 from probes.server.config import ServerTarget
 from probes.server.findings import SampleWithFindings

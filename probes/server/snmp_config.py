@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from monitor.config.models import FieldValueError, StrictModel
+from core.config import FieldValueError, StrictModel
 from probes.thresholds import DirectedLimit
 
 PROFILES = ("host", "interfaces")

@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from monitor.observation import ErrorClass, MetricPoint, Status
+from core.observation import ErrorClass, MetricPoint, Status
 from probes.server.config import SERVER_RULES
 from probes.server.counters import counter_rate
 from probes.server.findings import Finding

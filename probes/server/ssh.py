@@ -18,16 +18,16 @@ import time
 
 import paramiko
 
-from monitor.observation import ErrorClass, Status
-from probes.base import ProbeContext, SharedResources
+from core.net.ssh import CommandResult, Endpoint, SshError, SshPool, remaining
+from core.observation import ErrorClass, Status
+from core.shared import SharedResources
+from probes.base import ProbeContext
 from probes.server.config import ServerTarget
 from probes.server.findings import Finding, SampleWithFindings
 from probes.server.sample import SourceError
 from probes.server.ssh_config import SshCommand, SshOptions
-from probes.server.ssh_pool import Endpoint, SshError, SshPool, remaining
 from probes.server.ssh_profiles import (
     BasicReadings,
-    CommandResult,
     ParseError,
     basic_script,
     judge_command,

@@ -12,7 +12,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from monitor.config.models import Duration, StrictModel
+from core.config import Duration, StrictModel
+from core.net.ssh_login import SshLogin
 from probes.thresholds import DirectedLimit
 
 PROFILES = ("basic", "services")
@@ -124,27 +125,9 @@ class SshCommand(StrictModel):
         return {name: limit for name, limit in given.items() if limit is not None}
 
 
-class SshOptions(StrictModel):
+class SshOptions(SshLogin):
     """How to reach a host over SSH and what to read there."""
 
-    host: str
-    """Host name or IP address of the machine."""
-    port: int = Field(22, ge=1, le=65535)
-    """SSH port."""
-    user: str
-    """Login user; an unprivileged account is enough for every built-in profile."""
-    password: str | None = None
-    """Password (use ``${ENV}`` or ``${file:...}``); tried after ``key_file`` when both are given."""
-    key_file: str | None = None
-    """Private key file (OpenSSH, PEM; RSA, ECDSA or Ed25519)."""
-    passphrase: str | None = None
-    """Passphrase of ``key_file`` if it is encrypted."""
-    known_hosts: str = "~/.ssh/known_hosts"
-    """known_hosts file holding the host's key (OpenSSH format, hashed entries work)."""
-    host_key_policy: Literal["strict", "accept-new", "accept-any"] = "strict"
-    """``strict``: the host key must already be in ``known_hosts``; ``accept-new``: an
-    unknown host's key is recorded there on first connect (a changed key still fails);
-    ``accept-any``: no verification at all (only for a lab)."""
     profiles: list[Literal["basic", "services"]] = Field(default_factory=lambda: ["basic"])
     """Built-in readings: ``basic`` = disk, memory, load, CPU, network like ``via: local``;
     ``services`` = ``systemctl is-active`` for ``services``."""
@@ -154,13 +137,6 @@ class SshOptions(StrictModel):
     """The systemctl command the ``services`` profile runs (a full path if PATH lacks it)."""
     commands: list[SshCommand] = Field(default_factory=list, max_length=MAX_COMMANDS)
     """Own commands whose exit code or output become metrics with thresholds."""
-
-    @field_validator("host", "user")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip() or any(c.isspace() for c in value):
-            raise ValueError("must not be empty or contain spaces")
-        return value
 
     @field_validator("profiles")
     @classmethod
@@ -181,8 +157,6 @@ class SshOptions(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> SshOptions:
-        if self.password is None and self.key_file is None:
-            raise ValueError("give key_file or password (or both)")
         if "services" in self.profiles and not self.services:
             raise ValueError("the services profile needs services: [names of systemd units]")
         if self.services and "services" not in self.profiles:

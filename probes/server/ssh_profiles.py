@@ -23,7 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.observation import ErrorClass, MetricPoint, Status
+from core.net.ssh import CommandResult
+from core.observation import ErrorClass, MetricPoint, Status
 from probes.server.config import ServerTarget
 from probes.server.filters import pick, pick_mounts
 from probes.server.findings import Finding
@@ -40,16 +41,6 @@ _EXCERPT = 60
 
 class ParseError(Exception):
     """The host printed something the parser cannot read; the message is a human sentence."""
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    """What one command did: its exit code (None if the host sent none) and output."""
-
-    exit_code: int | None
-    stdout: str
-    stderr: str
-    seconds: float
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ import asyncio
 import time
 from typing import Any
 
-from monitor.observation import ErrorClass, MetricPoint, Observation, Status
+from core.observation import ErrorClass, MetricPoint, Observation, Status
 from probes.base import ProbeContext
 from probes.sip import stats
 from probes.sip.call import MEASUREMENT as CALL_MEASUREMENT

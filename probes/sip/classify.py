@@ -23,10 +23,10 @@ from __future__ import annotations
 import ssl
 from collections.abc import Collection
 
-from monitor.observation import ErrorClass, FieldValue, MetricPoint, Observation, Status
+from core.errors import describe_os_error
+from core.observation import ErrorClass, FieldValue, MetricPoint, Observation, Status
 from probes.sip.tls import TlsFailure, describe_tls_error
 from probes.sip.transaction import Outcome, PeerClosedError
-from probes.tcp import describe_os_error
 
 DEFAULT_WARN_CODES: tuple[int, ...] = (401, 403, 404, 405, 407, 420, 481, 484, 489)
 MEASUREMENT = "sip"

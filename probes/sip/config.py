@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from monitor import __version__
-from monitor.config.models import Duration, FieldValueError, StrictModel, TargetBase
+from core import __version__
+from core.config import Duration, FieldValueError, StrictModel, TargetBase
 from probes.sip.classify import DEFAULT_WARN_CODES
 from probes.sip.message import parse_uri
 

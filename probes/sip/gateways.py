@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from monitor.observation import ErrorClass, MetricPoint, Observation, Status
+from core.observation import ErrorClass, MetricPoint, Observation, Status
 
 MEASUREMENT = "sip_gateways"
 _ALIVE = (Status.OK, Status.WARN)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 
-from monitor.observation import ErrorClass, MetricPoint, Observation, Status
+from core.observation import ErrorClass, MetricPoint, Observation, Status
 from probes.base import ProbeContext
 from probes.sip.classify import classify, metric_point
 from probes.sip.config import RegisterOptions, SipTarget

@@ -14,8 +14,8 @@ import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from monitor.observation import ErrorClass, Observation
-from probes.base import SharedResources
+from core.observation import ErrorClass, Observation
+from core.shared import SharedResources
 from probes.sip.classify import metric_point
 from probes.sip.config import SipTarget
 from probes.sip.message import SipUri

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from probes.base import SharedResources
+from core.shared import SharedResources
 from probes.sip.config import DnsOptions, parse_nameserver
 
 if TYPE_CHECKING:

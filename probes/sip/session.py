@@ -20,7 +20,7 @@ import ssl
 from dataclasses import dataclass, replace
 from typing import Any
 
-from monitor.observation import Observation, Status
+from core.observation import Observation, Status
 from probes.base import ProbeContext
 from probes.sip.classify import metric_point
 from probes.sip.config import SipTarget

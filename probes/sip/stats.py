@@ -24,7 +24,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from monitor.observation import ErrorClass, FieldValue, MetricPoint, Observation, Status
+from core.observation import ErrorClass, FieldValue, MetricPoint, Observation, Status
 
 STATE_KEY = "sip_stats"
 CLASS_FIELDS = {

@@ -13,15 +13,15 @@ from __future__ import annotations
 import ssl
 from typing import TYPE_CHECKING
 
-from probes.base import SharedResources
-from probes.tlsinfo import (
+from core.net.tls import (
     VERIFY_EXPIRED,
     VERIFY_NAME_MISMATCH,
     VERIFY_NOT_YET_VALID,
     VERIFY_REVOKED,
     VERIFY_UNKNOWN_CA,
 )
-from probes.tlsinfo import client_context as client_context_for
+from core.net.tls import client_context as client_context_for
+from core.shared import SharedResources
 
 if TYPE_CHECKING:
     from probes.sip.config import TlsOptions

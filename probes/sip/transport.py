@@ -41,7 +41,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
-from probes.base import SharedResources
+from core.shared import SharedResources
 from probes.sip.message import SipParseError, SipResponse, parse_response
 
 log = logging.getLogger(__name__)

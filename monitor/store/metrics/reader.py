@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from monitor.observation import FieldValue
+from core.observation import FieldValue
 from monitor.points import FieldType
 from monitor.store.metrics.schema import RAW, Tier, decode_fields
 from monitor.store.metrics.store import connect

@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.observation import FieldValue, MetricPoint
 from monitor.config.models import StorageConfig
-from monitor.observation import FieldValue, MetricPoint
 from monitor.points import UNFIT, FieldType, coerce, type_of
 from monitor.store.metrics.schema import (
     DDL,

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from monitor import __version__
+from core import __version__
 
 DEFAULT_DATA_DIR = (
     Path("/var/lib/dialwatch") if os.geteuid() == 0 else Path.home() / ".local/share/dialwatch"
@@ -109,7 +109,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from monitor.app import run_appliance
+    from dialwatch.app import run_appliance
 
     return run_appliance(
         config_path=args.config,

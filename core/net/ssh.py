@@ -1,4 +1,4 @@
-"""SSH connections for ``via: ssh``: open, verify the host key, log in, run commands, reuse.
+"""SSH connections (the server probe's ``via: ssh``, runbook steps, backups): open, verify the host key, log in, run commands, reuse.
 
 Blocking paramiko code, meant to run in the pool's own worker threads (never
 on the event loop). Every step is bounded by a deadline (``time.monotonic()``
@@ -29,10 +29,9 @@ from pathlib import Path
 
 import paramiko
 
-from monitor.observation import ErrorClass
-from probes.server.ssh_config import SshOptions
-from probes.server.ssh_profiles import CommandResult
-from probes.tcp import describe_os_error
+from core.errors import describe_os_error
+from core.net.ssh_login import SshLogin
+from core.observation import ErrorClass
 
 MAX_OUTPUT = 1024 * 1024
 """Bytes of stdout (and of stderr) read from one command; more is an error."""
@@ -65,6 +64,16 @@ class SshError(Exception):
 
 
 @dataclass(frozen=True)
+class CommandResult:
+    """What one command did: its exit code (None if the host sent none) and output."""
+
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Endpoint:
     """Everything needed to open one login; ``key`` says which logins may be shared."""
 
@@ -78,7 +87,7 @@ class Endpoint:
     host_key_policy: str = "strict"
 
     @classmethod
-    def from_options(cls, options: SshOptions) -> Endpoint:
+    def from_options(cls, options: SshLogin) -> Endpoint:
         return cls(
             options.host,
             options.port,

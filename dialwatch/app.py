@@ -15,8 +15,8 @@ import signal
 import sys
 from pathlib import Path
 
-from monitor import __version__
-from monitor.cli import parse_listen, resolve_data_dir
+from core import __version__
+from dialwatch.cli import parse_listen, resolve_data_dir
 from monitor.config import ConfigError, LoadedConfig, load_config_isolated
 from monitor.engine import Engine
 from monitor.logs import secret_mask, setup_logging

@@ -1,0 +1,1 @@
+"""Network helpers shared by probes, runbook steps and channels: addresses, TLS, SSH."""
