@@ -1,4 +1,4 @@
-"""State database tables (SQLAlchemy 2.0): health, transitions, incidents, probe state.
+"""State database tables (SQLAlchemy 2.0): health, transitions, incidents, probe state, events.
 
 The in-memory health of every target is the truth while the engine runs;
 these tables make it survive a restart. Transitions and incidents are written
@@ -157,3 +157,88 @@ class Counter(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     # 64-bit: "probes run" grows by ~1,000/s at 10,000 targets and would pass 2**31 in weeks.
     value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+# -- events and what incident actions record (migration 0002_event_outbox) -------
+# SQLite gives a rowid (and so an autoincrement) only to an INTEGER PRIMARY KEY;
+# elsewhere the event id is 64-bit, since it counts every transition for ever.
+_EVENT_ID = BigInteger().with_variant(Integer, "sqlite")
+
+
+class EventRecord(Base):
+    """The outbox: one row per thing that happened (a transition, an incident action).
+
+    Written in the same transaction as the change it records; subscribers read
+    it in id order (``monitor.events``, ``monitor.dispatcher``). Not the
+    incident timeline (``incident_event``), which is for people to read.
+    No foreign keys: events outlive what they name (history is pruned by age).
+    """
+
+    __tablename__ = "event"
+
+    id: Mapped[int] = mapped_column(_EVENT_ID, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    at: Mapped[float] = mapped_column(Float, index=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    """Who did it: ``engine``, ``user:alice``, ``rule:trunk-failover``, ``cli``..."""
+    target_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    incident_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class EventCursor(Base):
+    """How far one subscriber has handled the events (the id of the last one)."""
+
+    __tablename__ = "event_cursor"
+
+    subscriber: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class CustomerUpdate(Base):
+    """A published, customer-visible message under an incident (never internal notes)."""
+
+    __tablename__ = "customer_update"
+    __table_args__ = (Index("ix_customer_update_incident_at", "incident_id", "published_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # Pruned with its incident (prune_history deletes resolved incidents by age).
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"))
+    published_at: Mapped[float] = mapped_column(Float)
+    published_by: Mapped[str] = mapped_column(String(128))
+    text: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """Per language: ``{"zh-CN": "...", "en": "..."}``."""
+
+
+class Silence(Base):
+    """Notifications about a target or an incident held back until ``ends_at``."""
+
+    __tablename__ = "silence"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    target_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    incident_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    """No foreign key: a silence is pruned by age, not with its incident."""
+    starts_at: Mapped[float] = mapped_column(Float)
+    ends_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    lifted_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lifted_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+class ManualMaintenance(Base):
+    """A maintenance window started by hand (config windows live in the config)."""
+
+    __tablename__ = "manual_maintenance"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    target_id: Mapped[str] = mapped_column(String(64), index=True)
+    starts_at: Mapped[float] = mapped_column(Float)
+    ends_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """When it ends by itself; None: when someone ends it."""
+    created_by: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ended_by: Mapped[str | None] = mapped_column(String(128), nullable=True)

@@ -15,9 +15,10 @@ objects). Times are epoch seconds (float, UTC).
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -38,20 +39,40 @@ from sqlalchemy.dialects import postgresql, sqlite
 from monitor.store.db import WRITE, dumps_json
 from monitor.store.models import (
     Counter,
+    CustomerUpdate,
+    EventCursor,
+    EventRecord,
     Incident,
     IncidentEvent,
     IncidentTarget,
+    ManualMaintenance,
     ProbeState,
+    Silence,
     TargetState,
     Transition,
 )
+
+log = logging.getLogger(__name__)
 
 HEALTH_ORDER = ("down", "degraded", "unknown", "maintenance", "up")
 """Worst first: the order of the dashboard's target list and its health tabs."""
 
 INCIDENT_OPEN = "open"
 INCIDENT_RESOLVED = "resolved"
-EVENT_KINDS = ("opened", "joined", "transition", "recovered", "resolved", "acknowledged", "note")
+EVENT_KINDS = (
+    "opened",
+    "joined",
+    "transition",
+    "recovered",
+    "resolved",
+    "acknowledged",
+    "note",
+    "updated",
+    "customer_update",
+    "silenced",
+    "maintenance",
+)
+"""Kinds of incident timeline lines (``incident_event``); the outbox's are ``monitor.events``."""
 
 _TARGET_STATE: Table = TargetState.__table__  # type: ignore[assignment]
 _TRANSITION: Table = Transition.__table__  # type: ignore[assignment]
@@ -60,11 +81,17 @@ _MEMBER: Table = IncidentTarget.__table__  # type: ignore[assignment]
 _EVENT: Table = IncidentEvent.__table__  # type: ignore[assignment]
 _PROBE_STATE: Table = ProbeState.__table__  # type: ignore[assignment]
 _COUNTER: Table = Counter.__table__  # type: ignore[assignment]
+_OUTBOX: Table = EventRecord.__table__  # type: ignore[assignment]
+_CURSOR: Table = EventCursor.__table__  # type: ignore[assignment]
+_CUSTOMER_UPDATE: Table = CustomerUpdate.__table__  # type: ignore[assignment]
+_SILENCE: Table = Silence.__table__  # type: ignore[assignment]
+_MANUAL_MAINTENANCE: Table = ManualMaintenance.__table__  # type: ignore[assignment]
 
 TARGET_STATE_COLUMNS = frozenset(c.name for c in _TARGET_STATE.columns)
 _JSON_COLUMNS = frozenset(c.name for c in _TARGET_STATE.columns if isinstance(c.type, JSON))
 _INSERT_NEEDS = frozenset({"target_id", "kind", "health", "since"})  # NOT NULL, no default
 _DELETE_CHUNK = 500  # ids per DELETE ... IN (...): well under every driver's parameter limit
+_EVENT_LOCK_KEY = 0x4469_616D  # PostgreSQL advisory lock of event-writing transactions
 MAX_PER_PAGE = 1000
 
 
@@ -284,29 +311,52 @@ class StateRepository:
         )
         self._local = threading.local()  # the connection of this thread's transaction()
         self._compiled: dict[Any, Any] = {}  # compiled upserts by (dialect, columns)
+        self._event_listeners: list[Callable[[], None]] = []
 
     def close(self) -> None:
         """Close pooled connections (the engine can still be used afterwards)."""
         self.engine.dispose()
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> Iterator[Connection]:
         """Make the writes of this thread inside the block one transaction: all or nothing.
 
         For writes that belong together, e.g. opening an incident and recording
         the transition that opened it, so a crash cannot keep one without the
-        other. Reads inside the block see its writes. Nesting joins the outer
-        transaction. Other threads are unaffected (on SQLite their writes wait).
+        other. Reads inside the block see its writes: it yields the transaction's
+        connection for the read functions (``monitor.events``...). Nesting joins
+        the outer transaction. Other threads are unaffected (on SQLite their
+        writes wait).
         """
-        if getattr(self._local, "conn", None) is not None:
-            yield
+        current = getattr(self._local, "conn", None)
+        if current is not None:
+            yield current
             return
         with self._writing() as conn:
             self._local.conn = conn
             try:
-                yield
+                yield conn
             finally:
                 self._local.conn = None
+
+    def on_events_committed(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` after each commit that wrote events (on the writing
+        thread: it must be quick and thread-safe). Returns the function that
+        stops the calls."""
+        self._event_listeners.append(callback)
+
+        def stop() -> None:
+            with contextlib.suppress(ValueError):
+                self._event_listeners.remove(callback)
+
+        return stop
+
+    def _events_committed(self) -> None:
+        for callback in list(self._event_listeners):
+            try:
+                callback()
+            except Exception:  # a listener's bug must not turn a commit into an error
+                log.exception("event commit listener %r failed", callback)
 
     # -- plumbing -------------------------------------------------------
     @contextlib.contextmanager
@@ -316,12 +366,16 @@ class StateRepository:
         if current is not None:  # inside transaction(): its commit is the one that counts
             yield current
             return
+        self._local.wrote_events = False
         with (
             self._write_lock,
             self.engine.connect().execution_options(**WRITE) as conn,
             conn.begin(),
         ):
             yield conn
+        if self._local.wrote_events:  # committed
+            self._local.wrote_events = False
+            self._events_committed()
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[Connection]:
@@ -495,8 +549,12 @@ class StateRepository:
             return [TransitionRow(**row._mapping) for row in conn.execute(stmt)]
 
     # -- incidents: writes ------------------------------------------------
-    def open_incident(self, root_target_id: str, severity: str, title: str, at: float) -> int:
-        """Open an incident with its root target as first member; returns its id."""
+    def open_incident(
+        self, root_target_id: str, severity: str, title: str, at: float, text: str | None = None
+    ) -> int:
+        """Open an incident with its root target as first member; returns its id.
+
+        ``text``: the timeline's first line (the title unless given)."""
         with self._writing() as conn:
             result = conn.execute(
                 _INCIDENT.insert().values(
@@ -514,7 +572,9 @@ class StateRepository:
                     incident_id=incident_id, target_id=root_target_id, role="root", joined_at=at
                 )
             )
-            self._event(conn, incident_id, "opened", at, root_target_id, title)
+            self._event(
+                conn, incident_id, "opened", at, root_target_id, title if text is None else text
+            )
         return incident_id
 
     def join_incident(
@@ -554,11 +614,11 @@ class StateRepository:
                 )
                 self._event(conn, incident_id, "recovered", at, target_id, "")
 
-    def resolve_incident(self, incident_id: int, at: float) -> bool:
+    def resolve_incident(self, incident_id: int, at: float, text: str = "") -> bool:
         """Resolve an open incident; members still in trouble are marked recovered at ``at``.
 
         Returns False (and changes nothing) when it was resolved already, so a
-        replay after a crash is harmless.
+        replay after a crash is harmless. ``text``: the timeline line's text.
         """
         with self._writing() as conn:
             state = self._require_incident(conn, incident_id)
@@ -574,7 +634,7 @@ class StateRepository:
                 .where(_MEMBER.c.incident_id == incident_id, _MEMBER.c.recovered_at.is_(None))
                 .values(recovered_at=at)
             )
-            self._event(conn, incident_id, "resolved", at, None, "")
+            self._event(conn, incident_id, "resolved", at, None, text)
         return True
 
     def add_incident_event(
@@ -666,6 +726,155 @@ class StateRepository:
             )
         )
         return int(result.inserted_primary_key[0])
+
+    # -- events (the outbox) and subscriber cursors: writes ------------------
+    def add_event(
+        self,
+        kind: str,
+        at: float,
+        actor: str,
+        target_id: str | None = None,
+        incident_id: int | None = None,
+        payload: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Append one event (``monitor.events.record`` checks it first); returns its id."""
+        with self._writing() as conn:
+            self._events_begin(conn)
+            result = conn.execute(
+                _OUTBOX.insert().values(
+                    kind=kind,
+                    at=at,
+                    actor=actor,
+                    target_id=target_id,
+                    incident_id=incident_id,
+                    payload=dict(payload or {}),
+                )
+            )
+            return int(result.inserted_primary_key[0])
+
+    def add_events(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Append many events (rows of ``event`` columns but ``id``) in one statement."""
+        if not rows:
+            return
+        with self._writing() as conn:
+            self._events_begin(conn)
+            conn.execute(_OUTBOX.insert(), [dict(r) for r in rows])
+
+    def _events_begin(self, conn: Connection) -> None:
+        """Before a transaction's first event: keep ids in commit order, note the commit."""
+        if getattr(self._local, "wrote_events", False):
+            return
+        if self._dialect == "postgresql":
+            # A sequence hands out ids at insert, not at commit: without this two
+            # writers could commit ids 8 then 7, and a subscriber that has read 8
+            # would never see 7. Held until commit; event writes are rare.
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_EVENT_LOCK_KEY})")
+        self._local.wrote_events = True
+
+    def start_cursor(self, subscriber: str, event_id: int, at: float) -> int:
+        """Create ``subscriber``'s cursor at ``event_id`` unless it has one; returns the stored one."""
+        c = _CURSOR
+        with self._writing() as conn:
+            stmt = self._insert(c).values(subscriber=subscriber, event_id=event_id, updated_at=at)
+            conn.execute(stmt.on_conflict_do_nothing(index_elements=["subscriber"]))
+            return int(
+                conn.execute(select(c.c.event_id).where(c.c.subscriber == subscriber)).scalar_one()
+            )
+
+    def set_cursor(self, subscriber: str, event_id: int, at: float) -> None:
+        """Move ``subscriber``'s cursor to ``event_id`` (inside its handler's transaction,
+        for exactly-once handling)."""
+        c = _CURSOR
+        with self._writing() as conn:
+            stmt = self._insert(c).values(subscriber=subscriber, event_id=event_id, updated_at=at)
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["subscriber"],
+                    set_={"event_id": stmt.excluded.event_id, "updated_at": at},
+                )
+            )
+
+    # -- what incident actions record: writes ---------------------------------
+    def add_customer_update(
+        self, incident_id: int, text: Mapping[str, str], by: str, at: float
+    ) -> int:
+        """Publish a customer-visible message (per language) under an incident; returns its id."""
+        with self._writing() as conn:
+            self._require_incident(conn, incident_id)
+            result = conn.execute(
+                _CUSTOMER_UPDATE.insert().values(
+                    incident_id=incident_id, published_at=at, published_by=by, text=dict(text)
+                )
+            )
+            return int(result.inserted_primary_key[0])
+
+    def add_silence(
+        self,
+        *,
+        target_id: str | None,
+        incident_id: int | None,
+        starts_at: float,
+        ends_at: float,
+        by: str,
+        reason: str = "",
+    ) -> int:
+        """Hold back notifications about a target or an incident until ``ends_at``; returns its id."""
+        if (target_id is None) == (incident_id is None):
+            raise ValueError("a silence is of one target or of one incident")
+        with self._writing() as conn:
+            result = conn.execute(
+                _SILENCE.insert().values(
+                    target_id=target_id,
+                    incident_id=incident_id,
+                    starts_at=starts_at,
+                    ends_at=ends_at,
+                    created_by=by,
+                    reason=reason,
+                )
+            )
+            return int(result.inserted_primary_key[0])
+
+    def lift_silence(self, silence_id: int, by: str, at: float) -> bool:
+        """End a silence early; False when it was lifted already. NotFound if there is none."""
+        s = _SILENCE
+        with self._writing() as conn:
+            if conn.execute(select(s.c.id).where(s.c.id == silence_id)).first() is None:
+                raise NotFound(f"no silence {silence_id}")
+            result = conn.execute(
+                update(s)
+                .where(s.c.id == silence_id, s.c.lifted_at.is_(None))
+                .values(lifted_at=at, lifted_by=by)
+            )
+            return result.rowcount > 0
+
+    def start_manual_maintenance(
+        self, target_id: str, starts_at: float, ends_at: float | None, by: str, reason: str = ""
+    ) -> int:
+        """A maintenance window started by hand (``ends_at`` None: until ended); returns its id."""
+        with self._writing() as conn:
+            result = conn.execute(
+                _MANUAL_MAINTENANCE.insert().values(
+                    target_id=target_id,
+                    starts_at=starts_at,
+                    ends_at=ends_at,
+                    created_by=by,
+                    reason=reason,
+                )
+            )
+            return int(result.inserted_primary_key[0])
+
+    def end_manual_maintenance(self, window_id: int, by: str, at: float) -> bool:
+        """End a window started by hand; False when it was ended already. NotFound if none."""
+        w = _MANUAL_MAINTENANCE
+        with self._writing() as conn:
+            if conn.execute(select(w.c.id).where(w.c.id == window_id)).first() is None:
+                raise NotFound(f"no maintenance window {window_id}")
+            result = conn.execute(
+                update(w)
+                .where(w.c.id == window_id, w.c.ended_at.is_(None))
+                .values(ended_at=at, ended_by=by)
+            )
+            return result.rowcount > 0
 
     # -- incidents: reads -------------------------------------------------
     def open_incidents(self) -> list[IncidentRow]:
