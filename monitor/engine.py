@@ -4,8 +4,10 @@ Everything runs on one asyncio loop. The in-memory ``TargetRuntime`` of each
 target is the truth while running; the state DB makes it survive a restart:
 
 - incident changes and the transitions that cause them are written at once,
-  through one DB thread so writes keep their order; transitions that touch no
-  incident share a transaction within ``TRANSITION_BATCH`` seconds;
+  with their events, through one DB thread so writes keep their order (the
+  incident keeper, ``monitor.incident_keeper``); transitions that touch no
+  incident share a transaction within ``TRANSITION_BATCH`` seconds; the
+  dispatcher (``monitor.dispatcher``) hands the events to subscribers;
 - the latest observation of every target that changed is checkpointed in one
   batch every ``checkpoint_every`` seconds (2 s, longer beyond 2,000 targets);
 - probe state (counters for rates, offsets) is saved every ``PROBE_STATE_EVERY``
@@ -25,9 +27,9 @@ import logging
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -36,9 +38,11 @@ from core.config import TargetBase
 from core.observation import MetricPoint, Observation, Status
 from core.shared import SharedResources
 from core.vitals import SinkHealth
-from monitor import incidents
+from monitor import events
 from monitor.config import LoadedConfig
+from monitor.dispatcher import Dispatcher
 from monitor.health import FlapPolicy, Health, HealthState, Policy, Transition, step
+from monitor.incident_keeper import IncidentBook, IncidentKeeper
 from monitor.maintenance import MaintenanceCheck, check_maintenance
 from monitor.points import Enricher
 from monitor.runner import ProbeRunner
@@ -50,10 +54,6 @@ from probes.appliance import ApplianceTarget
 
 log = logging.getLogger(__name__)
 
-TRANSITION_BATCH = 0.2
-"""Seconds a transition that touches no incident may wait to share a transaction:
-at start every target turns up at once, and 10,000 single-row commits starved
-the event loop (bench/sip_probe_throughput)."""
 CHECKPOINT_EVERY = 2.0
 """Seconds between checkpoints for up to CHECKPOINT_TARGETS targets; scaled up beyond."""
 CHECKPOINT_TARGETS = 2000
@@ -205,80 +205,6 @@ class _Rate:
         return (v1 - v0) / (t1 - t0) if t1 > t0 else 0.0
 
 
-class IncidentBook:
-    """Open incidents indexed by member target.
-
-    ``incidents.decide`` only ever looks at the incident of the transitioning
-    target and of its ``affected_by`` parent; handing it those (not all open
-    incidents) keeps an outage storm of thousands of incidents O(1) per
-    transition instead of O(open incidents).
-    """
-
-    def __init__(self, items: Iterable[incidents.OpenIncident] = ()) -> None:
-        self._by_id: dict[int, incidents.OpenIncident] = {}
-        self._of: dict[str, int] = {}
-        for item in items:
-            self._put(item)
-
-    def _put(self, item: incidents.OpenIncident) -> None:
-        self._by_id[item.id] = item
-        for target_id in item.target_ids:
-            # lowest id wins, as in incidents._find, should duplicates ever exist
-            if self._of.get(target_id, item.id) >= item.id:
-                self._of[target_id] = item.id
-
-    def _drop(self, incident_id: int) -> None:
-        item = self._by_id.pop(incident_id, None)
-        if item is not None:
-            for target_id in item.target_ids:
-                if self._of.get(target_id) == incident_id:
-                    del self._of[target_id]
-
-    def concerning(self, *target_ids: str | None) -> tuple[incidents.OpenIncident, ...]:
-        """The open incidents these targets are members of."""
-        ids = {self._of[t] for t in target_ids if t is not None and t in self._of}
-        return tuple(self._by_id[i] for i in sorted(ids))
-
-    def own(self, target_id: str) -> incidents.OpenIncident | None:
-        """The incident ``target_id`` opened and is still the only member of."""
-        item = self._by_id.get(self._of.get(target_id, -1))
-        if item is not None and item.root_target_id == target_id and item.target_ids == {target_id}:
-            return item
-        return None
-
-    def apply(self, action: incidents.Action | None, new_id: int | None = None) -> None:
-        if action is None:
-            return
-        touched = () if isinstance(action, incidents.Open) else (action.incident_id,)
-        before = tuple(self._by_id[i] for i in touched if i in self._by_id)
-        for item in before:
-            self._drop(item.id)
-        for item in incidents.apply(before, action, new_id):
-            self._put(item)
-
-    def __iter__(self) -> Iterator[incidents.OpenIncident]:
-        return iter(sorted(self._by_id.values(), key=lambda i: i.id))
-
-    def __len__(self) -> int:
-        return len(self._by_id)
-
-
-class _DisplayNames(Mapping[str, str]):
-    """target id → display name, looked up on access (incident titles need one or two)."""
-
-    def __init__(self, targets: dict[str, TargetRuntime]) -> None:
-        self._targets = targets
-
-    def __getitem__(self, target_id: str) -> str:
-        return self._targets[target_id].target.display_name
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._targets)
-
-    def __len__(self) -> int:
-        return len(self._targets)
-
-
 class EngineVitals:
     """The engine as the ``appliance`` probe sees it (probes.appliance's protocol)."""
 
@@ -340,6 +266,7 @@ class Engine:
         state_db_path: Path | None = None,
         flap: FlapPolicy | None = None,
         enricher: Enricher | None = None,
+        dispatcher: Dispatcher | None = None,
     ) -> None:
         self.loaded = loaded
         self.repo = repo
@@ -353,21 +280,27 @@ class Engine:
         self.enricher = enricher or Enricher()
         self.vitals = EngineVitals(self)
         self.targets: dict[str, TargetRuntime] = {}
-        self.incidents = IncidentBook()
-        self._children: dict[str, list[str]] = {}
         self.appliance_alerts: dict[str, str] = {}
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="statedb")
-        self._incident_lock = asyncio.Lock()
+        self.dispatcher = dispatcher or Dispatcher(repo)
+        self.keeper = IncidentKeeper(
+            repo,
+            self.targets,
+            in_db=self._in_db,
+            write_later=self._write_later,
+            state_row=state_row,
+        )
         self._in_flight: set[asyncio.Task[Any]] = set()
-        self._transitions: set[asyncio.Task[Any]] = set()
-        self._pending_transitions: list[tuple[Transition, RowSnapshot]] = []
-        self._flush_handle: asyncio.TimerHandle | None = None
         self._background: list[asyncio.Task[Any]] = []
-        self._names = _DisplayNames(self.targets)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
 
     # -- config ----------------------------------------------------------
+    @property
+    def incidents(self) -> IncidentBook:
+        """The open incidents the engine knows of (the keeper's book)."""
+        return self.keeper.book
+
     @property
     def config(self):  # noqa: ANN201 - monitor.config.schema.Config
         return self.loaded.config
@@ -428,11 +361,13 @@ class Engine:
         gone = [tid for tid in saved if tid not in self.targets]
         if gone:
             await self._in_db(self.repo.delete_target_states, gone)
-        self.incidents = IncidentBook(
-            incidents.OpenIncident.from_row(row)
-            for row in await self._in_db(self.repo.open_incidents)
-        )
-        self._index_children()
+        # The event id first: the keeper then hears of every change made by hand
+        # after it read the open incidents (one seen twice is harmless).
+        seen = await self._in_db(events.last_event_id, self.repo.engine)
+        self.keeper.restore(await self._in_db(self.repo.open_incidents))
+        self.keeper.index_children()
+        self.dispatcher.add(self.keeper.subscriber(seen))
+        await self.dispatcher.start()
         for sink in self.sinks:
             sink.start()
         self.scheduler.start()
@@ -463,14 +398,6 @@ class Engine:
             len(self.incidents),
         )
 
-    def _index_children(self) -> None:
-        """parent id -> ids of the targets that depend on it (for merging incidents)."""
-        children: dict[str, list[str]] = {}
-        for rt in self.targets.values():
-            for parent in rt.target.depends_on:
-                children.setdefault(parent, []).append(rt.target.id)
-        self._children = children
-
     def _restore_state(self, target_id: str, machine: dict[str, Any]) -> HealthState:
         try:
             return HealthState.from_dict(machine)
@@ -491,12 +418,11 @@ class Engine:
                 task.cancel()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
-        if self._transitions:
-            await asyncio.gather(*self._transitions, return_exceptions=True)
-        self._flush_transitions()
+        await self.keeper.drain()
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        await self.dispatcher.stop()
         await self.checkpoint()
         await self.save_probe_states()
         await self.shared.aclose()
@@ -540,7 +466,7 @@ class Engine:
             self.targets[tid].dirty = True
             self.scheduler.upsert(tid, target.interval)
             self.scheduler.run_soon(tid)
-        self._index_children()
+        self.keeper.index_children()
         if removed:
             await self._in_db(self.repo.delete_target_states, removed)
         log.info(
@@ -640,13 +566,9 @@ class Engine:
         else:
             self.appliance_alerts.pop(target.id, None)
         if result.transition is not None:
-            # Incident bookkeeping waits for the state DB; the probe must not
-            # (in an outage storm thousands of incidents open at once and a
-            # probe waiting on them would miss its next slot). The lock is
-            # FIFO, so one target's transitions are still handled in order.
-            task = asyncio.create_task(self._on_transition(rt, result.transition))
-            self._transitions.add(task)
-            task.add_done_callback(self._transitions.discard)
+            tr = result.transition
+            self._submit(rt, (transition_point(tr),), tr.at)
+            self.keeper.on_transition(rt, tr)  # in its own task: the probe does not wait
 
     def _submit(self, rt: TargetRuntime, points: Sequence[MetricPoint], at: float) -> None:
         """Tag, type and cap points, then hand them to every sink (which never blocks)."""
@@ -659,167 +581,7 @@ class Engine:
             except Exception:  # a sink bug must not stop health keeping
                 log.exception("sink %s rejected points", getattr(sink, "name", sink))
 
-    async def _on_transition(self, rt: TargetRuntime, tr: Transition) -> None:
-        self._submit(rt, (transition_point(tr),), tr.at)
-        trouble = tr.to_health in (Health.DOWN, Health.DEGRADED, Health.UNKNOWN)
-        log.log(
-            logging.WARNING if trouble else logging.INFO,
-            "%s: %s -> %s%s: %s",
-            tr.target_id,
-            tr.from_health.value,
-            tr.to_health.value,
-            f" (affected by {tr.affected_by})" if tr.affected_by else "",
-            tr.reason,
-        )
-        async with self._incident_lock:
-            concerned = self.incidents.concerning(tr.target_id, tr.affected_by)
-            action = incidents.decide(tr, concerned, rt.policy.incident_on, self._names)
-            snap = rt.snapshot()  # the row itself is built on the DB thread
-            if action is None:
-                # Most transitions (every target's first "up" at start, recoveries
-                # outside incidents) change no incident: written within
-                # TRANSITION_BATCH seconds, many per transaction, without
-                # holding up this target's next probe.
-                self._queue_transition(tr, snap)
-                return
-            self._flush_transitions()  # keep DB order: queued ones go first
-            try:
-                incident_id = await self._in_db(self._write_transition, tr, action, snap)
-            except Exception:
-                log.exception("could not write the transition of %s to the state DB", tr.target_id)
-                return
-            self.incidents.apply(action, incident_id)
-            if isinstance(action, incidents.Open):
-                log.warning("incident %d opened: %s", incident_id, action.title)
-                if incident_id is not None and tr.to_health is Health.DOWN:
-                    await self._merge_dependants(rt, incident_id, tr.at)
-            elif isinstance(action, incidents.Resolve):
-                log.warning("incident %d resolved", action.incident_id)
-
-    async def _merge_dependants(self, parent: TargetRuntime, incident_id: int, at: float) -> None:
-        """Fold into the parent's new incident the dependants that went down just before it.
-
-        When a router dies, the trunks behind it fail in the same round; with
-        spread slots a child can reach ``fail_after`` before its parent and open
-        its own incident. A child whose own incident opened within the parent's
-        detection time (interval × (fail_after + 1) + timeout: the extra interval
-        is the slot alignment of the first failing probe) was most likely taken
-        down by the parent: its incident is resolved as merged and the child
-        joins the parent's incident as affected.
-        """
-        p = parent.target
-        horizon = at - (p.interval * (p.fail_after + 1) + p.timeout)
-        for child_id in self._children.get(p.id, ()):
-            child = self.targets.get(child_id)
-            if child is None or child.state.health is not Health.DOWN:
-                continue
-            own = self.incidents.own(child_id)
-            if own is None or child.state.since is None or child.state.since < horizon:
-                continue
-            text = f"merged into incident {incident_id}: {p.display_name} ({p.id}) is down"
-            resolve = incidents.Resolve(own.id, child.target.id, text, at)
-            join = incidents.Join(
-                incident_id,
-                child.target.id,
-                "affected",
-                f"{child.target.id} is down because {p.id} is down",
-                at,
-            )
-
-            def write(
-                own_id: int = own.id, child_id: str = child.target.id, text: str = text
-            ) -> None:
-                with self.repo.transaction():
-                    self.repo.add_incident_event(own_id, "note", at, child_id, text)
-                    self.repo.resolve_incident(own_id, at)
-                    self.repo.join_incident(incident_id, child_id, "affected", at)
-
-            try:
-                await self._in_db(write)
-            except Exception:
-                log.exception(
-                    "could not merge the incident of %s into %d", child.target.id, incident_id
-                )
-                continue
-            self.incidents.apply(resolve)
-            self.incidents.apply(join)
-            child.state = replace(child.state, affected_by=p.id)
-            child.dirty = True
-            log.warning(
-                "incident %d merged into %d (%s depends on %s)",
-                own.id,
-                incident_id,
-                child.target.id,
-                p.id,
-            )
-
-    def _write_transition(
-        self, tr: Transition, action: incidents.Action | None, snap: RowSnapshot
-    ) -> int | None:
-        """DB thread: the incident change, its timeline line and the transition, in one
-        transaction (a crash keeps all or none of them).
-
-        Returns the incident the transition belongs to (the new one for Open).
-        """
-        with self.repo.transaction():
-            return self._write_transition_in(tr, action, snap)
-
-    def _write_transition_in(
-        self, tr: Transition, action: incidents.Action | None, snap: RowSnapshot
-    ) -> int | None:
-        repo = self.repo
-        incident_id: int | None = None
-        if isinstance(action, incidents.Open):
-            incident_id = repo.open_incident(
-                action.root_target, action.severity, action.title, tr.at
-            )
-        elif action is not None:
-            incident_id = action.incident_id
-            if isinstance(action, incidents.Join):
-                repo.join_incident(action.incident_id, action.target, action.role, tr.at)
-            elif isinstance(action, incidents.Recover):
-                repo.recover_target(action.incident_id, action.target, tr.at)
-            elif isinstance(action, incidents.Resolve):
-                repo.recover_target(action.incident_id, action.target, tr.at)
-                repo.resolve_incident(action.incident_id, tr.at)
-            elif isinstance(action, incidents.Note) and action.severity:
-                repo.set_incident_fields(action.incident_id, severity=action.severity)
-            repo.add_incident_event(
-                action.incident_id, "transition", tr.at, tr.target_id, action.text
-            )
-        repo.record_transition(
-            tr.target_id,
-            tr.at,
-            tr.from_health.value,
-            tr.to_health.value,
-            reason=tr.reason,
-            flapping=tr.flapping,
-            affected_by=tr.affected_by,
-            incident_id=incident_id,
-            state=state_row(snap),
-        )
-        return incident_id
-
     # -- persistence ---------------------------------------------------------
-    def _queue_transition(self, tr: Transition, snap: RowSnapshot) -> None:
-        self._pending_transitions.append((tr, snap))
-        if self._flush_handle is None and self._loop is not None:
-            self._flush_handle = self._loop.call_later(TRANSITION_BATCH, self._flush_transitions)
-
-    def _flush_transitions(self) -> None:
-        """Hand the queued transitions to the DB thread as one transaction (FIFO with other writes)."""
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-        batch, self._pending_transitions = self._pending_transitions, []
-        if batch:
-            self._write_later(self._write_transition_batch, batch)
-
-    def _write_transition_batch(self, batch: list[tuple[Transition, RowSnapshot]]) -> None:
-        with self.repo.transaction():
-            for tr, snap in batch:
-                self._write_transition_in(tr, None, snap)
-
     def _write_later(self, fn: Callable[..., Any], *args: Any) -> None:
         """Queue a DB write on the DB thread (in order with every other write) without waiting."""
 

@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor import incidents
-from monitor.engine import IncidentBook
 from monitor.health import Health, Transition
+from monitor.incident_keeper import IncidentBook
 
 TARGETS = ["a", "b", "c", "d"]
 
