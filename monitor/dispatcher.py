@@ -118,7 +118,7 @@ class Dispatcher:
     def add(self, subscriber: Subscriber) -> None:
         """Register a subscriber (before or after ``start``); names are unique."""
         name = subscriber.name
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise ValueError(
                 f"subscriber name {name!r}: use 1-64 lowercase letters, digits, '.', '_' or '-'"
             )

@@ -36,10 +36,10 @@ if TYPE_CHECKING:
 
 ENGINE_ACTOR = "engine"
 """The actor of everything the engine decides by itself (transitions, opened, merged...)."""
-MAX_PAYLOAD_BYTES = 16_384
+MAX_PAYLOAD_BYTES = 32_768
 """An event is a notice, not a document: anything bigger belongs in its own table."""
 MAX_ACTOR = 128
-_ACTOR = re.compile(r"^[a-z][a-z0-9_-]*(:[^\x00-\x1f\x7f]+)?$")
+_ACTOR = re.compile(r"[a-z][a-z0-9_-]*(:[^\x00-\x1f\x7f]+)?")
 
 _EVENT: Table = EventRecord.__table__  # type: ignore[assignment]
 _CURSOR: Table = EventCursor.__table__  # type: ignore[assignment]
@@ -91,7 +91,7 @@ def parse_kind(value: str) -> EventKind:
 
 def check_actor(actor: str) -> str:
     """``actor`` if it names who acted (``user:alice``, ``rule:trunk-failover``, ``cli``)."""
-    if not isinstance(actor, str) or not _ACTOR.match(actor) or len(actor) > MAX_ACTOR:
+    if not isinstance(actor, str) or not _ACTOR.fullmatch(actor) or len(actor) > MAX_ACTOR:
         raise ValueError(
             f"actor {actor!r} must say who acted, like 'user:alice', 'rule:trunk-failover' "
             f"or 'cli' (lowercase kind, optional ':name', at most {MAX_ACTOR} characters)"

@@ -175,6 +175,9 @@ class EventRecord(Base):
     """
 
     __tablename__ = "event"
+    # Never reuse an id, even when retention has pruned every event: a
+    # subscriber's cursor would otherwise skip the new ones.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(_EVENT_ID, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(32))

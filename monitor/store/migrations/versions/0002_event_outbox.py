@@ -39,6 +39,8 @@ def upgrade() -> None:
         sa.Column("incident_id", sa.Integer(), nullable=True),
         sa.Column("payload", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_event")),
+        # SQLite: never reuse an id, even after every event was pruned.
+        sqlite_autoincrement=True,
     )
     op.create_index(op.f("ix_event_at"), "event", ["at"], unique=False)
     op.create_table(
