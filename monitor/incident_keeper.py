@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from monitor import incidents
 from monitor.dispatcher import LiveSubscriber
-from monitor.events import Event, EventKind, NewEvent, record_many
+from monitor.events import ENGINE_ACTOR, Event, EventKind, NewEvent, record_many
 from monitor.health import Health, Transition
 from monitor.store.repository import IncidentRow, StateRepository
 
@@ -97,6 +97,9 @@ class IncidentBook:
             self.remove(item.id)
         for item in incidents.apply(before, action, new_id):
             self.add(item)
+
+    def get(self, incident_id: int) -> incidents.OpenIncident | None:
+        return self._by_id.get(incident_id)
 
     def __contains__(self, incident_id: object) -> bool:
         return incident_id in self._by_id
@@ -435,9 +438,10 @@ class IncidentKeeper:
 
     # -- changes made outside the engine ------------------------------------
     async def _on_event(self, event: Event) -> None:
-        """Incidents declared or resolved by hand join or leave the book."""
-        if event.incident_id is None:
-            return
+        """Incidents declared or resolved by hand join or leave the book; a severity
+        set by hand replaces the book's."""
+        if event.incident_id is None or event.actor == ENGINE_ACTOR:
+            return  # the engine's own changes are in the book already
         if event.kind is EventKind.DECLARED:
             targets = frozenset(event.payload.get("targets") or (event.target_id,))
             item = incidents.OpenIncident(
@@ -452,3 +456,9 @@ class IncidentKeeper:
         elif event.kind is EventKind.RESOLVED_BY_HAND:
             async with self._lock:
                 self.book.remove(event.incident_id)
+        elif event.kind is EventKind.UPDATED and "severity" in event.payload.get("fields", {}):
+            async with self._lock:
+                item = self.book.get(event.incident_id)
+                if item is not None:
+                    self.book.remove(item.id)
+                    self.book.add(replace(item, severity=event.payload["fields"]["severity"]))
