@@ -18,6 +18,7 @@ from pathlib import Path
 from core import __version__
 from dialwatch.cli import parse_listen, resolve_data_dir
 from monitor.config import ConfigError, LoadedConfig, load_config_isolated
+from monitor.dispatcher import Dispatcher
 from monitor.engine import Engine
 from monitor.logs import secret_mask, setup_logging
 from monitor.points import Enricher, FieldTypes
@@ -29,7 +30,11 @@ log = logging.getLogger("dialwatch")
 
 
 class Appliance:
-    """The running appliance: engine, sinks, web server, and the reload path they share."""
+    """The running appliance: engine, sinks, web server, and the reload path they share.
+
+    Event subscribers (notifications, rules, runbooks) register with
+    ``self.dispatcher`` before ``run()``; the engine starts and stops it.
+    """
 
     def __init__(
         self, config_path: str, loaded: LoadedConfig, data_dir: Path, listen: tuple[str, int]
@@ -48,8 +53,15 @@ class Appliance:
         # Each field keeps the type it first had, across restarts too: InfluxDB
         # rejects a later write that changes it, so start from what is stored.
         enricher = Enricher(field_types=FieldTypes(self.embedded.store.field_types()))
+        self.dispatcher = Dispatcher(self.repo)
         self.engine = Engine(
-            loaded, self.repo, data_dir, sinks, state_db_path=state_db, enricher=enricher
+            loaded,
+            self.repo,
+            data_dir,
+            sinks,
+            state_db_path=state_db,
+            enricher=enricher,
+            dispatcher=self.dispatcher,
         )
         self.web = None
         self._loop: asyncio.AbstractEventLoop | None = None
