@@ -44,6 +44,7 @@ from monitor.dispatcher import Dispatcher
 from monitor.health import FlapPolicy, Health, HealthState, Policy, Transition, step
 from monitor.incident_keeper import IncidentBook, IncidentKeeper
 from monitor.maintenance import MaintenanceCheck, check_maintenance
+from monitor.manual_maintenance import ManualMaintenanceBook, open_windows
 from monitor.points import Enricher
 from monitor.runner import ProbeRunner
 from monitor.scheduler import ProbeScheduler
@@ -290,6 +291,7 @@ class Engine:
             write_later=self._write_later,
             state_row=state_row,
         )
+        self.manual_maintenance = ManualMaintenanceBook()
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._background: list[asyncio.Task[Any]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -367,6 +369,10 @@ class Engine:
         self.keeper.restore(await self._in_db(self.repo.open_incidents))
         self.keeper.index_children()
         self.dispatcher.add(self.keeper.subscriber(seen))
+        self.manual_maintenance.restore(
+            await self._in_db(open_windows, self.repo.engine, time.time())
+        )
+        self.dispatcher.add(self.manual_maintenance.subscriber(seen))
         await self.dispatcher.start()
         for sink in self.sinks:
             sink.start()
@@ -557,7 +563,7 @@ class Engine:
             now,
             rt.policy,
             parents_down,
-            None if window is None else window.reason,
+            self.manual_maintenance.reason(target.id, now) if window is None else window.reason,
         )
         rt.state = result.state
         rt.dirty = True

@@ -16,6 +16,7 @@ from sqlalchemy import Engine, select
 
 from monitor import incident_actions as actions
 from monitor.events import EventKind, events_after
+from monitor.health import Health
 from monitor.incident_actions import NotFound
 from monitor.store.db import open_database
 from monitor.store.models import (
@@ -531,6 +532,53 @@ def test_a_severity_set_by_hand_is_the_one_the_engine_keeps(tmp_path: Path) -> N
             await until(
                 lambda: next(iter(d.engine.incidents)).severity == "degraded",
                 "the keeper to take the severity",
+            )
+
+    asyncio.run(scenario())
+
+
+def test_maintenance_started_by_hand_puts_the_target_in_maintenance_until_ended(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        async with Driven(tmp_path, target("pbx")) as d:
+            await d.feed("pbx", "ok")
+            started = await asyncio.to_thread(
+                actions.start_maintenance, d.repo, ALICE, "pbx", reason="PBX upgrade"
+            )
+            await until(
+                lambda: d.engine.manual_maintenance.reason("pbx", d.now) is not None,
+                "the engine to learn of the window",
+            )
+            await d.feed("pbx", "fail", "fail", "fail")
+            rt = d.engine.targets["pbx"]
+            assert rt.state.health is Health.MAINTENANCE
+            assert count(d.db, Incident) == 0
+            [*_, into] = [e for e in events_after(d.db, 0) if e.kind is EventKind.TRANSITION]
+            assert into.payload["to"] == "maintenance"
+            assert "maintenance started by user:alice: PBX upgrade" in into.payload["reason"]
+
+            await asyncio.to_thread(
+                actions.end_maintenance, d.repo, ALICE, started.payload["window_id"]
+            )
+            await until(
+                lambda: d.engine.manual_maintenance.reason("pbx", d.now) is None,
+                "the engine to learn the window ended",
+            )
+            await d.feed("pbx", "ok", "ok")
+            assert rt.state.health is Health.UP
+
+    asyncio.run(scenario())
+
+
+def test_a_window_started_by_hand_survives_a_restart(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with Driven(tmp_path, target("pbx")) as d:
+            await d.feed("pbx", "ok")
+            await asyncio.to_thread(actions.start_maintenance, d.repo, "cli", "pbx")
+        async with Driven(tmp_path, target("pbx")) as d:
+            assert d.engine.manual_maintenance.reason("pbx", d.now) == (
+                "maintenance started by cli"
             )
 
     asyncio.run(scenario())
