@@ -41,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from monitor.events import Event, events_after, last_event_id
+from monitor.events import Event, EventKind, events_after, last_event_id, parse_kind
 from monitor.store.repository import StateRepository
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,8 @@ class DbSubscriber:
     name: str
     handle: Callable[[StateRepository, Event], None]
     start: Start = "end"
+    kinds: frozenset[EventKind] | None = None
+    """Only these kinds (None: all), filtered in SQL."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,8 @@ class OutsideSubscriber:
     name: str
     handle: Callable[[Event], Awaitable[None]]
     start: Start = "end"
+    kinds: frozenset[EventKind] | None = None
+    """Only these kinds (None: all), filtered in SQL."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +92,8 @@ class LiveSubscriber:
     name: str
     handle: Callable[[Event], Awaitable[None]]
     after: int
+    kinds: frozenset[EventKind] | None = None
+    """Only these kinds (None: all), filtered in SQL."""
 
 
 Subscriber = DbSubscriber | OutsideSubscriber | LiveSubscriber
@@ -129,6 +135,8 @@ class Dispatcher:
             "beginning",
         ):
             raise ValueError(f"subscriber {name!r}: start must be 'end' or 'beginning'")
+        for kind in subscriber.kinds or ():
+            parse_kind(kind)  # a typo must not silently match nothing
         runner = _Runner(self, subscriber)
         self._runners[name] = runner
         if self._loop is not None:
@@ -207,13 +215,15 @@ class _Runner:
                     self.cursor = await self._in_thread(self._start_cursor)
                     continue
                 self.wake.clear()
-                limit = 1 if self._single_until is not None else self.d.batch
-                batch = await self._in_thread(events_after, self.d.repo.engine, self.cursor, limit)
+                batch, reach = await self._in_thread(self._read, self.cursor)
                 if not batch:
+                    # Filtered: nothing of its kinds up to ``reach``. Kept in memory;
+                    # the stored cursor moves with the next event handled.
+                    self.cursor = reach
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.wake.wait(), self.d.poll_every)
                     continue
-                await self._deliver(batch)
+                await self._deliver(batch, reach)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -232,6 +242,20 @@ class _Runner:
                 continue
             delay = self.d.retry_first
 
+    def _read(self, cursor: int) -> tuple[tuple[Event, ...], int]:
+        """The next events, and the id up to which they are all the events it wants."""
+        limit = 1 if self._single_until is not None else self.d.batch
+        kinds = self.sub.kinds
+        db = self.d.repo.engine
+        if kinds is None:
+            batch = events_after(db, cursor, limit)
+            return batch, batch[-1].id if batch else cursor
+        # Ids are in commit order, so every event up to ``last`` is visible now:
+        # skipping past the ones of other kinds cannot miss one committed late.
+        last = last_event_id(db)
+        batch = events_after(db, cursor, limit, kinds, up_to=last)
+        return batch, batch[-1].id if len(batch) == limit else max(cursor, last)
+
     def _start_cursor(self) -> int:
         sub = self.sub
         if isinstance(sub, LiveSubscriber):
@@ -241,16 +265,18 @@ class _Runner:
             first = last_event_id(conn) if sub.start == "end" else 0
             return repo.start_cursor(sub.name, first, time.time())
 
-    async def _deliver(self, batch: tuple[Event, ...]) -> None:
+    async def _deliver(self, batch: tuple[Event, ...], reach: int) -> None:
+        """Hand ``batch`` over; then the cursor is at ``reach`` (the batch's last id,
+        or beyond it when a kinds filter skipped later events)."""
         sub = self.sub
         if isinstance(sub, DbSubscriber):
             try:
-                await self._in_thread(self._handle_in_db, sub, batch)
+                await self._in_thread(self._handle_in_db, sub, batch, reach)
             except Exception:
                 if len(batch) > 1:
                     self._single_until = batch[-1].id
                 raise
-            self.cursor = batch[-1].id
+            self.cursor = reach
             if self._single_until is not None and self.cursor >= self._single_until:
                 self._single_until = None
             return
@@ -261,6 +287,8 @@ class _Runner:
                 done = event.id
                 if self.d._stopping.is_set():
                     break
+            else:
+                done = reach
         finally:
             # After a failure too (not after a cancel): what was handled is not handed
             # over again.
@@ -269,12 +297,12 @@ class _Runner:
                     await self._in_thread(self.d.repo.set_cursor, sub.name, done, time.time())
                 self.cursor = done
 
-    def _handle_in_db(self, sub: DbSubscriber, batch: tuple[Event, ...]) -> None:
+    def _handle_in_db(self, sub: DbSubscriber, batch: tuple[Event, ...], reach: int) -> None:
         repo = self.d.repo
         with repo.transaction():
             for event in batch:
                 sub.handle(repo, event)
-            repo.set_cursor(sub.name, batch[-1].id, time.time())
+            repo.set_cursor(sub.name, reach, time.time())
 
 
 def _cancelling() -> bool:

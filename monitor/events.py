@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -200,11 +200,23 @@ def _event(row: Any) -> Event:
     )
 
 
-def events_after(db: StateDB, after: int, limit: int = 500) -> tuple[Event, ...]:
-    """Up to ``limit`` events with an id above ``after``, oldest first."""
+def events_after(
+    db: StateDB,
+    after: int,
+    limit: int = 500,
+    kinds: Collection[EventKind] | None = None,
+    up_to: int | None = None,
+) -> tuple[Event, ...]:
+    """Up to ``limit`` events with an id above ``after`` (and at most ``up_to``),
+    of ``kinds`` (None: all), oldest first."""
     e = _EVENT
+    stmt = select(e).where(e.c.id > after)
+    if up_to is not None:
+        stmt = stmt.where(e.c.id <= up_to)
+    if kinds is not None:
+        stmt = stmt.where(e.c.kind.in_(sorted(str(k) for k in kinds)))
     with _connected(db) as conn:
-        rows = conn.execute(select(e).where(e.c.id > after).order_by(e.c.id).limit(limit))
+        rows = conn.execute(stmt.order_by(e.c.id).limit(limit))
         return tuple(_event(row) for row in rows)
 
 

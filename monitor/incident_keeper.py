@@ -45,6 +45,10 @@ REASON_IN_EVENT = 500
 """Characters of a transition's reason kept in its event (the transition row has it all)."""
 
 
+HAND_CHANGES = frozenset({EventKind.DECLARED, EventKind.RESOLVED_BY_HAND, EventKind.UPDATED})
+"""The events of changes made outside the engine that the book must follow."""
+
+
 class IncidentBook:
     """Open incidents indexed by member target.
 
@@ -226,7 +230,7 @@ class IncidentKeeper:
 
     def subscriber(self, after: int) -> LiveSubscriber:
         """The keeper as a subscriber: ``after`` is the last event id seen before ``restore``."""
-        return LiveSubscriber("incident-keeper", self._on_event, after)
+        return LiveSubscriber("incident-keeper", self._on_event, after, HAND_CHANGES)
 
     async def drain(self) -> None:
         """Wait for the transitions being handled, then hand the queued ones to the DB thread."""

@@ -67,7 +67,9 @@ class ManualMaintenanceBook:
         return window.text()
 
     def subscriber(self, after: int) -> LiveSubscriber:
-        return LiveSubscriber("manual-maintenance", self._on_event, after)
+        return LiveSubscriber(
+            "manual-maintenance", self._on_event, after, frozenset({EventKind.MAINTENANCE})
+        )
 
     async def _on_event(self, event: Event) -> None:
         if event.kind is not EventKind.MAINTENANCE or event.target_id is None:

@@ -346,3 +346,47 @@ def test_a_stuck_subscriber_delays_neither_probes_nor_incidents(tmp_path: Path) 
         asyncio.run(scenario())
     finally:
         listener.close()
+
+
+def test_a_subscriber_can_take_only_some_kinds_and_still_moves_past_the_others(
+    repo: StateRepository,
+) -> None:
+    def mixed() -> None:
+        for i, kind in enumerate([EventKind.NOTED, EventKind.OPENED, EventKind.NOTED] * 3):
+            record(repo, NewEvent(kind, float(i), incident_id=1))
+
+    async def scenario() -> None:
+        opened: list[int] = []
+
+        async def page(event: Event) -> None:
+            opened.append(event.id)
+
+        counted: list[int] = []
+        dispatcher = Dispatcher(repo, batch=2, **FAST)
+        dispatcher.add(OutsideSubscriber("pager", page, "beginning", frozenset({EventKind.OPENED})))
+        dispatcher.add(
+            DbSubscriber(
+                "count",
+                lambda r, e: counted.append(e.id),
+                "beginning",
+                frozenset({EventKind.OPENED}),
+            )
+        )
+        await dispatcher.start()
+        try:
+            await asyncio.to_thread(mixed)
+            await until(lambda: dispatcher.positions() == {"pager": 9, "count": 9}, "both at 9")
+            assert opened == counted == [2, 5, 8]
+        finally:
+            await dispatcher.stop()
+        # the stored cursors are at the last event handled or beyond
+        assert cursor_of(repo.engine, "pager") >= 8 and cursor_of(repo.engine, "count") >= 8
+
+    asyncio.run(scenario())
+
+
+def test_a_kind_that_does_not_exist_is_refused(repo: StateRepository) -> None:
+    with pytest.raises(ValueError, match="unknown event kind 'openned'"):
+        Dispatcher(repo).add(
+            OutsideSubscriber("pager", Collector("x").handle, kinds=frozenset({"openned"}))  # type: ignore[arg-type]
+        )
