@@ -15,7 +15,9 @@ within ``TRANSITION_BATCH`` seconds.
 Changes made outside the engine (an incident declared or resolved by hand,
 ``monitor.incident_actions``) reach the book through the events: the keeper
 is a ``LiveSubscriber`` of the dispatcher from the event id it read with the
-open incidents at start.
+open incidents at start. Until it has the event (milliseconds after the
+commit), a transition is still decided against the book as it was: a target
+of an incident just resolved by hand may join it rather than open a new one.
 """
 
 from __future__ import annotations

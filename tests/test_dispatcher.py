@@ -1,6 +1,6 @@
 """The dispatcher: every subscriber gets every event in order, on its own, from its cursor.
 
-Real SQLite state DBs; events are written from other threads, as the
+Real state DBs (SQLite, and PostgreSQL marked ``peer``); events are written from other threads, as the
 engine's DB thread and the web's threads write them. Waits are on
 conditions with a timeout, never on a fixed sleep.
 """
@@ -25,13 +25,21 @@ from monitor.health import Health
 from monitor.store.db import open_database
 from monitor.store.repository import StateRepository
 from tests.peers import free_port
+from tests.peers.postgres import PostgresServer, postgres_server  # noqa: F401 - the fixture
 
 FAST = {"retry_first": 0.01, "retry_most": 0.05}
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Engine]:
-    engine = open_database(None, tmp_path)
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.peer)]
+
+
+@pytest.fixture(params=BACKENDS)
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    url = None
+    if request.param == "postgresql":
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        url = server.create_database()
+    engine = open_database(url, tmp_path)
     yield engine
     engine.dispose()
 
@@ -242,7 +250,8 @@ def test_events_written_by_another_process_are_found_by_polling(db: Engine, tmp_
         await dispatcher.start()
         try:
             await until(lambda: dispatcher.positions()["got"] == 0, "started")
-            other = open_database(None, tmp_path)  # as the CLI would: its own engine, no hook
+            # as the CLI would: its own engine, so no commit hook of ours
+            other = open_database(db.url.render_as_string(hide_password=False), tmp_path)
             try:
                 await asyncio.to_thread(write, StateRepository(other), 2)
             finally:
