@@ -48,6 +48,7 @@ from monitor.store.models import (
     TargetState,
     Transition,
 )
+from monitor.store.queries import IncidentRow  # what open_incidents returns
 
 EVENT_KINDS = ("opened", "joined", "transition", "recovered", "resolved", "acknowledged", "note")
 
@@ -526,7 +527,7 @@ class StateRepository:
         return int(result.inserted_primary_key[0])
 
     # -- incidents: the engine's restore read -----------------------------
-    def open_incidents(self) -> list[queries.IncidentRow]:
+    def open_incidents(self) -> list[IncidentRow]:
         """Every open incident with its members, oldest first (restored on start)."""
         with self._reading() as conn:
             return list(queries.open_incidents(conn))
