@@ -20,6 +20,7 @@ from monitor.health import Health
 from monitor.metrics_query import EmbeddedMetricsQuery
 from monitor.sinks.base import MetricSink
 from monitor.sinks.embedded import EmbeddedSink
+from monitor.store import queries
 from monitor.store.db import open_database
 from monitor.store.metrics import MetricsStore
 from monitor.store.repository import StateRepository
@@ -138,12 +139,13 @@ def test_a_target_that_stops_answering_opens_an_incident_and_recovery_resolves_i
             crm.open()
             await h.until(lambda: h.health("crm-db") is Health.UP, 3, "recovered")
             await h.until(lambda: not h.repo.open_incidents(), 1, "incident resolved")
-            resolved = h.repo.incident(incident.id)
+            resolved = queries.incident(h.db, incident.id)
             assert resolved is not None and resolved.state == "resolved"
             assert resolved.resolved_at is not None and resolved.resolved_at > resolved.opened_at
-            kinds = [e.kind for e in h.repo.incident_events(incident.id)]
+            kinds = [e.kind for e in queries.incident_events(h.db, incident.id)]
             assert kinds[0] == "opened" and "resolved" in kinds
-            history = [(t.from_health, t.to_health) for t in h.repo.transitions("crm-db")][::-1]
+            newest_first = queries.transitions(h.db, "crm-db")
+            history = [(t.from_health, t.to_health) for t in reversed(newest_first)]
             assert history == [("unknown", "up"), ("up", "down"), ("down", "up")]
         finally:
             await h.close()
@@ -298,7 +300,7 @@ def test_a_target_in_a_maintenance_window_fails_without_opening_an_incident(
             await asyncio.sleep(1.0)  # three more failing probes
             assert h.health("sbc") is Health.MAINTENANCE
             assert h.repo.open_incidents() == []
-            [transition] = h.repo.transitions("sbc")
+            [transition] = queries.transitions(h.db, "sbc")
             assert "carrier works" in transition.reason
         finally:
             await h.close()
@@ -341,9 +343,9 @@ def test_a_child_that_fails_just_before_its_parent_is_merged_into_the_parents_in
             [incident] = h.repo.open_incidents()
             assert incident.root_target_id == "edge-router"
             assert set(incident.member_ids) == {"edge-router", "pbx"}
-            merged = h.repo.incident(own.id)
+            merged = queries.incident(h.db, own.id)
             assert merged is not None and merged.state == "resolved"
-            assert any("merged into" in e.text for e in h.repo.incident_events(own.id))
+            assert any("merged into" in e.text for e in queries.incident_events(h.db, own.id))
             assert h.engine.targets["pbx"].state.affected_by == "edge-router"
             router.open()
             pbx.open()
