@@ -59,7 +59,7 @@ class Appliance:
     def _build_sinks(self, loaded: LoadedConfig) -> list[MetricSink]:
         """The embedded store (always: the dashboard reads it) plus any InfluxDB sinks."""
         from monitor.query_select import build_metrics_query
-        from monitor.sinks.config import build_sinks
+        from monitor.sinks import build_sinks
         from monitor.sinks.embedded import EmbeddedSink
 
         storage = loaded.config.storage
