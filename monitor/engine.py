@@ -596,8 +596,11 @@ class Engine:
             rt.probes_failed += 1
         elif obs.status is Status.ERROR:
             rt.probes_errored += 1
-        if obs.status in (Status.FAIL, Status.ERROR):
-            log.info(
+        # Every result at DEBUG; at INFO only a change of health, which the
+        # transition handler logs with this result's detail in its reason.
+        # Guarded: the arguments would cost the hot path even when not logged.
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
                 "%-5s %.3fs %s %s %s",
                 obs.status.value.upper(),
                 obs.latency or 0,

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.interval import IntervalTrigger
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,15 @@ class ProbeScheduler:
         self._scheduler.start()
 
     def shutdown(self) -> None:
-        if self._scheduler.running:
+        """Stop dispatching. Runs already started are the engine's to drain.
+
+        Paused first: APScheduler shuts down on the loop's next turn, and a
+        dispatch it started in between was cancelled before it ran and logged
+        as a job error with a ``CancelledError`` traceback (now and then on
+        SIGTERM). Paused, it starts none; one it started before runs first.
+        """
+        if self._scheduler.state == STATE_RUNNING:
+            self._scheduler.pause()
             self._scheduler.shutdown(wait=False)
 
     # -- targets -------------------------------------------------------

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from core.config import SiteConfig, TargetBase
 from core.observation import Observation
+from core.registry import PluginKind
 from core.shared import SharedResources
 
 T = TypeVar("T")
@@ -45,14 +46,13 @@ class ProbeContext:
 Check = Callable[[Any, ProbeContext], Awaitable[Observation]]
 
 
-@dataclass(frozen=True)
-class ProbeKind:
-    """A registry entry: the kind's name, its target model and its check."""
+class ProbeKind(PluginKind[TargetBase, Check]):
+    """A ``PROBES`` entry: the kind's name, its target model, its check, its summary."""
 
-    kind: str
-    model: type[TargetBase]
-    check: Check
-    summary: str
+    @property
+    def check(self) -> Check:
+        """The kind's ``check`` (its ``implementation``)."""
+        return self.implementation
 
 
 class LazyEntries(Mapping[str, T]):

@@ -146,6 +146,7 @@ def _doc(model: type[BaseModel]) -> str:
 def generate() -> str:
     """The whole generated reference, as Markdown."""
     from monitor.config.schema import Config
+    from monitor.sinks import SINKS
     from probes import PROBES
 
     out: list[str] = []
@@ -212,6 +213,8 @@ def generate() -> str:
                         else ()
                     )
                     title = f"`kind: {kinds[0]}`" if kinds else model.__name__
+                    if kinds and name == "metrics":
+                        title += f" — {SINKS[kinds[0]].summary}"
                     out += ["", f"#### {title}", ""]
                     doc = _doc(model)
                     if doc:

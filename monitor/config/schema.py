@@ -1,23 +1,26 @@
-"""The top-level configuration model, with the ``targets`` union built from the probe registry."""
+"""The top-level configuration model, its unions built from the plugin registries.
+
+``targets`` is a union of ``probes.PROBES``' target models and ``metrics`` of
+``monitor.sinks.SINKS``' sink models (``core.registry.config_union``): a kind
+registered there is accepted here, with no list of models to keep in step.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Union
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from core.config import SiteConfig, StrictModel, TargetBase
+from core.registry import config_union
 from monitor.config.models import ComponentConfig, StorageConfig, WebConfig
-from monitor.sinks.config import MetricsConfig
+from monitor.sinks import SINKS
+from monitor.sinks.config import unique_sink_names
 from probes import PROBES
 from probes.appliance import ApplianceConfig
 
-# A discriminated union on ``kind``: an unknown kind is one clear error listing
-# the known kinds, instead of one error per model of the union.
-AnyTarget = Annotated[
-    Union[tuple(kind.model for kind in PROBES.values())],  # type: ignore[valid-type]  # noqa: UP007
-    Field(discriminator="kind"),
-]
+AnyTarget = config_union(PROBES)
+AnySink = config_union(SINKS)
 
 
 class Config(StrictModel):
@@ -27,9 +30,11 @@ class Config(StrictModel):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     appliance: ApplianceConfig = Field(default_factory=ApplianceConfig)
-    targets: list[AnyTarget] = Field(default_factory=list)
+    targets: list[AnyTarget] = Field(default_factory=list)  # type: ignore[valid-type]
     components: list[ComponentConfig] = Field(default_factory=list)
-    metrics: MetricsConfig = Field(default_factory=list)
+    metrics: Annotated[list[AnySink], AfterValidator(unique_sink_names)] = Field(  # type: ignore[valid-type]
+        default_factory=list
+    )
     """Metric sinks besides the embedded store (InfluxDB v1/v2; see docs/metrics.md)."""
 
     def target(self, target_id: str) -> TargetBase | None:
