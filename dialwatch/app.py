@@ -18,6 +18,7 @@ from pathlib import Path
 from core import __version__
 from dialwatch import startup
 from dialwatch.cli import parse_listen, resolve_data_dir
+from dialwatch.schema import Config
 from monitor.config import ConfigError, LoadedConfig, load_config_isolated
 from monitor.engine import Engine
 from monitor.logs import secret_mask, setup_logging
@@ -83,7 +84,9 @@ class Appliance:
         async with self._reload_lock:
             loop = asyncio.get_running_loop()
             try:
-                loaded = await loop.run_in_executor(None, load_config_isolated, self.config_path)
+                loaded = await loop.run_in_executor(
+                    None, load_config_isolated, self.config_path, Config
+                )
             except ConfigError as exc:
                 for line in exc.errors:
                     log.error("reload rejected: %s", line)
@@ -155,7 +158,7 @@ def run_appliance(
     config_path: str, data_arg: str | None, listen: tuple[str, int] | None, log_level: str
 ) -> int:
     try:
-        loaded = load_config_isolated(config_path)
+        loaded = load_config_isolated(config_path, Config)
     except ConfigError as exc:
         print("\n".join(exc.errors), file=sys.stderr)
         return 2

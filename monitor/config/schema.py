@@ -3,17 +3,23 @@
 ``targets`` is a union of ``probes.PROBES``' target models and ``metrics`` of
 ``monitor.sinks.SINKS``' sink models (``core.registry.config_union``): a kind
 registered there is accepted here, with no list of models to keep in step.
+
+``Config`` is monitor's own schema: its rules accept no action, since monitor
+performs none. The composition root builds the schema of a build with
+``config_model`` from the rule model of the installed action kinds
+(``monitor.config.rules.rule_model``).
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, create_model
 
 from core.config import SiteConfig, StrictModel, TargetBase
 from core.registry import config_union
 from monitor.config.models import ComponentConfig, StorageConfig, WebConfig
+from monitor.config.rules import RuleConfig
 from monitor.sinks import SINKS
 from monitor.sinks.config import unique_sink_names
 from probes import PROBES
@@ -36,6 +42,27 @@ class Config(StrictModel):
         default_factory=list
     )
     """Metric sinks besides the embedded store (InfluxDB v1/v2; see docs/metrics.md)."""
+    rules: list[RuleConfig] = Field(default_factory=list)
+    """When to act on events, and how: ``when:`` plus one key per action kind (see docs/rules.md)."""
 
     def target(self, target_id: str) -> TargetBase | None:
         return next((t for t in self.targets if t.id == target_id), None)
+
+
+def config_model(
+    rule: type[RuleConfig], *, name: str = "Config", module: str | None = None
+) -> type[Config]:
+    """``Config`` whose ``rules`` are ``rule`` models (from ``rule_model``).
+
+    For ``RuleConfig`` itself this is ``Config``. Otherwise a new model: bind
+    it at module level in ``module`` under ``name``, beside ``rule``, so that
+    pickle (the isolated loader) finds both.
+    """
+    if rule is RuleConfig:
+        return Config
+    return create_model(
+        name,
+        __base__=Config,
+        __module__=module or __name__,
+        rules=(list[rule], Field(default_factory=list)),  # type: ignore[valid-type]
+    )
