@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from monitor.config import load_config
-from monitor.engine import APPLIANCE_TARGET_ID, Engine
+from monitor.engine import Engine
 from monitor.health import Health
 from monitor.metrics_query import EmbeddedMetricsQuery
 from monitor.sinks.base import MetricSink
@@ -23,6 +23,7 @@ from monitor.sinks.embedded import EmbeddedSink
 from monitor.store.db import open_database
 from monitor.store.metrics import MetricsStore
 from monitor.store.repository import StateRepository
+from probes.appliance import APPLIANCE_TARGET_ID
 from tests.peers import free_port
 
 
