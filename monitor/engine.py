@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
+from core.clock import SYSTEM_CLOCK, Clock
 from core.config import TargetBase
 from core.observation import MetricPoint, Observation, Status
 from core.shared import SharedResources
@@ -267,15 +268,20 @@ class Engine:
         state_db_path: Path | None = None,
         flap: FlapPolicy | None = None,
         enricher: Enricher | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        """``clock``: None in production (the system clock, APScheduler ticking the
+        scheduler); a test's ``ManualClock`` to drive slots, timeouts and the
+        periodic jobs (see ``settle``)."""
         self.loaded = loaded
+        self.clock = clock or SYSTEM_CLOCK
         self.repo = repo
         self.data_dir = data_dir
         self.sinks = list(sinks)
         self.state_db_path = state_db_path
         self.flap = flap or FlapPolicy()
-        self.runner = ProbeRunner(concurrency=loaded.config.appliance.concurrency)
-        self.scheduler = ProbeScheduler(self._fire)
+        self.runner = ProbeRunner(concurrency=loaded.config.appliance.concurrency, clock=self.clock)
+        self.scheduler = ProbeScheduler(self._fire, clock=clock)
         self.shared = SharedResources()
         self.enricher = enricher or Enricher()
         self.vitals = EngineVitals(self)
@@ -429,6 +435,24 @@ class Engine:
         self._db.shutdown(wait=True)
         log.info("engine stopped")
 
+    async def settle(self) -> None:
+        """Wait until every probe started so far has been observed and what it caused
+        is in the state DB — for a test that moves a ``ManualClock`` and then looks.
+
+        Probes and the DB thread work in real time: moving the clock starts them,
+        this waits for them. Queued transitions are written now instead of after
+        ``TRANSITION_BATCH``.
+        """
+        while True:
+            # A round of the loop: probe tasks a dispatch just created start and register.
+            await asyncio.sleep(0)
+            busy = self._in_flight | self._transitions
+            if not busy:
+                break
+            await asyncio.wait(busy)
+        self._flush_transitions()
+        await self._in_db(lambda: None)  # one DB thread, in order: every earlier write is done
+
     # -- reload ------------------------------------------------------------
     async def apply_config(self, loaded: LoadedConfig) -> dict[str, list[str]]:
         """Switch to a new, already validated config. Unchanged targets keep everything."""
@@ -534,7 +558,10 @@ class Engine:
             rt.last_metrics = flatten_metrics(obs.metrics)
         self._submit(rt, (*obs.metrics, observation_point(obs)), obs.time)
 
-        now = obs.time
+        # Health keeps the engine's time: in production the probe's own stamp
+        # (obs.time) is the same instant, microseconds earlier; in a test it is
+        # the ManualClock's time, so windows, flapping and merges follow the test.
+        now = self.clock.time()
         parents_down = [
             p
             for p in target.depends_on
@@ -811,7 +838,7 @@ class Engine:
 
     async def _every(self, seconds: float, fn: Callable[[], Any]) -> None:
         while True:
-            await asyncio.sleep(seconds)
+            await self.clock.sleep(seconds)
             try:
                 await fn()
             except asyncio.CancelledError:

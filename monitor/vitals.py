@@ -1,13 +1,12 @@
 """The engine's own numbers, as the ``appliance`` probe reads them (its ``EngineStats``).
 
-Rates are sampled every few seconds by the engine (``EngineVitals.sample``);
-everything else is read on demand and is cheap.
+Rates are sampled every few seconds by the engine (``EngineVitals.sample``) on
+the engine's clock; everything else is read on demand and is cheap.
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -55,7 +54,7 @@ class EngineVitals:
         return self._engine.data_dir
 
     def sample(self) -> None:
-        now = time.monotonic()
+        now = self._engine.clock.monotonic()
         for rate in (self._late, self._failed, self._errored):
             rate.sample(now)
 
