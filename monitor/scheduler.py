@@ -125,7 +125,10 @@ class ProbeScheduler:
         tick = 1
         while True:
             await clock.sleep(started + tick * TICK - clock.monotonic())
-            await self._dispatch()
+            try:
+                await self._dispatch()
+            except Exception:  # as APScheduler does: log it, keep ticking
+                log.exception("dispatch failed")
             tick = max(tick + 1, math.floor((clock.monotonic() - started) / TICK) + 1)
 
     # -- targets -------------------------------------------------------
