@@ -227,7 +227,7 @@ def open_incidents(app: Appliance) -> list[dict[str, Any]]:
     return app.get("/api/v1/incidents?state=open")["items"]
 
 
-def test_a_stopped_trunk_opens_an_incident_in_time_and_its_return_resolves_it(
+def test_a_stopped_trunk_opens_an_incident_and_its_return_resolves_it(
     tmp_path: Path, sipp: Sipp, appliance_factory: Callable[[Path], Appliance]
 ) -> None:
     cfg = tmp_path / "dialwatch.yaml"
