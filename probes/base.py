@@ -46,8 +46,22 @@ class ProbeContext:
 Check = Callable[[Any, ProbeContext], Awaitable[Observation]]
 
 
+@dataclass(frozen=True)
+class BuiltinTarget:
+    """A target the engine runs though no config lists it (see ``ProbeKind.builtin``)."""
+
+    target: TargetBase
+    digest: str
+    """Changes when what the target is built from changes, so a reload reschedules it."""
+
+
+@dataclass(frozen=True)
 class ProbeKind(PluginKind[TargetBase, Check]):
     """A ``PROBES`` entry: the kind's name, its target model, its check, its summary."""
+
+    builtin: Callable[[Any], BuiltinTarget] | None = None
+    """For a kind the engine always runs: given the whole config, its built-in
+    target. A configured target of the kind takes the built-in one's place."""
 
     @property
     def check(self) -> Check:
