@@ -16,14 +16,16 @@ import sys
 from pathlib import Path
 
 from core import __version__
+from dialwatch import startup
 from dialwatch.cli import parse_listen, resolve_data_dir
+from dialwatch.schema import Config
 from monitor.config import ConfigError, LoadedConfig, load_config_isolated
 from monitor.dispatcher import Dispatcher
 from monitor.engine import Engine
 from monitor.logs import secret_mask, setup_logging
 from monitor.points import Enricher, FieldTypes
 from monitor.sinks.base import MetricSink
-from monitor.store.db import open_database
+from monitor.store.db import StateDBError, open_database
 from monitor.store.repository import StateRepository
 
 log = logging.getLogger("dialwatch")
@@ -43,6 +45,7 @@ class Appliance:
         self.data_dir = data_dir
         self.listen = listen
         self.db = open_database(loaded.config.storage.database_url, data_dir)
+        log.info(startup.state_db_line(self.db.url))
         self.repo = StateRepository(self.db)
         self.metrics_query = None
         sinks = self._build_sinks(loaded)
@@ -69,9 +72,9 @@ class Appliance:
         self._reload_lock = asyncio.Lock()
 
     def _build_sinks(self, loaded: LoadedConfig) -> list[MetricSink]:
-        """The embedded store (always: the dashboard reads it) plus any InfluxDB sinks."""
+        """The embedded store (always: the dashboard reads it) plus the ``metrics:`` sinks."""
         from monitor.query_select import build_metrics_query
-        from monitor.sinks.config import build_sinks
+        from monitor.sinks import build_sinks
         from monitor.sinks.embedded import EmbeddedSink
 
         storage = loaded.config.storage
@@ -79,6 +82,12 @@ class Appliance:
         sinks: list[MetricSink] = [self.embedded]
         self.metrics_query = build_metrics_query(storage, self.data_dir, loaded.config.metrics)
         sinks.extend(build_sinks(loaded.config.metrics, self.data_dir))
+        log.info(
+            startup.sinks_line(
+                [f"embedded store {self.embedded.store.path}"]
+                + [f"{c.sink_name}: {c.describe()}" for c in loaded.config.metrics]
+            )
+        )
         return sinks
 
     # -- reload ----------------------------------------------------------
@@ -87,7 +96,9 @@ class Appliance:
         async with self._reload_lock:
             loop = asyncio.get_running_loop()
             try:
-                loaded = await loop.run_in_executor(None, load_config_isolated, self.config_path)
+                loaded = await loop.run_in_executor(
+                    None, load_config_isolated, self.config_path, Config
+                )
             except ConfigError as exc:
                 for line in exc.errors:
                     log.error("reload rejected: %s", line)
@@ -159,7 +170,7 @@ def run_appliance(
     config_path: str, data_arg: str | None, listen: tuple[str, int] | None, log_level: str
 ) -> int:
     try:
-        loaded = load_config_isolated(config_path)
+        loaded = load_config_isolated(config_path, Config)
     except ConfigError as exc:
         print("\n".join(exc.errors), file=sys.stderr)
         return 2
@@ -187,13 +198,14 @@ def run_appliance(
     if problem:
         print(problem, file=sys.stderr)
         return 2
-    log.info(
-        "dialwatch %s starting: config %s, data %s, log %s",
-        __version__,
-        config_path,
-        data_dir,
-        log_file,
-    )
-    appliance = Appliance(config_path, loaded, data_dir, listen)
+    log.info("dialwatch %s starting (pid %d)", __version__, os.getpid())
+    log.info(startup.config_line(config_path, loaded))
+    log.info(startup.targets_line(loaded))
+    log.info(startup.data_line(data_dir, log_file))
+    try:
+        appliance = Appliance(config_path, loaded, data_dir, listen)
+    except StateDBError as exc:
+        log.error("%s", exc)
+        return 2
     asyncio.run(appliance.run())
     return 0

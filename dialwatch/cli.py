@@ -64,17 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from dialwatch.schema import Config
     from monitor.config import check_config_main
 
-    return check_config_main(args.path)
+    return check_config_main(args.path, Config)
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
+    from dialwatch.schema import Config
     from monitor.config import ConfigError, load_config
     from probes import PROBES, ProbeContext
 
     try:
-        loaded = load_config(args.config)
+        loaded = load_config(args.config, schema=Config)
     except ConfigError as exc:
         print("\n".join(exc.errors), file=sys.stderr)
         return 2

@@ -20,13 +20,11 @@ logged once per occurrence, and shows in the appliance's own health.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import json
 import logging
 import sys
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,10 +32,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
+from core.clock import SYSTEM_CLOCK, Clock
 from core.config import TargetBase
 from core.observation import MetricPoint, Observation, Status
 from core.shared import SharedResources
-from core.vitals import SinkHealth
 from monitor import events
 from monitor.config import LoadedConfig
 from monitor.dispatcher import Dispatcher
@@ -50,8 +48,8 @@ from monitor.runner import ProbeRunner
 from monitor.scheduler import ProbeScheduler
 from monitor.sinks.base import MetricSink
 from monitor.store.repository import StateRepository
+from monitor.vitals import EngineVitals
 from probes import PROBES, ProbeContext
-from probes.appliance import ApplianceTarget
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +61,6 @@ WRITE_SLICE = 1000
 """Targets per transaction when a checkpoint or a probe-state save covers many."""
 SWITCH_INTERVAL = 0.0005
 """Seconds a thread may hold the GIL while another waits for it (Python's default: 0.005)."""
-APPLIANCE_TARGET_ID = "dialwatch"
 
 
 def flatten_metrics(points: Sequence[MetricPoint]) -> dict[str, Any]:
@@ -186,75 +183,6 @@ def state_row(snap: RowSnapshot) -> dict[str, Any]:
     }
 
 
-class _Rate:
-    """Per-second rate of a monotonic counter over the last ``window`` seconds."""
-
-    def __init__(self, read: Callable[[], int], window: float = 60.0) -> None:
-        self._read = read
-        self._window = window
-        self._samples: deque[tuple[float, int]] = deque()
-
-    def sample(self, now: float) -> None:
-        self._samples.append((now, self._read()))
-        while len(self._samples) > 2 and self._samples[1][0] < now - self._window:
-            self._samples.popleft()
-
-    def per_second(self) -> float:
-        if len(self._samples) < 2:
-            return 0.0
-        (t0, v0), (t1, v1) = self._samples[0], self._samples[-1]
-        return (v1 - v0) / (t1 - t0) if t1 > t0 else 0.0
-
-
-class EngineVitals:
-    """The engine as the ``appliance`` probe sees it (probes.appliance's protocol)."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        sched = engine.scheduler
-        stats = engine.runner.stats
-        self._late = _Rate(lambda: sched.late + sched.missed)
-        self._failed = _Rate(lambda: stats.failed)
-        self._errored = _Rate(lambda: stats.errored)
-
-    @property
-    def data_dir(self) -> Path:
-        return self._engine.data_dir
-
-    def sample(self) -> None:
-        now = time.monotonic()
-        for rate in (self._late, self._failed, self._errored):
-            rate.sample(now)
-
-    def scheduler_lag_seconds(self) -> float:
-        return self._engine.scheduler.lag_p95()
-
-    def late_per_second(self) -> float:
-        return self._late.per_second()
-
-    def failed_per_second(self) -> float:
-        return self._failed.per_second()
-
-    def errored_per_second(self) -> float:
-        return self._errored.per_second()
-
-    def state_db_bytes(self) -> int | None:
-        path = self._engine.state_db_path
-        if path is None:
-            return None
-        total = 0
-        for suffix in ("", "-wal", "-shm"):
-            with contextlib.suppress(OSError):
-                total += (path.parent / (path.name + suffix)).stat().st_size
-        return total
-
-    def sink_health(self) -> list[SinkHealth]:
-        return [sink.health() for sink in self._engine.sinks]
-
-    def probe_errors(self) -> dict[str, str]:
-        return dict(self._engine.appliance_alerts)
-
-
 class Engine:
     """Runs every configured target's probe and keeps health, incidents and metrics."""
 
@@ -267,16 +195,21 @@ class Engine:
         state_db_path: Path | None = None,
         flap: FlapPolicy | None = None,
         enricher: Enricher | None = None,
+        clock: Clock | None = None,
         dispatcher: Dispatcher | None = None,
     ) -> None:
+        """``clock``: None in production (the system clock, APScheduler ticking the
+        scheduler); a test's ``ManualClock`` to drive slots, timeouts and the
+        periodic jobs (see ``settle``)."""
         self.loaded = loaded
+        self.clock = clock or SYSTEM_CLOCK
         self.repo = repo
         self.data_dir = data_dir
         self.sinks = list(sinks)
         self.state_db_path = state_db_path
         self.flap = flap or FlapPolicy()
-        self.runner = ProbeRunner(concurrency=loaded.config.appliance.concurrency)
-        self.scheduler = ProbeScheduler(self._fire)
+        self.runner = ProbeRunner(concurrency=loaded.config.appliance.concurrency, clock=self.clock)
+        self.scheduler = ProbeScheduler(self._fire, clock=clock)
         self.shared = SharedResources()
         self.enricher = enricher or Enricher()
         self.vitals = EngineVitals(self)
@@ -308,18 +241,14 @@ class Engine:
         return self.loaded.config
 
     def _effective_targets(self, loaded: LoadedConfig) -> dict[str, tuple[TargetBase, str]]:
-        """Configured, enabled targets plus the built-in appliance check, with their digests."""
+        """Configured, enabled targets plus the built-in ones of the probe kinds that
+        have one (the appliance's check of itself), with their digests."""
         out = {t.id: (t, loaded.target_digest(t.id)) for t in loaded.config.targets if t.enabled}
-        if not any(t.kind == "appliance" for t, _ in out.values()):
-            cfg = loaded.config.appliance
-            builtin = ApplianceTarget(
-                id=APPLIANCE_TARGET_ID,
-                kind="appliance",
-                name="Dialwatch",
-                interval=cfg.interval,
-                timeout=min(5.0, cfg.interval),
-            )
-            out[builtin.id] = (builtin, f"builtin:{cfg.model_dump_json()}")
+        configured = {t.kind for t, _ in out.values()}
+        for kind in PROBES.values():
+            if kind.builtin is not None and kind.kind not in configured:
+                builtin = kind.builtin(loaded.config)
+                out[builtin.target.id] = (builtin.target, builtin.digest)
         return out
 
     def _runtime(self, target: TargetBase, digest: str) -> TargetRuntime:
@@ -370,7 +299,7 @@ class Engine:
         self.keeper.index_children()
         self.dispatcher.add(self.keeper.subscriber(seen))
         self.manual_maintenance.restore(
-            await self._in_db(open_windows, self.repo.engine, time.time())
+            await self._in_db(open_windows, self.repo.engine, self.clock.time())
         )
         self.dispatcher.add(self.manual_maintenance.subscriber(seen))
         await self.dispatcher.start()
@@ -437,6 +366,24 @@ class Engine:
             await loop.run_in_executor(None, sink.close)
         self._db.shutdown(wait=True)
         log.info("engine stopped")
+
+    async def settle(self) -> None:
+        """Wait until every probe started so far has been observed and what it caused
+        is in the state DB — for a test that moves a ``ManualClock`` and then looks.
+
+        Probes and the DB thread work in real time: moving the clock starts them,
+        this waits for them. Queued transitions are written now instead of after
+        ``TRANSITION_BATCH``.
+        """
+        while True:
+            # A round of the loop: probe tasks a dispatch just created start and register.
+            await asyncio.sleep(0)
+            busy = self._in_flight | self.keeper.busy
+            if not busy:
+                break
+            await asyncio.wait(busy)
+        self.keeper.flush()
+        await self._in_db(lambda: None)  # one DB thread, in order: every earlier write is done
 
     # -- reload ------------------------------------------------------------
     async def apply_config(self, loaded: LoadedConfig) -> dict[str, list[str]]:
@@ -528,8 +475,11 @@ class Engine:
             rt.probes_failed += 1
         elif obs.status is Status.ERROR:
             rt.probes_errored += 1
-        if obs.status in (Status.FAIL, Status.ERROR):
-            log.info(
+        # Every result at DEBUG; at INFO only a change of health, which the
+        # transition handler logs with this result's detail in its reason.
+        # Guarded: the arguments would cost the hot path even when not logged.
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
                 "%-5s %.3fs %s %s %s",
                 obs.status.value.upper(),
                 obs.latency or 0,
@@ -543,7 +493,10 @@ class Engine:
             rt.last_metrics = flatten_metrics(obs.metrics)
         self._submit(rt, (*obs.metrics, observation_point(obs)), obs.time)
 
-        now = obs.time
+        # Health keeps the engine's time: in production the probe's own stamp
+        # (obs.time) is the same instant, microseconds earlier; in a test it is
+        # the ManualClock's time, so windows, flapping and merges follow the test.
+        now = self.clock.time()
         parents_down = [
             p
             for p in target.depends_on
@@ -656,7 +609,7 @@ class Engine:
 
     async def _every(self, seconds: float, fn: Callable[[], Any]) -> None:
         while True:
-            await asyncio.sleep(seconds)
+            await self.clock.sleep(seconds)
             try:
                 await fn()
             except asyncio.CancelledError:

@@ -35,6 +35,19 @@ class Health(StrEnum):
     MAINTENANCE = "maintenance"
 
 
+HEALTH_ORDER: tuple[Health, ...] = (
+    Health.DOWN,
+    Health.DEGRADED,
+    Health.UNKNOWN,
+    Health.MAINTENANCE,
+    Health.UP,
+)
+"""Every health, worst first: the order of the dashboard's target list and of its health tabs.
+
+``unknown`` (no data yet) sorts above ``maintenance`` and ``up`` because a
+target nobody has heard from deserves a look before one known to be fine."""
+
+
 # Health values a reported change into which carries ``affected_by`` when a parent is down.
 _TROUBLE = frozenset({Health.DOWN, Health.DEGRADED})
 

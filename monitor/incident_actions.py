@@ -29,6 +29,7 @@ from sqlalchemy import Connection, Table, select
 from core.config import SiteConfig
 from monitor.events import Event, EventKind, NewEvent, check_actor, record
 from monitor.store.models import (
+    INCIDENT_OPEN,
     Incident,
     IncidentTarget,
     ManualMaintenance,
@@ -125,7 +126,7 @@ def _incident(conn: Connection, incident_id: Any) -> Any:
 
 def _open_incident(conn: Connection, incident_id: Any, doing: str) -> Any:
     row = _incident(conn, incident_id)
-    if row.state != "open":
+    if row.state != INCIDENT_OPEN:
         raise ValueError(f"cannot {doing} incident {incident_id}: it is resolved")
     return row
 
@@ -147,7 +148,7 @@ def _open_incident_of(conn: Connection, target_id: str) -> int | None:
     return conn.execute(
         select(i.c.id)
         .join(m, m.c.incident_id == i.c.id)
-        .where(m.c.target_id == target_id, i.c.state == "open")
+        .where(m.c.target_id == target_id, i.c.state == INCIDENT_OPEN)
         .order_by(i.c.id)
         .limit(1)
     ).scalar_one_or_none()

@@ -234,6 +234,11 @@ class IncidentKeeper:
         """The keeper as a subscriber: ``after`` is the last event id seen before ``restore``."""
         return LiveSubscriber("incident-keeper", self._on_event, after, HAND_CHANGES)
 
+    @property
+    def busy(self) -> set[asyncio.Task[Any]]:
+        """The transitions being handled right now."""
+        return set(self._tasks)
+
     async def drain(self) -> None:
         """Wait for the transitions being handled, then hand the queued ones to the DB thread."""
         if self._tasks:

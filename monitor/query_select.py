@@ -1,10 +1,11 @@
 """Which metrics store the dashboard's charts read: InfluxDB when it answers, else the embedded one.
 
 The embedded store always has every point (its sink stays on), so it is the
-safe answer. When an InfluxDB sink is configured, charts read InfluxDB over
-InfluxQL ``/query`` (1.x; 2.x with a DBRP mapping for the bucket; 3.x) — it
-may keep a longer history. If InfluxDB cannot answer (down, no DBRP mapping,
-wrong credentials), the chart comes from the embedded store and InfluxDB is
+safe answer. When a sink that can be read back is configured (its kind has a
+``reader`` in ``monitor.sinks.SINKS``: both InfluxDB kinds, over InfluxQL
+``/query`` — 1.x; 2.x with a DBRP mapping for the bucket; 3.x), charts read
+it: it may keep a longer history. If it cannot answer (down, no DBRP mapping,
+wrong credentials), the chart comes from the embedded store and the sink is
 not asked again for ``COOL_DOWN`` seconds, so a dead server costs one slow
 request a minute, not one per page.
 """
@@ -20,8 +21,9 @@ from typing import Any
 
 from monitor.config.models import StorageConfig
 from monitor.metrics_query import EmbeddedMetricsQuery, Series
-from monitor.sinks.config import InfluxV1SinkConfig, InfluxV2SinkConfig
-from monitor.sinks.influx_query import InfluxQLMetricsQuery, QueryError
+from monitor.sinks import SINKS
+from monitor.sinks.config import SinkConfig
+from monitor.sinks.influx_query import QueryError
 
 log = logging.getLogger(__name__)
 
@@ -91,34 +93,15 @@ class FallbackMetricsQuery:
                 close()
 
 
-def influx_query_for(config: InfluxV1SinkConfig | InfluxV2SinkConfig) -> InfluxQLMetricsQuery:
-    """An InfluxQL reader for a configured sink (v2: the bucket through its DBRP mapping)."""
-    common = {
-        "timeout": min(QUERY_TIMEOUT, config.timeout),
-        "verify_tls": config.verify_tls,
-        "ca_file": config.ca_file,
-    }
-    if isinstance(config, InfluxV1SinkConfig):
-        return InfluxQLMetricsQuery(
-            config.url,
-            config.database,
-            retention_policy=config.retention_policy,
-            username=config.username,
-            password=config.password,
-            token=config.token,
-            **common,
-        )
-    return InfluxQLMetricsQuery(config.url, config.bucket, token=config.token, **common)
-
-
 def build_metrics_query(
     storage: StorageConfig,
     data_dir: Path,
-    sinks: Sequence[InfluxV1SinkConfig | InfluxV2SinkConfig],
+    sinks: Sequence[SinkConfig],
 ) -> Any:
-    """The dashboard's query: the first InfluxDB sink with the embedded store behind it."""
+    """The dashboard's query: the first sink that can be read back, with the embedded store behind it."""
     embedded = EmbeddedMetricsQuery.from_config(storage, data_dir)
-    if not sinks:
-        return embedded
-    first = sinks[0]
-    return FallbackMetricsQuery(influx_query_for(first), embedded, f"InfluxDB {first.url}")
+    for config in sinks:
+        reader = SINKS[config.kind].implementation.reader
+        if reader is not None:
+            return FallbackMetricsQuery(reader(config, QUERY_TIMEOUT), embedded, config.describe())
+    return embedded

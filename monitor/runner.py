@@ -11,16 +11,20 @@ The runner — not each probe — turns an exception into an ``error``
 observation with the exception text, and a probe overrunning its timeout
 into a ``fail`` with ErrorClass.TIMEOUT. Nothing a probe does can stop the
 engine.
+
+The hard timeout and the latency of the runner's own observations come from
+the injected clock (``core.clock``): a test with a ``ManualClock`` expires a
+hung probe by moving the clock. A probe's I/O keeps its own, real timeouts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import traceback
 from dataclasses import dataclass, field
 
+from core.clock import SYSTEM_CLOCK, Clock
 from core.observation import ErrorClass, Observation, Status
 from probes.base import Check, ProbeContext
 
@@ -48,8 +52,11 @@ class RunnerStats:
 class ProbeRunner:
     """Bounded, timeout-enforcing executor for probe checks on one asyncio loop."""
 
-    def __init__(self, concurrency: int = 512, suspect_share: float = 0.5) -> None:
+    def __init__(
+        self, concurrency: int = 512, suspect_share: float = 0.5, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.concurrency = concurrency
+        self._clock = clock
         self._live = asyncio.Semaphore(concurrency)
         self._suspect = asyncio.Semaphore(max(1, int(concurrency * suspect_share)))
         self.stats = RunnerStats()
@@ -82,18 +89,21 @@ class ProbeRunner:
         return obs
 
     async def _run_one(self, check: Check, target: object, ctx: ProbeContext) -> Observation:
-        started = time.perf_counter()
+        clock = self._clock
+        started = clock.monotonic()
         try:
-            # asyncio.timeout, not wait_for: no extra task per probe (measurable at 1,000/s)
-            async with asyncio.timeout(ctx.timeout + TIMEOUT_GRACE):
+            # asyncio.timeout (the system clock's), not wait_for: no extra task
+            # per probe (measurable at 1,000/s)
+            async with clock.timeout(ctx.timeout + TIMEOUT_GRACE):
                 obs = await check(target, ctx)
         except TimeoutError:
             self.stats.timed_out += 1
             return Observation(
                 Status.FAIL,
                 f"probe did not finish within its timeout of {ctx.timeout:g}s",
-                latency=time.perf_counter() - started,
+                latency=clock.monotonic() - started,
                 error_class=ErrorClass.TIMEOUT,
+                time=clock.time(),
             )
         except asyncio.CancelledError:
             raise
@@ -107,13 +117,15 @@ class ProbeRunner:
             return Observation(
                 Status.ERROR,
                 f"probe crashed: {type(exc).__name__}: {exc}",
-                latency=time.perf_counter() - started,
+                latency=clock.monotonic() - started,
                 error_class=ErrorClass.CRASH,
+                time=clock.time(),
             )
         if not isinstance(obs, Observation):
             return Observation(
                 Status.ERROR,
                 f"probe returned {type(obs).__name__}, not an Observation",
                 error_class=ErrorClass.CRASH,
+                time=clock.time(),
             )
         return obs

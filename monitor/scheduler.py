@@ -18,6 +18,11 @@ sixth of the whole CPU budget per probe — while a heap pop costs microseconds
   of a target collapse into one run; the skipped ones count as missed.
 - Lateness: each run's delay against its slot is recorded; the appliance
   self-check reads ``lag_p95`` and ``late``/``missed``.
+
+Time comes from a ``core.clock.Clock``. Without one (production) it is the
+system clock and APScheduler ticks the dispatch; given one (a test's
+``ManualClock``), the dispatch ticks on that clock's ``sleep`` at the same
+fixed rate, so a test moves slots, lateness and missed runs by moving the clock.
 """
 
 from __future__ import annotations
@@ -27,7 +32,6 @@ import heapq
 import itertools
 import logging
 import math
-import time
 import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -35,7 +39,10 @@ from dataclasses import dataclass
 from datetime import UTC
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.interval import IntervalTrigger
+
+from core.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +71,17 @@ class _Slot:
 class ProbeScheduler:
     """Calls ``fire(target_id)`` at each target's slots, one run per target at a time."""
 
-    def __init__(self, fire: Callable[[str], Awaitable[None]], window: float = 60.0) -> None:
+    def __init__(
+        self,
+        fire: Callable[[str], Awaitable[None]],
+        window: float = 60.0,
+        clock: Clock | None = None,
+    ) -> None:
         self._fire = fire
-        self._scheduler = AsyncIOScheduler(timezone=UTC)
+        self._clock = clock or SYSTEM_CLOCK
+        # APScheduler reads the system clock itself: it ticks only when no clock is given.
+        self._scheduler = AsyncIOScheduler(timezone=UTC) if clock is None else None
+        self._ticker: asyncio.Task[None] | None = None
         self._slots: dict[str, _Slot] = {}
         self._heap: list[tuple[float, int, str, int]] = []  # (at, seq, target, generation)
         self._seq = itertools.count()
@@ -81,6 +96,11 @@ class ProbeScheduler:
     # -- lifecycle -----------------------------------------------------
     def start(self) -> None:
         """Start on the running asyncio loop (call from inside it)."""
+        if self._scheduler is None:
+            self._ticker = asyncio.get_running_loop().create_task(
+                self._tick_on_clock(), name="dispatch"
+            )
+            return
         self._scheduler.add_job(
             self._dispatch,
             IntervalTrigger(seconds=TICK),
@@ -92,8 +112,33 @@ class ProbeScheduler:
         self._scheduler.start()
 
     def shutdown(self) -> None:
-        if self._scheduler.running:
+        """Stop dispatching. Runs already started are the engine's to drain.
+
+        Paused first: APScheduler shuts down on the loop's next turn, and a
+        dispatch it started in between was cancelled before it ran and logged
+        as a job error with a ``CancelledError`` traceback (now and then on
+        SIGTERM). Paused, it starts none; one it started before runs first.
+        """
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+        if self._scheduler is not None and self._scheduler.state == STATE_RUNNING:
+            self._scheduler.pause()
             self._scheduler.shutdown(wait=False)
+
+    async def _tick_on_clock(self) -> None:
+        """The dispatch every TICK of the injected clock, as APScheduler's job runs it:
+        at a fixed rate from the start, ticks lost to a stall coalesced into one."""
+        clock = self._clock
+        started = clock.monotonic()
+        tick = 1
+        while True:
+            await clock.sleep(started + tick * TICK - clock.monotonic())
+            try:
+                await self._dispatch()
+            except Exception:  # as APScheduler does: log it, keep ticking
+                log.exception("dispatch failed")
+            tick = max(tick + 1, math.floor((clock.monotonic() - started) / TICK) + 1)
 
     # -- targets -------------------------------------------------------
     def upsert(self, target_id: str, interval: float) -> None:
@@ -101,7 +146,7 @@ class ProbeScheduler:
         slot = self._slots.get(target_id)
         if slot is not None and slot.interval == interval:
             return
-        now = time.time()
+        now = self._clock.time()
         # Anchor slots on a multiple of the interval so they are stable over restarts.
         first = math.floor(now / interval) * interval + slot_offset(target_id, interval)
         if first <= now:
@@ -124,7 +169,7 @@ class ProbeScheduler:
 
     # -- dispatch ------------------------------------------------------
     async def _dispatch(self) -> None:
-        now = time.time()
+        now = self._clock.time()
         soon, self._soon = self._soon, []
         for target_id in soon:
             slot = self._slots.get(target_id)

@@ -30,7 +30,11 @@ PROBES: dict[str, ProbeKind] = {
         "call loss, ASR, ACD, abandon rate per trunk (CDRs); queues (AMI, HTTP)",
     ),
     "appliance": ProbeKind(
-        "appliance", appliance.ApplianceTarget, appliance.check, "Dialwatch's own health (built in)"
+        "appliance",
+        appliance.ApplianceTarget,
+        appliance.check,
+        "Dialwatch's own health (built in)",
+        builtin=appliance.builtin_target,
     ),
 }
 

@@ -28,12 +28,14 @@ from pydantic import Field, PositiveInt
 from core.config import Duration, StrictModel, TargetBase
 from core.observation import ErrorClass, MetricPoint, Observation, Status
 from core.vitals import SinkHealth
-from probes.base import ProbeContext
+from probes.base import BuiltinTarget, ProbeContext
 from probes.thresholds import Breach, Limit, Rule, by_severity, format_value, judge, worst
 
 ENGINE_KEY = "engine"
 CONFIG_KEY = "appliance_config"
 MIB = 1024 * 1024
+APPLIANCE_TARGET_ID = "dialwatch"
+"""Id of the built-in appliance target (when the config lists no ``appliance`` target)."""
 
 
 class ApplianceConfig(StrictModel):
@@ -104,6 +106,26 @@ class ApplianceTarget(TargetBase):
     """Fail below this much free space for the data directory (default: appliance.min_free_disk_mb, 500)."""
     max_state_db_mb: int | None = Field(None, ge=1)
     """Warn when the state DB is bigger (default: appliance.max_state_db_mb, 2048)."""
+
+
+class WithApplianceSection(Protocol):
+    """The part of the top-level config the built-in target is made from."""
+
+    @property
+    def appliance(self) -> ApplianceConfig: ...
+
+
+def builtin_target(config: WithApplianceSection) -> BuiltinTarget:
+    """The appliance's check of itself, for a config that lists no ``appliance`` target."""
+    section = config.appliance
+    target = ApplianceTarget(
+        id=APPLIANCE_TARGET_ID,
+        kind="appliance",
+        name="Dialwatch",
+        interval=section.interval,
+        timeout=min(5.0, section.interval),
+    )
+    return BuiltinTarget(target, f"builtin:{section.model_dump_json()}")
 
 
 LAG = Rule("scheduler_lag", "scheduler lag", "s")

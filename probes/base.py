@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from core.config import SiteConfig, TargetBase
 from core.observation import Observation
+from core.registry import PluginKind
 from core.shared import SharedResources
 
 T = TypeVar("T")
@@ -46,13 +47,26 @@ Check = Callable[[Any, ProbeContext], Awaitable[Observation]]
 
 
 @dataclass(frozen=True)
-class ProbeKind:
-    """A registry entry: the kind's name, its target model and its check."""
+class BuiltinTarget:
+    """A target the engine runs though no config lists it (see ``ProbeKind.builtin``)."""
 
-    kind: str
-    model: type[TargetBase]
-    check: Check
-    summary: str
+    target: TargetBase
+    digest: str
+    """Changes when what the target is built from changes, so a reload reschedules it."""
+
+
+@dataclass(frozen=True)
+class ProbeKind(PluginKind[TargetBase, Check]):
+    """A ``PROBES`` entry: the kind's name, its target model, its check, its summary."""
+
+    builtin: Callable[[Any], BuiltinTarget] | None = None
+    """For a kind the engine always runs: given the whole config, its built-in
+    target. A configured target of the kind takes the built-in one's place."""
+
+    @property
+    def check(self) -> Check:
+        """The kind's ``check`` (its ``implementation``)."""
+        return self.implementation
 
 
 class LazyEntries(Mapping[str, T]):

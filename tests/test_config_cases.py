@@ -2,8 +2,9 @@
 
 One file (or directory) per error class. In an expectation, ``{file}`` stands
 for the file's path as loaded and ``{dir}`` for its directory; ``{kinds}`` (the
-registered probe kinds) and ``{tcp_keys}`` (the keys a tcp target allows) grow
-as other probes and fields land. Cases run with an empty environment so
+registered probe kinds), ``{tcp_keys}`` (the keys a tcp target allows) and
+``{sections}`` (the top-level sections) grow as other probes, fields and
+sections land. Cases run with an empty environment so
 ``${...}`` lookups do not depend on the machine.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from monitor.config import ConfigError, load_config
+from monitor.config.schema import Config
 from probes import PROBES
 from probes.tcp import TcpTarget
 
@@ -37,6 +39,7 @@ def expected_errors(case: Path) -> list[str]:
                     ("{dir}", str(file.parent)),
                     ("{kinds}", ", ".join(PROBES)),
                     ("{tcp_keys}", ", ".join(sorted(TcpTarget.model_fields))),
+                    ("{sections}", ", ".join(sorted(Config.model_fields))),
                 ):
                     text = text.replace(placeholder, value)
                 expected.append(text)

@@ -242,8 +242,13 @@ def test_the_starter_config_loads_with_no_errors() -> None:
 
 
 def uncomment_examples(text: str) -> str:
-    """The starter's commented-out YAML, switched on (prose comments stay comments)."""
-    return re.sub(r"(?m)^(\s*)# (components:|- |  )", r"\1\2", text)
+    """The starter's commented-out YAML, switched on (prose comments stay comments).
+
+    The rules example stays a comment: its actions come with packages this
+    build does not have (tests/test_rules_config.py checks it with stand-ins).
+    """
+    head, rules, tail = text.partition("\n# Rules")
+    return re.sub(r"(?m)^(\s*)# (components:|- |  )", r"\1\2", head) + rules + tail
 
 
 def test_the_starter_configs_commented_trunk_and_component_load_when_uncommented(

@@ -256,7 +256,9 @@ def test_a_slow_postgres_query_is_cancelled_by_the_server(postgres_server: Postg
         )
     started = time.monotonic()
     obs = run(target(dsn, table="slow_cdr", timeout="2s"))
-    assert time.monotonic() - started < 10  # not a speed check: the view sleeps 30 s
+    # Outcome, not speed: 10 s is generous for a 2 s timeout and well short of
+    # the 30 s the view sleeps, so passing it means the query was cut short.
+    assert time.monotonic() - started < 10
     assert obs.status is Status.FAIL and obs.error_class is ErrorClass.TIMEOUT
     assert "did not finish within 1.5s and was cancelled" in obs.detail
     with engine.connect() as conn:
@@ -363,6 +365,6 @@ def silent_listener():
 def test_a_database_that_never_answers_times_out_in_a_sentence(silent_listener: int, scheme: str):
     started = time.monotonic()
     obs = run(target(scheme.format(port=silent_listener), timeout="2s"))
-    assert time.monotonic() - started < 10  # bounded, not a speed check
+    assert time.monotonic() - started < 10  # hang guard only: the listener never answers
     assert obs.status is Status.FAIL and obs.error_class is ErrorClass.TIMEOUT, obs.detail
     assert obs.detail.startswith(f"no answer from the CDR database 127.0.0.1:{silent_listener}/cdr")

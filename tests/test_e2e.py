@@ -1,10 +1,14 @@
 """End to end: `dialwatch run` as a real process, a real SIPp trunk, the HTTP API.
 
-Stop the SIP peer → an incident appears in /api/v1/incidents within
-interval × fail_after + timeout (+ stated slack); start it again → resolved;
-the status page shows the component's state; kill -9 with an open incident
-and restart → the same incident, not a duplicate; SIGHUP with a target added
-→ the others keep their health.
+Stop the SIP peer → an incident appears in /api/v1/incidents; start it again →
+resolved; the status page shows the component's state; kill -9 with an open
+incident and restart → the same incident, not a duplicate; SIGHUP with a target
+added → the others keep their health.
+
+A real process runs on the real clock, so the waits here are hang guards, not
+measurements: how soon an outage is detected (interval × fail_after + timeout)
+is asserted exactly, in clock time, by tests/test_engine.py; how fast the
+appliance is, by bench/.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +39,8 @@ pytestmark = [pytest.mark.peer, pytest.mark.e2e]
 INTERVAL = 1.0
 TIMEOUT = 0.5
 FAIL_AFTER = 2
-# Slack on top of interval × fail_after + timeout: the first failing probe may
-# start up to one interval after the peer stopped (slot alignment), plus the
-# API poll period and process scheduling on a loaded 2-core CI machine.
-SLACK = INTERVAL + 1.5
-DETECT_WITHIN = INTERVAL * FAIL_AFTER + TIMEOUT + SLACK
+HANG_GUARD = 60.0
+"""Real seconds after which a wait gives up: only a hang or a lost outage takes this long."""
 
 
 class Sipp:
@@ -112,7 +114,7 @@ class Appliance:
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        wait_until(lambda: self._healthy(), 20, "the appliance to answer /healthz", self)
+        wait_until(lambda: self._healthy(), HANG_GUARD, "the appliance to answer /healthz", self)
 
     def _healthy(self) -> bool:
         assert self.process is not None
@@ -215,11 +217,17 @@ def target(app: Appliance, target_id: str) -> dict[str, Any]:
     return found[0] if found else {"health": None, "since": None}
 
 
+def observed_at(app: Appliance, target_id: str) -> float:
+    """Epoch seconds of the target's latest checkpointed observation (0 before the first)."""
+    last = target(app, target_id).get("last_observation")
+    return datetime.fromisoformat(last["at"]).timestamp() if last else 0.0
+
+
 def open_incidents(app: Appliance) -> list[dict[str, Any]]:
     return app.get("/api/v1/incidents?state=open")["items"]
 
 
-def test_a_stopped_trunk_opens_an_incident_in_time_and_its_return_resolves_it(
+def test_a_stopped_trunk_opens_an_incident_and_its_return_resolves_it(
     tmp_path: Path, sipp: Sipp, appliance_factory: Callable[[Path], Appliance]
 ) -> None:
     cfg = tmp_path / "dialwatch.yaml"
@@ -227,17 +235,16 @@ def test_a_stopped_trunk_opens_an_incident_in_time_and_its_return_resolves_it(
     app = appliance_factory(cfg)
     app.start()
 
-    wait_until(lambda: target(app, "trunk-a")["health"] == "up", 10, "trunk-a up", app)
+    wait_until(lambda: target(app, "trunk-a")["health"] == "up", HANG_GUARD, "trunk-a up", app)
     up = target(app, "trunk-a")
     assert up["kind"] == "sip"
     assert up["last_observation"]["status"] == "ok"
 
     sipp.stop()
-    took = wait_until(lambda: bool(open_incidents(app)), DETECT_WITHIN, "an open incident", app)
+    wait_until(lambda: bool(open_incidents(app)), HANG_GUARD, "an open incident", app)
     [incident] = open_incidents(app)
     assert "trunk-a" in incident["targets"]
     assert incident["resolved_at"] is None
-    print(f"incident opened {took:.2f}s after the peer stopped (bound {DETECT_WITHIN:.1f}s)")
 
     status_page = app.get("/status?lang=en")
     assert "Outbound calling" in status_page
@@ -249,7 +256,7 @@ def test_a_stopped_trunk_opens_an_incident_in_time_and_its_return_resolves_it(
     assert state not in ("operational", "maintenance")
 
     sipp.start()
-    wait_until(lambda: not open_incidents(app), 10, "the incident to resolve", app)
+    wait_until(lambda: not open_incidents(app), HANG_GUARD, "the incident to resolve", app)
     resolved = app.get("/api/v1/incidents?state=resolved")["items"]
     assert [i["id"] for i in resolved] == [incident["id"]]
     assert resolved[0]["resolved_at"] is not None
@@ -263,15 +270,22 @@ def test_kill_9_with_an_open_incident_then_restart_keeps_the_same_incident(
     cfg.write_text(config_text(sipp.port), encoding="utf-8")
     app = appliance_factory(cfg)
     app.start()
-    wait_until(lambda: target(app, "trunk-a")["health"] == "up", 10, "trunk-a up", app)
+    wait_until(lambda: target(app, "trunk-a")["health"] == "up", HANG_GUARD, "trunk-a up", app)
     sipp.stop()
-    wait_until(lambda: bool(open_incidents(app)), DETECT_WITHIN, "an open incident", app)
+    wait_until(lambda: bool(open_incidents(app)), HANG_GUARD, "an open incident", app)
     [before] = open_incidents(app)
 
     app.stop(signal.SIGKILL)
+    restarted = time.time()
     app.start()
     assert target(app, "trunk-a")["health"] == "down"
-    time.sleep(INTERVAL * 3)  # more failures after the restart
+    wait_until(
+        lambda: observed_at(app, "trunk-a") > restarted + 2 * INTERVAL,
+        HANG_GUARD,
+        "more failed probes after the restart",
+        app,
+    )
+    assert target(app, "trunk-a")["last_observation"]["status"] == "fail"
     after = open_incidents(app)
     assert [i["id"] for i in after] == [before["id"]]
     assert after[0]["opened_at"] == before["opened_at"]
@@ -284,7 +298,7 @@ def test_sighup_with_a_target_added_keeps_the_others_health_and_rejects_a_bad_co
     cfg.write_text(config_text(sipp.port), encoding="utf-8")
     app = appliance_factory(cfg)
     app.start()
-    wait_until(lambda: target(app, "trunk-a")["health"] == "up", 10, "trunk-a up", app)
+    wait_until(lambda: target(app, "trunk-a")["health"] == "up", HANG_GUARD, "trunk-a up", app)
     since = target(app, "trunk-a")["since"]
 
     listener = socket.socket()
@@ -310,7 +324,7 @@ def test_sighup_with_a_target_added_keeps_the_others_health_and_rejects_a_bad_co
                 t["id"] == "crm-db" and t["health"] == "up"
                 for t in app.get("/api/v1/targets")["items"]
             ),
-            10,
+            HANG_GUARD,
             "crm-db added and up",
             app,
         )
@@ -323,7 +337,9 @@ def test_sighup_with_a_target_added_keeps_the_others_health_and_rejects_a_bad_co
             encoding="utf-8",
         )
         app.send(signal.SIGHUP)
-        wait_until(lambda: "reload rejected" in app.tail(), 5, "the rejection in the log", app)
+        wait_until(
+            lambda: "reload rejected" in app.tail(), HANG_GUARD, "the rejection in the log", app
+        )
         assert "interval: must be a duration like 10s" in app.tail()
         ids = {t["id"] for t in app.get("/api/v1/targets")["items"]}
         assert {"trunk-a", "crm-db"} <= ids

@@ -1,6 +1,9 @@
 """The engine end to end in-process: real TCP listeners as targets, a real SQLite state DB.
 
-Intervals are a few hundred milliseconds so each scenario runs in seconds.
+Time is a ManualClock the harness moves a scheduler tick at a time, letting the
+engine settle (probes observed, the state DB written) after each: bounds are in
+clock seconds and exact, and a loaded machine only makes a scenario slower,
+never different.
 """
 
 from __future__ import annotations
@@ -8,22 +11,39 @@ from __future__ import annotations
 import asyncio
 import socket
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
+from core.clock import ManualClock
 from monitor.config import load_config
-from monitor.engine import APPLIANCE_TARGET_ID, Engine
+from monitor.engine import Engine
 from monitor.health import Health
 from monitor.metrics_query import EmbeddedMetricsQuery
+from monitor.scheduler import TICK
 from monitor.sinks.base import MetricSink
 from monitor.sinks.embedded import EmbeddedSink
+from monitor.store import queries
 from monitor.store.db import open_database
 from monitor.store.metrics import MetricsStore
 from monitor.store.repository import StateRepository
+from probes.appliance import APPLIANCE_TARGET_ID
 from tests.peers import free_port
+
+INTERVAL = 0.25
+TIMEOUT = 0.2
+FAIL_AFTER = RECOVER_AFTER = 2
+DETECT = INTERVAL * FAIL_AFTER + TIMEOUT + INTERVAL
+"""Clock seconds from a target failing to its ``down``: interval × fail_after + timeout,
+plus one interval because the first failing probe waits for its slot."""
+RECOVER = INTERVAL * RECOVER_AFTER + INTERVAL
+"""Clock seconds from a target answering again to its ``up``, slot alignment included."""
+START = float(int(time.time()) // 60 * 60)
+"""The clock's start: the current minute, so the embedded metrics store keeps the
+points raw; a whole second, so every target's slots fall the same way every run."""
 
 
 class Listener:
@@ -81,32 +101,49 @@ def tcp_target(target_id: str, port: int, extra: str = "") -> str:
         - id: {target_id}
           kind: tcp
           address: 127.0.0.1:{port}
-          interval: 300ms
-          timeout: 200ms
-          fail_after: 2
-          recover_after: 2
+          interval: {INTERVAL * 1000:g}ms
+          timeout: {TIMEOUT * 1000:g}ms
+          fail_after: {FAIL_AFTER}
+          recover_after: {RECOVER_AFTER}
         """
     ) + textwrap.indent(textwrap.dedent(extra), "  ")
 
 
 class Harness:
-    """Runs an Engine on its own loop inside a test."""
+    """Runs an Engine on its own loop inside a test, on a ManualClock."""
 
-    def __init__(self, config_path: Path, data_dir: Path, sinks: Sequence[MetricSink] = ()) -> None:
+    def __init__(
+        self,
+        config_path: Path,
+        data_dir: Path,
+        sinks: Sequence[MetricSink] = (),
+        clock: ManualClock | None = None,
+    ) -> None:
         self.config_path = config_path
         self.data_dir = data_dir
+        self.clock = clock or ManualClock(START)
         self.db = open_database(None, data_dir)
         self.repo = StateRepository(self.db)
-        self.engine = Engine(load_config(config_path), self.repo, data_dir, sinks)
+        self.engine = Engine(load_config(config_path), self.repo, data_dir, sinks, clock=self.clock)
 
-    async def until(self, predicate: Callable[[], bool], timeout: float, what: str) -> float:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+    async def tick(self) -> None:
+        await self.clock.advance(TICK)
+        await self.engine.settle()
+
+    async def until(self, predicate: Callable[[], bool], within: float, what: str) -> float:
+        """Move the clock until ``predicate`` holds; fail after ``within`` clock seconds.
+        Returns the clock seconds it took."""
+        started = self.clock.monotonic()
         while not predicate():
-            if loop.time() - started > timeout:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-            await asyncio.sleep(0.05)
-        return loop.time() - started
+            if self.clock.monotonic() - started >= within:
+                raise AssertionError(f"{what}: not within {within:g}s of clock time")
+            await self.tick()
+        return self.clock.monotonic() - started
+
+    async def run_for(self, seconds: float) -> None:
+        ticks = round(seconds / TICK)
+        for _ in range(ticks):
+            await self.tick()
 
     def health(self, target_id: str) -> Health:
         return self.engine.targets[target_id].state.health
@@ -127,23 +164,22 @@ def test_a_target_that_stops_answering_opens_an_incident_and_recovery_resolves_i
         h = Harness(cfg, tmp_path / "data")
         await h.engine.start()
         try:
-            await h.until(lambda: h.health("crm-db") is Health.UP, 3, "crm-db up")
+            await h.until(lambda: h.health("crm-db") is Health.UP, RECOVER, "crm-db up")
             crm.close()
-            # interval × fail_after + timeout, plus slack for slot alignment
-            await h.until(lambda: h.health("crm-db") is Health.DOWN, 0.3 * 2 + 0.2 + 1.0, "down")
-            await h.until(lambda: bool(h.repo.open_incidents()), 1, "incident in the DB")
-            [incident] = h.repo.open_incidents()
+            await h.until(lambda: h.health("crm-db") is Health.DOWN, DETECT, "down")
+            [incident] = h.repo.open_incidents()  # written as it opened
             assert incident.root_target_id == "crm-db"
             assert "crm-db" in incident.title
             crm.open()
-            await h.until(lambda: h.health("crm-db") is Health.UP, 3, "recovered")
-            await h.until(lambda: not h.repo.open_incidents(), 1, "incident resolved")
-            resolved = h.repo.incident(incident.id)
+            await h.until(lambda: h.health("crm-db") is Health.UP, RECOVER, "recovered")
+            assert not h.repo.open_incidents()
+            resolved = queries.incident(h.db, incident.id)
             assert resolved is not None and resolved.state == "resolved"
             assert resolved.resolved_at is not None and resolved.resolved_at > resolved.opened_at
-            kinds = [e.kind for e in h.repo.incident_events(incident.id)]
+            kinds = [e.kind for e in queries.incident_events(h.db, incident.id)]
             assert kinds[0] == "opened" and "resolved" in kinds
-            history = [(t.from_health, t.to_health) for t in h.repo.transitions("crm-db")][::-1]
+            newest_first = queries.transitions(h.db, "crm-db")
+            history = [(t.from_health, t.to_health) for t in reversed(newest_first)]
             assert history == [("unknown", "up"), ("up", "down"), ("down", "up")]
         finally:
             await h.close()
@@ -168,22 +204,13 @@ def test_a_child_of_a_down_parent_joins_the_parents_incident_instead_of_opening_
         try:
             await h.until(
                 lambda: h.health("pbx") is Health.UP and h.health("edge-router") is Health.UP,
-                3,
+                RECOVER,
                 "both up",
             )
             router.close()
-            await h.until(lambda: h.health("edge-router") is Health.DOWN, 2, "router down")
+            await h.until(lambda: h.health("edge-router") is Health.DOWN, DETECT, "router down")
             pbx.close()
-            await h.until(lambda: h.health("pbx") is Health.DOWN, 2, "pbx down")
-            await h.until(
-                lambda: (
-                    len(h.repo.open_incidents()[0].member_ids) == 2
-                    if h.repo.open_incidents()
-                    else False
-                ),
-                2,
-                "pbx joins",
-            )
+            await h.until(lambda: h.health("pbx") is Health.DOWN, DETECT, "pbx down")
             incidents = h.repo.open_incidents()
             assert len(incidents) == 1
             assert set(incidents[0].member_ids) == {"edge-router", "pbx"}
@@ -200,29 +227,31 @@ def test_restart_keeps_the_open_incident_and_does_not_duplicate_it(
     sbc = listeners()
     cfg = write_config(tmp_path / "site.yaml", tcp_target("sbc", sbc.port))
     data = tmp_path / "data"
+    clock = ManualClock(START)  # one clock for both runs: time goes on across the restart
 
     async def first_run() -> int:
-        h = Harness(cfg, data)
+        h = Harness(cfg, data, clock=clock)
         await h.engine.start()
         try:
-            await h.until(lambda: h.health("sbc") is Health.UP, 3, "up")
+            await h.until(lambda: h.health("sbc") is Health.UP, RECOVER, "up")
             sbc.close()
-            await h.until(lambda: bool(h.repo.open_incidents()), 3, "incident")
+            await h.until(lambda: bool(h.repo.open_incidents()), DETECT, "incident")
             return h.repo.open_incidents()[0].id
         finally:
             await h.close()
 
     async def second_run(incident_id: int) -> None:
-        h = Harness(cfg, data)
+        h = Harness(cfg, data, clock=clock)
         await h.engine.start()
         try:
             # restored before any probe ran
             assert h.health("sbc") is Health.DOWN
             assert [i.id for i in h.engine.incidents] == [incident_id]
-            await asyncio.sleep(1.0)  # several more failures
-            assert [i.id for i in h.repo.open_incidents()] == [incident_id]
+            await h.run_for(4 * INTERVAL)
+            assert h.engine.targets["sbc"].probes_run >= 4  # several more failures...
+            assert [i.id for i in h.repo.open_incidents()] == [incident_id]  # ...same incident
             sbc.open()
-            await h.until(lambda: not h.repo.open_incidents(), 3, "resolved after restart")
+            await h.until(lambda: not h.repo.open_incidents(), RECOVER, "resolved after restart")
         finally:
             await h.close()
 
@@ -243,7 +272,7 @@ def test_reload_with_one_target_added_keeps_the_health_of_the_others(
             b.close()
             await h.until(
                 lambda: h.health("a") is Health.UP and h.health("b") is Health.DOWN,
-                3,
+                DETECT,
                 "a up, b down",
             )
             before = {tid: h.engine.targets[tid].state for tid in ("a", "b")}
@@ -255,7 +284,8 @@ def test_reload_with_one_target_added_keeps_the_health_of_the_others(
             for tid in ("a", "b"):
                 assert h.engine.targets[tid].state.since == before[tid].since
                 assert h.engine.targets[tid].state.health == before[tid].health
-            await h.until(lambda: h.health("c") is Health.UP, 3, "c up")
+            # probed at the next dispatch (run_soon), not at its first slot
+            await h.until(lambda: h.health("c") is Health.UP, TICK, "c up")
             assert len(h.repo.open_incidents()) == 1  # b's, not a new one
         finally:
             await h.close()
@@ -294,11 +324,13 @@ def test_a_target_in_a_maintenance_window_fails_without_opening_an_incident(
         h = Harness(cfg, tmp_path / "data")
         await h.engine.start()
         try:
-            await h.until(lambda: h.health("sbc") is Health.MAINTENANCE, 2, "maintenance")
-            await asyncio.sleep(1.0)  # three more failing probes
+            await h.until(lambda: h.health("sbc") is Health.MAINTENANCE, INTERVAL, "maintenance")
+            runs = h.engine.targets["sbc"].probes_run
+            await h.run_for(4 * INTERVAL)
+            assert h.engine.targets["sbc"].probes_run == runs + 4  # four more failing probes
             assert h.health("sbc") is Health.MAINTENANCE
             assert h.repo.open_incidents() == []
-            [transition] = h.repo.transitions("sbc")
+            [transition] = queries.transitions(h.db, "sbc")
             assert "carrier works" in transition.reason
         finally:
             await h.close()
@@ -323,31 +355,27 @@ def test_a_child_that_fails_just_before_its_parent_is_merged_into_the_parents_in
         try:
             await h.until(
                 lambda: h.health("pbx") is Health.UP and h.health("edge-router") is Health.UP,
-                3,
+                RECOVER,
                 "both up",
             )
             pbx.close()  # the child's probes notice first...
-            await h.until(lambda: h.health("pbx") is Health.DOWN, 2, "pbx down")
-            await h.until(lambda: len(h.repo.open_incidents()) == 1, 2, "pbx's own incident")
+            await h.until(lambda: h.health("pbx") is Health.DOWN, DETECT, "pbx down")
             [own] = h.repo.open_incidents()
             assert own.root_target_id == "pbx"
             router.close()  # ...then its parent's
-            await h.until(lambda: h.health("edge-router") is Health.DOWN, 2, "router down")
-            await h.until(
-                lambda: [i.root_target_id for i in h.repo.open_incidents()] == ["edge-router"],
-                2,
-                "the merge",
-            )
-            [incident] = h.repo.open_incidents()
+            await h.until(lambda: h.health("edge-router") is Health.DOWN, DETECT, "router down")
+            [incident] = h.repo.open_incidents()  # the merge is written with the parent's incident
             assert incident.root_target_id == "edge-router"
             assert set(incident.member_ids) == {"edge-router", "pbx"}
-            merged = h.repo.incident(own.id)
+            merged = queries.incident(h.db, own.id)
             assert merged is not None and merged.state == "resolved"
-            assert any("merged into" in e.text for e in h.repo.incident_events(own.id))
+            assert any("merged into" in e.text for e in queries.incident_events(h.db, own.id))
             assert h.engine.targets["pbx"].state.affected_by == "edge-router"
             router.open()
             pbx.open()
-            await h.until(lambda: not h.repo.open_incidents(), 3, "resolved when both are back")
+            await h.until(
+                lambda: not h.repo.open_incidents(), RECOVER, "resolved when both are back"
+            )
         finally:
             await h.close()
 
@@ -362,13 +390,15 @@ def test_every_observation_stores_a_status_point_and_every_transition_a_health_e
     data = tmp_path / "data"
     sink = EmbeddedSink(MetricsStore(data / "metrics.db"), flush_interval=0.1)
 
+    clock = ManualClock(START)
+
     async def scenario() -> None:
-        h = Harness(cfg, data, [sink])
+        h = Harness(cfg, data, [sink], clock=clock)
         await h.engine.start()
         try:
-            await h.until(lambda: h.health("crm-db") is Health.UP, 3, "up")
+            await h.until(lambda: h.health("crm-db") is Health.UP, RECOVER, "up")
             crm.close()
-            await h.until(lambda: h.health("crm-db") is Health.DOWN, 2, "down")
+            await h.until(lambda: h.health("crm-db") is Health.DOWN, DETECT, "down")
         finally:
             await h.close()  # flushes the sink
 
@@ -381,7 +411,7 @@ def test_every_observation_stores_a_status_point_and_every_transition_a_health_e
         event = latest["health"][0]["fields"]
         assert (event["from"], event["to"], event["health"]) == ("up", "down", 2)
         assert "connection refused" in event["reason"]
-        end = time.time() + 1
+        end = clock.time() + 1  # health points carry the transition's (clock) time
         [series] = query.series("crm-db", "health", "health", end - 60, end)
         assert [v for _, v in series.points] == [0, 2]  # unknown→up, up→down
     finally:
@@ -430,9 +460,10 @@ def test_a_full_sink_queue_drops_and_counts_instead_of_blocking() -> None:
 
     sink = Slow("slow", batch_size=10, max_queued=25)
     points = [MetricPoint("m", {"v": float(i)}) for i in range(10)]
-    started = time.monotonic()
-    for _ in range(4):
-        sink.submit(points)  # 40 points offered, room for 25
-    assert time.monotonic() - started < 0.5
+    # The sink's writer is never started: a submit that waited for room would never return.
+    offer = threading.Thread(target=lambda: [sink.submit(points) for _ in range(4)], daemon=True)
+    offer.start()  # 40 points offered, room for 25
+    offer.join(timeout=30)  # hang guard only: returning at all is the point
+    assert not offer.is_alive(), "submit blocked on a full queue"
     health = sink.health()
     assert (health.queued, health.points_dropped) == (25, 15)

@@ -365,3 +365,9 @@ def test_the_event_table_is_not_the_incident_timeline(db: Engine) -> None:
             ).scalars()
         )
     assert {"event", "event_cursor", "incident_event"} <= tables
+
+
+def test_rules_can_select_exactly_the_kinds_events_have() -> None:
+    from monitor.config.rules import EVENT_KINDS
+
+    assert sorted(EVENT_KINDS) == sorted(k.value for k in EventKind)

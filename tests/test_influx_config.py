@@ -10,7 +10,8 @@ import pytest
 from core.observation import MetricPoint
 from monitor.config.errors import ConfigError
 from monitor.config.loader import load_config
-from monitor.sinks.config import InfluxV1SinkConfig, InfluxV2SinkConfig, build_sinks
+from monitor.sinks import build_sinks
+from monitor.sinks.config import InfluxV1SinkConfig, InfluxV2SinkConfig
 from monitor.sinks.influx_v1 import InfluxV1Sink
 from monitor.sinks.influx_v2 import InfluxV2Sink
 from tests.peers.influxdb import InfluxServer, influxdb_fixture  # noqa: F401 - fixture

@@ -1,4 +1,5 @@
-"""The state DB: engine setup, migrations, and StateRepository on SQLite and real PostgreSQL.
+"""The state DB: engine setup, migrations, StateRepository and the read model
+(``monitor.store.queries``) on SQLite and real PostgreSQL.
 
 Every repository test runs twice: against SQLite in a temp dir and against a
 PostgreSQL 15 cluster started by ``tests.peers.postgres`` (marked ``peer``).
@@ -6,9 +7,10 @@ PostgreSQL 15 cluster started by ``tests.peers.postgres`` (marked ``peer``).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import FrozenInstanceError, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,12 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import IntegrityError
 
+from core.observation import Status
+from monitor.health import HEALTH_ORDER, Health
+from monitor.store import queries
 from monitor.store.db import (
     MIGRATIONS_DIR,
     SQLITE_BUSY_TIMEOUT_MS,
@@ -31,13 +36,12 @@ from monitor.store.db import (
     open_database,
 )
 from monitor.store.models import Base
+from monitor.store.queries import Page, TargetFilter, like_pattern
 from monitor.store.repository import (
-    HEALTH_ORDER,
     TARGET_STATE_COLUMNS,
     NotFound,
     StateRepository,
     TargetStateRow,
-    like_pattern,
 )
 from tests.peers import free_port
 from tests.peers.postgres import PostgresServer, postgres_server  # noqa: F401 - the fixture
@@ -414,7 +418,7 @@ def test_delete_target_states_forgets_state_and_probe_state_but_keeps_history(
 
     assert set(repo.load_target_states()) == {"t-2"}
     assert repo.load_probe_states() == {"t-2": {"offset": 2}}
-    assert [t.target_id for t in repo.transitions()] == ["t-0"]
+    assert [t.target_id for t in queries.transitions(repo.engine)] == ["t-0"]
 
 
 # -- transitions ---------------------------------------------------------------
@@ -434,7 +438,7 @@ def test_a_transition_is_committed_at_once_with_the_targets_new_health(
     other = backend.open()
     try:
         seen = StateRepository(other)
-        (transition,) = seen.transitions("trunk-a")
+        (transition,) = queries.transitions(other, "trunk-a")
         assert (transition.id, transition.to_health, transition.reason) == (
             tid,
             "down",
@@ -450,12 +454,12 @@ def test_transitions_are_listed_newest_first_and_per_target(repo: StateRepositor
     repo.record_transition("a", 1.0, "unknown", "up")
     repo.record_transition("b", 2.0, "unknown", "up")
     repo.record_transition("a", 3.0, "up", "down")
-    assert [(t.target_id, t.at) for t in repo.transitions()] == [
+    assert [(t.target_id, t.at) for t in queries.transitions(repo.engine)] == [
         ("a", 3.0),
         ("b", 2.0),
         ("a", 1.0),
     ]
-    assert [t.at for t in repo.transitions("a", limit=1)] == [3.0]
+    assert [t.at for t in queries.transitions(repo.engine, "a", limit=1)] == [3.0]
 
 
 def test_writes_grouped_in_a_transaction_are_kept_together(repo: StateRepository) -> None:
@@ -463,7 +467,7 @@ def test_writes_grouped_in_a_transaction_are_kept_together(repo: StateRepository
         iid = repo.open_incident("trunk-a", "down", "Trunk A down", 10.0)
         repo.record_transition("trunk-a", 10.0, "up", "down", incident_id=iid)
         assert [i.id for i in repo.open_incidents()] == [iid]  # reads see the pending writes
-    assert [t.incident_id for t in repo.transitions()] == [iid]
+    assert [t.incident_id for t in queries.transitions(repo.engine)] == [iid]
 
     with pytest.raises(NotFound), repo.transaction():
         second = repo.open_incident("trunk-b", "down", "Trunk B down", 20.0)
@@ -471,7 +475,7 @@ def test_writes_grouped_in_a_transaction_are_kept_together(repo: StateRepository
         with repo.transaction():  # nested: joins the outer one
             repo.recover_target(second, "not-a-member", 21.0)  # fails: all three are undone
     assert [i.id for i in repo.open_incidents()] == [iid]
-    assert [t.target_id for t in repo.transitions()] == ["trunk-a"]
+    assert [t.target_id for t in queries.transitions(repo.engine)] == ["trunk-a"]
 
 
 def test_a_transaction_in_one_thread_does_not_capture_another_threads_writes(
@@ -510,11 +514,11 @@ def test_incident_lifecycle_keeps_members_and_timeline(repo: StateRepository) ->
 
     assert repo.resolve_incident(iid, 30.0) is True
     assert repo.open_incidents() == []
-    resolved = repo.incident(iid)
+    resolved = queries.incident(repo.engine, iid)
     assert resolved is not None
     assert (resolved.state, resolved.resolved_at) == ("resolved", 30.0)
     assert all(m.recovered_at is not None for m in resolved.members)
-    assert [(e.kind, e.target_id) for e in repo.incident_events(iid)] == [
+    assert [(e.kind, e.target_id) for e in queries.incident_events(repo.engine, iid)] == [
         ("opened", "carrier-a"),
         ("joined", "trunk-a1"),
         ("joined", "trunk-a2"),
@@ -531,9 +535,9 @@ def test_resolving_an_incident_twice_changes_nothing_the_second_time(
     iid = repo.open_incident("trunk-a", "down", "Trunk A down", 10.0)
     assert repo.resolve_incident(iid, 20.0) is True
     assert repo.resolve_incident(iid, 99.0) is False
-    incident = repo.incident(iid)
+    incident = queries.incident(repo.engine, iid)
     assert incident is not None and incident.resolved_at == 20.0
-    assert [e.kind for e in repo.incident_events(iid)].count("resolved") == 1
+    assert [e.kind for e in queries.incident_events(repo.engine, iid)].count("resolved") == 1
 
 
 @pytest.mark.parametrize(
@@ -564,14 +568,14 @@ def test_an_unknown_event_kind_is_refused(repo: StateRepository) -> None:
     iid = repo.open_incident("trunk-a", "down", "Trunk A down", 10.0)
     with pytest.raises(ValueError, match="unknown incident event kind 'gossip'"):
         repo.add_incident_event(iid, "gossip", 11.0)
-    assert [e.kind for e in repo.incident_events(iid)] == ["opened"]
+    assert [e.kind for e in queries.incident_events(repo.engine, iid)] == ["opened"]
 
 
 def test_set_incident_fields_changes_only_what_is_given(repo: StateRepository) -> None:
     iid = repo.open_incident("trunk-a", "down", "Trunk A down", 10.0)
     repo.set_incident_fields(iid, cause="fibre cut", eta=500.0, summary={"en": "Calls fail"})
     repo.set_incident_fields(iid, eta=900.0)
-    incident = repo.incident(iid)
+    incident = queries.incident(repo.engine, iid)
     assert incident is not None
     assert (incident.cause, incident.eta, incident.summary) == (
         "fibre cut",
@@ -579,7 +583,7 @@ def test_set_incident_fields_changes_only_what_is_given(repo: StateRepository) -
         {"en": "Calls fail"},
     )
     repo.set_incident_fields(iid, cause=None, summary={"zh-CN": "外呼失败", "en": "Calls fail"})
-    incident = repo.incident(iid)
+    incident = queries.incident(repo.engine, iid)
     assert incident is not None
     assert (incident.cause, incident.eta, incident.summary) == (
         None,
@@ -591,7 +595,7 @@ def test_set_incident_fields_changes_only_what_is_given(repo: StateRepository) -
 def test_an_escalating_incident_gets_a_new_severity_and_title(repo: StateRepository) -> None:
     iid = repo.open_incident("trunk-a", "degraded", "Trunk A degraded", 10.0)
     repo.set_incident_fields(iid, severity="down", title="Trunk A down")
-    incident = repo.incident(iid)
+    incident = queries.incident(repo.engine, iid)
     assert incident is not None
     assert (incident.severity, incident.title) == ("down", "Trunk A down")
     with pytest.raises(ValueError, match="severity cannot be cleared"):
@@ -602,23 +606,27 @@ def test_an_incident_is_acknowledged_once(repo: StateRepository) -> None:
     iid = repo.open_incident("trunk-a", "down", "Trunk A down", 10.0)
     assert repo.acknowledge_incident(iid, "alice", 11.0) is True
     assert repo.acknowledge_incident(iid, "bob", 12.0) is False
-    incident = repo.incident(iid)
+    incident = queries.incident(repo.engine, iid)
     assert incident is not None
     assert (incident.acknowledged_by, incident.acknowledged_at) == ("alice", 11.0)
 
 
-def test_incidents_are_paged_newest_first_and_filtered_by_state(repo: StateRepository) -> None:
+def test_incidents_are_paged_open_first_then_newest_and_filtered_by_state(
+    repo: StateRepository,
+) -> None:
     ids = [repo.open_incident(f"t-{i}", "down", f"t-{i} down", float(i)) for i in range(5)]
     repo.resolve_incident(ids[1], 10.0)
     repo.resolve_incident(ids[3], 10.0)
 
-    rows, total = repo.incidents(page=1, per_page=2)
-    assert total == 5 and [r.id for r in rows] == [ids[4], ids[3]]
-    rows, total = repo.incidents(page=3, per_page=2)
-    assert [r.id for r in rows] == [ids[0]]
-    rows, total = repo.incidents(state="open")
-    assert total == 3 and [r.id for r in rows] == [ids[4], ids[2], ids[0]]
-    assert all(r.member_ids == (r.root_target_id,) for r in rows)
+    page = queries.incidents_page(repo.engine, page=Page(1, 2))
+    assert page.total == 5 and [r.id for r in page.items] == [ids[4], ids[2]]
+    page = queries.incidents_page(repo.engine, page=Page(3, 2))
+    assert [r.id for r in page.items] == [ids[1]]
+    page = queries.incidents_page(repo.engine, ["resolved"])
+    assert page.total == 2 and [r.id for r in page.items] == [ids[3], ids[1]]
+    page = queries.incidents_page(repo.engine, ["open"])
+    assert page.total == 3 and [r.id for r in page.items] == [ids[4], ids[2], ids[0]]
+    assert all(r.member_ids == (r.root_target_id,) for r in page.items)
 
 
 def test_prune_history_keeps_open_and_recent_incidents_whole(repo: StateRepository) -> None:
@@ -638,11 +646,12 @@ def test_prune_history_keeps_open_and_recent_incidents_whole(repo: StateReposito
     counts = repo.prune_history(before=100.0)
 
     assert counts == {"transition": 2, "incident_event": 3, "incident_target": 2, "incident": 1}
-    assert repo.incident(old) is None
-    assert repo.incident_events(old) == []
-    assert [i.id for i in repo.incidents().rows] == [still_open, recent]
-    assert len(repo.incident_events(recent)) == 2
-    assert sorted((tr.target_id, tr.at, tr.incident_id) for tr in repo.transitions()) == [
+    assert queries.incident(repo.engine, old) is None
+    assert queries.incident_events(repo.engine, old) == ()
+    assert [i.id for i in queries.incidents_page(repo.engine).items] == [still_open, recent]
+    assert len(queries.incident_events(repo.engine, recent)) == 2
+    transitions = queries.transitions(repo.engine)
+    assert sorted((tr.target_id, tr.at, tr.incident_id) for tr in transitions) == [
         ("loose", 150.0, None),
         ("old", 160.0, None),
         ("open", 40.0, still_open),
@@ -650,9 +659,9 @@ def test_prune_history_keeps_open_and_recent_incidents_whole(repo: StateReposito
     ]
 
 
-# -- read side for the dashboard --------------------------------------------------
+# -- the read model -------------------------------------------------------------------
 @pytest.fixture
-def fleet(repo: StateRepository) -> StateRepository:
+def fleet(repo: StateRepository) -> Engine:
     rows = [
         state("trunk-a", "down", "sip"),
         state("trunk-b", "up", "sip"),
@@ -664,84 +673,209 @@ def fleet(repo: StateRepository) -> StateRepository:
         state("web-2", "down", "http"),
     ]
     repo.checkpoint(rows)
-    return repo
+    return repo.engine
+
+
+EVERY_TARGET = {"down": 2, "degraded": 1, "unknown": 1, "maintenance": 1, "up": 3}
+H = Health
 
 
 @pytest.mark.parametrize(
-    ("query", "ids", "total", "by_health"),
+    ("flt", "page", "ids", "total", "totals"),
     [
         pytest.param(
-            {},
+            TargetFilter(),
+            Page(),
             ["trunk-a", "web-2", "trunk_c", "web-1", "db-2", "db-1", "trunk-b", "trunkxc"],
             8,
-            {"down": 2, "degraded": 1, "unknown": 1, "maintenance": 1, "up": 3},
+            EVERY_TARGET,
             id="all-worst-first",
         ),
         pytest.param(
-            {"health": "up"},
+            TargetFilter(health=(H.UP,)),
+            Page(),
             ["db-1", "trunk-b", "trunkxc"],
             3,
-            {"down": 2, "degraded": 1, "unknown": 1, "maintenance": 1, "up": 3},
+            EVERY_TARGET,
             id="health-filter-keeps-tab-counts",
         ),
         pytest.param(
-            {"health": ["down", "degraded"], "kind": "sip"},
+            TargetFilter(health=(H.DOWN, H.DEGRADED), kind=("sip",)),
+            Page(),
             ["trunk-a", "trunk_c"],
             2,
             {"down": 1, "degraded": 1, "unknown": 0, "maintenance": 0, "up": 2},
             id="several-healths-and-kind",
         ),
         pytest.param(
-            {"q": "TRUNK_"},
+            TargetFilter(kind=("tcp", "http")),
+            Page(),
+            ["web-2", "web-1", "db-2", "db-1"],
+            4,
+            {"down": 1, "degraded": 0, "unknown": 1, "maintenance": 1, "up": 1},
+            id="several-kinds",
+        ),
+        pytest.param(
+            TargetFilter(q="TRUNK_"),
+            Page(),
             ["trunk_c"],
             1,
             {"down": 0, "degraded": 1, "unknown": 0, "maintenance": 0, "up": 0},
             id="q-is-case-insensitive-and-underscore-is-literal",
         ),
         pytest.param(
-            {"page": 2, "per_page": 3},
+            TargetFilter(),
+            Page(2, 3),
             ["web-1", "db-2", "db-1"],
             8,
-            {"down": 2, "degraded": 1, "unknown": 1, "maintenance": 1, "up": 3},
+            EVERY_TARGET,
             id="second-page",
         ),
-        pytest.param(
-            {"page": 4, "per_page": 3},
-            [],
-            8,
-            {"down": 2, "degraded": 1, "unknown": 1, "maintenance": 1, "up": 3},
-            id="past-the-end",
-        ),
+        pytest.param(TargetFilter(), Page(4, 3), [], 8, EVERY_TARGET, id="past-the-end"),
     ],
 )
-def test_target_page_filters_sorts_and_counts(
-    fleet: StateRepository,
-    query: dict[str, Any],
+def test_targets_page_filters_sorts_and_counts(
+    fleet: Engine,
+    flt: TargetFilter,
+    page: Page,
     ids: list[str],
     total: int,
-    by_health: dict[str, int],
+    totals: dict[str, int],
 ) -> None:
-    rows, got_total, got_by_health = fleet.target_page(**query)
-    assert [r.target_id for r in rows] == ids
-    assert got_total == total
-    assert got_by_health == by_health
+    result = queries.targets_page(fleet, flt, page)
+    assert [r.id for r in result.items] == ids
+    assert result.total == total
+    assert dict(result.totals) == totals
+    assert list(result.totals) == list(HEALTH_ORDER)  # the tabs' order
+    assert result.page == page
+
+
+def test_a_text_filter_also_matches_the_ids_whose_configured_name_matches(fleet: Engine) -> None:
+    result = queries.targets_page(fleet, TargetFilter(q="database"), name_matches=["db-2"])
+    assert [r.id for r in result.items] == ["db-2"]
+    assert result.totals[H.MAINTENANCE] == 1 and result.total == 1
+
+
+def test_a_target_row_carries_its_health_and_last_observation_typed(fleet: Engine) -> None:
+    row = queries.target(fleet, "trunk-a")
+    assert row is not None
+    assert row.health is Health.DOWN
+    assert row.last_status is Status.OK
+    assert dict(row.last_metrics) == {"sip.rtt_ms": 12.3, "sip.code": 200}
+    assert queries.target(fleet, "ghost") is None
+
+
+def test_health_of_answers_for_known_ids_only(fleet: Engine) -> None:
+    assert queries.health_of(fleet, ["trunk-a", "db-2", "ghost", "trunk-a"]) == {
+        "trunk-a": Health.DOWN,
+        "db-2": Health.MAINTENANCE,
+    }
+
+
+def test_kinds_present_lists_each_stored_kind_once(fleet: Engine) -> None:
+    assert queries.kinds_present(fleet) == ("http", "sip", "tcp")
+
+
+def test_values_read_are_frozen(fleet: Engine, repo: StateRepository) -> None:
+    row = queries.target(fleet, "trunk-a")
+    iid = repo.open_incident("trunk-a", "down", "Trunk A down", 10.0)
+    repo.set_incident_fields(iid, summary={"en": "Calls fail"})
+    incident = queries.incident(fleet, iid)
+    assert row is not None and incident is not None
+    with pytest.raises(FrozenInstanceError):
+        row.health = Health.UP  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        row.last_metrics["sip.rtt_ms"] = 0  # type: ignore[index]
+    with pytest.raises(TypeError):
+        incident.summary["en"] = "all fine"  # type: ignore[index]
+    assert isinstance(incident.members, tuple)
+
+
+def test_an_incidents_members_list_the_root_first_then_in_join_order(
+    repo: StateRepository,
+) -> None:
+    # A merge can bring in members that joined before the root's own failure was seen.
+    iid = repo.open_incident("carrier-a", "down", "Carrier A is down", 10.0)
+    repo.join_incident(iid, "trunk-b", "affected", 12.0)
+    repo.join_incident(iid, "trunk-a", "affected", 5.0)
+    repo.join_incident(iid, "trunk-c", "affected", 12.0)
+    expected = ("carrier-a", "trunk-a", "trunk-b", "trunk-c")
+    db = repo.engine
+    incident = queries.incident(db, iid)
+    assert incident is not None and incident.member_ids == expected
+    assert incident.severity is Health.DOWN
+    for listing in (
+        queries.open_incidents(db),
+        queries.incidents_page(db).items,
+        queries.incidents_for_target(db, "trunk-b"),
+    ):
+        assert [i.member_ids for i in listing] == [expected]
+    repo.resolve_incident(iid, 20.0)
+    assert [i.member_ids for i in queries.resolved_since(db, 20.0)] == [expected]
+    assert queries.resolved_since(db, 20.5) == ()
+
+
+def test_transitions_come_back_with_health_values(repo: StateRepository) -> None:
+    repo.record_transition("a", 1.0, "unknown", "degraded", reason="slow")
+    (transition,) = queries.transitions(repo.engine, "a")
+    assert (transition.from_health, transition.to_health) == (Health.UNKNOWN, Health.DEGRADED)
+    assert transition.from_health is Health.UNKNOWN
+
+
+@contextlib.contextmanager
+def statements(engine: Engine) -> Iterator[list[str]]:
+    """The queries ``engine`` sends to the database inside the block (not BEGIN and the like)."""
+    sent: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.split(None, 1)[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK"):
+            sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+@pytest.mark.parametrize("incidents", [1, 40], ids=["one-incident", "forty-incidents"])
+def test_a_page_of_incidents_costs_three_statements_however_many_rows_and_members(
+    repo: StateRepository, incidents: int
+) -> None:
+    for n in range(incidents):
+        iid = repo.open_incident(f"carrier-{n}", "down", f"carrier-{n} down", float(n))
+        for m in range(5):
+            repo.join_incident(iid, f"trunk-{n}-{m}", "affected", n + 0.5)
+    queries.incidents_page(repo.engine)  # the pool's first connection is not the point
+    with statements(repo.engine) as sent:
+        page = queries.incidents_page(repo.engine, page=Page(1, 50))
+    assert len(page.items) == incidents and all(len(i.members) == 6 for i in page.items)
+    assert len(sent) == 3, sent  # the total, the page, the page's members
+
+
+@pytest.mark.parametrize("targets", [1, 300], ids=["one-target", "300-targets"])
+def test_a_page_of_targets_costs_two_statements_however_many_rows(
+    repo: StateRepository, targets: int
+) -> None:
+    repo.checkpoint([state(f"t-{i:04d}", HEALTH_ORDER[i % 5]) for i in range(targets)])
+    queries.targets_page(repo.engine)
+    with statements(repo.engine) as sent:
+        page = queries.targets_page(repo.engine, TargetFilter(q="t-"), Page(1, 1000))
+    assert len(page.items) == targets
+    assert len(sent) == 2, sent  # the per-health totals, the page
 
 
 @pytest.mark.parametrize(
-    "query",
+    "arguments",
     [
         pytest.param({"page": 0}, id="page-0"),
         pytest.param({"per_page": 0}, id="per-page-0"),
         pytest.param({"per_page": 100_000}, id="per-page-too-big"),
     ],
 )
-def test_page_arguments_out_of_range_are_refused(
-    repo: StateRepository, query: dict[str, int]
-) -> None:
+def test_page_arguments_out_of_range_are_refused(arguments: dict[str, int]) -> None:
     with pytest.raises(ValueError, match="must be"):
-        repo.target_page(**query)
-    with pytest.raises(ValueError, match="must be"):
-        repo.incidents(**query)
+        Page(**arguments)
 
 
 @pytest.mark.parametrize(
@@ -750,6 +884,11 @@ def test_page_arguments_out_of_range_are_refused(
 )
 def test_like_pattern_takes_wildcards_literally(text: str, pattern: str) -> None:
     assert like_pattern(text) == pattern
+
+
+def test_health_order_names_every_health_once_worst_first() -> None:
+    assert sorted(HEALTH_ORDER) == sorted(Health) and len(HEALTH_ORDER) == len(Health)
+    assert (HEALTH_ORDER[0], HEALTH_ORDER[-1]) == (Health.DOWN, Health.UP)
 
 
 # -- probe state and counters --------------------------------------------------------
@@ -785,7 +924,7 @@ def test_concurrent_writers_and_readers_lose_no_counter_increments(
         try:
             for _ in range(25):
                 repo.counters()
-                repo.target_page()
+                queries.targets_page(repo.engine)
         except BaseException as exc:
             errors.append(exc)
 
@@ -823,7 +962,7 @@ def test_two_engines_on_one_database_can_both_read_then_write(backend: Backend) 
         for t in threads:
             t.join()
         assert errors == []
-        notes = [e.text for e in repos[1].incident_events(iid) if e.kind == "note"]
+        notes = [e.text for e in queries.incident_events(engines[1], iid) if e.kind == "note"]
         assert sorted(notes) == ["w0"] * 40 + ["w1"] * 40
     finally:
         for e in engines:
@@ -863,8 +1002,8 @@ def test_everything_survives_a_restart_identical(backend: Backend) -> None:
     before = (
         repo.load_target_states(),
         repo.open_incidents(),
-        repo.incident_events(iid),
-        repo.transitions(),
+        queries.incident_events(engine, iid),
+        queries.transitions(engine),
         repo.load_probe_states(),
         repo.counters(),
     )
@@ -876,8 +1015,8 @@ def test_everything_survives_a_restart_identical(backend: Backend) -> None:
         after = (
             repo.load_target_states(),
             repo.open_incidents(),
-            repo.incident_events(iid),
-            repo.transitions(),
+            queries.incident_events(engine, iid),
+            queries.transitions(engine),
             repo.load_probe_states(),
             repo.counters(),
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 from flask.testing import FlaskClient
 
 from tests.test_web_support import (
@@ -206,6 +207,38 @@ def test_incidents_filter_by_state_and_list_their_targets(
     assert item["summary"] == {"en": "Some calls fail", "zh-CN": "部分呼叫失败"}
     resolved = client.get("/api/v1/incidents?state=resolved").get_json()["items"]
     assert [i["id"] for i in resolved] == [resolved_id] and resolved[0]["resolved_at"] is not None
+
+
+def statements_for(world: World, path: str) -> int:
+    """How many queries one GET of ``path`` sends to the state DB."""
+    sent: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        sent.append(statement)
+
+    client = world.client()
+    sa.event.listen(world.db, "before_cursor_execute", record)
+    try:
+        assert client.get(path).status_code == 200
+    finally:
+        sa.event.remove(world.db, "before_cursor_execute", record)
+    return len(sent)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/v1/incidents?per_page=50", "/api/v1/targets", "/api/v1/components", "/", "/status"],
+)
+def test_a_list_costs_the_same_queries_for_one_incident_as_for_forty(tmp_path, path: str) -> None:
+    worlds = []
+    for incidents in (1, 40):
+        world = make_world(tmp_path / str(incidents))
+        add_targets(world.db, standard_rows())
+        for n in range(incidents):
+            add_incident(world.db, ["trunk-a", "trunk-b", "router", f"extra-{n}"])
+        worlds.append(world)
+    one, forty = (statements_for(w, path) for w in worlds)
+    assert one == forty, f"{path}: {one} queries for one incident, {forty} for forty"
 
 
 @pytest.mark.parametrize(

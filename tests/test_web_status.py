@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from monitor.config.schema import Config
+from monitor.health import Health
 from tests.test_web_support import (
     INTERNAL_URI,
     TOKEN,
@@ -41,7 +42,7 @@ S = ComponentState
     ids=lambda v: ",".join(v) if isinstance(v, list) else None,
 )
 def test_component_state_follows_the_documented_rule(healths: list[str], state: S) -> None:
-    assert component_state(healths) is state
+    assert component_state(Health(h) for h in healths) is state
 
 
 def test_overall_state_is_the_worst_component_state() -> None:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
+from monitor.health import Health
+from monitor.store import queries
 from web import components as comp
-from web import params, queries
+from web import params
 from web.access import REASONS, cross_site
 from web.i18n import iso
 from web.views import (
     access_denial,
+    component_members,
     current_services,
     incident_json,
     json_error,
@@ -66,7 +69,7 @@ def targets() -> Response:
         page=page.page,
         per_page=page.per_page,
         total=result.total,
-        totals=result.totals,
+        totals={h.value: n for h, n in result.totals.items()},
     )
 
 
@@ -88,8 +91,8 @@ def target(target_id: str) -> tuple[Response, int] | Response:
     body["transitions"] = [
         {
             "at": iso(t.at),
-            "from": t.from_health,
-            "to": t.to_health,
+            "from": t.from_health.value,
+            "to": t.to_health.value,
             "reason": t.reason,
             "flapping": t.flapping,
             "affected_by": t.affected_by,
@@ -105,9 +108,12 @@ def target(target_id: str) -> tuple[Response, int] | Response:
 def incidents() -> Response:
     svc = current_services()
     states, page = params.incident_query(_args())
-    rows, total = queries.incidents_page(svc.db, states, page)
+    result = queries.incidents_page(svc.db, states, page)
     return jsonify(
-        items=[incident_json(r) for r in rows], page=page.page, per_page=page.per_page, total=total
+        items=[incident_json(r) for r in result.items],
+        page=page.page,
+        per_page=page.per_page,
+        total=result.total,
     )
 
 
@@ -116,14 +122,14 @@ def components() -> Response:
     svc = current_services()
     params.reject_unknown(_args(), ())
     cfg = svc.config()
+    members, health = component_members(svc, cfg)
     items = []
     for c in cfg.components:
-        ids = comp.members(c, cfg.targets)
-        health = queries.health_of(svc.db, ids)
-        member_health = [health.get(i, "unknown") for i in ids]
+        ids = members[c.id]
+        member_health = [health.get(i, Health.UNKNOWN) for i in ids]
         counts: dict[str, int] = {}
         for h in member_health:
-            counts[h] = counts.get(h, 0) + 1
+            counts[h.value] = counts.get(h.value, 0) + 1
         items.append(
             {
                 "id": c.id,

@@ -13,13 +13,14 @@ The rule (also in docs/web.md), from the current health of the members:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 
 from flask_babel import lazy_gettext as _l
 
 from core.config import TargetBase
 from monitor.config.models import ComponentConfig
+from monitor.health import Health
 
 
 class ComponentState(StrEnum):
@@ -60,18 +61,18 @@ def members(component: ComponentConfig, targets: Sequence[TargetBase]) -> list[s
     return list(dict.fromkeys(ids))
 
 
-def component_state(healths: Iterable[str]) -> ComponentState:
+def component_state(healths: Iterable[Health]) -> ComponentState:
     """The state of one component from its members' health (see the module docstring)."""
-    known = [h for h in healths if h != "unknown"]
-    if known and all(h == "maintenance" for h in known):
+    known = [h for h in healths if h is not Health.UNKNOWN]
+    if known and all(h is Health.MAINTENANCE for h in known):
         return ComponentState.MAINTENANCE
-    counted = [h for h in known if h != "maintenance"]
-    down = sum(1 for h in counted if h == "down")
+    counted = [h for h in known if h is not Health.MAINTENANCE]
+    down = sum(1 for h in counted if h is Health.DOWN)
     if counted and down == len(counted):
         return ComponentState.MAJOR_OUTAGE
     if down:
         return ComponentState.PARTIAL_OUTAGE
-    if any(h == "degraded" for h in counted):
+    if any(h is Health.DEGRADED for h in counted):
         return ComponentState.DEGRADED
     return ComponentState.OPERATIONAL
 
@@ -80,7 +81,7 @@ def overall_state(states: Iterable[ComponentState]) -> ComponentState:
     return max(states, key=_SEVERITY.index, default=ComponentState.OPERATIONAL)
 
 
-def localized(texts: dict[str, str], lang: str, fallback: str = "") -> str:
+def localized(texts: Mapping[str, str], lang: str, fallback: str = "") -> str:
     """Pick ``texts[lang]``, else the other shipped language, else any, else ``fallback``."""
     for key in (lang, "zh-CN" if lang == "en" else "en"):
         if texts.get(key):

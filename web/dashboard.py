@@ -24,8 +24,11 @@ from flask import (
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from web import access, charts, params, queries
-from web.i18n import HEALTH_LABELS, HEALTHS
+from monitor.health import HEALTH_ORDER
+from monitor.store import queries
+from monitor.store.models import INCIDENT_OPEN
+from web import access, charts, params
+from web.i18n import HEALTH_LABELS
 from web.views import access_denial, current_services, known_kinds, name_matches, target_names
 
 log = logging.getLogger(__name__)
@@ -95,7 +98,7 @@ def _url_with(**changes: object) -> str:
 
 def _js_labels() -> dict[str, object]:
     return {
-        "health": {h: str(HEALTH_LABELS[h]) for h in HEALTHS},
+        "health": {h.value: str(HEALTH_LABELS[h]) for h in HEALTH_ORDER},
         "flapping": _("flapping"),
         "affected_by": _("affected by %(target)s", target="{target}"),
         "updated": _("Updated %(time)s", time="{time}"),
@@ -125,7 +128,7 @@ def index() -> str | tuple[str, int]:
     except params.ParamError as exc:
         return render_template("error.html", code=400, message=str(exc)), 400
     result = queries.targets_page(svc.db, flt, page, name_matches(cfg, flt.q) if flt.q else ())
-    incidents, open_total = queries.incidents_page(svc.db, ("open",), queries.Page(1, 20))
+    incidents = queries.incidents_page(svc.db, (INCIDENT_OPEN,), queries.Page(1, 20))
     api_args = {k: v for k, v in args.items() if k in params.TARGET_LIST_PARAMS}
     js_config = {
         "targetsUrl": url_for("api.targets")
@@ -143,10 +146,10 @@ def index() -> str | tuple[str, int]:
         page=page,
         last_page=last_page,
         kinds=kinds,
-        healths=HEALTHS,
+        healths=HEALTH_ORDER,
         names=target_names(cfg),
-        incidents=incidents,
-        open_total=open_total,
+        incidents=incidents.items,
+        open_total=incidents.total,
         js_config=js_config,
         url_with=_url_with,
         now=time.time(),

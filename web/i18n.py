@@ -19,21 +19,20 @@ from flask import Flask
 from flask_babel import Babel, Domain, get_locale, get_timezone
 from flask_babel import lazy_gettext as _l
 
+from monitor.health import Health
+
 LANG_COOKIE = "lang"
 
 # Babel locale id -> the tag used in config and URLs (``site.language``, ``?lang=``).
 LOCALES: dict[str, str] = {"zh_CN": "zh-CN", "en": "en"}
 _TAG_TO_LOCALE = {tag.lower(): loc for loc, tag in LOCALES.items()}
 
-HEALTHS = ("down", "degraded", "unknown", "maintenance", "up")
-"""Every target health, worst first (the dashboard's sort order)."""
-
 HEALTH_LABELS = {
-    "up": _l("Up"),
-    "degraded": _l("Degraded"),
-    "down": _l("Down"),
-    "unknown": _l("Unknown"),
-    "maintenance": _l("Maintenance"),
+    Health.UP: _l("Up"),
+    Health.DEGRADED: _l("Degraded"),
+    Health.DOWN: _l("Down"),
+    Health.UNKNOWN: _l("Unknown"),
+    Health.MAINTENANCE: _l("Maintenance"),
 }
 
 

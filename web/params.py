@@ -8,40 +8,19 @@ parameter and what is allowed; unknown parameters are errors too, so a typo
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
 
-from web.i18n import HEALTHS
+from monitor.health import HEALTH_ORDER, Health
+from monitor.store.models import INCIDENT_STATES
+from monitor.store.queries import MAX_PER_PAGE, Page, TargetFilter
 
 Args = Mapping[str, Sequence[str]]
 """Parameter name → every value given (``werkzeug.MultiDict.to_dict(flat=False)``)."""
 
-MAX_PER_PAGE = 1000
 MAX_TEXT = 200
-INCIDENT_STATES = ("open", "resolved")
 
 
 class ParamError(ValueError):
     """A query parameter is missing its mark; the message is shown to the caller as is."""
-
-
-@dataclass(frozen=True)
-class Page:
-    page: int = 1
-    per_page: int = 100
-
-    @property
-    def offset(self) -> int:
-        return (self.page - 1) * self.per_page
-
-
-@dataclass(frozen=True)
-class TargetFilter:
-    health: tuple[str, ...] = ()
-    kind: tuple[str, ...] = ()
-    q: str = ""
-
-    def is_empty(self) -> bool:
-        return not (self.health or self.kind or self.q)
 
 
 def reject_unknown(args: Args, allowed: Collection[str]) -> None:
@@ -114,7 +93,7 @@ def target_query(
     """``?health=&kind=&q=&page=&per_page=`` → a filter and a page, or ParamError."""
     reject_unknown(args, (*TARGET_LIST_PARAMS, *extra_allowed))
     flt = TargetFilter(
-        health=choices(args, "health", HEALTHS),
+        health=tuple(map(Health, choices(args, "health", HEALTH_ORDER))),
         kind=choices(args, "kind", kinds),
         q=text(args, "q"),
     )

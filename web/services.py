@@ -21,7 +21,8 @@ class WebServices:
     config: Callable[[], Config]
     """The current config; called per request because a reload can replace it."""
     db: sqlalchemy.Engine
-    """The state DB (tables in ``monitor/store/models.py``); read-only from here."""
+    """The state DB (tables in ``monitor/store/models.py``); read-only from here, and
+    only through the read model ``monitor.store.queries``."""
     metrics: object | None = None
     """Embedded metrics query interface with
     ``series(target_id, measurement, field, start, end, max_points=300)``; None: no charts."""

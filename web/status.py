@@ -12,11 +12,13 @@ from dataclasses import dataclass
 
 from flask import Blueprint, Response, abort, jsonify, render_template, request
 
+from monitor.health import Health
+from monitor.store import queries
+from monitor.store.models import INCIDENT_OPEN
 from web import components as comp
-from web import queries
 from web.i18n import lang_tag
 from web.redact import redact, sensitive_strings
-from web.views import access_denial, current_services
+from web.views import access_denial, component_members, current_services
 
 bp = Blueprint("status", __name__)
 
@@ -53,7 +55,7 @@ def _public_incident(
     hidden: list[str],
 ) -> PublicIncident:
     names: list[str] = []
-    for target_id in row.targets:
+    for target_id in row.member_ids:
         for name in component_of.get(target_id, []):
             if name not in names:
                 names.append(name)
@@ -79,9 +81,9 @@ def status_page() -> str:
     hidden = sensitive_strings(cfg)
     public: list[PublicComponent] = []
     component_of: dict[str, list[str]] = {}
+    members, health = component_members(svc, cfg)
     for c in cfg.components:
-        ids = comp.members(c, cfg.targets)
-        health = queries.health_of(svc.db, ids)
+        ids = members[c.id]
         name = redact(comp.localized(c.name, lang, c.id), hidden)
         for target_id in ids:
             component_of.setdefault(target_id, []).append(name)
@@ -89,11 +91,10 @@ def status_page() -> str:
             PublicComponent(
                 name=name,
                 description=redact(comp.localized(c.description, lang), hidden),
-                state=comp.component_state(health.get(i, "unknown") for i in ids),
+                state=comp.component_state(health.get(i, Health.UNKNOWN) for i in ids),
             )
         )
-    first = queries.Page(1, 50)
-    open_rows, _total = queries.incidents_page(svc.db, ("open",), first)
+    open_rows = queries.incidents_page(svc.db, (INCIDENT_OPEN,), queries.Page(1, 50)).items
     recent = queries.resolved_since(svc.db, time.time() - RECENT_DAYS * 86400)
     return render_template(
         "status.html",
@@ -106,12 +107,12 @@ def status_page() -> str:
         open_incidents=[
             _public_incident(r, component_of, lang, hidden)
             for r in open_rows
-            if any(t in component_of for t in r.targets)
+            if any(t in component_of for t in r.member_ids)
         ],
         recent_incidents=[
             _public_incident(r, component_of, lang, hidden)
             for r in recent
-            if any(t in component_of for t in r.targets)
+            if any(t in component_of for t in r.member_ids)
         ],
         recent_days=RECENT_DAYS,
         now=time.time(),

@@ -5,8 +5,11 @@ from __future__ import annotations
 from flask import Response, current_app, jsonify, request
 
 from monitor.config.schema import Config
+from monitor.health import Health
+from monitor.store import queries
 from probes import PROBES
-from web import access, queries
+from web import access
+from web import components as comp
 from web.i18n import iso
 from web.services import WebServices
 
@@ -31,6 +34,19 @@ def known_kinds(services: WebServices) -> list[str]:
     return sorted(set(PROBES) | set(queries.kinds_present(services.db)))
 
 
+def component_members(
+    services: WebServices, config: Config
+) -> tuple[dict[str, list[str]], dict[str, Health]]:
+    """Each component's member ids, and the stored health of every member.
+
+    The health of all components' members is read at once: one query per
+    request, not one per component.
+    """
+    members = {c.id: comp.members(c, config.targets) for c in config.components}
+    health = queries.health_of(services.db, (i for ids in members.values() for i in ids))
+    return members, health
+
+
 def access_denial(services: WebServices) -> str | None:
     return access.denial(
         services.listen_host,
@@ -52,13 +68,13 @@ def target_json(row: queries.TargetRow, names: dict[str, str]) -> dict[str, obje
             "detail": row.last_detail or "",
             "latency": row.last_latency,
             "at": iso(row.last_observed_at),
-            "metrics": row.last_metrics,
+            "metrics": dict(row.last_metrics),
         }
     return {
         "id": row.id,
         "kind": row.kind,
         "name": names.get(row.id, row.id),
-        "health": row.health,
+        "health": row.health.value,
         "since": iso(row.since),
         "flapping": row.flapping,
         "affected_by": row.affected_by,
@@ -71,14 +87,14 @@ def incident_json(row: queries.IncidentRow) -> dict[str, object]:
         "id": row.id,
         "state": row.state,
         "title": row.title,
-        "severity": row.severity,
-        "targets": row.targets,
+        "severity": row.severity.value,
+        "targets": list(row.member_ids),
         "root_target": row.root_target_id,
         "opened_at": iso(row.opened_at),
         "resolved_at": iso(row.resolved_at),
         "cause": row.cause,
         "eta": iso(row.eta),
-        "summary": row.summary,
+        "summary": dict(row.summary),
         "acknowledged_at": iso(row.acknowledged_at),
         "acknowledged_by": row.acknowledged_by,
     }

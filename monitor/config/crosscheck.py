@@ -1,5 +1,5 @@
 """Checks that span entries: unique ids, dependencies that exist and do not loop,
-components that name real targets.
+components that name real targets, rules that select real targets, components and tags.
 
 They run on the merged raw data, not the validated models, so a config with a
 bad target still gets its dependency errors reported in the same pass.
@@ -28,10 +28,14 @@ def _ids(entries: Any, section: str) -> list[tuple[int, str]]:
     ]
 
 
-def _unknown(name: str, known: set[str], what: str) -> str:
+def _close(name: str, known: set[str]) -> str:
+    """``; did you mean 'x'?`` for the closest known name, or nothing."""
     close = difflib.get_close_matches(name, sorted(known), n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    return f"unknown {what} '{name}'{hint}"
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _unknown(name: str, known: set[str], what: str) -> str:
+    return f"unknown {what} '{name}'{_close(name, known)}"
 
 
 def _str_list(entry: Any, key: str) -> list[tuple[int, str]]:
@@ -115,9 +119,59 @@ def check_components(data: dict[str, Any], report: Report) -> None:
                 )
 
 
+def _when(entry: Any) -> dict[str, Any]:
+    when = entry.get("when") if isinstance(entry, dict) else None
+    return when if isinstance(when, dict) else {}
+
+
+def check_rules(data: dict[str, Any], report: Report) -> None:
+    """A rule's ``when`` names targets and components that exist, and tags some target has.
+
+    A tag no target carries (a typo, or a value spelt differently) would make
+    the rule select nothing and never fire, silently.
+    """
+    targets = data.get("targets") if isinstance(data.get("targets"), list) else []
+    known_targets = {ident for _, ident in _ids(targets, "targets")}
+    known_components = {ident for _, ident in _ids(data.get("components"), "components")}
+    tag_values: dict[str, set[str]] = {}
+    for target in targets:
+        tags = target.get("tags") if isinstance(target, dict) else None
+        for key, value in tags.items() if isinstance(tags, dict) else ():
+            tag_values.setdefault(str(key), set()).add(str(value))
+    rules = data.get("rules")
+    for index, _ in _ids(rules, "rules"):
+        when = _when(rules[index])
+        for i, target in _str_list(when, "targets"):
+            if target not in known_targets:
+                report(
+                    ("rules", index, "when", "targets", i),
+                    _unknown(target, known_targets, "target"),
+                )
+        for i, component in _str_list(when, "components"):
+            if component not in known_components:
+                report(
+                    ("rules", index, "when", "components", i),
+                    _unknown(component, known_components, "component"),
+                )
+        tags = when.get("tags")
+        for key, value in tags.items() if isinstance(tags, dict) else ():
+            path: KeyPath = ("rules", index, "when", "tags", key)
+            if key not in tag_values:
+                report(path, f"no target has a tag '{key}'{_close(key, set(tag_values))}")
+            elif isinstance(value, str) and value not in tag_values[key]:
+                values = ", ".join(sorted(tag_values[key]))
+                report(
+                    path,
+                    f"no target has {key}: '{value}'{_close(value, tag_values[key])} "
+                    f"(values of {key}: {values})",
+                )
+
+
 def cross_check(data: dict[str, Any], where: Callable[[KeyPath], str], report: Report) -> None:
     """Run every cross-entry check on merged raw config data."""
     check_unique(data, "targets", "target", where, report)
     check_unique(data, "components", "component", where, report)
+    check_unique(data, "rules", "rule", where, report)
     check_dependencies(data, report)
     check_components(data, report)
+    check_rules(data, report)

@@ -160,12 +160,12 @@ def _digest(data: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _translate(error: ErrorDetails, secret_paths: set[KeyPath]) -> Translated:
+def _translate(schema: type[Config], error: ErrorDetails, secret_paths: set[KeyPath]) -> Translated:
     try:
-        translated = translate(Config, error)
+        translated = translate(schema, error)
         key = translated.path
         if any(key[:n] in secret_paths for n in range(len(key) + 1)):
-            translated = translate(Config, error, secret=True)
+            translated = translate(schema, error, secret=True)
         return translated
     except Exception:
         # A model shape the translator does not know must still give an error
@@ -174,10 +174,14 @@ def _translate(error: ErrorDetails, secret_paths: set[KeyPath]) -> Translated:
         return Translated(loc, error["msg"])
 
 
-def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> LoadedConfig:
+def load_config(
+    path: str | Path, env: Mapping[str, str] | None = None, schema: type[Config] = Config
+) -> LoadedConfig:
     """Read, substitute, merge, validate and cross-check a config file or directory.
 
-    ``env`` is where ``${NAME}`` looks (default: ``os.environ``). Raises
+    ``env`` is where ``${NAME}`` looks (default: ``os.environ``). ``schema`` is
+    the top-level model: the composition root's, whose rules know the installed
+    action kinds (default: monitor's own, whose rules know none). Raises
     ``ConfigError`` with every problem found.
     """
     env = os.environ if env is None else env
@@ -200,10 +204,10 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Loade
     # behind, and saying it is also "required" or "unknown" would only confuse.
     reported: set[KeyPath] = set(merged.failed_paths)
     try:
-        config = Config.model_validate(merged.data)
+        config = schema.model_validate(merged.data)
     except ValidationError as exc:
         for error in exc.errors():
-            translated = _translate(error, merged.secret_paths)
+            translated = _translate(schema, error, merged.secret_paths)
             if translated.path in merged.failed_paths:
                 continue
             reported.add(translated.path)
@@ -235,10 +239,10 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Loade
     )
 
 
-def check_config_main(path: str | Path) -> int:
+def check_config_main(path: str | Path, schema: type[Config] = Config) -> int:
     """``dialwatch check-config PATH``: 0 and a summary when valid, 2 and the errors on stderr when not."""
     try:
-        loaded = load_config(path)
+        loaded = load_config(path, schema=schema)
     except ConfigError as exc:
         for line in exc.errors:
             print(line, file=sys.stderr)
@@ -249,7 +253,7 @@ def check_config_main(path: str | Path) -> int:
     return 0
 
 
-def load_config_isolated(path: str | Path) -> LoadedConfig:
+def load_config_isolated(path: str | Path, schema: type[Config] = Config) -> LoadedConfig:
     """``load_config`` in a short-lived child process; the result comes back pickled.
 
     Composing the YAML of a large config (10,000 targets) allocates a node tree
@@ -257,7 +261,8 @@ def load_config_isolated(path: str | Path) -> LoadedConfig:
     child keeps the appliance's resident memory at what the config itself needs
     (bench/sip_probe_throughput). ``ConfigError`` comes back as raised. The
     child hashes secrets with this process's key, so target digests compare
-    equal across reloads.
+    equal across reloads. The child imports ``schema`` by its module and name,
+    so it must be bound at module level there (as ``config_model`` asks).
     """
     import pickle
     import subprocess
@@ -267,7 +272,13 @@ def load_config_isolated(path: str | Path) -> LoadedConfig:
 
     env = {**os.environ, "DIALWATCH_DIGEST_KEY": secrets_module._DIGEST_KEY.hex()}
     done = subprocess.run(
-        [sys.executable, "-m", "monitor.config.isolated", str(path)],
+        [
+            sys.executable,
+            "-m",
+            "monitor.config.isolated",
+            str(path),
+            f"{schema.__module__}:{schema.__qualname__}",
+        ],
         capture_output=True,
         env=env,
         timeout=300,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Union
 
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
 from core.config import FieldValueError, TagKey, TargetId
@@ -115,7 +116,7 @@ def walk(root: type[BaseModel], loc: tuple[str | int, ...]) -> _Walk:
                 continue
         if _is_model(tp) and isinstance(part, str):
             model = tp
-            field = tp.model_fields.get(part)
+            field = _field(tp, part)
             tp = field.annotation if field is not None else None
             if field is not None and field.metadata:
                 tp = typing.Annotated[(tp, *field.metadata)]
@@ -129,6 +130,19 @@ def walk(root: type[BaseModel], loc: tuple[str | int, ...]) -> _Walk:
             tp = None
         path.append(part)
     return _Walk(path, model, tp)
+
+
+def _field(model: type[BaseModel], key: str) -> FieldInfo | None:
+    """The field written as ``key`` in YAML: its name, or its alias (``for`` for ``for_``)."""
+    field = model.model_fields.get(key)
+    if field is not None and field.alias in (None, key):
+        return field
+    return next((f for f in model.model_fields.values() if f.alias == key), None)
+
+
+def _keys(model: type[BaseModel]) -> list[str]:
+    """The keys a model allows, as written in YAML."""
+    return sorted(field.alias or name for name, field in model.model_fields.items())
 
 
 def _choices(field_type: Any, fallback: str) -> list[str]:
@@ -158,8 +172,12 @@ def translate(root: type[BaseModel], error: ErrorDetails, secret: bool = False) 
 
     if kind == "missing":
         message = "required"
+    elif kind == "extra_forbidden" and hasattr(w.model, "unknown_key_message") and path:
+        # A model whose keys come from a registry (a rule's action kinds) says
+        # which kinds this build has instead of only listing its keys.
+        message = w.model.unknown_key_message(str(path[-1]))
     elif kind == "extra_forbidden":
-        allowed = sorted(w.model.model_fields) if w.model is not None else []
+        allowed = _keys(w.model) if w.model is not None else []
         message = "unknown key; allowed: " + ", ".join(allowed) if allowed else "unknown key"
     elif kind == "union_tag_invalid" and isinstance(given, dict) and given.get("kind") is None:
         path.append("kind")  # ``kind:`` written with no value

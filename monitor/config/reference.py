@@ -126,9 +126,12 @@ def model_table(model: type[BaseModel], skip: set[str] = frozenset()) -> list[st
         if name in skip:
             continue
         tp = _field_type(field)
-        meaning = _markdown(docs.get(name, ""))
+        # A field added by a registry (a rule's action kind) has no source to
+        # read its docstring from: its description says what it is.
+        meaning = _markdown(docs.get(name) or field.description or "")
         default = default_text(field, tp).replace("|", "\\|")  # a regex default has pipes
-        rows.append(f"| `{name}` | {type_name(tp)} | {default} | {meaning} |")
+        key = field.alias or name  # ``for`` is written in YAML, ``for_`` in Python
+        rows.append(f"| `{key}` | {type_name(tp)} | {default} | {meaning} |")
     return rows
 
 
@@ -143,10 +146,13 @@ def _doc(model: type[BaseModel]) -> str:
     return _markdown(inspect.cleandoc(model.__doc__ or ""))
 
 
-def generate() -> str:
-    """The whole generated reference, as Markdown."""
+def generate(config: type[BaseModel] | None = None) -> str:
+    """The whole generated reference, as Markdown, for ``config`` (default: monitor's ``Config``)."""
     from monitor.config.schema import Config
+    from monitor.sinks import SINKS
     from probes import PROBES
+
+    config = config or Config
 
     out: list[str] = []
     nested: list[type[BaseModel]] = []
@@ -159,8 +165,8 @@ def generate() -> str:
                 if inner not in nested and inner is not TargetBase:
                     nested.append(inner)
 
-    config_docs = attribute_docs(Config)
-    for name, field in Config.model_fields.items():
+    config_docs = attribute_docs(config)
+    for name, field in config.model_fields.items():
         out.append(f"### `{name}:`")
         out.append("")
         if name == "targets":
@@ -203,6 +209,11 @@ def generate() -> str:
             if len(models) == 1:
                 out += model_table(models[0])
                 note_nested(models[0])
+                # A rule model says which action kinds (keys from a registry) it has.
+                actions = getattr(models[0], "actions", None)
+                if actions is not None:
+                    kinds = ", ".join(f"`{kind}`" for kind in actions)
+                    out += ["", f"Action kinds installed in this build: {kinds or 'none'}."]
             elif models:
                 out.append("A list; each entry is one of these, chosen by its `kind`:")
                 for model in models:
@@ -212,6 +223,8 @@ def generate() -> str:
                         else ()
                     )
                     title = f"`kind: {kinds[0]}`" if kinds else model.__name__
+                    if kinds and name == "metrics":
+                        title += f" — {SINKS[kinds[0]].summary}"
                     out += ["", f"#### {title}", ""]
                     doc = _doc(model)
                     if doc:

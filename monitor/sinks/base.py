@@ -8,6 +8,9 @@ never block the probes: sinks queue and write from their own thread.
 flushes by size or time, and counters for the appliance's own health. A
 concrete sink implements ``write_batch`` and raises ``SinkError`` when a write
 fails. The embedded store and the InfluxDB sinks all build on it.
+
+``SinkFactory`` is what a sink kind registers in ``monitor.sinks.SINKS``: how
+to build the sink from its config entry, and how to read its points back.
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from core.observation import MetricPoint
 from core.vitals import SinkHealth
@@ -222,3 +228,20 @@ class BatchingSink(MetricSink):
             except Exception:  # a sink bug must not kill the writer thread
                 log.exception("sink %s: unexpected error in on_tick", self.name)
         self._drain_once()
+
+
+@dataclass(frozen=True)
+class SinkFactory:
+    """A sink kind's implementation in ``SINKS``: its sink and, if it has one, its reader.
+
+    Both take the kind's own config model. Their modules import the kind's
+    HTTP client when called, not when the registry is imported: validating a
+    config must not load them.
+    """
+
+    sink: Callable[[Any, Path], MetricSink]
+    """(config entry, data directory) → the sink, not started yet (the engine starts it)."""
+    reader: Callable[[Any, float], Any] | None = None
+    """(config entry, longest wait in seconds) → a ``MetricsQuery`` over what the sink
+    wrote, for the dashboard's charts; it raises ``QueryError`` when it cannot answer.
+    None: this kind cannot be read back."""

@@ -1,4 +1,4 @@
-"""The ``metrics:`` config section (InfluxDB sinks) and building sinks from it.
+"""The config models of the metric sinks: one entry of the ``metrics:`` list each.
 
 ```yaml
 metrics:
@@ -12,32 +12,47 @@ metrics:
     token: ${INFLUX_TOKEN}
 ```
 
-Each entry becomes one sink with its own spool in
-``<data_dir>/spool/<name>`` and its own quarantine file in
-``<data_dir>/quarantine/<name>``; ``name`` defaults to the kind, so two sinks
-of one kind need names.
+Each model is registered with its kind in ``monitor.sinks.SINKS``, and the
+config schema builds the ``metrics:`` union from that registry. Each entry
+becomes one sink with its own spool in ``<data_dir>/spool/<name>`` and its own
+quarantine file in ``<data_dir>/quarantine/<name>``; ``name`` defaults to the
+kind, so two sinks of one kind need names.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, ByteSize, Field, PositiveInt, field_validator, model_validator
+from pydantic import ByteSize, Field, PositiveInt, field_validator, model_validator
 
 from core.config import Duration, StrictModel
-from monitor.sinks.base import MetricSink
 
 _NAME_RE = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 
 
-class InfluxSinkBase(StrictModel):
-    """Options every InfluxDB sink has."""
+class SinkConfig(StrictModel):
+    """What every ``metrics:`` entry has, whatever its kind."""
 
+    kind: str
+    """Which sink: one of the kinds in ``monitor.sinks.SINKS``."""
     name: Annotated[str, Field(pattern=_NAME_RE)] | None = None
     """Shown on the dashboard and names the spool directory; default: the kind."""
+
+    @property
+    def sink_name(self) -> str:
+        return self.name or self.kind
+
+    def describe(self) -> str:
+        """Where the sink writes, for logs: no credentials."""
+        return self.kind
+
+
+class InfluxSinkBase(SinkConfig):
+    """Options every InfluxDB sink has."""
+
     url: str
     """Base URL of the server, ``http://`` or ``https://`` (no path needed)."""
     timeout: Duration = 10.0
@@ -65,8 +80,11 @@ class InfluxSinkBase(StrictModel):
         return value
 
     @property
-    def sink_name(self) -> str:
-        return self.name or self.kind  # type: ignore[attr-defined]
+    def server(self) -> str:
+        """The URL without any ``user:password@`` in it."""
+        parts = urlsplit(self.url)
+        host = parts.netloc.rpartition("@")[2]
+        return parts._replace(netloc=host).geturl()
 
 
 class InfluxV1SinkConfig(InfluxSinkBase):
@@ -84,6 +102,9 @@ class InfluxV1SinkConfig(InfluxSinkBase):
     """``Authorization: Token`` (InfluxDB 1.8+ with a v2-style token); instead of username."""
     gzip: bool = False
     """Compress request bodies (worth it over slow links; costs CPU here)."""
+
+    def describe(self) -> str:
+        return f"InfluxDB {self.server} (database {self.database})"
 
     @model_validator(mode="after")
     def _one_auth(self) -> InfluxV1SinkConfig:
@@ -105,11 +126,12 @@ class InfluxV2SinkConfig(InfluxSinkBase):
     gzip: bool = True
     """Compress request bodies."""
 
+    def describe(self) -> str:
+        return f"InfluxDB {self.server} (bucket {self.bucket})"
 
-MetricSinkConfig = Annotated[InfluxV1SinkConfig | InfluxV2SinkConfig, Field(discriminator="kind")]
 
-
-def _unique_names(sinks: list[InfluxV1SinkConfig | InfluxV2SinkConfig]) -> list:
+def unique_sink_names(sinks: Sequence[SinkConfig]) -> Sequence[SinkConfig]:
+    """The ``metrics:`` list's own check: each sink's name names its spool, so one each."""
     seen: set[str] = set()
     for sink in sinks:
         if sink.sink_name in seen:
@@ -118,64 +140,4 @@ def _unique_names(sinks: list[InfluxV1SinkConfig | InfluxV2SinkConfig]) -> list:
                 "(it names the sink's spool directory)"
             )
         seen.add(sink.sink_name)
-    return sinks
-
-
-MetricsConfig = Annotated[list[MetricSinkConfig], AfterValidator(_unique_names)]
-"""The whole ``metrics:`` list."""
-
-
-def build_sinks(
-    configs: Sequence[InfluxV1SinkConfig | InfluxV2SinkConfig], data_dir: Path | str
-) -> list[MetricSink]:
-    """One started-later sink per config entry (the engine calls ``start()``)."""
-    # Imported here: the config schema imports this module, and it should not
-    # pull in HTTP clients just to validate a file.
-    from monitor.sinks.influx_v1 import InfluxV1Sink
-    from monitor.sinks.influx_v2 import InfluxV2Sink
-
-    root = Path(data_dir)
-    sinks: list[MetricSink] = []
-    for config in configs:
-        name = config.sink_name
-        common = {
-            "timeout": config.timeout,
-            "verify_tls": config.verify_tls,
-            "ca_file": config.ca_file,
-            "gzip_body": config.gzip,
-            "batch_size": config.batch_size,
-            "flush_interval": config.flush_interval,
-            "max_queued": config.max_queued,
-            "spool_max_bytes": int(config.spool_max_bytes),
-            "retry_max": config.retry_max,
-            "quarantine_dir": root / "quarantine" / name,
-        }
-        spool_dir = root / "spool" / name
-        if isinstance(config, InfluxV1SinkConfig):
-            sinks.append(
-                InfluxV1Sink(
-                    name,
-                    config.url,
-                    config.database,
-                    spool_dir,
-                    retention_policy=config.retention_policy,
-                    username=config.username,
-                    password=config.password,
-                    token=config.token,
-                    create_database=config.create_database,
-                    **common,  # type: ignore[arg-type]
-                )
-            )
-        else:
-            sinks.append(
-                InfluxV2Sink(
-                    name,
-                    config.url,
-                    config.org,
-                    config.bucket,
-                    config.token,
-                    spool_dir,
-                    **common,  # type: ignore[arg-type]
-                )
-            )
     return sinks

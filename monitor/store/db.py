@@ -30,6 +30,21 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 log = logging.getLogger(__name__)
 
+
+class _AlembicChatter(logging.Filter):
+    """Keeps Alembic's lines that say a migration runs ("Running upgrade 0001 -> 0002, ...")
+    and its warnings; drops the set-up talk ("Context impl SQLiteImpl.", "Will assume
+    non-transactional DDL.") that it prints on every migration context."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or str(record.msg).startswith("Running ")
+
+
+# Alembic logs at INFO the plugins it sets up when imported (seven lines) and
+# its context set-up on every run: noise in the appliance's start-up log.
+logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+logging.getLogger("alembic.runtime.migration").addFilter(_AlembicChatter())
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 STATE_DB_FILE = "state.db"
 SQLITE_BUSY_TIMEOUT_MS = 10_000

@@ -89,6 +89,12 @@ class Transition(Base):
     incident_id: Mapped[int | None] = mapped_column(ForeignKey("incident.id"), nullable=True)
 
 
+INCIDENT_OPEN = "open"
+INCIDENT_RESOLVED = "resolved"
+INCIDENT_STATES = (INCIDENT_OPEN, INCIDENT_RESOLVED)
+"""The values of ``incident.state``."""
+
+
 class Incident(Base):
     """A period of trouble for one or more targets."""
 

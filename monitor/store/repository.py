@@ -1,9 +1,11 @@
-"""StateRepository: every read and write of the state DB, as plain values.
+"""StateRepository: every write of the state DB, and the reads the engine restores on start.
 
-The engine calls the write side from its one writer thread; the web calls the
-read side from waitress threads. Each call takes its own connection from the
-engine's pool and returns frozen dataclasses, never ORM objects bound to a
-session, so the repository is safe to share between threads.
+The engine calls it from its one writer thread. Each call takes its own
+connection from the engine's pool and returns frozen dataclasses, never ORM
+objects bound to a session, so the repository is safe to share between
+threads. What people read (the web, the tests) goes through the read model,
+``monitor.store.queries``; ``open_incidents`` here is that module's, run on
+the repository's connection so it sees a pending ``transaction()``.
 
 Writes that must survive a crash (transitions, incidents) are committed before
 the call returns. The hot path, ``checkpoint``, upserts thousands of
@@ -19,8 +21,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -28,16 +30,17 @@ from sqlalchemy import (
     Engine,
     Table,
     bindparam,
-    case,
     delete,
-    func,
     select,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from monitor.store import queries
 from monitor.store.db import WRITE, dumps_json
 from monitor.store.models import (
+    INCIDENT_OPEN,
+    INCIDENT_RESOLVED,
     Counter,
     CustomerUpdate,
     EventCursor,
@@ -51,14 +54,10 @@ from monitor.store.models import (
     TargetState,
     Transition,
 )
+from monitor.store.queries import IncidentRow  # what open_incidents returns
 
 log = logging.getLogger(__name__)
 
-HEALTH_ORDER = ("down", "degraded", "unknown", "maintenance", "up")
-"""Worst first: the order of the dashboard's target list and its health tabs."""
-
-INCIDENT_OPEN = "open"
-INCIDENT_RESOLVED = "resolved"
 EVENT_KINDS = (
     "opened",
     "joined",
@@ -93,7 +92,6 @@ _INSERT_NEEDS = frozenset({"target_id", "kind", "health", "since"})  # NOT NULL,
 _DELETE_CHUNK = 500  # ids per DELETE ... IN (...): well under every driver's parameter limit
 _EVENT_COLUMNS = ("kind", "at", "actor", "target_id", "incident_id", "payload")
 _EVENT_LOCK_KEY = 0x4469_616D  # PostgreSQL advisory lock of event-writing transactions
-MAX_PER_PAGE = 1000
 
 
 class NotFound(LookupError):
@@ -138,80 +136,6 @@ class TargetStateRow:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
-@dataclass(frozen=True, slots=True)
-class TransitionRow:
-    id: int
-    target_id: str
-    at: float
-    from_health: str
-    to_health: str
-    reason: str
-    flapping: bool
-    affected_by: str | None
-    incident_id: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class IncidentMember:
-    """A target's membership in an incident; ``recovered_at`` None while it is still in trouble."""
-
-    target_id: str
-    role: str  # root | affected
-    joined_at: float
-    recovered_at: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class IncidentRow:
-    """An incident with its members (root first, then in the order they joined)."""
-
-    id: int
-    state: str  # open | resolved
-    opened_at: float
-    resolved_at: float | None
-    root_target_id: str
-    title: str
-    severity: str  # down | degraded
-    cause: str | None
-    eta: float | None
-    summary: dict[str, Any]
-    acknowledged_at: float | None
-    acknowledged_by: str | None
-    members: tuple[IncidentMember, ...] = field(default=())
-
-    @property
-    def member_ids(self) -> tuple[str, ...]:
-        return tuple(m.target_id for m in self.members)
-
-
-@dataclass(frozen=True, slots=True)
-class IncidentEventRow:
-    """One line of an incident's timeline."""
-
-    id: int
-    incident_id: int
-    at: float
-    kind: str
-    target_id: str | None
-    text: str
-
-
-class TargetPage(NamedTuple):
-    """One page of the target list; unpacks as ``rows, total, totals_by_health``."""
-
-    rows: list[TargetStateRow]
-    total: int
-    """Targets matching every filter (all pages)."""
-    totals_by_health: dict[str, int]
-    """Targets matching ``kind`` and ``q`` per health, ignoring the ``health`` filter:
-    the counts on the dashboard's health tabs. Every health in HEALTH_ORDER is present."""
-
-
-class IncidentPage(NamedTuple):
-    rows: list[IncidentRow]
-    total: int
-
-
 # -- pure helpers ------------------------------------------------------------
 def latest_per_target(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Keep the last row per ``target_id`` (one statement may not update a row twice)."""
@@ -239,19 +163,6 @@ def group_by_columns(rows: Iterable[dict[str, Any]]) -> list[tuple[tuple[str, ..
     for row in rows:
         groups.setdefault(tuple(sorted(row)), []).append(row)
     return list(groups.items())
-
-
-def like_pattern(text: str) -> str:
-    """A LIKE pattern matching ``text`` anywhere, with LIKE's wildcards taken literally."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-def _check_page(page: int, per_page: int) -> None:
-    if page < 1:
-        raise ValueError(f"page must be 1 or more, not {page}")
-    if not 1 <= per_page <= MAX_PER_PAGE:
-        raise ValueError(f"per_page must be between 1 and {MAX_PER_PAGE}, not {per_page}")
 
 
 def _executemany_raw(
@@ -299,7 +210,7 @@ def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
 
 # -- the repository ----------------------------------------------------------
 class StateRepository:
-    """Reads and writes of the state DB. Thread-safe; one instance per engine."""
+    """Writes of the state DB and the engine's restore reads. Thread-safe; one per engine."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -460,49 +371,6 @@ class StateRepository:
                 conn.execute(delete(_PROBE_STATE).where(_PROBE_STATE.c.target_id.in_(chunk)))
         return deleted
 
-    def target_page(
-        self,
-        health: str | Collection[str] | None = None,
-        kind: str | None = None,
-        q: str | None = None,
-        page: int = 1,
-        per_page: int = 100,
-    ) -> TargetPage:
-        """One page of target states, worst health first, then by id.
-
-        ``q`` matches anywhere in the target id, case-insensitively.
-        """
-        _check_page(page, per_page)
-        t = _TARGET_STATE
-        common = []
-        if kind:
-            common.append(t.c.kind == kind)
-        if q:
-            common.append(t.c.target_id.ilike(like_pattern(q), escape="\\"))
-        filters = list(common)
-        if health:
-            healths = [health] if isinstance(health, str) else list(health)
-            filters.append(t.c.health.in_(healths))
-        order = case(
-            {h: i for i, h in enumerate(HEALTH_ORDER)}, value=t.c.health, else_=len(HEALTH_ORDER)
-        )
-        with self._reading() as conn:
-            rows = conn.execute(
-                select(t)
-                .where(*filters)
-                .order_by(order, t.c.target_id)
-                .limit(per_page)
-                .offset((page - 1) * per_page)
-            )
-            page_rows = [TargetStateRow(**row._mapping) for row in rows]
-            by_health = dict.fromkeys(HEALTH_ORDER, 0)
-            for h, n in conn.execute(
-                select(t.c.health, func.count()).where(*common).group_by(t.c.health)
-            ):
-                by_health[h] = n
-            total = conn.execute(select(func.count()).select_from(t).where(*filters)).scalar_one()
-        return TargetPage(page_rows, total, by_health)
-
     # -- transitions ----------------------------------------------------
     def record_transition(
         self,
@@ -541,15 +409,6 @@ class StateRepository:
                     conn, latest_per_target([{**state, "target_id": target_id}])
                 )
             return int(result.inserted_primary_key[0])
-
-    def transitions(self, target_id: str | None = None, limit: int = 100) -> list[TransitionRow]:
-        """The latest transitions, newest first (of one target, or of all)."""
-        t = _TRANSITION
-        stmt = select(t).order_by(t.c.at.desc(), t.c.id.desc()).limit(limit)
-        if target_id is not None:
-            stmt = stmt.where(t.c.target_id == target_id)
-        with self._reading() as conn:
-            return [TransitionRow(**row._mapping) for row in conn.execute(stmt)]
 
     # -- incidents: writes ------------------------------------------------
     def open_incident(
@@ -885,69 +744,11 @@ class StateRepository:
             )
             return result.rowcount > 0
 
-    # -- incidents: reads -------------------------------------------------
+    # -- incidents: the engine's restore read -----------------------------
     def open_incidents(self) -> list[IncidentRow]:
         """Every open incident with its members, oldest first (restored on start)."""
         with self._reading() as conn:
-            return self._incidents_with_members(
-                conn,
-                select(_INCIDENT)
-                .where(_INCIDENT.c.state == INCIDENT_OPEN)
-                .order_by(_INCIDENT.c.opened_at, _INCIDENT.c.id),
-            )
-
-    def incident(self, incident_id: int) -> IncidentRow | None:
-        with self._reading() as conn:
-            found = self._incidents_with_members(
-                conn, select(_INCIDENT).where(_INCIDENT.c.id == incident_id)
-            )
-        return found[0] if found else None
-
-    def incidents(
-        self, state: str | None = None, page: int = 1, per_page: int = 50
-    ) -> IncidentPage:
-        """One page of incidents, newest first; ``state`` is ``open``, ``resolved`` or None (all)."""
-        _check_page(page, per_page)
-        filters = [] if state is None else [_INCIDENT.c.state == state]
-        with self._reading() as conn:
-            rows = self._incidents_with_members(
-                conn,
-                select(_INCIDENT)
-                .where(*filters)
-                .order_by(_INCIDENT.c.opened_at.desc(), _INCIDENT.c.id.desc())
-                .limit(per_page)
-                .offset((page - 1) * per_page),
-            )
-            total = conn.execute(
-                select(func.count()).select_from(_INCIDENT).where(*filters)
-            ).scalar_one()
-        return IncidentPage(rows, total)
-
-    def incident_events(self, incident_id: int) -> list[IncidentEventRow]:
-        """An incident's timeline, oldest first."""
-        e = _EVENT
-        with self._reading() as conn:
-            rows = conn.execute(
-                select(e).where(e.c.incident_id == incident_id).order_by(e.c.at, e.c.id)
-            )
-            return [IncidentEventRow(**row._mapping) for row in rows]
-
-    def _incidents_with_members(self, conn: Connection, stmt: Any) -> list[IncidentRow]:
-        incidents = [dict(row._mapping) for row in conn.execute(stmt)]
-        if not incidents:
-            return []
-        members: dict[int, list[IncidentMember]] = {i["id"]: [] for i in incidents}
-        m = _MEMBER
-        root_first = case((m.c.role == "root", 0), else_=1)
-        for row in conn.execute(
-            select(m)
-            .where(m.c.incident_id.in_(list(members)))
-            .order_by(m.c.incident_id, root_first, m.c.joined_at, m.c.target_id)
-        ):
-            members[row.incident_id].append(
-                IncidentMember(row.target_id, row.role, row.joined_at, row.recovered_at)
-            )
-        return [IncidentRow(**i, members=tuple(members[i["id"]])) for i in incidents]
+            return list(queries.open_incidents(conn))
 
     # -- housekeeping -----------------------------------------------------
     def prune_history(self, before: float) -> dict[str, int]:

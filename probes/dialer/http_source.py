@@ -18,11 +18,11 @@ Two formats:
   "on a call"; ``total_calls`` (calls today, in-groups only) is the counter
   that gives calls per minute. An ``ERROR: …`` line is a failed poll.
 
-HTTP is done with urllib3 (already a dependency) in a worker thread: no
-retries, redirects followed only within the same scheme, host and port (at
-most ``MAX_REDIRECTS``), every request bounded by what is left of the poll's
-timeout, bodies bounded by ``max_bytes``. A message never shows the URL's
-query, the password or the token.
+HTTP goes through ``core.net.http`` in a worker thread: no retries,
+redirects followed only within the same scheme, host and port, every request
+bounded by what is left of the poll's timeout, bodies bounded by
+``max_bytes``. A message never shows the URL's query, the password or the
+token.
 """
 
 from __future__ import annotations
@@ -32,24 +32,15 @@ import base64
 import json
 import math
 import re
-import ssl
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlencode, urljoin, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import urllib3
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    HTTPError,
-    NameResolutionError,
-    NewConnectionError,
-    ProtocolError,
-    ReadTimeoutError,
-    SSLError,
-)
 
-from core.errors import describe_os_error
+from core.net import http
+from core.net.http import shared_pool, shown_url
 from core.observation import ErrorClass
 from probes.base import ProbeContext
 from probes.dialer.cdr import SourceError
@@ -58,7 +49,6 @@ from probes.dialer.jsonpath import PathMissing, find, find_one, parse
 from probes.dialer.queue_config import HttpSource
 from probes.dialer.queues import QueueSample, QueueStats
 
-MAX_REDIRECTS = 3
 WHOLE = "all"
 """Queue name when ``queues`` is not set (the document is one whole)."""
 USER_AGENT = "Dialwatch dialer probe"
@@ -83,18 +73,6 @@ VICIDIAL_COLUMNS = {
     "total_calls": "calls_total",
 }
 _CLOCK = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{2})$")
-
-
-def shown_url(url: str) -> str:
-    """scheme://host[:port]/path — what a message may show (no query: it can hold a password)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return parts.scheme, (parts.hostname or "").lower(), port
 
 
 # -- values ------------------------------------------------------------------------
@@ -230,17 +208,7 @@ def vicidial_url(source: HttpSource, group: str) -> str:
 
 
 def _pool(source: HttpSource, ctx: ProbeContext) -> urllib3.PoolManager:
-    key = f"dialer.http:{source.verify_tls}:{source.ca_file}"
-    pool = ctx.shared.get(key)
-    if pool is None:
-        if source.verify_tls:
-            pool = urllib3.PoolManager(
-                num_pools=64, cert_reqs="CERT_REQUIRED", ca_certs=source.ca_file
-            )
-        else:
-            pool = urllib3.PoolManager(num_pools=64, cert_reqs="CERT_NONE", assert_hostname=False)
-        ctx.shared.set(key, pool, close=pool.clear)
-    return pool
+    return shared_pool(ctx.shared, source.verify_tls, source.ca_file)
 
 
 def _headers(source: HttpSource) -> dict[str, str]:
@@ -263,109 +231,18 @@ def fetch(
     max_bytes: int,
 ) -> bytes:
     """GET ``url`` (blocking); the body, or SourceError with a sentence."""
-    start_origin = _origin(url)
-    current = url
-    for _ in range(MAX_REDIRECTS + 1):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise SourceError(f"no answer from {shown_url(current)} in time", ErrorClass.TIMEOUT)
-        response = _request(pool, current, headers, remaining)
-        try:
-            if response.status in (301, 302, 303, 307, 308):
-                location = response.headers.get("Location")
-                if not location:
-                    raise SourceError(
-                        f"HTTP {response.status} from {shown_url(current)} without a Location",
-                        ErrorClass.PROTOCOL,
-                    )
-                target = urljoin(current, location)
-                if _origin(target) != start_origin:
-                    raise SourceError(
-                        f"{shown_url(current)} redirected to {shown_url(target)}, another "
-                        "host, scheme or port; not followed (point url at the final address)",
-                        ErrorClass.RESPONSE,
-                    )
-                current = target
-                continue
-            if response.status >= 400:
-                reason = response.reason or ""
-                raise SourceError(
-                    f"HTTP {response.status} {reason} from {shown_url(current)}".replace("  ", " "),
-                    ErrorClass.AUTH if response.status in (401, 403) else ErrorClass.RESPONSE,
-                )
-            body = response.read(max_bytes + 1, decode_content=True)
-            if len(body) > max_bytes:
-                raise SourceError(
-                    f"the answer from {shown_url(current)} is larger than {max_bytes} bytes",
-                    ErrorClass.PROTOCOL,
-                )
-            return body
-        except (ReadTimeoutError, TimeoutError):
-            raise SourceError(
-                f"{shown_url(current)} stopped sending its answer (timeout)", ErrorClass.TIMEOUT
-            ) from None
-        except (ProtocolError, HTTPError) as exc:
-            raise SourceError(
-                f"{shown_url(current)} broke off its answer ({type(exc).__name__})",
-                ErrorClass.PROTOCOL,
-            ) from None
-        finally:
-            response.release_conn()
-    raise SourceError(
-        f"{shown_url(url)} redirected more than {MAX_REDIRECTS} times", ErrorClass.RESPONSE
-    )
-
-
-def _request(
-    pool: urllib3.PoolManager, url: str, headers: Mapping[str, str], remaining: float
-) -> urllib3.BaseHTTPResponse:
-    where = shown_url(url)
     try:
-        return pool.request(
-            "GET",
-            url,
-            headers=dict(headers),
-            redirect=False,
-            retries=False,
-            preload_content=False,
-            timeout=urllib3.Timeout(total=remaining),
+        answer = http.request(
+            pool, "GET", url, headers=headers, deadline=deadline, max_bytes=max_bytes
         )
-    except ReadTimeoutError:
+    except http.HttpFailure as exc:
+        raise SourceError(exc.detail, exc.error_class) from None
+    if answer.status >= 400:
         raise SourceError(
-            f"{where} did not answer within {remaining:.3g}s", ErrorClass.TIMEOUT
-        ) from None
-    except SSLError as exc:
-        raise SourceError(f"TLS with {where} failed: {_tls_reason(exc)}", ErrorClass.TLS) from None
-    except NameResolutionError:
-        raise SourceError(f"could not resolve the host of {where}", ErrorClass.RESOLVE) from None
-    except NewConnectionError as exc:
-        cause = exc.__cause__ or exc.__context__
-        if isinstance(cause, OSError):
-            detail, error_class = describe_os_error(cause)
-        else:
-            detail, error_class = "connection failed", ErrorClass.UNREACHABLE
-        raise SourceError(f"{where}: {detail}", error_class) from None
-    except ConnectTimeoutError:  # after NewConnectionError, which is a subclass of it
-        raise SourceError(
-            f"no answer to TCP connect to {where} within {remaining:.3g}s", ErrorClass.TIMEOUT
-        ) from None
-    except (ProtocolError, HTTPError) as exc:
-        raise SourceError(
-            f"{where} closed the connection without an answer ({type(exc).__name__})",
-            ErrorClass.PROTOCOL,
-        ) from None
-
-
-def _tls_reason(exc: SSLError) -> str:
-    inner = exc.args[0] if exc.args else exc
-    if isinstance(inner, ssl.SSLCertVerificationError):
-        return inner.verify_message or "certificate not trusted"
-    text = str(inner)
-    if "CERTIFICATE_VERIFY_FAILED" in text:
-        return "certificate not trusted"
-    if "WRONG_VERSION_NUMBER" in text:
-        return "the server does not speak TLS on this port"
-    return text[:120]
+            f"HTTP {answer.status} {answer.reason} from {shown_url(answer.url)}".replace("  ", " "),
+            ErrorClass.AUTH if answer.status in (401, 403) else ErrorClass.RESPONSE,
+        )
+    return answer.body
 
 
 # -- the source ----------------------------------------------------------------------

@@ -1,0 +1,486 @@
+"""The read model of the state DB: every query the web (and the tests) make, as frozen values.
+
+What the engine wrote — targets' health and last observation, transitions,
+incidents with their members and timelines — read back for people. Writes
+live in ``monitor.store.repository``; nothing here writes.
+
+Cost is part of the contract, because the dashboard polls every few seconds
+at 10,000 targets: lists are filtered and paged in SQL, the per-health totals
+come from one GROUP BY, and a page of incidents loads the members of the
+whole page in one statement. A request therefore costs a fixed handful of
+statements however many rows it shows; nothing reads "all targets with all
+history".
+
+Every function takes the state DB as an ``Engine`` (one pooled connection per
+call, so any thread may call it) or as an open ``Connection`` (the repository
+passes its own, so a read inside ``StateRepository.transaction()`` sees the
+pending writes). Health comes back as ``Health``, never as a bare string;
+mappings inside the values are read-only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+from sqlalchemy import Connection, Engine, Select, Table, case, func, select
+
+from core.observation import Status
+from monitor.health import HEALTH_ORDER, Health
+from monitor.store.models import (
+    INCIDENT_OPEN,
+    INCIDENT_RESOLVED,
+    Incident,
+    IncidentEvent,
+    IncidentTarget,
+    TargetState,
+    Transition,
+)
+
+StateDB = Engine | Connection
+"""The state DB as the functions here take it (see the module docstring)."""
+
+MAX_PER_PAGE = 1000
+"""The most rows one page may hold (the API's and dashboard's ``per_page`` limit)."""
+
+# Ids per IN (...) list: a whole page of incidents fits one list (so its members
+# are one statement), and it stays far below SQLite's and PostgreSQL's limits.
+_IN_CHUNK = MAX_PER_PAGE
+
+_TARGET: Table = TargetState.__table__  # type: ignore[assignment]
+_TRANSITION: Table = Transition.__table__  # type: ignore[assignment]
+_INCIDENT: Table = Incident.__table__  # type: ignore[assignment]
+_MEMBER: Table = IncidentTarget.__table__  # type: ignore[assignment]
+_EVENT: Table = IncidentEvent.__table__  # type: ignore[assignment]
+
+Role = Literal["root", "affected"]
+
+
+# -- what a caller asks for ------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Which page of a list: ``page`` counts from 1; at most ``MAX_PER_PAGE`` rows."""
+
+    page: int = 1
+    per_page: int = 100
+
+    def __post_init__(self) -> None:
+        if self.page < 1:
+            raise ValueError(f"page must be 1 or more, not {self.page}")
+        if not 1 <= self.per_page <= MAX_PER_PAGE:
+            raise ValueError(f"per_page must be between 1 and {MAX_PER_PAGE}, not {self.per_page}")
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.per_page
+
+
+FIRST_PAGE = Page()
+
+
+@dataclass(frozen=True, slots=True)
+class TargetFilter:
+    """Which targets a list shows; an empty field does not filter."""
+
+    health: tuple[Health, ...] = ()
+    kind: tuple[str, ...] = ()
+    q: str = ""
+    """Matches anywhere in the id, ignoring case; ``%`` and ``_`` are literal."""
+
+    def is_empty(self) -> bool:
+        return not (self.health or self.kind or self.q)
+
+
+NO_FILTER = TargetFilter()
+
+
+# -- what comes back ---------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class TargetRow:
+    """A target's current health and its last observation: one row of the target list."""
+
+    id: str
+    kind: str
+    health: Health
+    since: float
+    flapping: bool
+    affected_by: str | None
+    last_status: Status | None
+    last_detail: str | None
+    last_latency: float | None
+    last_observed_at: float | None
+    last_metrics: Mapping[str, Any]
+    """Flat ``{"measurement.field[tag=v]": value}`` of the last observation."""
+
+
+@dataclass(frozen=True, slots=True)
+class TargetPage:
+    items: tuple[TargetRow, ...]
+    total: int
+    """How many targets match the whole filter (all pages)."""
+    totals: Mapping[Health, int]
+    """Targets per health for the kind and text filter only, ignoring the health filter
+    (the dashboard's health tabs show what a click would give); every health, worst first."""
+    page: Page
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionRow:
+    """One change of a target's health."""
+
+    id: int
+    target_id: str
+    at: float
+    from_health: Health
+    to_health: Health
+    reason: str
+    flapping: bool
+    affected_by: str | None
+    incident_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentMember:
+    """A target's membership in an incident; ``recovered_at`` is None while it is in trouble."""
+
+    target_id: str
+    role: Role
+    joined_at: float
+    recovered_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentRow:
+    """An incident with its members, the root first, then the others as they joined."""
+
+    id: int
+    state: str  # INCIDENT_OPEN | INCIDENT_RESOLVED
+    opened_at: float
+    resolved_at: float | None
+    root_target_id: str
+    title: str
+    severity: Health  # down | degraded
+    cause: str | None
+    eta: float | None
+    """Expected recovery (epoch seconds), set by staff or runbooks."""
+    summary: Mapping[str, str]
+    """Customer-facing text per language: ``{"zh-CN": "...", "en": "..."}``."""
+    acknowledged_at: float | None
+    acknowledged_by: str | None
+    members: tuple[IncidentMember, ...] = field(default=())
+
+    @property
+    def member_ids(self) -> tuple[str, ...]:
+        """Member target ids, root first."""
+        return tuple(m.target_id for m in self.members)
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentPage:
+    items: tuple[IncidentRow, ...]
+    total: int
+    """How many incidents match (all pages)."""
+    page: Page
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentEventRow:
+    """One line of an incident's timeline."""
+
+    id: int
+    incident_id: int
+    at: float
+    kind: str
+    target_id: str | None
+    text: str
+
+
+# -- the orders --------------------------------------------------------------------
+_WORST_FIRST = case(
+    {h.value: rank for rank, h in enumerate(HEALTH_ORDER)},
+    value=_TARGET.c.health,
+    else_=len(HEALTH_ORDER),
+)
+"""``HEALTH_ORDER`` as an ORDER BY key."""
+
+_ROOT_FIRST = (
+    case((_MEMBER.c.role == "root", 0), else_=1),
+    _MEMBER.c.joined_at,
+    _MEMBER.c.target_id,
+)
+"""The order of an incident's members: the root, then the others as they joined."""
+
+_OPEN_FIRST = case((_INCIDENT.c.state == INCIDENT_OPEN, 0), else_=1)
+
+
+# -- plumbing ----------------------------------------------------------------------
+@contextlib.contextmanager
+def _connected(db: StateDB) -> Iterator[Connection]:
+    if isinstance(db, Connection):
+        yield db
+        return
+    with db.connect() as conn:
+        yield conn
+
+
+def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def like_pattern(text: str) -> str:
+    """A LIKE pattern (escape ``\\``) matching ``text`` anywhere, its wildcards taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+# -- targets -----------------------------------------------------------------------
+_TARGET_COLUMNS = (
+    _TARGET.c.target_id,
+    _TARGET.c.kind,
+    _TARGET.c.health,
+    _TARGET.c.since,
+    _TARGET.c.flapping,
+    _TARGET.c.affected_by,
+    _TARGET.c.last_status,
+    _TARGET.c.last_detail,
+    _TARGET.c.last_latency,
+    _TARGET.c.last_observed_at,
+    _TARGET.c.last_metrics,
+)
+"""What a target row shows: not the state machine's memory or the probe counters."""
+
+
+def _target_row(row: Any) -> TargetRow:
+    return TargetRow(
+        id=row.target_id,
+        kind=row.kind,
+        health=Health(row.health),
+        since=row.since,
+        flapping=bool(row.flapping),
+        affected_by=row.affected_by,
+        last_status=Status(row.last_status) if row.last_status is not None else None,
+        last_detail=row.last_detail,
+        last_latency=row.last_latency,
+        last_observed_at=row.last_observed_at,
+        last_metrics=MappingProxyType(dict(row.last_metrics or {})),
+    )
+
+
+def targets_page(
+    db: StateDB,
+    flt: TargetFilter = NO_FILTER,
+    page: Page = FIRST_PAGE,
+    name_matches: Collection[str] = (),
+) -> TargetPage:
+    """One page of targets, worst health first, then by id; with per-health totals.
+
+    ``name_matches``: ids whose configured name matches ``flt.q`` (names live in
+    the config, not here); they match as well as ids containing ``q``.
+    Two statements: the totals, then the page.
+    """
+    t = _TARGET
+    common = []
+    if flt.kind:
+        common.append(t.c.kind.in_(flt.kind))
+    if flt.q:
+        text_match = t.c.target_id.ilike(like_pattern(flt.q), escape="\\")
+        if name_matches:
+            text_match = text_match | t.c.target_id.in_(list(name_matches))
+        common.append(text_match)
+    filters = [*common, t.c.health.in_([h.value for h in flt.health])] if flt.health else common
+    with _connected(db) as conn:
+        counts = dict(
+            conn.execute(select(t.c.health, func.count()).where(*common).group_by(t.c.health)).all()
+        )
+        rows = conn.execute(
+            select(*_TARGET_COLUMNS)
+            .where(*filters)
+            .order_by(_WORST_FIRST, t.c.target_id)
+            .offset(page.offset)
+            .limit(page.per_page)
+        ).all()
+    totals = {h: int(counts.get(h.value, 0)) for h in HEALTH_ORDER}
+    if flt.health:
+        total = sum(totals[h] for h in set(flt.health))
+    else:
+        total = sum(int(n) for n in counts.values())
+    return TargetPage(tuple(map(_target_row, rows)), total, MappingProxyType(totals), page)
+
+
+def target(db: StateDB, target_id: str) -> TargetRow | None:
+    with _connected(db) as conn:
+        row = conn.execute(select(*_TARGET_COLUMNS).where(_TARGET.c.target_id == target_id)).first()
+    return _target_row(row) if row is not None else None
+
+
+def kinds_present(db: StateDB) -> tuple[str, ...]:
+    """Every probe kind some stored target has, sorted."""
+    with _connected(db) as conn:
+        return tuple(sorted(conn.execute(select(_TARGET.c.kind).distinct()).scalars()))
+
+
+def health_of(db: StateDB, target_ids: Iterable[str]) -> dict[str, Health]:
+    """Current health of the given targets; ids without a row are absent (the caller says unknown).
+
+    One statement per ``_IN_CHUNK`` ids, so a caller asks once for all the ids it needs.
+    """
+    ids = list(dict.fromkeys(target_ids))
+    out: dict[str, Health] = {}
+    with _connected(db) as conn:
+        for chunk in _chunks(ids):
+            rows = conn.execute(
+                select(_TARGET.c.target_id, _TARGET.c.health).where(_TARGET.c.target_id.in_(chunk))
+            )
+            out.update((target_id, Health(health)) for target_id, health in rows)
+    return out
+
+
+# -- transitions ---------------------------------------------------------------------
+def transitions(
+    db: StateDB, target_id: str | None = None, limit: int = 50
+) -> tuple[TransitionRow, ...]:
+    """The latest transitions, newest first: of one target, or of all when ``target_id`` is None."""
+    t = _TRANSITION
+    stmt = select(t).order_by(t.c.at.desc(), t.c.id.desc()).limit(limit)
+    if target_id is not None:
+        stmt = stmt.where(t.c.target_id == target_id)
+    with _connected(db) as conn:
+        rows = conn.execute(stmt).all()
+    return tuple(
+        TransitionRow(
+            id=r.id,
+            target_id=r.target_id,
+            at=r.at,
+            from_health=Health(r.from_health),
+            to_health=Health(r.to_health),
+            reason=r.reason or "",
+            flapping=bool(r.flapping),
+            affected_by=r.affected_by,
+            incident_id=r.incident_id,
+        )
+        for r in rows
+    )
+
+
+# -- incidents -----------------------------------------------------------------------
+def _members_of(conn: Connection, incident_ids: Sequence[int]) -> dict[int, list[IncidentMember]]:
+    """The members of these incidents, root first: one statement per ``_IN_CHUNK`` incidents."""
+    m = _MEMBER
+    members: dict[int, list[IncidentMember]] = {i: [] for i in incident_ids}
+    for chunk in _chunks(incident_ids):
+        for row in conn.execute(
+            select(m.c.incident_id, m.c.target_id, m.c.role, m.c.joined_at, m.c.recovered_at)
+            .where(m.c.incident_id.in_(chunk))
+            .order_by(m.c.incident_id, *_ROOT_FIRST)
+        ):
+            members[row.incident_id].append(
+                IncidentMember(row.target_id, row.role, row.joined_at, row.recovered_at)
+            )
+    return members
+
+
+def _incidents(conn: Connection, stmt: Select[Any]) -> tuple[IncidentRow, ...]:
+    """The incidents ``stmt`` selects, in its order, each with its members (two statements)."""
+    rows = conn.execute(stmt).all()
+    if not rows:
+        return ()
+    members = _members_of(conn, [r.id for r in rows])
+    return tuple(
+        IncidentRow(
+            id=r.id,
+            state=r.state,
+            opened_at=r.opened_at,
+            resolved_at=r.resolved_at,
+            root_target_id=r.root_target_id,
+            title=r.title or "",
+            severity=Health(r.severity),
+            cause=r.cause,
+            eta=r.eta,
+            summary=MappingProxyType({str(k): str(v) for k, v in (r.summary or {}).items()}),
+            acknowledged_at=r.acknowledged_at,
+            acknowledged_by=r.acknowledged_by,
+            members=tuple(members[r.id]),
+        )
+        for r in rows
+    )
+
+
+def incidents_page(
+    db: StateDB, states: Collection[str] = (), page: Page = FIRST_PAGE
+) -> IncidentPage:
+    """Incidents in the given states (none: all), open ones first, then newest first; with the total.
+
+    Three statements: the total, the page, and the page's members.
+    """
+    i = _INCIDENT
+    filters = [i.c.state.in_(list(states))] if states else []
+    with _connected(db) as conn:
+        total = conn.execute(select(func.count()).select_from(i).where(*filters)).scalar_one()
+        items = _incidents(
+            conn,
+            select(i)
+            .where(*filters)
+            .order_by(_OPEN_FIRST, i.c.opened_at.desc(), i.c.id.desc())
+            .offset(page.offset)
+            .limit(page.per_page),
+        )
+    return IncidentPage(items, int(total), page)
+
+
+def open_incidents(db: StateDB) -> tuple[IncidentRow, ...]:
+    """Every open incident with its members, oldest first (the engine restores them on start)."""
+    i = _INCIDENT
+    with _connected(db) as conn:
+        return _incidents(
+            conn,
+            select(i).where(i.c.state == INCIDENT_OPEN).order_by(i.c.opened_at, i.c.id),
+        )
+
+
+def incident(db: StateDB, incident_id: int) -> IncidentRow | None:
+    with _connected(db) as conn:
+        found = _incidents(conn, select(_INCIDENT).where(_INCIDENT.c.id == incident_id))
+    return found[0] if found else None
+
+
+def incidents_for_target(db: StateDB, target_id: str, limit: int = 20) -> tuple[IncidentRow, ...]:
+    """The latest incidents a target was a member of, newest first."""
+    i, m = _INCIDENT, _MEMBER
+    with _connected(db) as conn:
+        return _incidents(
+            conn,
+            select(i)
+            .join(m, m.c.incident_id == i.c.id)
+            .where(m.c.target_id == target_id)
+            .order_by(i.c.opened_at.desc(), i.c.id.desc())
+            .limit(limit),
+        )
+
+
+def resolved_since(db: StateDB, since: float, limit: int = 20) -> tuple[IncidentRow, ...]:
+    """Incidents resolved at or after ``since``, newest first (the status page's recent history)."""
+    i = _INCIDENT
+    with _connected(db) as conn:
+        return _incidents(
+            conn,
+            select(i)
+            .where(i.c.state == INCIDENT_RESOLVED, i.c.resolved_at >= since)
+            .order_by(i.c.resolved_at.desc(), i.c.id.desc())
+            .limit(limit),
+        )
+
+
+def incident_events(db: StateDB, incident_id: int) -> tuple[IncidentEventRow, ...]:
+    """An incident's timeline, oldest first."""
+    e = _EVENT
+    with _connected(db) as conn:
+        rows = conn.execute(
+            select(e.c.id, e.c.incident_id, e.c.at, e.c.kind, e.c.target_id, e.c.text)
+            .where(e.c.incident_id == incident_id)
+            .order_by(e.c.at, e.c.id)
+        ).all()
+    return tuple(IncidentEventRow(**row._mapping) for row in rows)

@@ -1,0 +1,157 @@
+"""core.net.http: the one blocking HTTP client, against a real HTTP server on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import urllib3
+
+from core.net import http
+from core.observation import ErrorClass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    seen: list[tuple[str, str, bytes]] = []
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+    def _reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _route(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self.seen.append((self.command, self.path, body))
+        path = self.path.split("?")[0]
+        if path == "/ok":
+            self._reply(200, b"hello")
+        elif path == "/big":
+            self._reply(200, b"x" * 5000)
+        elif path == "/big-error":
+            self._reply(500, b"e" * 5000)
+        elif path == "/see-other":
+            self._reply(303, headers={"Location": "/ok"})
+        elif path == "/elsewhere":
+            self._reply(302, headers={"Location": "http://192.0.2.1/ok"})
+        elif path == "/loop":
+            self._reply(302, headers={"Location": "/loop"})
+        elif path == "/silent":
+            time.sleep(2)  # the client gives up first (its deadline), then the write fails
+            with contextlib.suppress(OSError):
+                self._reply(200, b"late")
+        else:
+            self._reply(404, b"no")
+
+    do_GET = do_POST = _route  # noqa: N815
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def pool() -> Iterator[urllib3.PoolManager]:
+    manager = urllib3.PoolManager()
+    yield manager
+    manager.clear()
+
+
+def _get(pool: urllib3.PoolManager, url: str, **kw: object) -> http.HttpAnswer:
+    args = {"deadline": time.monotonic() + 5, "max_bytes": 1000, **kw}
+    return http.request(pool, "GET", url, **args)  # type: ignore[arg-type]
+
+
+def test_an_answer_of_any_status_is_returned_not_raised(server: str, pool) -> None:
+    ok = _get(pool, f"{server}/ok")
+    missing = _get(pool, f"{server}/nothing-here")
+    assert (ok.status, ok.body) == (200, b"hello")
+    assert (missing.status, missing.body) == (404, b"no")
+
+
+def test_a_see_other_after_a_post_is_followed_as_a_get_on_the_same_origin(
+    server: str, pool
+) -> None:
+    _Handler.seen.clear()
+    answer = http.request(
+        pool,
+        "POST",
+        f"{server}/see-other",
+        body=b"{}",
+        deadline=time.monotonic() + 5,
+        max_bytes=100,
+    )
+    assert answer.status == 200 and answer.url == f"{server}/ok"
+    assert [(m, p) for m, p, _ in _Handler.seen] == [("POST", "/see-other"), ("GET", "/ok")]
+
+
+def test_a_redirect_to_another_host_is_not_followed(server: str, pool) -> None:
+    with pytest.raises(http.HttpFailure) as caught:
+        _get(pool, f"{server}/elsewhere")
+    assert caught.value.error_class is ErrorClass.RESPONSE
+    assert "another host, scheme or port; not followed" in caught.value.detail
+
+
+def test_redirects_can_be_refused_altogether(server: str, pool) -> None:
+    answer = _get(pool, f"{server}/see-other", redirects="none")
+    assert answer.status == 303
+
+
+def test_a_redirect_loop_ends_with_a_sentence(server: str, pool) -> None:
+    with pytest.raises(http.HttpFailure, match="redirected more than 3 times"):
+        _get(pool, f"{server}/loop")
+
+
+def test_a_success_larger_than_max_bytes_fails_and_an_error_body_is_cut(server: str, pool) -> None:
+    with pytest.raises(http.HttpFailure, match="larger than 1000 bytes"):
+        _get(pool, f"{server}/big")
+    error = _get(pool, f"{server}/big-error")
+    assert (error.status, len(error.body), error.truncated) == (500, 1000, True)
+
+
+def test_the_query_never_shows_in_a_message(server: str, pool) -> None:
+    with pytest.raises(http.HttpFailure) as caught:
+        _get(pool, f"{server}/elsewhere?token=s3cret")
+    assert "s3cret" not in caught.value.detail
+
+
+def test_a_refused_connection_is_classed_refused() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    manager = urllib3.PoolManager()
+    with pytest.raises(http.HttpFailure) as caught:
+        _get(manager, f"http://127.0.0.1:{port}/ok")
+    assert caught.value.error_class is ErrorClass.REFUSED
+    assert "connection refused" in caught.value.detail
+
+
+def test_a_silent_server_is_cut_off_at_the_deadline(server: str, pool) -> None:
+    with pytest.raises(http.HttpFailure) as caught:
+        _get(pool, f"{server}/silent", deadline=time.monotonic() + 0.3)
+    assert caught.value.error_class is ErrorClass.TIMEOUT
+
+
+def test_an_expired_deadline_sends_nothing(server: str, pool) -> None:
+    _Handler.seen.clear()
+    with pytest.raises(http.HttpFailure, match="in time"):
+        _get(pool, f"{server}/ok", deadline=time.monotonic() - 1)
+    assert _Handler.seen == []
