@@ -9,23 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
-from monitor.config import load_config
 from monitor.dispatcher import DbSubscriber, Dispatcher, LiveSubscriber, OutsideSubscriber
-from monitor.engine import Engine as MonitorEngine
 from monitor.events import Event, EventKind, NewEvent, cursor_of, record
 from monitor.health import Health
 from monitor.store.db import open_database
 from monitor.store.repository import StateRepository
-from tests.peers import free_port
 from tests.peers.postgres import PostgresServer, postgres_server  # noqa: F401 - the fixture
+from tests.test_engine import DETECT, INTERVAL, RECOVER, Harness, Listener, tcp_target, write_config
 
 FAST = {"retry_first": 0.01, "retry_most": 0.05}
 
@@ -300,63 +296,6 @@ def test_a_subscriber_needs_a_unique_plain_name(
         dispatcher.add(Collector(name).subscriber)
 
 
-# -- with the engine -------------------------------------------------------------------
-def test_a_stuck_subscriber_delays_neither_probes_nor_incidents(tmp_path: Path) -> None:
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    port = free_port()
-    listener.bind(("127.0.0.1", port))
-    listener.listen(16)
-    cfg = tmp_path / "site.yaml"
-    cfg.write_text(
-        textwrap.dedent(
-            f"""\
-            site: {{name: test-site, timezone: Asia/Shanghai}}
-            targets:
-              - id: sbc
-                kind: tcp
-                address: 127.0.0.1:{port}
-                interval: 200ms
-                timeout: 150ms
-                fail_after: 2
-                recover_after: 2
-            """
-        ),
-        encoding="utf-8",
-    )
-
-    async def scenario() -> None:
-        db = open_database(None, tmp_path / "data")
-        repo = StateRepository(db)
-        engine = MonitorEngine(load_config(cfg), repo, tmp_path / "data")
-        stuck_on: list[int] = []
-
-        async def stuck(event: Event) -> None:
-            stuck_on.append(event.id)
-            await asyncio.Event().wait()  # never returns
-
-        engine.dispatcher.add(OutsideSubscriber("stuck", stuck, "beginning"))
-        await engine.start()
-        try:
-            rt = engine.targets["sbc"]
-            await until(lambda: rt.state.health is Health.UP, "sbc up")
-            await until(lambda: len(stuck_on) == 1, "the subscriber to get stuck")
-            listener.close()
-            await until(lambda: len(engine.incidents) == 1, "the incident", timeout=5)
-            ran = rt.probes_run
-            await until(lambda: rt.probes_run >= ran + 3, "probes going on")
-            assert stuck_on == [stuck_on[0]]
-        finally:
-            await engine.stop(drain_timeout=1)
-            repo.close()
-            db.dispose()
-
-    try:
-        asyncio.run(scenario())
-    finally:
-        listener.close()
-
-
 def test_a_subscriber_can_take_only_some_kinds_and_still_moves_past_the_others(
     repo: StateRepository,
 ) -> None:
@@ -399,3 +338,37 @@ def test_a_kind_that_does_not_exist_is_refused(repo: StateRepository) -> None:
         Dispatcher(repo).add(
             OutsideSubscriber("pager", Collector("x").handle, kinds=frozenset({"openned"}))  # type: ignore[arg-type]
         )
+
+
+# -- with the engine -------------------------------------------------------------------
+def test_a_stuck_subscriber_delays_neither_probes_nor_incidents(tmp_path: Path) -> None:
+    sbc = Listener()
+    sbc.open()
+    cfg = write_config(tmp_path / "site.yaml", tcp_target("sbc", sbc.port))
+
+    async def scenario() -> None:
+        h = Harness(cfg, tmp_path / "data")  # on a ManualClock the test moves
+        stuck_on: list[int] = []
+
+        async def stuck(event: Event) -> None:
+            stuck_on.append(event.id)
+            await asyncio.Event().wait()  # never returns
+
+        h.engine.dispatcher.add(OutsideSubscriber("stuck", stuck, "beginning"))
+        await h.engine.start()
+        try:
+            rt = h.engine.targets["sbc"]
+            await h.until(lambda: h.health("sbc") is Health.UP, RECOVER, "sbc up")
+            await until(lambda: len(stuck_on) == 1, "the subscriber to get stuck")
+            sbc.close()
+            await h.until(lambda: len(h.engine.incidents) == 1, DETECT, "the incident")
+            ran = rt.probes_run
+            await h.until(lambda: rt.probes_run >= ran + 3, 4 * INTERVAL, "probes going on")
+            assert len(stuck_on) == 1
+        finally:
+            await h.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        sbc.close()

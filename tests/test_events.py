@@ -1,9 +1,9 @@
 """The event outbox: one event per transition or incident action, stored with the change.
 
 The store tests run on SQLite and on a real PostgreSQL (``peer``). The engine
-tests feed observations to a started Engine by hand (its targets' slots are a
-day apart, so no probe of its own runs during a test): which events a
-scenario writes does not depend on timing.
+tests feed observations to a started Engine on a ManualClock by hand (its
+targets' slots are a day apart, so no probe of its own runs during a test):
+which events a scenario writes does not depend on timing.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select, text
 
+from core.clock import ManualClock
 from core.observation import Observation, Status
 from monitor.config import load_config
 from monitor.engine import Engine as MonitorEngine
@@ -230,14 +231,20 @@ def target(target_id: str, extra: str = "") -> str:
 
 
 class Driven:
-    """A started Engine whose observations the test hands in."""
+    """A started Engine on a ManualClock whose observations the test hands in."""
 
     def __init__(self, tmp_path: Path, targets: str) -> None:
         self.db = open_database(None, tmp_path / "data")
         self.repo = StateRepository(self.db)
         cfg = engine_config(tmp_path / "site.yaml", targets)
-        self.engine = MonitorEngine(load_config(cfg), self.repo, tmp_path / "data")
-        self.now = 1_800_000_000.0
+        self.clock = ManualClock(1_800_000_000.0)
+        self.engine = MonitorEngine(
+            load_config(cfg), self.repo, tmp_path / "data", clock=self.clock
+        )
+
+    @property
+    def now(self) -> float:
+        return self.clock.time()
 
     async def __aenter__(self) -> Driven:
         await self.engine.start()
@@ -252,14 +259,9 @@ class Driven:
         """Observations of ``target_id``, ``step`` seconds apart; then wait until written."""
         rt = self.engine.targets[target_id]
         for status in statuses:
-            self.now += step
+            await self.clock.advance(step)
             await self.engine.observe(rt, Observation(Status(status), status, time=self.now))
-        await self.settled()
-
-    async def settled(self) -> None:
-        """Every transition so far handled and committed (the DB thread is FIFO)."""
-        await self.engine.keeper.drain()
-        await self.engine._in_db(lambda: None)
+        await self.engine.settle()  # every transition handled and committed
 
     def events(self, target_id: str | None = None) -> list[tuple[str, str | None, int | None]]:
         return [
