@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -178,7 +179,15 @@ class Dispatcher:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         for runner in self._runners.values():
-            await asyncio.to_thread(runner.executor.shutdown, True)
+            # A DbSubscriber still in its transaction ends it (commit or roll back)
+            # rather than be cut off; one that never returns must not hold up the
+            # engine's stop (its checkpoint and probe-state save come after this).
+            try:
+                await asyncio.wait_for(_joined(runner.executor), grace)
+            except TimeoutError:
+                log.warning(
+                    "event subscriber %s did not finish; stopping without it", runner.sub.name
+                )
         self._loop = None
 
 
@@ -303,6 +312,21 @@ class _Runner:
             for event in batch:
                 sub.handle(repo, event)
             repo.set_cursor(sub.name, reach, time.time())
+
+
+def _joined(executor: ThreadPoolExecutor) -> asyncio.Future[None]:
+    """Done when ``executor``'s thread has finished its work. Waited for on a daemon
+    thread, not the loop's default executor, which ``asyncio.run`` joins on exit."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def wait() -> None:
+        executor.shutdown(wait=True, cancel_futures=True)
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+
+    threading.Thread(target=wait, name="events-stop", daemon=True).start()
+    return done
 
 
 def _cancelling() -> bool:

@@ -340,6 +340,33 @@ def test_a_kind_that_does_not_exist_is_refused(repo: StateRepository) -> None:
         )
 
 
+def test_a_db_subscriber_that_never_returns_does_not_hold_up_the_stop(
+    repo: StateRepository,
+) -> None:
+    import threading
+
+    release = threading.Event()
+    entered = threading.Event()
+
+    def hang(r: StateRepository, event: Event) -> None:
+        entered.set()
+        release.wait(30)
+
+    async def scenario() -> None:
+        dispatcher = Dispatcher(repo, **FAST)
+        dispatcher.add(DbSubscriber("hangs", hang, "beginning"))
+        await dispatcher.start()
+        await asyncio.to_thread(write, repo, 1)
+        await until(entered.is_set, "the subscriber to hang")
+        await asyncio.wait_for(dispatcher.stop(grace=0.1), 5)
+
+    try:
+        asyncio.run(scenario())  # returns: neither the stop nor the loop's exit waits
+        assert cursor_of(repo.engine, "hangs") == 0  # its transaction is still open
+    finally:
+        release.set()
+
+
 # -- with the engine -------------------------------------------------------------------
 def test_a_stuck_subscriber_delays_neither_probes_nor_incidents(tmp_path: Path) -> None:
     sbc = Listener()
