@@ -4,7 +4,8 @@ Everything runs on one asyncio loop. The in-memory ``TargetRuntime`` of each
 target is the truth while running; the state DB makes it survive a restart:
 
 - incident changes and the transitions that cause them are written at once,
-  with their events, through one DB thread so writes keep their order (the
+  with their events, through the one writer thread (``monitor.store.writer``)
+  so writes keep their order (the
   incident keeper, ``monitor.incident_keeper``); transitions that touch no
   incident share a transaction within ``TRANSITION_BATCH`` seconds; the
   dispatcher (``monitor.dispatcher``) hands the events to subscribers;
@@ -24,12 +25,10 @@ import gc
 import json
 import logging
 import sys
-import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from core.clock import SYSTEM_CLOCK, Clock
@@ -48,6 +47,7 @@ from monitor.runner import ProbeRunner
 from monitor.scheduler import ProbeScheduler
 from monitor.sinks.base import MetricSink
 from monitor.store.repository import StateRepository
+from monitor.store.writer import WRITE_SLICE, RowSnapshot, StoreWriter, state_row
 from monitor.vitals import EngineVitals
 from probes import PROBES, ProbeContext
 
@@ -57,8 +57,6 @@ CHECKPOINT_EVERY = 2.0
 """Seconds between checkpoints for up to CHECKPOINT_TARGETS targets; scaled up beyond."""
 CHECKPOINT_TARGETS = 2000
 PROBE_STATE_EVERY = 30.0
-WRITE_SLICE = 1000
-"""Targets per transaction when a checkpoint or a probe-state save covers many."""
 SWITCH_INTERVAL = 0.0005
 """Seconds a thread may hold the GIL while another waits for it (Python's default: 0.005)."""
 
@@ -146,43 +144,6 @@ class TargetRuntime:
         )
 
 
-class RowSnapshot(NamedTuple):
-    target_id: str
-    kind: str
-    state: HealthState  # frozen
-    last: Observation | None  # frozen
-    last_metrics: dict[str, Any]  # replaced, never mutated, by observe()
-    probes_run: int
-    probes_failed: int
-    probes_errored: int
-    digest: str
-
-
-def state_row(snap: RowSnapshot) -> dict[str, Any]:
-    """A ``target_state`` row (any thread: everything in ``snap`` is immutable)."""
-    s, last = snap.state, snap.last
-    return {
-        "target_id": snap.target_id,
-        "kind": snap.kind,
-        "health": s.health.value,
-        "since": s.since if s.since is not None else time.time(),
-        "flapping": s.flapping,
-        "affected_by": s.affected_by,
-        "ok_streak": s.ok_streak,
-        "fail_streak": s.fail_streak,
-        "machine": s.to_dict(),
-        "last_status": last.status.value if last else None,
-        "last_detail": last.detail if last else None,
-        "last_latency": last.latency if last else None,
-        "last_observed_at": last.time if last else None,
-        "last_metrics": snap.last_metrics,
-        "probes_run": snap.probes_run,
-        "probes_failed": snap.probes_failed,
-        "probes_errored": snap.probes_errored,
-        "config_hash": snap.digest,
-    }
-
-
 class Engine:
     """Runs every configured target's probe and keeps health, incidents and metrics."""
 
@@ -215,13 +176,13 @@ class Engine:
         self.vitals = EngineVitals(self)
         self.targets: dict[str, TargetRuntime] = {}
         self.appliance_alerts: dict[str, str] = {}
-        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="statedb")
+        self.writer = StoreWriter(repo)
         self.dispatcher = dispatcher or Dispatcher(repo)
         self.keeper = IncidentKeeper(
             repo,
             self.targets,
-            in_db=self._in_db,
-            write_later=self._write_later,
+            in_db=self.writer.run,
+            write_later=self.writer.submit,
             state_row=state_row,
         )
         self.manual_maintenance = ManualMaintenanceBook()
@@ -272,8 +233,8 @@ class Engine:
         """Restore state from the DB, schedule every target, start the sinks."""
         self._loop = asyncio.get_running_loop()
         effective = self._effective_targets(self.loaded)
-        saved = await self._in_db(self.repo.load_target_states)
-        probe_states = await self._in_db(self.repo.load_probe_states)
+        saved = await self.writer.run(self.repo.load_target_states)
+        probe_states = await self.writer.run(self.repo.load_probe_states)
         for target_id, (target, digest) in effective.items():
             rt = self._runtime(target, digest)
             row = saved.get(target_id)
@@ -291,15 +252,15 @@ class Engine:
             self.targets[target_id] = rt
         gone = [tid for tid in saved if tid not in self.targets]
         if gone:
-            await self._in_db(self.repo.delete_target_states, gone)
+            await self.writer.run(self.repo.delete_target_states, gone)
         # The event id first: the keeper then hears of every change made by hand
         # after it read the open incidents (one seen twice is harmless).
-        seen = await self._in_db(events.last_event_id, self.repo.engine)
-        self.keeper.restore(await self._in_db(self.repo.open_incidents))
+        seen = await self.writer.run(events.last_event_id, self.repo.engine)
+        self.keeper.restore(await self.writer.run(self.repo.open_incidents))
         self.keeper.index_children()
         self.dispatcher.add(self.keeper.subscriber(seen))
         self.manual_maintenance.restore(
-            await self._in_db(open_windows, self.repo.engine, self.clock.time())
+            await self.writer.run(open_windows, self.repo.engine, self.clock.time())
         )
         self.dispatcher.add(self.manual_maintenance.subscriber(seen))
         await self.dispatcher.start()
@@ -364,7 +325,7 @@ class Engine:
         loop = asyncio.get_running_loop()
         for sink in self.sinks:
             await loop.run_in_executor(None, sink.close)
-        self._db.shutdown(wait=True)
+        self.writer.close()
         log.info("engine stopped")
 
     async def settle(self) -> None:
@@ -383,7 +344,7 @@ class Engine:
                 break
             await asyncio.wait(busy)
         self.keeper.flush()
-        await self._in_db(lambda: None)  # one DB thread, in order: every earlier write is done
+        await self.writer.run(lambda: None)  # one DB thread, in order: every earlier write is done
 
     # -- reload ------------------------------------------------------------
     async def apply_config(self, loaded: LoadedConfig) -> dict[str, list[str]]:
@@ -421,7 +382,7 @@ class Engine:
             self.scheduler.run_soon(tid)
         self.keeper.index_children()
         if removed:
-            await self._in_db(self.repo.delete_target_states, removed)
+            await self.writer.run(self.repo.delete_target_states, removed)
         log.info(
             "config applied: %d added, %d changed, %d removed, %d unchanged",
             len(added),
@@ -540,20 +501,7 @@ class Engine:
             except Exception:  # a sink bug must not stop health keeping
                 log.exception("sink %s rejected points", getattr(sink, "name", sink))
 
-    # -- persistence ---------------------------------------------------------
-    def _write_later(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Queue a DB write on the DB thread (in order with every other write) without waiting."""
-
-        def done(future: Any) -> None:
-            if future.exception() is not None:
-                log.error("state DB write failed: %s", future.exception())
-
-        self._db.submit(fn, *args).add_done_callback(done)
-
-    async def _in_db(self, fn: Callable[..., Any], *args: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._db, fn, *args)
-
+    # -- persistence (through the one writer, monitor.store.writer) ------------
     async def checkpoint(self) -> int:
         """Write the latest state of every target that changed since the last checkpoint."""
         dirty = [rt for rt in self.targets.values() if rt.dirty]
@@ -566,23 +514,13 @@ class Engine:
         for rt in dirty:
             rt.dirty = False
         try:
-            await self._in_db(self._checkpoint_rows, snapshots)
+            await self.writer.run(self.writer.checkpoint_rows, snapshots)
         except Exception:
             log.exception("checkpoint of %d targets failed; will retry", len(snapshots))
             for rt in dirty:
                 rt.dirty = True
             return 0
         return len(snapshots)
-
-    def _checkpoint_rows(self, snapshots: list[RowSnapshot]) -> int:
-        # In slices: the rows and driver parameters of 10,000 targets at once
-        # were a ~20 MB peak every checkpoint, and peaks are what the process
-        # keeps as resident memory (bench/sip_probe_throughput).
-        written = 0
-        for start in range(0, len(snapshots), WRITE_SLICE):
-            chunk = snapshots[start : start + WRITE_SLICE]
-            written += self.repo.checkpoint([state_row(snap) for snap in chunk])
-        return written
 
     async def save_probe_states(self) -> None:
         """Save every target's probe memory, ``WRITE_SLICE`` targets per transaction
@@ -599,7 +537,7 @@ class Engine:
                     log.error("probe state of %s is not JSON-serialisable, not saved: %s", tid, exc)
             if states:
                 try:
-                    await self._in_db(self.repo.save_probe_states, states)
+                    await self.writer.save_probe_states(states)
                 except Exception:
                     log.exception("saving probe state failed")
                     return
