@@ -10,9 +10,90 @@ from __future__ import annotations
 
 from pydantic import (
     Field,
+    PositiveInt,
 )
 
 from core.config import Duration, StrictModel, TagKey, TargetId
+
+DAY = 86400.0
+
+
+class RetentionPolicy(StrictModel):
+    """How much of one kind of history the state DB keeps: by age, by count, or both.
+
+    A row goes when it is older than ``max_age`` or beyond the newest
+    ``max_rows`` of its kind, whichever deletes more; ``null`` turns that
+    limit off. Each kind below has its own defaults.
+    """
+
+    max_age: Duration | None = None
+    """Rows older than this are deleted; ``null``: no age limit."""
+    max_rows: PositiveInt | None = None
+    """At most this many rows are kept (the newest); ``null``: no count limit."""
+
+
+class TransitionsRetention(RetentionPolicy):
+    """Health transitions: the raw log the uptime days are rolled up from.
+
+    A target's newest transition before the cutoff is kept whatever its age
+    (it is the health the target still has), as long as the target is configured.
+    """
+
+    max_age: Duration | None = 90 * DAY
+    """Transitions older than this are deleted (after their days are rolled up)."""
+    max_rows: PositiveInt | None = 1_000_000
+    """At most this many transitions are kept (about 250 MB)."""
+
+
+class IncidentTimelinesRetention(RetentionPolicy):
+    """The timeline lines (``incident_event``) of resolved incidents; an open incident keeps all of its own."""
+
+    max_age: Duration | None = 180 * DAY
+    """Timelines of incidents resolved longer ago than this are deleted (the incident itself stays)."""
+    max_rows: PositiveInt | None = 1_000_000
+    """At most this many timeline lines are kept; the oldest lines of resolved incidents go first."""
+
+
+class IncidentsRetention(RetentionPolicy):
+    """Resolved incidents, with their members and what is left of their timeline; open ones are never deleted."""
+
+    max_age: Duration | None = 400 * DAY
+    """Incidents resolved longer ago than this are deleted: a year of reports, plus a month."""
+    max_rows: PositiveInt | None = 100_000
+    """At most this many resolved incidents are kept."""
+
+
+class UptimeRetention(RetentionPolicy):
+    """Daily uptime per target and per component (the status page shows 90 days)."""
+
+    max_age: Duration | None = 400 * DAY
+    """Days older than this are deleted; keep it longer than the status page's 90 days."""
+    max_rows: PositiveInt | None = 5_000_000
+    """At most this many target-days and component-days are kept (10,000 targets: 500 days)."""
+
+
+class RetentionConfig(StrictModel):
+    """What the retention job keeps of the state DB's history, and how it deletes.
+
+    One job, run every ``every``, rolls up the uptime days, then deletes of
+    each kind what its policy no longer keeps, ``batch`` rows per transaction
+    (docs/storage.md, "Retention").
+    """
+
+    transitions: TransitionsRetention = Field(default_factory=TransitionsRetention)
+    """Health transitions."""
+    incident_timelines: IncidentTimelinesRetention = Field(
+        default_factory=IncidentTimelinesRetention
+    )
+    """Timelines of resolved incidents."""
+    incidents: IncidentsRetention = Field(default_factory=IncidentsRetention)
+    """Resolved incidents."""
+    uptime: UptimeRetention = Field(default_factory=UptimeRetention)
+    """Daily uptime of targets and components."""
+    every: Duration = 3600.0
+    """How often the job runs (the first run is a minute after start)."""
+    batch: int = Field(default=1000, ge=10, le=100_000)
+    """Rows deleted per transaction: the engine's own writes wait at most one batch."""
 
 
 class StorageConfig(StrictModel):
@@ -30,6 +111,8 @@ class StorageConfig(StrictModel):
     """How long 1-hour rollups are kept."""
     max_bytes: int = 2 * 1024**3
     """Disk budget for the embedded metrics store; oldest raw data goes first."""
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    """How long the state DB keeps transitions, incidents and uptime days."""
 
 
 class WebConfig(StrictModel):
