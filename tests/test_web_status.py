@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from monitor.components import members
 from monitor.config.schema import Config
 from monitor.health import Health
 from tests.test_web_support import (
@@ -15,7 +16,7 @@ from tests.test_web_support import (
     make_world,
     standard_rows,
 )
-from web.components import ComponentState, component_state, members, overall_state
+from web.components import ComponentState, component_state, overall_state
 from web.redact import MASK, redact, sensitive_strings
 
 S = ComponentState

@@ -1,4 +1,4 @@
-"""Status-page components: which targets belong to one, and the state it shows.
+"""Status-page components: the state one shows (its members come from ``monitor.components``).
 
 The rule (also in docs/web.md), from the current health of the members:
 
@@ -13,13 +13,11 @@ The rule (also in docs/web.md), from the current health of the members:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 
 from flask_babel import lazy_gettext as _l
 
-from core.config import TargetBase
-from monitor.config.models import ComponentConfig
 from monitor.health import Health
 
 
@@ -49,16 +47,6 @@ OVERALL_LABELS = {
     ComponentState.PARTIAL_OUTAGE: _l("Partial outage"),
     ComponentState.MAJOR_OUTAGE: _l("Major outage"),
 }
-
-
-def members(component: ComponentConfig, targets: Sequence[TargetBase]) -> list[str]:
-    """Target ids of a component: its explicit list, then every target matching its tag selector."""
-    ids = list(component.targets)
-    if component.selector:
-        for t in targets:
-            if all(t.tags.get(k) == v for k, v in component.selector.items()):
-                ids.append(t.id)
-    return list(dict.fromkeys(ids))
 
 
 def component_state(healths: Iterable[Health]) -> ComponentState:

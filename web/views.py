@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from flask import Response, current_app, jsonify, request
 
+from monitor import components
 from monitor.config.schema import Config
 from monitor.health import Health
 from monitor.store import queries
 from probes import PROBES
 from web import access
-from web import components as comp
 from web.i18n import iso
 from web.services import WebServices
 
@@ -42,7 +42,7 @@ def component_members(
     The health of all components' members is read at once: one query per
     request, not one per component.
     """
-    members = {c.id: comp.members(c, config.targets) for c in config.components}
+    members = {c.id: components.members(c, config.targets) for c in config.components}
     health = queries.health_of(services.db, (i for ids in members.values() for i in ids))
     return members, health
 
