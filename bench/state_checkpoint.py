@@ -61,8 +61,6 @@ def make_rows(n: int, round_no: int) -> list[dict[str, Any]]:
             "since": now - i,
             "flapping": False,
             "affected_by": None,
-            "ok_streak": round_no,
-            "fail_streak": 0,
             "machine": {"history": [True] * 10, "fail_after": 2, "recover_after": 2},
             "last_status": "ok",
             "last_detail": f"200 OK in {10 + i % 40} ms",

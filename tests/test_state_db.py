@@ -130,8 +130,6 @@ def state(target_id: str, health: str = "up", kind: str = "sip", **more: Any) ->
         "since": 1_700_000_000.25,
         "flapping": False,
         "affected_by": None,
-        "ok_streak": 3,
-        "fail_streak": 0,
         "machine": {"history": [True, False, True], "fail_after": 2},
         "last_status": "ok",
         "last_detail": "200 OK from sip:trunk",
@@ -627,36 +625,6 @@ def test_incidents_are_paged_open_first_then_newest_and_filtered_by_state(
     page = queries.incidents_page(repo.engine, ["open"])
     assert page.total == 3 and [r.id for r in page.items] == [ids[4], ids[2], ids[0]]
     assert all(r.member_ids == (r.root_target_id,) for r in page.items)
-
-
-def test_prune_history_keeps_open_and_recent_incidents_whole(repo: StateRepository) -> None:
-    old = repo.open_incident("old", "down", "old", 10.0)
-    repo.join_incident(old, "old-b", "affected", 11.0)
-    repo.record_transition("old", 10.0, "up", "down", incident_id=old)
-    repo.resolve_incident(old, 20.0)
-    recent = repo.open_incident("recent", "down", "recent", 30.0)
-    repo.record_transition("recent", 30.0, "up", "down", incident_id=recent)
-    repo.resolve_incident(recent, 200.0)
-    still_open = repo.open_incident("open", "down", "open", 40.0)
-    repo.record_transition("open", 40.0, "up", "down", incident_id=still_open)
-    repo.record_transition("loose", 50.0, "up", "degraded")
-    repo.record_transition("loose", 150.0, "degraded", "up")
-    repo.record_transition("old", 160.0, "down", "up", incident_id=old)  # late, after the cutoff
-
-    counts = repo.prune_history(before=100.0)
-
-    assert counts == {"transition": 2, "incident_event": 3, "incident_target": 2, "incident": 1}
-    assert queries.incident(repo.engine, old) is None
-    assert queries.incident_events(repo.engine, old) == ()
-    assert [i.id for i in queries.incidents_page(repo.engine).items] == [still_open, recent]
-    assert len(queries.incident_events(repo.engine, recent)) == 2
-    transitions = queries.transitions(repo.engine)
-    assert sorted((tr.target_id, tr.at, tr.incident_id) for tr in transitions) == [
-        ("loose", 150.0, None),
-        ("old", 160.0, None),
-        ("open", 40.0, still_open),
-        ("recent", 30.0, recent),
-    ]
 
 
 # -- the read model -------------------------------------------------------------------

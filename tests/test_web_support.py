@@ -79,8 +79,6 @@ def add_targets(db: sa.Engine, rows: Iterable[dict[str, Any]]) -> None:
         "since": now - 600,
         "flapping": False,
         "affected_by": None,
-        "ok_streak": 0,
-        "fail_streak": 0,
         "machine": {},
         "last_status": "ok",
         "last_detail": "200 OK",

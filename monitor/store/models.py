@@ -1,4 +1,4 @@
-"""State database tables (SQLAlchemy 2.0): health, transitions, incidents, probe state, events.
+"""State DB tables (SQLAlchemy 2.0): health, transitions, incidents, probe state, events, uptime.
 
 The in-memory health of every target is the truth while the engine runs;
 these tables make it survive a restart. Transitions and incidents are written
@@ -11,12 +11,14 @@ Times are stored as epoch seconds (float, UTC) so SQLite and PostgreSQL agree.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     Float,
     ForeignKey,
     Index,
@@ -56,8 +58,6 @@ class TargetState(Base):
     since: Mapped[float] = mapped_column(Float)
     flapping: Mapped[bool] = mapped_column(Boolean, default=False)
     affected_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    ok_streak: Mapped[int] = mapped_column(Integer, default=0)
-    fail_streak: Mapped[int] = mapped_column(Integer, default=0)
     machine: Mapped[dict[str, Any]] = mapped_column(default=dict)
     """The health state machine's full state (flap history...), as it serialises itself."""
     last_status: Mapped[str | None] = mapped_column(String(8), nullable=True)
@@ -86,7 +86,10 @@ class Transition(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     flapping: Mapped[bool] = mapped_column(Boolean, default=False)
     affected_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incident.id"), nullable=True)
+    incident_id: Mapped[int | None] = mapped_column(
+        ForeignKey("incident.id"), nullable=True, index=True
+    )
+    """Indexed so that deleting an old incident finds the transitions pointing at it (retention)."""
 
 
 INCIDENT_OPEN = "open"
@@ -103,7 +106,8 @@ class Incident(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     state: Mapped[str] = mapped_column(String(16), index=True)  # open | resolved
     opened_at: Mapped[float] = mapped_column(Float, index=True)
-    resolved_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    resolved_at: Mapped[float | None] = mapped_column(Float, nullable=True, index=True)
+    """Indexed: retention deletes resolved incidents (and their timelines) oldest first."""
     root_target_id: Mapped[str] = mapped_column(String(64))
     """The target whose failure opened it; dependants join it."""
     title: Mapped[str] = mapped_column(Text, default="")
@@ -212,7 +216,7 @@ class CustomerUpdate(Base):
     __table_args__ = (Index("ix_customer_update_incident_at", "incident_id", "published_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    # Pruned with its incident (prune_history deletes resolved incidents by age).
+    # Deleted with its incident (retention deletes resolved incidents by age).
     incident_id: Mapped[int] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"))
     published_at: Mapped[float] = mapped_column(Float)
     published_by: Mapped[str] = mapped_column(String(128))
@@ -251,3 +255,25 @@ class ManualMaintenance(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     ended_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+class UptimeDay(Base):
+    """Seconds one target or component spent in each health on one day (site timezone).
+
+    Rolled up from transitions by the retention job before they are pruned,
+    and kept longer (``storage.retention.uptime``): the status page's 90 days.
+    """
+
+    __tablename__ = "uptime_day"
+    # Without rowid (SQLite): the key is the row, so 4 million target-days are
+    # not stored twice (table plus key index).
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    subject_kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # target | component
+    subject_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True, index=True)
+    up_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    degraded_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    down_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    maintenance_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    unknown_seconds: Mapped[float] = mapped_column(Float, default=0.0)

@@ -118,8 +118,6 @@ class TargetStateRow:
     since: float
     flapping: bool
     affected_by: str | None
-    ok_streak: int
-    fail_streak: int
     machine: dict[str, Any]
     last_status: str | None
     last_detail: str | None
@@ -290,6 +288,16 @@ class StateRepository:
         if self._local.wrote_events:  # committed
             self._local.wrote_events = False
             self._events_committed()
+
+    def writing(self) -> contextlib.AbstractContextManager[Connection]:
+        """A committed write transaction, for the store modules beside this one that own
+        tables of their own (``monitor.store.retention``, ``monitor.store.uptime``): the
+        same lock, ``BEGIN IMMEDIATE`` and ``transaction()`` nesting as every write here."""
+        return self._writing()
+
+    def reading(self) -> contextlib.AbstractContextManager[Connection]:
+        """A connection for reads (the thread's ``transaction()`` when inside one)."""
+        return self._reading()
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[Connection]:
@@ -749,41 +757,6 @@ class StateRepository:
         """Every open incident with its members, oldest first (restored on start)."""
         with self._reading() as conn:
             return list(queries.open_incidents(conn))
-
-    # -- housekeeping -----------------------------------------------------
-    def prune_history(self, before: float) -> dict[str, int]:
-        """Delete history older than ``before`` (epoch seconds); returns rows deleted per table.
-
-        Incidents resolved before it go, with their members, timeline and
-        transitions; so do older transitions that belong to no incident. Open
-        incidents, and incidents resolved since, keep all their history.
-        """
-        i, m, e, t = _INCIDENT, _MEMBER, _EVENT, _TRANSITION
-        old_incidents = select(i.c.id).where(
-            i.c.state == INCIDENT_RESOLVED, i.c.resolved_at < before
-        )
-        with self._writing() as conn:
-            counts = {
-                # Transitions point at incidents, so they go first.
-                "transition": conn.execute(
-                    delete(t).where(
-                        t.c.at < before,
-                        t.c.incident_id.is_(None) | t.c.incident_id.in_(old_incidents),
-                    )
-                ).rowcount,
-            }
-            # Newer transitions may still point at an old incident; unlink them.
-            conn.execute(
-                update(t).where(t.c.incident_id.in_(old_incidents)).values(incident_id=None)
-            )
-            counts["incident_event"] = conn.execute(
-                delete(e).where(e.c.incident_id.in_(old_incidents))
-            ).rowcount
-            counts["incident_target"] = conn.execute(
-                delete(m).where(m.c.incident_id.in_(old_incidents))
-            ).rowcount
-            counts["incident"] = conn.execute(delete(i).where(i.c.id.in_(old_incidents))).rowcount
-        return counts
 
     # -- probe state ------------------------------------------------------
     def save_probe_states(self, states: Mapping[str, Mapping[str, Any]]) -> None:

@@ -49,8 +49,6 @@ def state_row(snap: RowSnapshot) -> dict[str, Any]:
         "since": s.since if s.since is not None else time.time(),
         "flapping": s.flapping,
         "affected_by": s.affected_by,
-        "ok_streak": s.ok_streak,
-        "fail_streak": s.fail_streak,
         "machine": s.to_dict(),
         "last_status": last.status.value if last else None,
         "last_detail": last.detail if last else None,

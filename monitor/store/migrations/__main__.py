@@ -7,6 +7,7 @@ migrates a scratch SQLite database to head, compares it with
 
 from __future__ import annotations
 
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -18,9 +19,14 @@ from monitor.store.db import alembic_config, open_database
 
 
 def next_revision_id() -> str:
-    """Revisions are numbered 0001, 0002... so the versions folder reads in order."""
+    """Revisions are numbered 0001, 0002... so the versions folder reads in order.
+
+    A revision id may carry a name after its number (``0002_retention``).
+    """
     script = ScriptDirectory.from_config(alembic_config())
-    numbers = [int(s.revision) for s in script.walk_revisions() if s.revision.isdigit()]
+    numbers = [
+        int(m.group()) for s in script.walk_revisions() if (m := re.match(r"\d+", s.revision))
+    ]
     return f"{max(numbers, default=0) + 1:04d}"
 
 
