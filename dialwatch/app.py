@@ -13,7 +13,9 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from core import __version__
 from dialwatch import startup
@@ -24,9 +26,12 @@ from monitor.dispatcher import Dispatcher
 from monitor.engine import Engine
 from monitor.logs import secret_mask, setup_logging
 from monitor.points import Enricher, FieldTypes
+from monitor.retention import RetentionJob
 from monitor.sinks.base import MetricSink
 from monitor.store.db import StateDBError, open_database
 from monitor.store.repository import StateRepository
+from monitor.store.retention import register_state_history
+from monitor.uptime import scope_of
 
 log = logging.getLogger("dialwatch")
 
@@ -66,6 +71,14 @@ class Appliance:
             enricher=enricher,
             dispatcher=self.dispatcher,
         )
+        # One retention job for every store with history: reads on a worker
+        # thread, deletes on the engine's DB writer thread (in order with its writes).
+        self.retention = RetentionJob(
+            lambda: self.engine.config.storage.retention,
+            read=_in_worker,
+            write=self.engine.in_db_thread,
+        )
+        register_state_history(self.retention, self.repo, lambda: scope_of(self.engine.config))
         self.web = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = asyncio.Event()
@@ -142,16 +155,23 @@ class Appliance:
             self._loop.add_signal_handler(sig, self._stop.set)
         self._loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
         await self.engine.start()
+        retention = asyncio.create_task(self.retention.run_forever(), name="retention")
         self._start_web()
         await self._stop.wait()
         log.info("stopping: draining probes")
         if self.web is not None:
             self.web.close()
+        retention.cancel()  # a batch already on the DB thread finishes; no new one starts
+        await asyncio.gather(retention, return_exceptions=True)
         await self.engine.stop()
         if self.metrics_query is not None:
             self.metrics_query.close()
         self.repo.close()
         self.db.dispose()
+
+
+async def _in_worker(fn: Callable[..., Any], *args: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
 def _check_listen(host: str, token: str | None) -> str | None:

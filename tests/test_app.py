@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from core.observation import MetricPoint
@@ -30,3 +31,38 @@ def test_field_types_survive_a_restart_so_influxdb_never_sees_a_type_change(tmp_
         second.embedded.close()
         second.repo.close()
         second.db.dispose()
+
+
+def test_the_appliance_registers_the_state_db_history_with_one_retention_job(
+    tmp_path: Path,
+) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "storage:\n  retention:\n    transitions: {max_age: 1d}\n"
+        "targets:\n  - {id: db, kind: tcp, address: '192.0.2.1:5432'}\n"
+        "components:\n  - {id: calls, name: {en: Calls}, targets: [db]}\n",
+        encoding="utf-8",
+    )
+    appliance = Appliance(str(cfg), load_config(cfg), tmp_path / "data", ("127.0.0.1", 0))
+    try:
+        assert appliance.retention.rollups == ("uptime",)
+        assert appliance.retention.kinds == (
+            "transitions",
+            "incident_timelines",
+            "incidents",
+            "uptime",
+        )
+        # One run through the appliance's own runners: reads on a worker thread,
+        # deletes on the engine's DB writer thread.
+        t0 = 1_780_000_000.0
+        repo = appliance.repo
+        repo.checkpoint([{"target_id": "db", "kind": "tcp", "health": "up", "since": t0}])
+        for n in range(5):
+            repo.record_transition("db", t0 + n * 86400.0, "down", "up")
+        report = asyncio.run(appliance.retention.run_once(t0 + 5 * 86400.0))
+        assert report.failed == [] and report.deleted["transitions"] == 3
+        assert report.rolled_up == {"uptime": 6}
+    finally:
+        appliance.embedded.close()
+        appliance.repo.close()
+        appliance.db.dispose()

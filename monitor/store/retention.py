@@ -1,0 +1,366 @@
+"""The state DB's pruners: what the retention job deletes of each history table, a batch at a time.
+
+One class per kind in ``storage.retention``; each turns its policy into a
+plan with a read (``plan``) and deletes it in batches (``delete_batch``), each
+batch one write transaction of at most ``limit`` rows through
+``StateRepository.writing`` (its lock, ``BEGIN IMMEDIATE`` on SQLite). A
+plan carries a cursor, so a batch never looks again at rows an earlier batch
+of the same run decided to keep.
+
+- ``transitions``: by ``at``. A target's newest transition before the
+  cutoff is kept while the target is configured (it is the health the target
+  had at the cutoff, which the uptime rollup starts each day from). The age
+  cutoff never passes the start of the newest day the uptime rollup has
+  counted; the count limit (the disk guard) does not wait for it.
+- ``incident_timelines``: ``incident_event`` lines of resolved incidents,
+  by the incident's ``resolved_at`` (a timeline goes whole) and, beyond
+  ``max_rows``, the oldest lines first.
+- ``incidents``: resolved incidents by ``resolved_at``, with their members
+  and what is left of their timeline; transitions pointing at one are
+  unlinked. Open incidents are never deleted.
+- ``uptime``: days older than the cutoff (site timezone).
+
+On PostgreSQL a batch first takes a transaction-level advisory lock without
+waiting: when two appliances share the database, one prunes and the other's
+batch finds the lock taken and ends its run for that kind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Table,
+    and_,
+    delete,
+    exists,
+    or_,
+    select,
+    true,
+    tuple_,
+    update,
+)
+
+from monitor.config.models import RetentionPolicy
+from monitor.retention import Batch, RetentionJob, age_cutoff, later, not_after
+from monitor.store.models import (
+    Incident,
+    IncidentEvent,
+    IncidentTarget,
+    TargetState,
+    Transition,
+    UptimeDay,
+)
+from monitor.store.repository import INCIDENT_RESOLVED, StateRepository
+from monitor.store.uptime import UptimeRollup
+from monitor.uptime import UptimeScope, day_of
+
+_TRANSITION: Table = Transition.__table__  # type: ignore[assignment]
+_TARGET_STATE: Table = TargetState.__table__  # type: ignore[assignment]
+_INCIDENT: Table = Incident.__table__  # type: ignore[assignment]
+_MEMBER: Table = IncidentTarget.__table__  # type: ignore[assignment]
+_EVENT: Table = IncidentEvent.__table__  # type: ignore[assignment]
+_UPTIME: Table = UptimeDay.__table__  # type: ignore[assignment]
+
+RETENTION_LOCK_KEY = 0x4469_616D
+"""PostgreSQL advisory lock taken by every retention batch (distinct from the migration lock)."""
+INCIDENTS_PER_BATCH = 100
+"""Incidents looked at per batch; their members and timeline lines count toward the batch."""
+
+_DONE = Batch(0, False)
+
+
+@contextlib.contextmanager
+def _batch(repo: StateRepository) -> Iterator[Connection | None]:
+    """One batch's write transaction; None on PostgreSQL when another appliance is pruning."""
+    with repo.writing() as conn:
+        if conn.dialect.name == "postgresql":
+            taken = conn.exec_driver_sql(
+                f"SELECT pg_try_advisory_xact_lock({RETENTION_LOCK_KEY})"
+            ).scalar_one()
+            if not taken:
+                yield None
+                return
+        yield conn
+
+
+def _nth_newest(conn: Connection, column: Any, n: int, *where: ColumnElement[bool]) -> Any:
+    """The value of ``column`` in the ``n``-th newest row (None when there are fewer rows)."""
+    return conn.execute(
+        select(column).where(*where).order_by(column.desc()).limit(1).offset(n - 1)
+    ).scalar()
+
+
+def _after(at: Any, id_: Any, cursor: tuple[Any, int] | None) -> ColumnElement[bool]:
+    """Rows past ``cursor`` in (at, id) order."""
+    if cursor is None:
+        return true()
+    a, i = cursor
+    return or_(at > a, and_(at == a, id_ > i))
+
+
+def _through(at: Any, id_: Any, last: tuple[Any, int]) -> ColumnElement[bool]:
+    a, i = last
+    return or_(at < a, and_(at == a, id_ <= i))
+
+
+# -- transitions ---------------------------------------------------------------------
+@dataclass
+class TransitionsPlan:
+    """Transitions before ``cutoff`` go; ``cursor`` is how far this run has looked."""
+
+    cutoff: float
+    cursor: tuple[float, int] | None = None
+
+
+class TransitionsPruner:
+    """``storage.retention.transitions``."""
+
+    def __init__(self, repo: StateRepository, counted_until: Callable[[], float | None]) -> None:
+        """``counted_until``: where the uptime rollup has counted up to (None: nowhere yet)."""
+        self._repo = repo
+        self._counted_until = counted_until
+
+    def plan(self, policy: RetentionPolicy, now: float) -> TransitionsPlan | None:
+        t = _TRANSITION
+        by_age = not_after(age_cutoff(policy, now), self._counted_until())
+        by_count = None
+        if policy.max_rows is not None:
+            with self._repo.reading() as conn:
+                by_count = _nth_newest(conn, t.c.at, policy.max_rows)
+        cutoff = later(by_age, by_count)
+        return None if cutoff is None else TransitionsPlan(cutoff)
+
+    def delete_batch(self, plan: TransitionsPlan, limit: int) -> Batch:
+        t, s = _TRANSITION, _TARGET_STATE
+        n = _TRANSITION.alias("newer")
+        with _batch(self._repo) as conn:
+            if conn is None:
+                return _DONE
+            window = and_(t.c.at < plan.cutoff, _after(t.c.at, t.c.id, plan.cursor))
+            last = conn.execute(
+                select(t.c.at, t.c.id)
+                .where(window)
+                .order_by(t.c.at, t.c.id)
+                .limit(1)
+                .offset(limit - 1)
+            ).first()
+            if last is not None:
+                window = and_(window, _through(t.c.at, t.c.id, tuple(last)))
+            # Kept: the last transition before the cutoff of a target still configured.
+            superseded = exists().where(
+                n.c.target_id == t.c.target_id,
+                n.c.at < plan.cutoff,
+                or_(n.c.at > t.c.at, and_(n.c.at == t.c.at, n.c.id > t.c.id)),
+            )
+            removed = ~exists().where(s.c.target_id == t.c.target_id)
+            deleted = conn.execute(delete(t).where(window, or_(superseded, removed))).rowcount
+        if last is None:
+            return Batch(deleted, False)
+        plan.cursor = (last.at, last.id)
+        return Batch(deleted, True)
+
+
+# -- incident timelines ------------------------------------------------------------------
+@dataclass
+class TimelinesPlan:
+    """Timelines of incidents resolved before ``resolved_before`` go whole; lines with an id
+    below ``below_id`` (the oldest beyond max_rows) go if their incident is resolved."""
+
+    resolved_before: float | None
+    below_id: int | None
+    incident_cursor: tuple[float, int] | None = None
+    id_cursor: int = 0
+
+
+class TimelinesPruner:
+    """``storage.retention.incident_timelines``."""
+
+    def __init__(self, repo: StateRepository) -> None:
+        self._repo = repo
+
+    def plan(self, policy: RetentionPolicy, now: float) -> TimelinesPlan | None:
+        below_id = None
+        if policy.max_rows is not None:
+            with self._repo.reading() as conn:
+                below_id = _nth_newest(conn, _EVENT.c.id, policy.max_rows)
+        resolved_before = age_cutoff(policy, now)
+        if resolved_before is None and below_id is None:
+            return None
+        return TimelinesPlan(resolved_before, below_id)
+
+    def delete_batch(self, plan: TimelinesPlan, limit: int) -> Batch:
+        with _batch(self._repo) as conn:
+            if conn is None:
+                return _DONE
+            if plan.resolved_before is not None:
+                done = self._by_age(conn, plan, limit)
+                if done.more:
+                    return done
+                plan.resolved_before = None  # the age part is done; now the count part
+            if plan.below_id is None:
+                return _DONE
+            return self._by_count(conn, plan, limit)
+
+    def _by_age(self, conn: Connection, plan: TimelinesPlan, limit: int) -> Batch:
+        i, e = _INCIDENT, _EVENT
+        assert plan.resolved_before is not None
+        incidents = conn.execute(
+            select(i.c.resolved_at, i.c.id)
+            .where(
+                i.c.state == INCIDENT_RESOLVED,
+                i.c.resolved_at < plan.resolved_before,
+                _after(i.c.resolved_at, i.c.id, plan.incident_cursor),
+            )
+            .order_by(i.c.resolved_at, i.c.id)
+            .limit(INCIDENTS_PER_BATCH)
+        ).all()
+        if not incidents:
+            return _DONE
+        ids = [row.id for row in incidents]
+        deleted = _delete_some(conn, e, [e.c.id], e.c.incident_id.in_(ids), limit)
+        if deleted < limit:  # these incidents' timelines are gone: move on
+            plan.incident_cursor = (incidents[-1].resolved_at, incidents[-1].id)
+        return Batch(deleted, True)
+
+    def _by_count(self, conn: Connection, plan: TimelinesPlan, limit: int) -> Batch:
+        i, e = _INCIDENT, _EVENT
+        assert plan.below_id is not None
+        last = conn.execute(
+            select(e.c.id)
+            .where(e.c.id > plan.id_cursor, e.c.id < plan.below_id)
+            .order_by(e.c.id)
+            .limit(1)
+            .offset(limit - 1)
+        ).scalar()
+        upper = plan.below_id if last is None else last + 1
+        resolved = exists().where(i.c.id == e.c.incident_id, i.c.state == INCIDENT_RESOLVED)
+        deleted = conn.execute(
+            delete(e).where(e.c.id > plan.id_cursor, e.c.id < upper, resolved)
+        ).rowcount
+        if last is None:
+            return Batch(deleted, False)
+        plan.id_cursor = last
+        return Batch(deleted, True)
+
+
+# -- incidents ---------------------------------------------------------------------------
+@dataclass
+class IncidentsPlan:
+    """Resolved incidents with ``resolved_at`` before ``cutoff`` go."""
+
+    cutoff: float
+    cursor: tuple[float, int] | None = None
+
+
+class IncidentsPruner:
+    """``storage.retention.incidents``."""
+
+    def __init__(self, repo: StateRepository) -> None:
+        self._repo = repo
+
+    def plan(self, policy: RetentionPolicy, now: float) -> IncidentsPlan | None:
+        i = _INCIDENT
+        by_count = None
+        if policy.max_rows is not None:
+            with self._repo.reading() as conn:
+                by_count = _nth_newest(
+                    conn, i.c.resolved_at, policy.max_rows, i.c.state == INCIDENT_RESOLVED
+                )
+        cutoff = later(age_cutoff(policy, now), by_count)
+        return None if cutoff is None else IncidentsPlan(cutoff)
+
+    def delete_batch(self, plan: IncidentsPlan, limit: int) -> Batch:
+        i, m, e, t = _INCIDENT, _MEMBER, _EVENT, _TRANSITION
+        with _batch(self._repo) as conn:
+            if conn is None:
+                return _DONE
+            incidents = conn.execute(
+                select(i.c.resolved_at, i.c.id)
+                .where(
+                    i.c.state == INCIDENT_RESOLVED,
+                    i.c.resolved_at < plan.cutoff,
+                    _after(i.c.resolved_at, i.c.id, plan.cursor),
+                )
+                .order_by(i.c.resolved_at, i.c.id)
+                .limit(min(limit, INCIDENTS_PER_BATCH))
+            ).all()
+            if not incidents:
+                return _DONE
+            ids = [row.id for row in incidents]
+            # Children first (foreign keys), each bounded by the batch size: an
+            # incident of a carrier outage can have thousands of members and lines.
+            for table, key, where in (
+                (e, [e.c.id], e.c.incident_id.in_(ids)),
+                (m, [m.c.incident_id, m.c.target_id], m.c.incident_id.in_(ids)),
+            ):
+                deleted = _delete_some(conn, table, key, where, limit)
+                if deleted:
+                    return Batch(deleted, True)
+            # The newest transition of a target may still point at an old incident.
+            conn.execute(update(t).where(t.c.incident_id.in_(ids)).values(incident_id=None))
+            deleted = conn.execute(delete(i).where(i.c.id.in_(ids))).rowcount
+        plan.cursor = (incidents[-1].resolved_at, incidents[-1].id)
+        return Batch(deleted, True)
+
+
+# -- uptime days -------------------------------------------------------------------------
+class UptimePruner:
+    """``storage.retention.uptime``: whole days, older than the cutoff in the site timezone."""
+
+    def __init__(self, repo: StateRepository, tz: Callable[[], ZoneInfo]) -> None:
+        self._repo = repo
+        self._tz = tz
+
+    def plan(self, policy: RetentionPolicy, now: float) -> date | None:
+        by_count = None
+        if policy.max_rows is not None:
+            with self._repo.reading() as conn:
+                by_count = _nth_newest(conn, _UPTIME.c.day, policy.max_rows)
+        by_age = age_cutoff(policy, now)
+        cutoffs = [by_count, None if by_age is None else day_of(by_age, self._tz())]
+        given = [d for d in cutoffs if d is not None]
+        return max(given) if given else None
+
+    def delete_batch(self, before: date, limit: int) -> Batch:
+        u = _UPTIME
+        key = [u.c.subject_kind, u.c.subject_id, u.c.day]
+        with _batch(self._repo) as conn:
+            if conn is None:
+                return _DONE
+            deleted = _delete_some(conn, u, key, u.c.day < before, limit)
+        return Batch(deleted, deleted > 0)
+
+
+def _delete_some(
+    conn: Connection, table: Table, key: list[Any], where: ColumnElement[bool], limit: int
+) -> int:
+    """Delete at most ``limit`` rows of ``table`` matching ``where``; returns how many."""
+    chosen = select(*key).where(where).limit(limit)
+    match = key[0].in_(chosen) if len(key) == 1 else tuple_(*key).in_(chosen)
+    return conn.execute(delete(table).where(match)).rowcount
+
+
+# -- registration --------------------------------------------------------------------------
+def register_state_history(
+    job: RetentionJob, repo: StateRepository, scope: Callable[[], UptimeScope]
+) -> UptimeRollup:
+    """Register the state DB's history with the retention job; returns the uptime rollup.
+
+    The rollup runs before any pruner; timelines are pruned before incidents,
+    so deleting an incident rarely has lines of its own left to delete.
+    """
+    uptime = UptimeRollup(repo, scope)
+    job.register_rollup("uptime", uptime)
+    job.register("transitions", TransitionsPruner(repo, uptime.counted_until))
+    job.register("incident_timelines", TimelinesPruner(repo))
+    job.register("incidents", IncidentsPruner(repo))
+    job.register("uptime", UptimePruner(repo, lambda: scope().tz))
+    return uptime

@@ -1,0 +1,738 @@
+"""Retention: the one job (monitor.retention), the state DB's pruners and uptime rollup
+(monitor.store.retention, monitor.store.uptime), on SQLite and a real PostgreSQL.
+
+Time is an injected number: every run is ``job.run_once(now)``; nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from alembic import command
+from sqlalchemy import Engine, func, inspect, select, text
+
+from monitor.config.models import RetentionConfig, RetentionPolicy
+from monitor.retention import (
+    Batch,
+    RetentionJob,
+    age_cutoff,
+    later,
+    not_after,
+)
+from monitor.store.db import alembic_config, open_database
+from monitor.store.models import Incident, IncidentEvent, IncidentTarget, Transition, UptimeDay
+from monitor.store.repository import StateRepository
+from monitor.store.retention import (
+    IncidentsPruner,
+    TimelinesPruner,
+    TransitionsPruner,
+    UptimePruner,
+    register_state_history,
+)
+from monitor.store.uptime import UptimeRollup
+from monitor.uptime import UptimeScope
+from tests import test_state_db as state_db
+from tests.peers.postgres import postgres_server  # noqa: F401 - the fixture
+from tests.test_state_db import Backend, state
+
+# The state DB tests' fixtures: every test here runs on SQLite and on PostgreSQL.
+shared_postgres_url = state_db.shared_postgres_url
+backend = state_db.backend
+empty_backend = state_db.empty_backend
+engine = state_db.engine
+repo = state_db.repo
+
+UTC = ZoneInfo("UTC")
+DAY = 86400.0
+H = 3600.0
+T0 = datetime(2026, 5, 1, tzinfo=UTC).timestamp()
+"""Midnight UTC on 1 May 2026: the simulated days start here."""
+
+
+def policy(max_age: float | None = None, max_rows: int | None = None) -> RetentionPolicy:
+    return RetentionPolicy(max_age=max_age, max_rows=max_rows)
+
+
+def retention(**kinds: Any) -> RetentionConfig:
+    """A RetentionConfig where every kind keeps everything unless given."""
+    unlimited = {"max_age": None, "max_rows": None}
+    base = dict.fromkeys(("transitions", "incident_timelines", "incidents", "uptime"), unlimited)
+    return RetentionConfig.model_validate({**base, **kinds})
+
+
+def run(job: RetentionJob, now: float) -> Any:
+    return asyncio.run(job.run_once(now))
+
+
+def count(engine: Engine, model: Any) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(model.__table__)).scalar_one()
+
+
+def transitions(engine: Engine) -> list[tuple[str, float, int | None]]:
+    t = Transition.__table__
+    with engine.connect() as conn:
+        rows = conn.execute(select(t.c.target_id, t.c.at, t.c.incident_id).order_by(t.c.id))
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def uptime_rows(engine: Engine) -> list[tuple[Any, ...]]:
+    u = UptimeDay.__table__
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                u.c.subject_kind,
+                u.c.subject_id,
+                u.c.day,
+                u.c.up_seconds,
+                u.c.degraded_seconds,
+                u.c.down_seconds,
+                u.c.maintenance_seconds,
+                u.c.unknown_seconds,
+            ).order_by(u.c.day, u.c.subject_kind, u.c.subject_id)
+        )
+        return [tuple(r) for r in rows]
+
+
+# -- the pure policy ---------------------------------------------------------------
+def test_age_cutoff_is_now_minus_max_age_or_none() -> None:
+    assert age_cutoff(policy(max_age=10.0), 100.0) == 90.0
+    assert age_cutoff(policy(), 100.0) is None
+
+
+def test_the_cutoff_that_deletes_more_wins() -> None:
+    assert later(None, 5.0, 7.0) == 7.0
+    assert later(None, None) is None
+
+
+def test_a_rollup_limits_the_age_cutoff_and_nothing_rolled_up_means_nothing_goes() -> None:
+    assert not_after(50.0, 40.0) == 40.0
+    assert not_after(30.0, 40.0) == 30.0
+    assert not_after(30.0, None) is None
+    assert not_after(None, 40.0) is None
+
+
+# -- the job, with stores made of lists -----------------------------------------------
+class ListPruner:
+    """A kind of history kept in a list of times; records every batch."""
+
+    def __init__(self, times: list[float], log: list[str], name: str) -> None:
+        self.times = times
+        self.log = log
+        self.name = name
+        self.batches: list[int] = []
+
+    def plan(self, policy: RetentionPolicy, now: float) -> float | None:
+        self.log.append(f"plan {self.name}")
+        return age_cutoff(policy, now)
+
+    def delete_batch(self, cutoff: float, limit: int) -> Batch:
+        old = [t for t in self.times if t < cutoff][:limit]
+        for t in old:
+            self.times.remove(t)
+        self.batches.append(len(old))
+        return Batch(len(old), bool(old))
+
+
+class ListRollup:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+        self.written: list[list[int]] = []
+
+    def pending(self, now: float) -> list[int]:
+        self.log.append("rollup pending")
+        return [1, 2]
+
+    def compute(self, unit: int, now: float) -> list[int]:
+        return list(range(unit * 25))
+
+    def write(self, rows: list[int]) -> None:
+        self.written.append(list(rows))
+
+
+def test_a_run_rolls_up_first_then_prunes_each_kind_in_batches() -> None:
+    log: list[str] = []
+    config = retention(transitions={"max_age": 100}, incidents={"max_age": 10}, batch=10)
+    job = RetentionJob(lambda: config)
+    rollup = ListRollup(log)
+    transitions_ = ListPruner([float(t) for t in range(25)], log, "transitions")
+    incidents = ListPruner([float(t) for t in range(25)], log, "incidents")
+    job.register("transitions", transitions_)
+    job.register_rollup("uptime", rollup)
+    job.register("incidents", incidents)
+
+    report = run(job, now=115.0)
+
+    assert log == ["rollup pending", "plan transitions", "plan incidents"]
+    assert [len(rows) for rows in rollup.written] == [10, 10, 5, 10, 10, 10, 10, 10]
+    assert transitions_.batches == [10, 5, 0] and transitions_.times == [
+        float(t) for t in range(15, 25)
+    ]
+    assert incidents.batches == [10, 10, 5, 0] and incidents.times == []
+    assert report.deleted == {"transitions": 15, "incidents": 25}
+    assert report.rolled_up == {"uptime": 2} and report.failed == []
+
+
+def test_the_job_reads_on_its_reader_and_writes_only_on_its_writer() -> None:
+    calls: list[tuple[str, str]] = []
+
+    def runner(name: str) -> Callable[..., Awaitable[Any]]:
+        async def call(fn: Callable[..., Any], *args: Any) -> Any:
+            calls.append((name, fn.__name__))
+            return fn(*args)
+
+        return call
+
+    job = RetentionJob(
+        lambda: retention(transitions={"max_age": 1}), read=runner("read"), write=runner("write")
+    )
+    job.register_rollup("uptime", ListRollup([]))
+    job.register("transitions", ListPruner([0.0], [], "transitions"))
+    run(job, now=10.0)
+    assert {name for name, fn in calls if fn in ("write", "delete_batch")} == {"write"}
+    assert {name for name, fn in calls if fn in ("pending", "compute", "plan")} == {"read"}
+
+
+def test_a_failing_store_is_logged_and_the_others_still_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken:
+        def plan(self, policy: RetentionPolicy, now: float) -> None:
+            raise RuntimeError("disk on fire")
+
+        def delete_batch(self, plan: Any, limit: int) -> Batch:
+            raise AssertionError("never planned")
+
+    class BrokenRollup(ListRollup):
+        def pending(self, now: float) -> list[int]:
+            raise RuntimeError("no rollup today")
+
+    job = RetentionJob(lambda: retention(incidents={"max_age": 1}))
+    job.register_rollup("uptime", BrokenRollup([]))
+    job.register("transitions", Broken())
+    healthy = ListPruner([0.0, 50.0], [], "incidents")
+    job.register("incidents", healthy)
+
+    report = run(job, now=10.0)
+
+    assert report.failed == ["uptime", "transitions"]
+    assert report.deleted == {"incidents": 1} and healthy.times == [50.0]
+    assert "pruning transitions failed" in caplog.text and "disk on fire" in caplog.text
+
+
+def test_registering_a_kind_without_a_policy_says_how_to_add_one() -> None:
+    job = RetentionJob(RetentionConfig)
+    with pytest.raises(ValueError) as raised:
+        job.register("deliveries", ListPruner([], [], "deliveries"))
+    assert str(raised.value) == (
+        "no retention policy 'deliveries': storage.retention has transitions, "
+        "incident_timelines, incidents, uptime; add a RetentionPolicy field for it "
+        "to RetentionConfig (monitor/config/models.py)"
+    )
+    with pytest.raises(ValueError, match="no retention policy 'batch'"):
+        job.register("batch", ListPruner([], [], "batch"))
+
+
+def test_registering_a_kind_twice_is_refused() -> None:
+    job = RetentionJob(RetentionConfig)
+    job.register("transitions", ListPruner([], [], "a"))
+    with pytest.raises(ValueError, match="registered twice"):
+        job.register("transitions", ListPruner([], [], "b"))
+
+
+def test_run_forever_waits_a_minute_then_runs_every_period_read_again_each_time() -> None:
+    configs = iter([retention(every="1h"), retention(every="2h"), retention(every="30m")])
+    current = {"config": next(configs)}
+    clock = {"now": 1000.0}
+    runs: list[float] = []
+    slept: list[float] = []
+
+    class Recorder(ListPruner):
+        def plan(self, policy: RetentionPolicy, now: float) -> None:
+            runs.append(now)
+            return None
+
+    job = RetentionJob(lambda: current["config"])
+    job.register("transitions", Recorder([], [], "transitions"))
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock["now"] += seconds
+        if len(slept) == 4:
+            raise asyncio.CancelledError
+        if len(slept) > 1:
+            current["config"] = next(configs)
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(job.run_forever(clock=lambda: clock["now"], sleep=sleep))
+    assert slept == [60.0, 3600.0, 7200.0, 1800.0]
+    assert runs == [1060.0, 4660.0, 11860.0]
+
+
+# -- the state DB's pruners ---------------------------------------------------------------
+def configured(repo: StateRepository, *target_ids: str) -> None:
+    """Targets the engine watches (they have a target_state row)."""
+    repo.checkpoint([state(t) for t in target_ids])
+
+
+def scope(**components: tuple[str, ...]) -> Callable[[], UptimeScope]:
+    value = UptimeScope(tz=UTC, components=components, keep_days=400)
+    return lambda: value
+
+
+def job_for(
+    repo: StateRepository, config: RetentionConfig, **components: tuple[str, ...]
+) -> RetentionJob:
+    job = RetentionJob(lambda: config)
+    register_state_history(job, repo, scope(**components))
+    return job
+
+
+def test_transitions_older_than_max_age_go_but_each_targets_last_one_before_the_cutoff_stays(
+    repo: StateRepository,
+) -> None:
+    configured(repo, "a", "b")
+    for at in (1.0, 2.0, 3.0):
+        repo.record_transition("a", T0 + at * DAY, "up", "down")
+    repo.record_transition("b", T0 + 1 * DAY, "unknown", "up")  # stable since day 1
+    repo.record_transition("a", T0 + 9 * DAY, "down", "up")
+    repo.record_transition("gone", T0 + 1 * DAY, "up", "down")  # no longer configured
+    job = job_for(repo, retention(transitions={"max_age": "5d"}))
+
+    report = run(job, now=T0 + 10 * DAY)
+
+    assert report.deleted["transitions"] == 3
+    assert transitions(repo.engine) == [
+        ("a", T0 + 3 * DAY, None),  # a's health at the cutoff (day 5): kept
+        ("b", T0 + 1 * DAY, None),  # b's health since day 1: kept
+        ("a", T0 + 9 * DAY, None),
+    ]
+
+
+def test_transitions_beyond_max_rows_go_oldest_first(repo: StateRepository) -> None:
+    configured(repo, "a")
+    for n in range(10):
+        repo.record_transition("a", T0 + n, "up", "down")
+    job = job_for(repo, retention(transitions={"max_rows": 4}))
+    run(job, now=T0 + 100)
+    # the 4 newest, and the one before them: the health the target had at the cutoff
+    assert [at - T0 for _, at, _ in transitions(repo.engine)] == [5, 6, 7, 8, 9]
+
+
+def test_transitions_wait_for_the_uptime_rollup(repo: StateRepository) -> None:
+    configured(repo, "a")
+    repo.record_transition("a", T0 + 1 * H, "up", "down")
+    repo.record_transition("a", T0 + 2 * H, "down", "up")
+    pruner = TransitionsPruner(repo, lambda: None)  # nothing rolled up yet
+    assert pruner.plan(policy(max_age=60.0), T0 + 10 * DAY) is None
+    rolled_to_day_one = TransitionsPruner(repo, lambda: T0)
+    assert rolled_to_day_one.plan(policy(max_age=60.0), T0 + 10 * DAY).cutoff == T0  # type: ignore[union-attr]
+
+
+def test_pruning_deletes_in_batches_of_at_most_the_batch_size(repo: StateRepository) -> None:
+    configured(repo, *(f"t{n}" for n in range(5)))
+    with repo.transaction():
+        for n in range(5):
+            for i in range(30):
+                repo.record_transition(f"t{n}", T0 + i * 60.0, "up", "down")
+    pruner = TransitionsPruner(repo, lambda: T0 + DAY)
+    plan = pruner.plan(policy(max_age=60.0), T0 + DAY)
+    batches = []
+    while (done := pruner.delete_batch(plan, 10)).more:
+        batches.append(done.deleted)
+    batches.append(done.deleted)
+    assert all(n <= 10 for n in batches) and sum(batches) == 5 * 29
+    assert len(batches) >= 15
+    assert sorted(target for target, _, _ in transitions(repo.engine)) == [
+        f"t{n}" for n in range(5)
+    ]
+
+
+def incident(
+    repo: StateRepository, root: str, opened: float, resolved: float | None, lines: int = 0
+) -> int:
+    iid = repo.open_incident(root, "down", f"{root} down", opened)
+    repo.join_incident(iid, f"{root}-b", "affected", opened + 1)
+    repo.record_transition(root, opened, "up", "down", incident_id=iid)
+    for n in range(lines):
+        repo.add_incident_event(iid, "note", opened + 2 + n, text=f"line {n}")
+    if resolved is not None:
+        repo.resolve_incident(iid, resolved)
+    return iid
+
+
+def test_old_resolved_incident_timelines_go_whole_and_the_incidents_stay(
+    repo: StateRepository,
+) -> None:
+    configured(repo, "old", "recent", "open")
+    incident(repo, "old", T0, T0 + H, lines=3)
+    recent = incident(repo, "recent", T0, T0 + 9 * DAY, lines=3)
+    still_open = incident(repo, "open", T0, None, lines=3)
+    job = job_for(repo, retention(incident_timelines={"max_age": "5d"}))
+
+    report = run(job, now=T0 + 10 * DAY)
+
+    e = IncidentEvent.__table__
+    with repo.engine.connect() as conn:
+        by_incident = dict(
+            conn.execute(select(e.c.incident_id, func.count()).group_by(e.c.incident_id)).all()
+        )
+    assert by_incident == {recent: 6, still_open: 5}  # opened, joined, 3 notes (+ resolved)
+    assert report.deleted["incident_timelines"] == 6
+    assert count(repo.engine, Incident) == 3
+
+
+def test_timeline_lines_beyond_max_rows_go_oldest_first_but_never_an_open_incidents(
+    repo: StateRepository,
+) -> None:
+    configured(repo, "a", "b")
+    still_open = incident(repo, "a", T0, None, lines=4)  # 6 lines
+    resolved = incident(repo, "b", T0 + 100, T0 + 200, lines=4)  # 7 lines
+    job = job_for(repo, retention(incident_timelines={"max_rows": 5}))
+    run(job, now=T0 + DAY)
+    e = IncidentEvent.__table__
+    with repo.engine.connect() as conn:
+        left = conn.execute(select(e.c.incident_id, e.c.text).order_by(e.c.id)).all()
+    assert [i for i, _ in left].count(still_open) == 6
+    # the 5 newest lines, and the open incident's older ones
+    assert [t for i, t in left if i == resolved] == ["line 0", "line 1", "line 2", "line 3", ""]
+
+
+def test_old_resolved_incidents_go_with_members_and_lines_and_transitions_are_unlinked(
+    repo: StateRepository,
+) -> None:
+    configured(repo, "old", "open")
+    old = incident(repo, "old", T0, T0 + H, lines=30)
+    still_open = incident(repo, "open", T0, None, lines=2)
+    job = job_for(repo, retention(incidents={"max_age": "5d"}, batch=10))
+
+    report = run(job, now=T0 + 10 * DAY)
+
+    i, m = Incident.__table__, IncidentTarget.__table__
+    with repo.engine.connect() as conn:
+        assert conn.execute(select(i.c.id)).scalars().all() == [still_open]
+        assert set(conn.execute(select(m.c.incident_id)).scalars()) == {still_open}
+    # the old incident's transition is the newest of a configured target: kept, unlinked
+    assert ("old", T0, None) in transitions(repo.engine)
+    assert ("open", T0, still_open) in transitions(repo.engine)
+    assert report.deleted["incidents"] == 33 + 2 + 1  # lines, members, the incident
+    assert old != still_open
+
+
+def test_resolved_incidents_beyond_max_rows_go_oldest_first(repo: StateRepository) -> None:
+    configured(repo, "a")
+    ids = [incident(repo, "a", T0 + n, T0 + 10 + n) for n in range(5)]
+    still_open = incident(repo, "a", T0 + 50, None)
+    job = job_for(repo, retention(incidents={"max_rows": 2}))
+    run(job, now=T0 + DAY)
+    with repo.engine.connect() as conn:
+        left = conn.execute(select(Incident.__table__.c.id).order_by(text("id"))).scalars().all()
+    assert left == [ids[3], ids[4], still_open]
+
+
+def test_uptime_days_older_than_max_age_or_beyond_max_rows_go(repo: StateRepository) -> None:
+    rollup = UptimeRollup(repo, scope())
+    rollup.write(
+        [
+            {
+                "subject_kind": "target",
+                "subject_id": f"t{n}",
+                "day": date(2026, 5, 1) + timedelta(days=d),
+                "up_seconds": DAY,
+                "degraded_seconds": 0.0,
+                "down_seconds": 0.0,
+                "maintenance_seconds": 0.0,
+                "unknown_seconds": 0.0,
+            }
+            for d in range(10)
+            for n in range(3)
+        ]
+    )
+    pruner = UptimePruner(repo, lambda: UTC)
+    by_age = pruner.plan(policy(max_age=5 * DAY), T0 + 9.5 * DAY)
+    assert by_age == date(2026, 5, 5)
+    by_count = pruner.plan(policy(max_rows=7), T0 + 9.5 * DAY)
+    assert by_count == date(2026, 5, 8)  # whole days: 3 days of 3 rows are kept
+    while pruner.delete_batch(by_count, 4).more:
+        pass
+    assert sorted({row[2] for row in uptime_rows(repo.engine)}) == [
+        date(2026, 5, 8),
+        date(2026, 5, 9),
+        date(2026, 5, 10),
+    ]
+
+
+def test_nothing_configured_to_go_deletes_nothing(repo: StateRepository) -> None:
+    configured(repo, "a")
+    incident(repo, "a", T0, T0 + 1, lines=2)
+    job = job_for(repo, retention())
+    report = run(job, now=T0 + 10 * DAY)
+    assert report.deleted == dict.fromkeys(job.kinds, 0)
+
+
+# -- the uptime rollup ---------------------------------------------------------------------
+def test_the_rollup_counts_each_day_per_target_and_component(repo: StateRepository) -> None:
+    configured(repo, "a", "b", "new")
+    repo.record_transition("a", T0 - DAY, "unknown", "up")  # up since the day before
+    repo.record_transition("b", T0 - DAY, "unknown", "up")
+    repo.record_transition("a", T0 + 2 * H, "up", "down")
+    repo.record_transition("a", T0 + 3 * H, "down", "up")
+    repo.record_transition("new", T0 + DAY + 12 * H, "unknown", "up")  # added at noon on day 2
+    job = job_for(repo, retention(), calls=("a", "b"), newbie=("new", "missing"))
+
+    run(job, now=T0 + 2 * DAY + 6 * H)  # 06:00 on day 3
+
+    assert uptime_rows(repo.engine) == [
+        ("component", "calls", date(2026, 4, 30), DAY, 0.0, 0.0, 0.0, 0.0),
+        ("target", "a", date(2026, 4, 30), DAY, 0.0, 0.0, 0.0, 0.0),
+        ("target", "b", date(2026, 4, 30), DAY, 0.0, 0.0, 0.0, 0.0),
+        ("component", "calls", date(2026, 5, 1), 23 * H, 1 * H, 0.0, 0.0, 0.0),
+        ("target", "a", date(2026, 5, 1), 23 * H, 0.0, 1 * H, 0.0, 0.0),
+        ("target", "b", date(2026, 5, 1), DAY, 0.0, 0.0, 0.0, 0.0),
+        ("component", "calls", date(2026, 5, 2), DAY, 0.0, 0.0, 0.0, 0.0),
+        ("component", "newbie", date(2026, 5, 2), 12 * H, 0.0, 0.0, 0.0, 0.0),
+        ("target", "a", date(2026, 5, 2), DAY, 0.0, 0.0, 0.0, 0.0),  # no transitions: inherits
+        ("target", "b", date(2026, 5, 2), DAY, 0.0, 0.0, 0.0, 0.0),
+        ("target", "new", date(2026, 5, 2), 12 * H, 0.0, 0.0, 0.0, 0.0),
+        ("component", "calls", date(2026, 5, 3), 6 * H, 0.0, 0.0, 0.0, 0.0),
+        ("component", "newbie", date(2026, 5, 3), 6 * H, 0.0, 0.0, 0.0, 0.0),
+        ("target", "a", date(2026, 5, 3), 6 * H, 0.0, 0.0, 0.0, 0.0),  # today, up to now
+        ("target", "b", date(2026, 5, 3), 6 * H, 0.0, 0.0, 0.0, 0.0),
+        ("target", "new", date(2026, 5, 3), 6 * H, 0.0, 0.0, 0.0, 0.0),
+    ]
+
+
+def test_rolling_a_day_up_again_gives_the_same_rows(repo: StateRepository) -> None:
+    configured(repo, "a")
+    repo.record_transition("a", T0 + H, "unknown", "up")
+    repo.record_transition("a", T0 + 5 * H, "up", "degraded")
+    job = job_for(repo, retention(), calls=("a",))
+    run(job, now=T0 + DAY + H)
+    first = uptime_rows(repo.engine)
+    run(job, now=T0 + DAY + H)
+    assert uptime_rows(repo.engine) == first
+    rollup = UptimeRollup(repo, scope(calls=("a",)))
+    rollup.write(rollup.compute(date(2026, 5, 1), T0 + DAY + H))
+    assert uptime_rows(repo.engine) == first
+
+
+def test_a_running_day_is_completed_by_the_next_run(repo: StateRepository) -> None:
+    configured(repo, "a")
+    repo.record_transition("a", T0, "unknown", "up")
+    job = job_for(repo, retention())
+    run(job, now=T0 + 20 * H)
+    repo.record_transition("a", T0 + 22 * H, "up", "down")
+    run(job, now=T0 + DAY + H)
+    assert uptime_rows(repo.engine) == [
+        ("target", "a", date(2026, 5, 1), 22 * H, 0.0, 2 * H, 0.0, 0.0),
+        ("target", "a", date(2026, 5, 2), 0.0, 0.0, 1 * H, 0.0, 0.0),
+    ]
+
+
+def test_days_are_rolled_up_before_their_transitions_are_pruned(repo: StateRepository) -> None:
+    """A month with the appliance stopped for a week: the first run after it rolls up
+    every day still in the transitions, and only then deletes them."""
+    configured(repo, "a")
+    repo.record_transition("a", T0, "unknown", "up")
+    job = job_for(repo, retention(transitions={"max_age": "1d"}))
+    run(job, now=T0 + 3 * H)
+    for day in range(1, 30):
+        repo.record_transition("a", T0 + day * DAY + 1 * H, "up", "down")
+        repo.record_transition("a", T0 + day * DAY + 2 * H, "down", "up")
+        if not 10 <= day < 17:
+            run(job, now=T0 + day * DAY + 3 * H)
+    days = [row for row in uptime_rows(repo.engine) if row[2] > date(2026, 5, 1)]
+    assert len(days) == 29
+    assert {row[5] for row in days} == {1 * H}  # every day's hour of outage was counted
+    # left: the last day's two, and the one before them (the health at the cutoff)
+    assert len(transitions(repo.engine)) == 3
+
+
+def test_while_the_rollup_fails_transitions_it_has_not_counted_stay(repo: StateRepository) -> None:
+    configured(repo, "a")
+    repo.record_transition("a", T0, "unknown", "up")
+    broken = {"now": False}
+    good = UptimeScope(tz=UTC, components={}, keep_days=400)
+
+    def flaky_scope() -> UptimeScope:
+        if broken["now"]:
+            raise RuntimeError("the config cannot be read")
+        return good
+
+    job = RetentionJob(lambda: retention(transitions={"max_age": "1d"}))
+    register_state_history(job, repo, flaky_scope)
+    run(job, now=T0 + 3 * H)  # May 1 counted (so far)
+    broken["now"] = True
+    for day in range(1, 6):
+        repo.record_transition("a", T0 + day * DAY + 1 * H, "up", "down")
+        repo.record_transition("a", T0 + day * DAY + 2 * H, "down", "up")
+        assert run(job, now=T0 + day * DAY + 3 * H).failed[0] == "uptime"
+    assert len(transitions(repo.engine)) == 11  # nothing after 1 May was counted: all stay
+    broken["now"] = False
+    run(job, now=T0 + 5 * DAY + 4 * H)
+    assert [row[5] for row in uptime_rows(repo.engine)] == [0.0] + [1 * H] * 5
+    assert len(transitions(repo.engine)) == 3
+
+
+def test_the_rollup_follows_the_site_timezone_across_dst(repo: StateRepository) -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    configured(repo, "a")
+    start = datetime(2026, 3, 28, 12, tzinfo=berlin).timestamp()
+    repo.record_transition("a", start, "unknown", "up")
+    job = RetentionJob(lambda: retention())
+    register_state_history(job, repo, lambda: UptimeScope(berlin, {}, 400))
+    run(job, now=datetime(2026, 3, 30, 0, 30, tzinfo=berlin).timestamp())
+    assert [(row[2], row[3]) for row in uptime_rows(repo.engine)] == [
+        (date(2026, 3, 28), 12 * H),
+        (date(2026, 3, 29), 23 * H),
+        (date(2026, 3, 30), 0.5 * H),
+    ]
+
+
+# -- one writer: the job and the engine's writes ---------------------------------------------
+def test_the_jobs_batches_queue_with_the_engines_writes_on_one_writer_thread(
+    repo: StateRepository,
+) -> None:
+    """As in the appliance: deletes and the engine's writes share one DB thread, in
+    order, so neither can wait on a lock the other holds, and a write the engine
+    queues while the job runs waits for at most one batch."""
+    configured(repo, "a")
+    with repo.transaction():
+        for i in range(100):
+            repo.record_transition("a", T0 + i, "up", "down")
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="statedb")
+    order: list[tuple[str, str]] = []
+
+    def engine_write(n: int) -> None:
+        repo.record_transition("b", T0 + DAY + n, "up", "down")
+        order.append(("engine", threading.current_thread().name))
+
+    async def on_writer(fn: Callable[..., Any], *args: Any) -> Any:
+        writer.submit(engine_write, len(order))  # the engine writes while the job runs
+        return await asyncio.get_running_loop().run_in_executor(writer, fn, *args)
+
+    async def on_reader(fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    class Recording(TransitionsPruner):
+        def delete_batch(self, plan: Any, limit: int) -> Batch:
+            order.append(("batch", threading.current_thread().name))
+            return super().delete_batch(plan, limit)
+
+    job = RetentionJob(
+        lambda: retention(transitions={"max_age": 1}, batch=10), read=on_reader, write=on_writer
+    )
+    job.register("transitions", Recording(repo, lambda: T0 + DAY))
+    try:
+        report = asyncio.run(job.run_once(T0 + DAY))
+    finally:
+        writer.shutdown(wait=True)
+    assert report.deleted == {"transitions": 99}
+    assert [what for what, _ in order] == ["engine", "batch"] * 11
+    assert len({thread for _, thread in order}) == 1
+    assert [t for t, _, _ in transitions(repo.engine)] == ["a"] + ["b"] * 11
+
+
+@pytest.mark.peer
+def test_two_appliances_pruning_one_postgresql_never_deadlock(
+    postgres_server: Any,  # noqa: F811 - the fixture
+    tmp_path: Path,
+) -> None:
+    url = postgres_server.create_database()
+    engines = [open_database(url, tmp_path), open_database(url, tmp_path)]
+    try:
+        repos = [StateRepository(e) for e in engines]
+        configured(repos[0], *(f"t{n}" for n in range(10)))
+        with repos[0].transaction():
+            for n in range(10):
+                incident(repos[0], f"t{n}", T0 + n, T0 + 10 + n, lines=20)
+                for i in range(50):
+                    repos[0].record_transition(f"t{n}", T0 + 100 + i, "up", "down")
+        config = retention(
+            transitions={"max_age": 1},
+            incident_timelines={"max_age": 1},
+            incidents={"max_age": 1},
+            batch=10,
+        )
+        jobs = [job_for(r, config) for r in repos]
+        errors: list[BaseException] = []
+
+        def prune(job: RetentionJob) -> None:
+            try:
+                for _ in range(3):
+                    report = run(job, now=T0 + 10 * DAY)
+                    assert report.failed == []
+            except BaseException as exc:  # re-raised below, in the test thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=prune, args=(j,)) for j in jobs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert count(engines[0], Incident) == 0 and count(engines[0], IncidentEvent) == 0
+        assert count(engines[0], Transition) == 10
+    finally:
+        for e in engines:
+            e.dispose()
+
+
+# -- the migration ----------------------------------------------------------------------------
+def test_the_retention_migration_keeps_target_states_and_drops_only_the_unused_columns(
+    empty_backend: Backend,
+) -> None:
+    db = open_database(empty_backend.url, empty_backend.data_dir, migrate=False)
+    try:
+        with db.connect() as conn, conn.begin():
+            command.upgrade(alembic_config(conn), "0001")
+            conn.execute(
+                text(
+                    "INSERT INTO target_state (target_id, kind, health, since, flapping, "
+                    "affected_by, ok_streak, fail_streak, machine, last_metrics, probes_run, "
+                    "probes_failed, probes_errored) VALUES ('a', 'sip', 'down', 5.0, :no, 'r', "
+                    "0, 3, :empty, :empty, 7, 3, 0)"
+                ),
+                {"no": False, "empty": "{}"},
+            )
+            conn.execute(text("INSERT INTO counter (name, value) VALUES ('probes_run', 7)"))
+        with db.connect() as conn, conn.begin():
+            command.upgrade(alembic_config(conn), "0002_retention")
+        columns = {c["name"] for c in inspect(db).get_columns("target_state")}
+        assert {"ok_streak", "fail_streak"}.isdisjoint(columns)
+        assert {"health", "since", "affected_by", "flapping"} <= columns
+        assert "ix_target_state_health" in {
+            i["name"] for i in inspect(db).get_indexes("target_state")
+        }
+        assert "counter" not in inspect(db).get_table_names()
+        row = StateRepository(db).load_target_states()["a"]
+        assert (row.health, row.since, row.affected_by, row.probes_run) == ("down", 5.0, "r", 7)
+    finally:
+        db.dispose()
+
+
+def test_every_retention_policy_has_a_store_registered_for_it(repo: StateRepository) -> None:
+    job = job_for(repo, RetentionConfig())
+    policies = [
+        name
+        for name, info in RetentionConfig.model_fields.items()
+        if isinstance(info.annotation, type) and issubclass(info.annotation, RetentionPolicy)
+    ]
+    assert job.kinds == ("transitions", "incident_timelines", "incidents", "uptime")
+    assert sorted(job.kinds) == sorted(policies)
+    assert job.rollups == ("uptime",)
+
+
+def test_timelines_pruner_and_incidents_pruner_have_nothing_to_plan_without_limits(
+    repo: StateRepository,
+) -> None:
+    assert TimelinesPruner(repo).plan(policy(), T0) is None
+    assert IncidentsPruner(repo).plan(policy(), T0) is None
