@@ -20,9 +20,10 @@ of the same run decided to keep.
   unlinked. Open incidents are never deleted.
 - ``uptime``: days older than the cutoff (site timezone).
 
-On PostgreSQL a batch first takes a transaction-level advisory lock without
-waiting: when two appliances share the database, one prunes and the other's
-batch finds the lock taken and ends its run for that kind.
+On PostgreSQL a batch first takes a transaction-level advisory lock for its
+kind without waiting: when two appliances share the database, one prunes a
+kind to the end and the other's batch finds the lock taken and leaves that
+kind for this run.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from sqlalchemy import (
 from monitor.config.models import RetentionPolicy
 from monitor.retention import Batch, RetentionJob, age_cutoff, later, not_after
 from monitor.store.models import (
+    INCIDENT_RESOLVED,
     Incident,
     IncidentEvent,
     IncidentTarget,
@@ -58,7 +60,7 @@ from monitor.store.models import (
     Transition,
     UptimeDay,
 )
-from monitor.store.repository import INCIDENT_RESOLVED, StateRepository
+from monitor.store.repository import StateRepository
 from monitor.store.uptime import UptimeRollup
 from monitor.uptime import UptimeScope, day_of
 
@@ -70,7 +72,8 @@ _EVENT: Table = IncidentEvent.__table__  # type: ignore[assignment]
 _UPTIME: Table = UptimeDay.__table__  # type: ignore[assignment]
 
 RETENTION_LOCK_KEY = 0x4469_616D
-"""PostgreSQL advisory lock taken by every retention batch (distinct from the migration lock)."""
+"""First key of the PostgreSQL advisory locks the retention batches take (the second is the kind)."""
+_KIND_KEYS = {"transitions": 1, "incident_timelines": 2, "incidents": 3, "uptime": 4}
 INCIDENTS_PER_BATCH = 100
 """Incidents looked at per batch; their members and timeline lines count toward the batch."""
 
@@ -78,12 +81,13 @@ _DONE = Batch(0, False)
 
 
 @contextlib.contextmanager
-def _batch(repo: StateRepository) -> Iterator[Connection | None]:
-    """One batch's write transaction; None on PostgreSQL when another appliance is pruning."""
+def _batch(repo: StateRepository, kind: str) -> Iterator[Connection | None]:
+    """One batch's write transaction; None on PostgreSQL when another appliance is
+    pruning the same kind (one lock per kind: whoever holds it finishes the kind)."""
     with repo.writing() as conn:
         if conn.dialect.name == "postgresql":
             taken = conn.exec_driver_sql(
-                f"SELECT pg_try_advisory_xact_lock({RETENTION_LOCK_KEY})"
+                f"SELECT pg_try_advisory_xact_lock({RETENTION_LOCK_KEY}, {_KIND_KEYS[kind]})"
             ).scalar_one()
             if not taken:
                 yield None
@@ -141,7 +145,7 @@ class TransitionsPruner:
     def delete_batch(self, plan: TransitionsPlan, limit: int) -> Batch:
         t, s = _TRANSITION, _TARGET_STATE
         n = _TRANSITION.alias("newer")
-        with _batch(self._repo) as conn:
+        with _batch(self._repo, "transitions") as conn:
             if conn is None:
                 return _DONE
             window = and_(t.c.at < plan.cutoff, _after(t.c.at, t.c.id, plan.cursor))
@@ -185,6 +189,10 @@ class TimelinesPruner:
 
     def __init__(self, repo: StateRepository) -> None:
         self._repo = repo
+        # Incidents resolved before this have no timeline left (an earlier run
+        # finished them): a run starts after it instead of walking them all again.
+        # (A note added later to such an old incident waits for max_rows or a restart.)
+        self._swept: tuple[float, int] | None = None
 
     def plan(self, policy: RetentionPolicy, now: float) -> TimelinesPlan | None:
         below_id = None
@@ -194,10 +202,10 @@ class TimelinesPruner:
         resolved_before = age_cutoff(policy, now)
         if resolved_before is None and below_id is None:
             return None
-        return TimelinesPlan(resolved_before, below_id)
+        return TimelinesPlan(resolved_before, below_id, incident_cursor=self._swept)
 
     def delete_batch(self, plan: TimelinesPlan, limit: int) -> Batch:
-        with _batch(self._repo) as conn:
+        with _batch(self._repo, "incident_timelines") as conn:
             if conn is None:
                 return _DONE
             if plan.resolved_before is not None:
@@ -223,6 +231,7 @@ class TimelinesPruner:
             .limit(INCIDENTS_PER_BATCH)
         ).all()
         if not incidents:
+            self._swept = plan.incident_cursor
             return _DONE
         ids = [row.id for row in incidents]
         deleted = _delete_some(conn, e, [e.c.id], e.c.incident_id.in_(ids), limit)
@@ -279,7 +288,7 @@ class IncidentsPruner:
 
     def delete_batch(self, plan: IncidentsPlan, limit: int) -> Batch:
         i, m, e, t = _INCIDENT, _MEMBER, _EVENT, _TRANSITION
-        with _batch(self._repo) as conn:
+        with _batch(self._repo, "incidents") as conn:
             if conn is None:
                 return _DONE
             incidents = conn.execute(
@@ -332,7 +341,7 @@ class UptimePruner:
     def delete_batch(self, before: date, limit: int) -> Batch:
         u = _UPTIME
         key = [u.c.subject_kind, u.c.subject_id, u.c.day]
-        with _batch(self._repo) as conn:
+        with _batch(self._repo, "uptime") as conn:
             if conn is None:
                 return _DONE
             deleted = _delete_some(conn, u, key, u.c.day < before, limit)
