@@ -31,7 +31,7 @@ from monitor.sinks.base import MetricSink
 from monitor.store.db import StateDBError, open_database
 from monitor.store.repository import StateRepository
 from monitor.store.retention import register_state_history
-from monitor.uptime import scope_of
+from monitor.uptime import scope_following
 
 log = logging.getLogger("dialwatch")
 
@@ -78,7 +78,9 @@ class Appliance:
             read=_in_worker,
             write=self.engine.in_db_thread,
         )
-        register_state_history(self.retention, self.repo, lambda: scope_of(self.engine.config))
+        register_state_history(
+            self.retention, self.repo, scope_following(lambda: self.engine.config)
+        )
         self.web = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = asyncio.Event()

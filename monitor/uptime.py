@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from operator import itemgetter
@@ -189,3 +189,18 @@ def scope_of(config: Config) -> UptimeScope:
         components={c.id: tuple(members(c, config.targets)) for c in config.components},
         keep_days=None if keep is None else math.ceil(keep / 86400),
     )
+
+
+def scope_following(config: Callable[[], Config]) -> Callable[[], UptimeScope]:
+    """The scope of the config ``config()`` returns, computed again only when that
+    config is another one (a reload): resolving selectors over 10,000 targets is
+    not free, and the rollup asks for its scope several times a run."""
+    last: list[tuple[Config, UptimeScope]] = []
+
+    def scope() -> UptimeScope:
+        current = config()
+        if not last or last[0][0] is not current:
+            last[:] = [(current, scope_of(current))]
+        return last[0][1]
+
+    return scope

@@ -9,6 +9,7 @@ import pytest
 
 from monitor.components import component_health, members
 from monitor.config.models import ComponentConfig
+from monitor.config.schema import Config
 from monitor.health import Health
 from monitor.uptime import (
     HealthSeconds,
@@ -17,6 +18,8 @@ from monitor.uptime import (
     day_bounds,
     day_of,
     days_to_roll,
+    scope_following,
+    scope_of,
     seconds_in,
 )
 from probes.tcp import TcpTarget
@@ -233,3 +236,29 @@ def test_component_members_are_its_list_then_its_tag_selector_without_repeats() 
         id="calls", name={"en": "Calls"}, targets=["c", "b"], selector={"carrier": "x"}
     )
     assert members(component, targets) == ["c", "b", "a"]
+
+
+def test_the_rollup_scope_comes_from_the_config_and_follows_a_reload() -> None:
+    def config(timezone: str) -> Config:
+        return Config.model_validate(
+            {
+                "site": {"timezone": timezone},
+                "storage": {"retention": {"uptime": {"max_age": "90d"}}},
+                "targets": [
+                    {"id": "a", "kind": "tcp", "address": "192.0.2.1:1", "tags": {"carrier": "x"}},
+                    {"id": "b", "kind": "tcp", "address": "192.0.2.1:2"},
+                ],
+                "components": [
+                    {"id": "calls", "name": {"en": "Calls"}, "selector": {"carrier": "x"}}
+                ],
+            }
+        )
+
+    running = {"config": config("Asia/Shanghai")}
+    scope = scope_following(lambda: running["config"])
+    first = scope()
+    assert (first.tz, dict(first.components), first.keep_days) == (SHANGHAI, {"calls": ("a",)}, 90)
+    assert scope() is first  # same config: not resolved again
+    running["config"] = config("Europe/Berlin")
+    assert scope().tz == BERLIN
+    assert scope_of(running["config"]) == scope()

@@ -29,6 +29,7 @@ kind for this run.
 from __future__ import annotations
 
 import contextlib
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -72,8 +73,7 @@ _EVENT: Table = IncidentEvent.__table__  # type: ignore[assignment]
 _UPTIME: Table = UptimeDay.__table__  # type: ignore[assignment]
 
 RETENTION_LOCK_KEY = 0x4469_616D
-"""First key of the PostgreSQL advisory locks the retention batches take (the second is the kind)."""
-_KIND_KEYS = {"transitions": 1, "incident_timelines": 2, "incidents": 3, "uptime": 4}
+"""First key of the PostgreSQL advisory locks the retention batches take (the second is the kind's)."""
 INCIDENTS_PER_BATCH = 100
 """Incidents looked at per batch; their members and timeline lines count toward the batch."""
 
@@ -81,13 +81,17 @@ _DONE = Batch(0, False)
 
 
 @contextlib.contextmanager
-def _batch(repo: StateRepository, kind: str) -> Iterator[Connection | None]:
+def batch_transaction(repo: StateRepository, kind: str) -> Iterator[Connection | None]:
     """One batch's write transaction; None on PostgreSQL when another appliance is
-    pruning the same kind (one lock per kind: whoever holds it finishes the kind)."""
+    pruning the same kind (one lock per kind: whoever holds it finishes the kind).
+
+    For every pruner of the state DB, these and those of stores to come.
+    """
     with repo.writing() as conn:
         if conn.dialect.name == "postgresql":
+            key = zlib.crc32(kind.encode()) & 0x7FFF_FFFF  # the lock's second key is an int4
             taken = conn.exec_driver_sql(
-                f"SELECT pg_try_advisory_xact_lock({RETENTION_LOCK_KEY}, {_KIND_KEYS[kind]})"
+                f"SELECT pg_try_advisory_xact_lock({RETENTION_LOCK_KEY}, {key})"
             ).scalar_one()
             if not taken:
                 yield None
@@ -145,7 +149,7 @@ class TransitionsPruner:
     def delete_batch(self, plan: TransitionsPlan, limit: int) -> Batch:
         t, s = _TRANSITION, _TARGET_STATE
         n = _TRANSITION.alias("newer")
-        with _batch(self._repo, "transitions") as conn:
+        with batch_transaction(self._repo, "transitions") as conn:
             if conn is None:
                 return _DONE
             window = and_(t.c.at < plan.cutoff, _after(t.c.at, t.c.id, plan.cursor))
@@ -205,7 +209,7 @@ class TimelinesPruner:
         return TimelinesPlan(resolved_before, below_id, incident_cursor=self._swept)
 
     def delete_batch(self, plan: TimelinesPlan, limit: int) -> Batch:
-        with _batch(self._repo, "incident_timelines") as conn:
+        with batch_transaction(self._repo, "incident_timelines") as conn:
             if conn is None:
                 return _DONE
             if plan.resolved_before is not None:
@@ -288,7 +292,7 @@ class IncidentsPruner:
 
     def delete_batch(self, plan: IncidentsPlan, limit: int) -> Batch:
         i, m, e, t = _INCIDENT, _MEMBER, _EVENT, _TRANSITION
-        with _batch(self._repo, "incidents") as conn:
+        with batch_transaction(self._repo, "incidents") as conn:
             if conn is None:
                 return _DONE
             incidents = conn.execute(
@@ -341,7 +345,7 @@ class UptimePruner:
     def delete_batch(self, before: date, limit: int) -> Batch:
         u = _UPTIME
         key = [u.c.subject_kind, u.c.subject_id, u.c.day]
-        with _batch(self._repo, "uptime") as conn:
+        with batch_transaction(self._repo, "uptime") as conn:
             if conn is None:
                 return _DONE
             deleted = _delete_some(conn, u, key, u.c.day < before, limit)
