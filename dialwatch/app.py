@@ -157,7 +157,9 @@ class Appliance:
             self._loop.add_signal_handler(sig, self._stop.set)
         self._loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
         await self.engine.start()
-        retention = asyncio.create_task(self.retention.run_forever(), name="retention")
+        retention = asyncio.create_task(
+            self.retention.run_forever(self.engine.clock), name="retention"
+        )
         self._start_web()
         await self._stop.wait()
         log.info("stopping: draining probes")

@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, TypeVar
 
+from core.clock import SYSTEM_CLOCK, Clock
 from monitor.config.models import RetentionConfig, RetentionPolicy
 
 log = logging.getLogger(__name__)
@@ -215,21 +215,19 @@ class RetentionJob:
                 return total
 
     async def run_forever(
-        self,
-        clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-        first_after: float = FIRST_RUN_AFTER,
+        self, clock: Clock = SYSTEM_CLOCK, first_after: float = FIRST_RUN_AFTER
     ) -> None:
-        """Run now and then every ``storage.retention.every`` (read again each time: a reload applies)."""
-        await sleep(first_after)
+        """Run ``first_after`` seconds from now, then every ``storage.retention.every``
+        (read again before each wait: a reload applies)."""
+        await clock.sleep(first_after)
         while True:
             try:
-                await self.run_once(clock())
+                await self.run_once(clock.time())
             except asyncio.CancelledError:
                 raise
             except Exception:  # run_once catches per store; this is a bug in the job itself
                 log.exception("retention run failed")
-            await sleep(self._config().every)
+            await clock.sleep(self._config().every)
 
 
 def _policy_fields() -> tuple[str, ...]:

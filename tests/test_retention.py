@@ -19,6 +19,7 @@ import pytest
 from alembic import command
 from sqlalchemy import Engine, func, inspect, select, text
 
+from core.clock import ManualClock
 from monitor.config.models import RetentionConfig, RetentionPolicy
 from monitor.retention import (
     Batch,
@@ -249,32 +250,32 @@ def test_registering_a_kind_twice_is_refused() -> None:
 
 
 def test_run_forever_waits_a_minute_then_runs_every_period_read_again_each_time() -> None:
-    configs = iter([retention(every="1h"), retention(every="2h"), retention(every="30m")])
-    current = {"config": next(configs)}
-    clock = {"now": 1000.0}
+    running = {"config": retention(every="1h")}
     runs: list[float] = []
-    slept: list[float] = []
 
     class Recorder(ListPruner):
         def plan(self, policy: RetentionPolicy, now: float) -> None:
-            runs.append(now)
+            runs.append(now - 1000.0)
             return None
 
-    job = RetentionJob(lambda: current["config"])
+    job = RetentionJob(lambda: running["config"])
     job.register("transitions", Recorder([], [], "transitions"))
+    clock = ManualClock(start=1000.0)
 
-    async def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        clock["now"] += seconds
-        if len(slept) == 4:
-            raise asyncio.CancelledError
-        if len(slept) > 1:
-            current["config"] = next(configs)
+    async def drive() -> None:
+        task = asyncio.create_task(job.run_forever(clock))
+        await clock.advance(59)
+        assert runs == []
+        await clock.advance(1)  # a minute after start
+        await clock.advance(3600)  # then every hour
+        running["config"] = retention(every="30m")  # a reload: read before the next wait
+        await clock.advance(3600)
+        await clock.advance(1800 + 1800)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
-    with pytest.raises(asyncio.CancelledError):
-        asyncio.run(job.run_forever(clock=lambda: clock["now"], sleep=sleep))
-    assert slept == [60.0, 3600.0, 7200.0, 1800.0]
-    assert runs == [1060.0, 4660.0, 11860.0]
+    asyncio.run(drive())
+    assert runs == [60.0, 3660.0, 7260.0, 9060.0, 10860.0]
 
 
 # -- the state DB's pruners ---------------------------------------------------------------
