@@ -35,14 +35,14 @@ class RetentionPolicy(StrictModel):
 class TransitionsRetention(RetentionPolicy):
     """Health transitions: the raw log the uptime days are rolled up from.
 
-    A target's newest transition before the cutoff is kept whatever its age
-    (it is the health the target still has), as long as the target is configured.
+    A configured target's newest transition before the cutoff is kept whatever
+    its age: it is the health the target had then, where its next uptime day starts.
     """
 
     max_age: Duration | None = 90 * DAY
     """Transitions older than this are deleted (after their days are rolled up)."""
     max_rows: PositiveInt | None = 1_000_000
-    """At most this many transitions are kept (about 250 MB)."""
+    """At most this many transitions are kept (~130–200 bytes each with indexes: ~150 MB)."""
 
 
 class IncidentTimelinesRetention(RetentionPolicy):
@@ -51,7 +51,8 @@ class IncidentTimelinesRetention(RetentionPolicy):
     max_age: Duration | None = 180 * DAY
     """Timelines of incidents resolved longer ago than this are deleted (the incident itself stays)."""
     max_rows: PositiveInt | None = 1_000_000
-    """At most this many timeline lines are kept; the oldest lines of resolved incidents go first."""
+    """At most this many timeline lines are kept (~70–100 bytes each); the oldest lines of
+    resolved incidents go first."""
 
 
 class IncidentsRetention(RetentionPolicy):
@@ -60,7 +61,7 @@ class IncidentsRetention(RetentionPolicy):
     max_age: Duration | None = 400 * DAY
     """Incidents resolved longer ago than this are deleted: a year of reports, plus a month."""
     max_rows: PositiveInt | None = 100_000
-    """At most this many resolved incidents are kept."""
+    """At most this many resolved incidents are kept (~90 bytes each, ~60 per member)."""
 
 
 class UptimeRetention(RetentionPolicy):
@@ -69,7 +70,8 @@ class UptimeRetention(RetentionPolicy):
     max_age: Duration | None = 400 * DAY
     """Days older than this are deleted; keep it longer than the status page's 90 days."""
     max_rows: PositiveInt | None = 5_000_000
-    """At most this many target-days and component-days are kept (10,000 targets: 500 days)."""
+    """At most this many target-days and component-days are kept (~75 bytes each; 10,000
+    targets: 500 days, ~375 MB)."""
 
 
 class RetentionConfig(StrictModel):
@@ -77,7 +79,8 @@ class RetentionConfig(StrictModel):
 
     One job, run every ``every``, rolls up the uptime days, then deletes of
     each kind what its policy no longer keeps, ``batch`` rows per transaction
-    (docs/storage.md, "Retention").
+    (docs/storage.md, "Retention"). Each kind takes ``max_age`` and
+    ``max_rows``; ``null`` turns that limit off.
     """
 
     transitions: TransitionsRetention = Field(default_factory=TransitionsRetention)
