@@ -42,7 +42,7 @@ class TransitionsRetention(RetentionPolicy):
     max_age: Duration | None = 90 * DAY
     """Transitions older than this are deleted (after their days are rolled up)."""
     max_rows: PositiveInt | None = 1_000_000
-    """At most this many transitions are kept (~130–200 bytes each with indexes: ~150 MB)."""
+    """At most this many transitions are kept (~140–200 bytes each with indexes: ~150 MB)."""
 
 
 class IncidentTimelinesRetention(RetentionPolicy):
@@ -61,7 +61,7 @@ class IncidentsRetention(RetentionPolicy):
     max_age: Duration | None = 400 * DAY
     """Incidents resolved longer ago than this are deleted: a year of reports, plus a month."""
     max_rows: PositiveInt | None = 100_000
-    """At most this many resolved incidents are kept (~90 bytes each, ~60 per member)."""
+    """At most this many resolved incidents are kept (~140 bytes each, ~85 per member)."""
 
 
 class UptimeRetention(RetentionPolicy):
