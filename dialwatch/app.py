@@ -76,7 +76,7 @@ class Appliance:
         self.retention = RetentionJob(
             lambda: self.engine.config.storage.retention,
             read=_in_worker,
-            write=self.engine.in_db_thread,
+            write=self.engine.writer.run,
         )
         register_state_history(
             self.retention, self.repo, scope_following(lambda: self.engine.config)
