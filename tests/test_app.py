@@ -48,6 +48,7 @@ def test_the_appliance_registers_the_state_db_history_with_one_retention_job(
         assert appliance.retention.rollups == ("uptime",)
         assert appliance.retention.kinds == (
             "transitions",
+            "events",
             "incident_timelines",
             "incidents",
             "uptime",

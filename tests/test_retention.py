@@ -21,6 +21,7 @@ from sqlalchemy import Engine, func, inspect, select, text
 
 from core.clock import ManualClock
 from monitor.config.models import RetentionConfig, RetentionPolicy
+from monitor.events import EventKind, NewEvent, record
 from monitor.retention import (
     Batch,
     RetentionJob,
@@ -29,7 +30,14 @@ from monitor.retention import (
     not_after,
 )
 from monitor.store.db import alembic_config, open_database
-from monitor.store.models import Incident, IncidentEvent, IncidentTarget, Transition, UptimeDay
+from monitor.store.models import (
+    EventRecord,
+    Incident,
+    IncidentEvent,
+    IncidentTarget,
+    Transition,
+    UptimeDay,
+)
 from monitor.store.repository import StateRepository
 from monitor.store.retention import (
     IncidentsPruner,
@@ -65,7 +73,8 @@ def policy(max_age: float | None = None, max_rows: int | None = None) -> Retenti
 def retention(**kinds: Any) -> RetentionConfig:
     """A RetentionConfig where every kind keeps everything unless given."""
     unlimited = {"max_age": None, "max_rows": None}
-    base = dict.fromkeys(("transitions", "incident_timelines", "incidents", "uptime"), unlimited)
+    names = ("transitions", "events", "incident_timelines", "incidents", "uptime")
+    base = dict.fromkeys(names, unlimited)
     return RetentionConfig.model_validate({**base, **kinds})
 
 
@@ -234,7 +243,7 @@ def test_registering_a_kind_without_a_policy_says_how_to_add_one() -> None:
     with pytest.raises(ValueError) as raised:
         job.register("deliveries", ListPruner([], [], "deliveries"))
     assert str(raised.value) == (
-        "no retention policy 'deliveries': storage.retention has transitions, "
+        "no retention policy 'deliveries': storage.retention has transitions, events, "
         "incident_timelines, incidents, uptime; add a RetentionPolicy field for it "
         "to RetentionConfig (monitor/config/models.py)"
     )
@@ -477,6 +486,42 @@ def test_nothing_configured_to_go_deletes_nothing(repo: StateRepository) -> None
     job = job_for(repo, retention())
     report = run(job, now=T0 + 10 * DAY)
     assert report.deleted == dict.fromkeys(job.kinds, 0)
+
+
+def outbox(repo: StateRepository, n: int, start: float = T0) -> None:
+    with repo.transaction():
+        for i in range(n):
+            record(repo, NewEvent(EventKind.NOTED, start + i * H, incident_id=1))
+
+
+def event_ids(engine: Engine) -> list[int]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(EventRecord.__table__.c.id).order_by(text("id"))).scalars())
+
+
+def test_events_older_than_max_age_go_without_subscribers(repo: StateRepository) -> None:
+    outbox(repo, 10)  # one an hour from T0
+    run(job_for(repo, retention(events={"max_age": "5h"})), now=T0 + 10 * H)
+    assert event_ids(repo.engine) == [6, 7, 8, 9, 10]
+
+
+def test_no_event_goes_before_every_subscriber_has_had_it(
+    repo: StateRepository, caplog: pytest.LogCaptureFixture
+) -> None:
+    outbox(repo, 10)
+    repo.start_cursor("pager", 0, T0)
+    repo.set_cursor("pager", 3, T0)  # behind: it has had 1-3
+    repo.start_cursor("tallies", 0, T0)
+    repo.set_cursor("tallies", 10, T0)
+    job = job_for(repo, retention(events={"max_age": "5h", "max_rows": 2}))
+    run(job, now=T0 + 10 * H)
+    assert event_ids(repo.engine) == [4, 5, 6, 7, 8, 9, 10]
+    assert "subscriber pager has not had them yet" in caplog.text
+    repo.set_cursor("pager", 10, T0 + 10 * H)  # caught up
+    caplog.clear()
+    run(job, now=T0 + 10 * H)
+    assert event_ids(repo.engine) == [9, 10]  # the count limit, now nobody needs them
+    assert "has not had them" not in caplog.text
 
 
 # -- the uptime rollup ---------------------------------------------------------------------
@@ -728,7 +773,7 @@ def test_every_retention_policy_has_a_store_registered_for_it(repo: StateReposit
         for name, info in RetentionConfig.model_fields.items()
         if isinstance(info.annotation, type) and issubclass(info.annotation, RetentionPolicy)
     ]
-    assert job.kinds == ("transitions", "incident_timelines", "incidents", "uptime")
+    assert job.kinds == ("transitions", "events", "incident_timelines", "incidents", "uptime")
     assert sorted(job.kinds) == sorted(policies)
     assert job.rollups == ("uptime",)
 

@@ -45,6 +45,20 @@ class TransitionsRetention(RetentionPolicy):
     """At most this many transitions are kept (~140–200 bytes each with indexes: ~150 MB)."""
 
 
+class EventsRetention(RetentionPolicy):
+    """The event outbox (``event``): what subscribers were handed.
+
+    An event no subscriber has had yet is never deleted, whatever its age or
+    the count (the lowest subscriber cursor holds it; a warning names the
+    subscriber that is behind).
+    """
+
+    max_age: Duration | None = 30 * DAY
+    """Events older than this are deleted once every subscriber has had them."""
+    max_rows: PositiveInt | None = 1_000_000
+    """At most this many events are kept (~150–250 bytes each)."""
+
+
 class IncidentTimelinesRetention(RetentionPolicy):
     """The timeline lines (``incident_event``) of resolved incidents; an open incident keeps all of its own."""
 
@@ -85,6 +99,8 @@ class RetentionConfig(StrictModel):
 
     transitions: TransitionsRetention = Field(default_factory=TransitionsRetention)
     """Health transitions."""
+    events: EventsRetention = Field(default_factory=EventsRetention)
+    """The event outbox, once every subscriber has had its events."""
     incident_timelines: IncidentTimelinesRetention = Field(
         default_factory=IncidentTimelinesRetention
     )

@@ -12,11 +12,15 @@ of the same run decided to keep.
   had at the cutoff, which the uptime rollup starts each day from). The age
   cutoff never passes the start of the newest day the uptime rollup has
   counted; the count limit (the disk guard) does not wait for it.
+- ``events``: the outbox, by ``at`` and, beyond ``max_rows``, oldest first;
+  never an event above the lowest subscriber cursor (a subscriber that is
+  behind keeps them, and a warning names it).
 - ``incident_timelines``: ``incident_event`` lines of resolved incidents,
   by the incident's ``resolved_at`` (a timeline goes whole) and, beyond
   ``max_rows``, the oldest lines first.
 - ``incidents``: resolved incidents by ``resolved_at``, with their members
-  and what is left of their timeline; transitions pointing at one are
+  and what is left of their timeline (their customer updates go by the
+  foreign key's ON DELETE CASCADE); transitions pointing at one are
   unlinked. Open incidents are never deleted.
 - ``uptime``: days older than the cutoff (site timezone).
 
@@ -29,6 +33,7 @@ kind for this run.
 from __future__ import annotations
 
 import contextlib
+import logging
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -50,10 +55,12 @@ from sqlalchemy import (
     update,
 )
 
+from monitor import events
 from monitor.config.models import RetentionPolicy
 from monitor.retention import Batch, RetentionJob, age_cutoff, later, not_after
 from monitor.store.models import (
     INCIDENT_RESOLVED,
+    EventRecord,
     Incident,
     IncidentEvent,
     IncidentTarget,
@@ -71,6 +78,7 @@ _INCIDENT: Table = Incident.__table__  # type: ignore[assignment]
 _MEMBER: Table = IncidentTarget.__table__  # type: ignore[assignment]
 _EVENT: Table = IncidentEvent.__table__  # type: ignore[assignment]
 _UPTIME: Table = UptimeDay.__table__  # type: ignore[assignment]
+_OUTBOX: Table = EventRecord.__table__  # type: ignore[assignment]
 
 RETENTION_LOCK_KEY = 0x4469_616D
 """First key of the PostgreSQL advisory locks the retention batches take (the second is the kind's)."""
@@ -78,6 +86,8 @@ INCIDENTS_PER_BATCH = 100
 """Incidents looked at per batch; their members and timeline lines count toward the batch."""
 
 _DONE = Batch(0, False)
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -174,6 +184,71 @@ class TransitionsPruner:
             return Batch(deleted, False)
         plan.cursor = (last.at, last.id)
         return Batch(deleted, True)
+
+
+# -- events (the outbox) ---------------------------------------------------------------
+@dataclass(frozen=True)
+class EventsPlan:
+    """Events older than ``before`` or below ``below_id`` go, none above ``handled``
+    (the lowest subscriber cursor; None: no subscriber keeps a cursor)."""
+
+    before: float | None
+    below_id: int | None
+    handled: int | None
+
+
+class EventsPruner:
+    """``storage.retention.events``: never an event a subscriber has not had yet."""
+
+    def __init__(self, repo: StateRepository) -> None:
+        self._repo = repo
+
+    def plan(self, policy: RetentionPolicy, now: float) -> EventsPlan | None:
+        o = _OUTBOX
+        before = age_cutoff(policy, now)
+        with self._repo.reading() as conn:
+            below_id = None
+            if policy.max_rows is not None:
+                below_id = _nth_newest(conn, o.c.id, policy.max_rows)
+            if before is None and below_id is None:
+                return None
+            cursors = events.cursors(conn)
+            handled = min(cursors.values()) if cursors else None
+            if handled is not None:
+                behind = [name for name, at in cursors.items() if at == handled]
+                held = conn.execute(
+                    select(o.c.id).where(o.c.id > handled, _due(before, below_id)).limit(1)
+                ).first()
+                if held is not None:
+                    log.warning(
+                        "retention: events after %d are kept past storage.retention.events: "
+                        "subscriber %s has not had them yet",
+                        handled,
+                        ", ".join(sorted(behind)),
+                    )
+        return EventsPlan(before, below_id, handled)
+
+    def delete_batch(self, plan: EventsPlan, limit: int) -> Batch:
+        o = _OUTBOX
+        where = _due(plan.before, plan.below_id)
+        if plan.handled is not None:
+            where = and_(where, o.c.id <= plan.handled)
+        with batch_transaction(self._repo, "events") as conn:
+            if conn is None:
+                return _DONE
+            deleted = _delete_some(conn, o, [o.c.id], where, limit)
+        return Batch(deleted, deleted > 0)
+
+
+def _due(before: float | None, below_id: int | None) -> ColumnElement[bool]:
+    """Events old enough or beyond the count (at least one of the two is given)."""
+    o = _OUTBOX
+    limits = []
+    if before is not None:
+        limits.append(o.c.at < before)
+    if below_id is not None:
+        limits.append(o.c.id < below_id)
+    return or_(*limits)
 
 
 # -- incident timelines ------------------------------------------------------------------
@@ -373,6 +448,7 @@ def register_state_history(
     uptime = UptimeRollup(repo, scope)
     job.register_rollup("uptime", uptime)
     job.register("transitions", TransitionsPruner(repo, uptime.counted_until))
+    job.register("events", EventsPruner(repo))
     job.register("incident_timelines", TimelinesPruner(repo))
     job.register("incidents", IncidentsPruner(repo))
     job.register("uptime", UptimePruner(repo, lambda: scope().tz))
