@@ -31,6 +31,7 @@ from monitor.sinks.base import MetricSink
 from monitor.store.db import StateDBError, open_database
 from monitor.store.repository import StateRepository
 from monitor.store.retention import register_state_history
+from monitor.tallies import tallies_subscriber
 from monitor.uptime import scope_following
 
 log = logging.getLogger("dialwatch")
@@ -62,6 +63,7 @@ class Appliance:
         # rejects a later write that changes it, so start from what is stored.
         enricher = Enricher(field_types=FieldTypes(self.embedded.store.field_types()))
         self.dispatcher = Dispatcher(self.repo)
+        self.dispatcher.add(tallies_subscriber())  # lifetime counts that outlive retention
         self.engine = Engine(
             loaded,
             self.repo,
