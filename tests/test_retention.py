@@ -751,7 +751,7 @@ def test_the_retention_migration_keeps_target_states_and_drops_only_the_unused_c
             )
             conn.execute(text("INSERT INTO counter (name, value) VALUES ('probes_run', 7)"))
         with db.connect() as conn, conn.begin():
-            command.upgrade(alembic_config(conn), "0002_retention")
+            command.upgrade(alembic_config(conn), "0003_retention")
         columns = {c["name"] for c in inspect(db).get_columns("target_state")}
         assert {"ok_streak", "fail_streak"}.isdisjoint(columns)
         assert {"health", "since", "affected_by", "flapping"} <= columns

@@ -21,7 +21,7 @@ from monitor.store.db import alembic_config, open_database
 def next_revision_id() -> str:
     """Revisions are numbered 0001, 0002... so the versions folder reads in order.
 
-    A revision id may carry a name after its number (``0002_retention``).
+    A revision id may carry a name after its number (``0003_retention``).
     """
     script = ScriptDirectory.from_config(alembic_config())
     numbers = [

@@ -9,7 +9,7 @@
 - ``target_state.ok_streak`` / ``fail_streak`` dropped: nothing read them;
   the streaks live in ``machine`` (the health state machine's own state).
 
-Revision ID: 0002_retention
+Revision ID: 0003_retention
 Revises: 0002_event_outbox
 Create Date: 2026-12-02
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_retention"
+revision = "0003_retention"
 down_revision = "0002_event_outbox"
 branch_labels = None
 depends_on = None
