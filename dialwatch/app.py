@@ -19,7 +19,7 @@ from typing import Any
 
 from core import __version__
 from dialwatch import startup
-from dialwatch.cli import parse_listen, resolve_data_dir
+from dialwatch.options import parse_listen, resolve_data_dir
 from dialwatch.schema import Config
 from monitor.config import ConfigError, LoadedConfig, load_config_isolated
 from monitor.dispatcher import Dispatcher

@@ -26,7 +26,6 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -40,14 +39,15 @@ from monitor.config import LoadedConfig
 from monitor.dispatcher import Dispatcher
 from monitor.health import FlapPolicy, Health, HealthState, Policy, Transition, step
 from monitor.incident_keeper import IncidentBook, IncidentKeeper
-from monitor.maintenance import MaintenanceCheck, check_maintenance
+from monitor.maintenance import check_maintenance
 from monitor.manual_maintenance import ManualMaintenanceBook, open_windows
 from monitor.points import Enricher
 from monitor.runner import ProbeRunner
 from monitor.scheduler import ProbeScheduler
 from monitor.sinks.base import MetricSink
 from monitor.store.repository import StateRepository
-from monitor.store.writer import WRITE_SLICE, RowSnapshot, StoreWriter, state_row
+from monitor.store.writer import WRITE_SLICE, StoreWriter, state_row
+from monitor.target_runtime import TargetRuntime
 from monitor.vitals import EngineVitals
 from probes import PROBES, ProbeContext
 
@@ -107,41 +107,6 @@ def transition_point(tr: Transition) -> MetricPoint:
         },
         time_ns=int(tr.at * 1e9),
     )
-
-
-@dataclass
-class TargetRuntime:
-    """What the engine knows about one target while running."""
-
-    target: TargetBase
-    policy: Policy
-    state: HealthState
-    digest: str
-    probe_state: dict[str, Any] = field(default_factory=dict)
-    last: Observation | None = None
-    last_metrics: dict[str, Any] = field(default_factory=dict)
-    probes_run: int = 0
-    probes_failed: int = 0
-    probes_errored: int = 0
-    suspect: bool = False
-    dirty: bool = False
-    maintenance: MaintenanceCheck | None = None
-    """Cached answer of check_maintenance, valid until its ``until``."""
-
-    def snapshot(self) -> RowSnapshot:
-        """The parts of the row, as references to immutable values: cheap on the
-        loop; the DB thread builds the row from it (``state_row``)."""
-        return RowSnapshot(
-            self.target.id,
-            self.target.kind,
-            self.state,
-            self.last,
-            self.last_metrics,
-            self.probes_run,
-            self.probes_failed,
-            self.probes_errored,
-            self.digest,
-        )
 
 
 class Engine:

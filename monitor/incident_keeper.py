@@ -35,7 +35,8 @@ from monitor.health import Health, Transition
 from monitor.store.repository import IncidentRow, StateRepository
 
 if TYPE_CHECKING:
-    from monitor.engine import RowSnapshot, TargetRuntime
+    from monitor.store.writer import RowSnapshot
+    from monitor.target_runtime import TargetRuntime
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dialwatch.cli import resolve_data_dir
+from dialwatch.options import resolve_data_dir
 
 REPO = Path(__file__).resolve().parent.parent
 
