@@ -2,8 +2,9 @@
 
 Two SQLite state DBs receive the same month of health changes through the
 repository's write path, as the engine writes them: each change to ``down``
-opens an incident (timeline line, transition and the target's row in one
-transaction), each recovery resolves it. A share of the targets flaps all
+opens an incident (timeline line, transition, the target's row and their
+events in one transaction), each recovery resolves it; a subscriber keeps up
+with the events. A share of the targets flaps all
 month (down for 2–15 minutes, up for 10–90); the others have a short outage
 now and then. Time is a simulated clock: nothing sleeps, a month takes minutes.
 
@@ -42,9 +43,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.config import parse_duration  # noqa: E402
 from monitor.config.models import RetentionConfig  # noqa: E402
+from monitor.events import EventKind, NewEvent, last_event_id, record_many  # noqa: E402
 from monitor.retention import RetentionJob  # noqa: E402
 from monitor.store.db import open_database  # noqa: E402
 from monitor.store.models import (  # noqa: E402
+    EventRecord,
     Incident,
     IncidentEvent,
     IncidentTarget,
@@ -57,7 +60,7 @@ from monitor.uptime import UptimeScope  # noqa: E402
 
 DAY = 86400.0
 START = datetime(2026, 1, 1, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
-TABLES = (Transition, IncidentEvent, Incident, IncidentTarget, UptimeDay)
+TABLES = (Transition, EventRecord, IncidentEvent, Incident, IncidentTarget, UptimeDay)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +125,8 @@ def state_row(target_id: str, health: str, at: float) -> dict[str, Any]:
 
 
 class Writer:
-    """The engine's transition writes for one DB (incident bookkeeping included)."""
+    """The engine's transition writes for one DB, as the incident keeper makes them:
+    the incident change, its timeline line, the transition and their events."""
 
     def __init__(self, repo: StateRepository) -> None:
         self.repo = repo
@@ -144,7 +148,7 @@ class Writer:
                 repo.resolve_incident(incident_id, c.at)
                 text = f"{c.target_id} is up again"
             repo.add_incident_event(incident_id, "transition", c.at, c.target_id, text)
-            repo.record_transition(
+            transition_id = repo.record_transition(
                 c.target_id,
                 c.at,
                 from_health,
@@ -154,6 +158,21 @@ class Writer:
                 else "up after 2 successful checks",
                 incident_id=incident_id,
                 state=state_row(c.target_id, c.to_health, c.at),
+            )
+            payload = {"from": from_health, "to": c.to_health, "reason": text}
+            change = EventKind.OPENED if c.to_health == "down" else EventKind.RESOLVED
+            record_many(
+                repo,
+                [
+                    NewEvent(
+                        EventKind.TRANSITION,
+                        c.at,
+                        target_id=c.target_id,
+                        incident_id=incident_id,
+                        payload={**payload, "transition_id": transition_id},
+                    ),
+                    NewEvent(change, c.at, target_id=c.target_id, incident_id=incident_id),
+                ],
             )
         if c.to_health == "down":
             self.open[c.target_id] = incident_id
@@ -235,6 +254,7 @@ def main() -> int:
     parser.add_argument("--transitions", default="7d", help="storage.retention.transitions.max_age")
     parser.add_argument("--timelines", default="3d", help="... incident_timelines.max_age")
     parser.add_argument("--incidents", default="7d", help="... incidents.max_age")
+    parser.add_argument("--events", default="3d", help="... events.max_age")
     parser.add_argument("--batch", type=int, default=1000)
     args = parser.parse_args()
 
@@ -243,13 +263,14 @@ def main() -> int:
             "transitions": {"max_age": args.transitions},
             "incident_timelines": {"max_age": args.timelines},
             "incidents": {"max_age": args.incidents},
+            "events": {"max_age": args.events},
             "batch": args.batch,
         }
     )
     print(
         f"# {args.targets} targets, {args.flapping:.0%} flapping, {args.days} simulated days; "
-        f"retention: transitions {args.transitions}, timelines {args.timelines}, incidents "
-        f"{args.incidents}, uptime {parse_duration('400d') / DAY:.0f}d, batch {args.batch}, "
+        f"retention: transitions {args.transitions}, events {args.events}, timelines "
+        f"{args.timelines}, incidents {args.incidents}, uptime {parse_duration('400d') / DAY:.0f}d, batch {args.batch}, "
         f"run every simulated hour\n# Python {platform.python_version()}, SQLAlchemy "
         f"{sqlalchemy.__version__}, SQLite {sqlite3.sqlite_version}, {platform.machine()}, "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start",
@@ -265,7 +286,7 @@ def main() -> int:
             # Every target's first probe: unknown -> up, as the engine writes it at start.
             with repo.transaction():
                 for t in ids:
-                    repo.record_transition(
+                    tid = repo.record_transition(
                         t,
                         START,
                         "unknown",
@@ -273,6 +294,11 @@ def main() -> int:
                         reason="first check",
                         state=state_row(t, "up", START),
                     )
+                    payload = {"from": "unknown", "to": "up", "transition_id": tid}
+                    first = NewEvent(EventKind.TRANSITION, START, target_id=t, payload=payload)
+                    record_many(repo, [first])
+        for repo in repos.values():
+            repo.start_cursor("tallies", 0, START)
         components = {f"carrier-{k}": tuple(ids[k::10]) for k in range(10)}
         scope = UptimeScope(ZoneInfo("Asia/Shanghai"), components, 400)
         timed = TimedWrites()
@@ -281,10 +307,12 @@ def main() -> int:
 
         print(
             "| day | changes | with retention, MB | reference, MB | transitions kept "
-            "| timeline lines kept | incidents kept | uptime rows | job s/day "
+            "| events kept | timeline lines kept | incidents kept | uptime rows | job s/day "
             "| longest delete batch, ms | longest uptime write, ms |"
         )
-        print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        print(
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        )
         hour = 0
         started = time.perf_counter()
         for day, todays in enumerate(changes(args.targets, args.days, args.flapping, args.seed)):
@@ -297,6 +325,9 @@ def main() -> int:
                     for writer in writers.values():
                         writer.write(upcoming)
                     upcoming = next(pending, None)
+                # A subscriber that keeps up (the tallies): its cursor at the last event.
+                for repo in repos.values():
+                    repo.set_cursor("tallies", last_event_id(repo.engine), hour_end)
                 report = asyncio.run(job.run_once(hour_end))
                 assert not report.failed, report.failed
                 hour += 1
@@ -304,7 +335,7 @@ def main() -> int:
             print(
                 f"| {day + 1} | {len(todays)} | {size_mb(paths['retention']):.1f} "
                 f"| {size_mb(paths['reference']):.1f} | {kept['transition']} "
-                f"| {kept['incident_event']} | {kept['incident']} | {kept['uptime_day']} "
+                f"| {kept['event']} | {kept['incident_event']} | {kept['incident']} | {kept['uptime_day']} "
                 f"| {timed.total + timed.reading - job_time_before:.2f} "
                 f"| {timed.longest.get('delete', 0) * 1000:.0f} "
                 f"| {timed.longest.get('rollup', 0) * 1000:.0f} |",
@@ -313,7 +344,7 @@ def main() -> int:
             timed.longest = {}
         reference = rows(repos["reference"])
         print(
-            f"# reference keeps {reference['transition']} transitions, "
+            f"# reference keeps {reference['transition']} transitions, {reference['event']} events, "
             f"{reference['incident_event']} timeline lines, {reference['incident']} incidents; "
             f"{time.perf_counter() - started:.0f} s for the whole run"
         )

@@ -56,7 +56,7 @@ class EventsRetention(RetentionPolicy):
     max_age: Duration | None = 30 * DAY
     """Events older than this are deleted once every subscriber has had them."""
     max_rows: PositiveInt | None = 1_000_000
-    """At most this many events are kept (~150–250 bytes each)."""
+    """At most this many events are kept (~110–250 bytes each, by payload)."""
 
 
 class IncidentTimelinesRetention(RetentionPolicy):
