@@ -232,7 +232,8 @@ class Silence(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     target_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     incident_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
-    """No foreign key: a silence is pruned by age, not with its incident."""
+    """No foreign key: a silence outlives its incident. Not yet registered with the
+    retention job (it grows only as fast as people act; see issue 9 notes)."""
     starts_at: Mapped[float] = mapped_column(Float)
     ends_at: Mapped[float] = mapped_column(Float)
     created_by: Mapped[str] = mapped_column(String(128))
