@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,24 +20,9 @@ from monitor.events import Event, EventKind, NewEvent, cursor_of, record
 from monitor.health import Health
 from monitor.store.db import open_database
 from monitor.store.repository import StateRepository
-from tests.peers.postgres import PostgresServer, postgres_server  # noqa: F401 - the fixture
 from tests.test_engine import DETECT, INTERVAL, RECOVER, Harness, Listener, tcp_target, write_config
 
 FAST = {"retry_first": 0.01, "retry_most": 0.05}
-
-
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.peer)]
-
-
-@pytest.fixture(params=BACKENDS)
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    url = None
-    if request.param == "postgresql":
-        server: PostgresServer = request.getfixturevalue("postgres_server")
-        url = server.create_database()
-    engine = open_database(url, tmp_path)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,21 +34,6 @@ from monitor.health import Health
 from monitor.store.db import open_database
 from monitor.store.models import EventRecord, Incident, IncidentEvent, Transition
 from monitor.store.repository import StateRepository
-from tests.peers.postgres import PostgresServer, postgres_server  # noqa: F401 - the fixture
-
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.peer)]
-
-
-@pytest.fixture(params=BACKENDS)
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """An empty, migrated state DB of its own."""
-    url = None
-    if request.param == "postgresql":
-        server: PostgresServer = request.getfixturevalue("postgres_server")
-        url = server.create_database()
-    engine = open_database(url, tmp_path)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

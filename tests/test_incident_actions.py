@@ -7,7 +7,7 @@ back with plain SQL on the tables, so these tests say what is stored.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,6 @@ from monitor import incident_actions as actions
 from monitor.events import EventKind, events_after
 from monitor.health import Health
 from monitor.incident_actions import NotFound
-from monitor.store.db import open_database
 from monitor.store.models import (
     CustomerUpdate,
     Incident,
@@ -28,23 +27,10 @@ from monitor.store.models import (
     Silence,
 )
 from monitor.store.repository import StateRepository
-from tests.peers.postgres import PostgresServer, postgres_server  # noqa: F401 - the fixture
 from tests.test_events import Driven, count, fail_inserts_into, target
 
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.peer)]
 NOW = 1_800_000_000.0
 ALICE = "user:alice"
-
-
-@pytest.fixture(params=BACKENDS)
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    url = None
-    if request.param == "postgresql":
-        server: PostgresServer = request.getfixturevalue("postgres_server")
-        url = server.create_database()
-    engine = open_database(url, tmp_path)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
