@@ -234,6 +234,8 @@ class Silence(Base):
     incident_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     """No foreign key: a silence outlives its incident. Not yet registered with the
     retention job (it grows only as fast as people act; see issue 9 notes)."""
+    component_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    """Set for a component's silence (migration 0004)."""
     starts_at: Mapped[float] = mapped_column(Float)
     ends_at: Mapped[float] = mapped_column(Float)
     created_by: Mapped[str] = mapped_column(String(128))
@@ -278,3 +280,129 @@ class UptimeDay(Base):
     down_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     maintenance_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     unknown_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+# -- the staff console: people, their sessions and tokens, the audit log ---------
+# (migration 0004_staff_console)
+ROLES = ("viewer", "operator", "admin")
+"""Staff roles, lowest first: each may do everything the ones before it may."""
+
+
+class StaffUser(Base):
+    """A person who logs into the console (``dialwatch user add``, the setup page)."""
+
+    __tablename__ = "staff_user"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    """Login name, lower case (``monitor.staff.users.normal_name``)."""
+    display_name: Mapped[str] = mapped_column(Text, default="")
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(Text)
+    """An Argon2id PHC string; never a plain or reversible password."""
+    password_changed_at: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(128))
+    disabled_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    totp_secret: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """The TOTP seed, encrypted with the appliance's key file (``core.secret_box``)."""
+    totp_enabled_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """None while the second factor is off or enrolled but not yet confirmed."""
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """The time step of the last accepted code: a code is never accepted twice."""
+    recovery_codes: Mapped[list[Any]] = mapped_column(default=list)
+    """SHA-256 hex of each unused recovery code; a used code is removed."""
+    language: Mapped[str | None] = mapped_column(String(8), nullable=True)
+
+
+class StaffSession(Base):
+    """A server-side login session; the cookie holds a random value, this row its SHA-256."""
+
+    __tablename__ = "staff_session"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """SHA-256 hex of the cookie value: a copy of the DB does not log anyone in."""
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("staff_user.id", ondelete="CASCADE"), index=True
+    )
+    stage: Mapped[str] = mapped_column(String(16))
+    """``password`` (the second factor is still to come) or ``full``."""
+    created_at: Mapped[float] = mapped_column(Float)
+    last_seen_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+    """The absolute end; idle expiry is counted from ``last_seen_at``."""
+    kiosk: Mapped[bool] = mapped_column(Boolean, default=False)
+    """A wall-screen session opened with a viewer token: exempt from idle expiry."""
+    address: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(Text, default="")
+    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ended_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+class ApiToken(Base):
+    """An API token: 32 random bytes shown once, stored as SHA-256 (checked on every call)."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("staff_user.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(64), default="")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    """The token's first characters, shown in lists so people can tell tokens apart."""
+    role: Mapped[str] = mapped_column(String(16))
+    """At most the owner's role; the lower of the two applies on each call."""
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Written at most once a minute per token."""
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    revoked_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+_AUDIT_ID = BigInteger().with_variant(Integer, "sqlite")
+
+
+class AuditEntry(Base):
+    """One line of the audit log: who did what, from where, with what result.
+
+    Append-only and hash-chained: ``hash`` is SHA-256 over ``prev_hash`` and
+    this row's fields (``monitor.audit``), so editing or deleting a row breaks
+    the chain at that row.
+    """
+
+    __tablename__ = "audit_entry"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(_AUDIT_ID, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    actor: Mapped[str] = mapped_column(String(128), index=True)
+    """``user:alice``, ``token:7``, ``system``, ``rule:trunk-failover``, ``cli``..."""
+    address: Mapped[str] = mapped_column(String(64), default="")
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    object: Mapped[str] = mapped_column(Text, default="")
+    result: Mapped[str] = mapped_column(String(16))
+    """``ok``, ``denied``, ``failed`` or ``error``."""
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    """How many occurrences this entry stands for (merged exception entries)."""
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditAnchor(Base):
+    """Where the chain starts after pruning: the hash of the last pruned entry."""
+
+    __tablename__ = "audit_anchor"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    """Always 1: one anchor."""
+    through_id: Mapped[int] = mapped_column(BigInteger)
+    """The id of the last pruned entry (the first kept one has a larger id)."""
+    hash: Mapped[str] = mapped_column(String(64))
+    at: Mapped[float] = mapped_column(Float)
