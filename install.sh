@@ -177,5 +177,10 @@ EOF
         as_root systemctl daemon-reload || die "systemctl daemon-reload failed"
         as_root systemctl enable --now dialwatch.service || die "could not enable dialwatch.service"
         step "dialwatch.service enabled; logs: journalctl -u dialwatch -f, and $data_dir/logs/"
+        # First start: the console asks for the setup code before it creates the first admin.
+        for _ in 1 2 3 4 5 6 7 8 9 10; do [ -s "$data_dir/setup-code" ] && break; sleep 1; done
+        if [ -s "$data_dir/setup-code" ]; then
+            step "open http://$listen/setup and enter the setup code $(cat "$data_dir/setup-code") to create the first admin"
+        fi
         ;;
 esac

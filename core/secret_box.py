@@ -20,6 +20,8 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 PREFIX = "dwsb1:"
 KEY_BYTES = 32
@@ -36,6 +38,7 @@ class SecretBox:
     def __init__(self, key: bytes) -> None:
         if len(key) != KEY_BYTES:
             raise SecretBoxError(f"a secret key is {KEY_BYTES} bytes, not {len(key)}")
+        self._key = key
         self._aead = AESGCM(key)
 
     def __repr__(self) -> str:  # never the key
@@ -45,6 +48,13 @@ class SecretBox:
     def from_file(cls, path: Path, *, create: bool = True) -> SecretBox:
         """Read the key file, creating it (0600, directory 0700) when missing and ``create``."""
         return cls(load_or_create_key(path, create=create))
+
+    def derive_key(self, purpose: str) -> bytes:
+        """A separate 32-byte key for ``purpose`` (HKDF-SHA256): the key file's own key
+        is never used twice for different jobs."""
+        return HKDF(algorithm=SHA256(), length=32, salt=None, info=purpose.encode()).derive(
+            self._key
+        )
 
     def seal(self, plaintext: str, context: str) -> str:
         nonce = os.urandom(NONCE_BYTES)

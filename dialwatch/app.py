@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from core import __version__
+from core.net.address import is_loopback
+from core.secret_box import SecretBox
 from dialwatch import startup
 from dialwatch.options import parse_listen, resolve_data_dir
 from dialwatch.schema import Config
@@ -28,6 +30,8 @@ from monitor.logs import secret_mask, setup_logging
 from monitor.points import Enricher, FieldTypes
 from monitor.retention import RetentionJob
 from monitor.sinks.base import MetricSink
+from monitor.staff.setup_code import SetupCode
+from monitor.staff.users import count_users
 from monitor.store.db import StateDBError, open_database
 from monitor.store.repository import StateRepository
 from monitor.store.retention import register_state_history
@@ -139,6 +143,8 @@ class Appliance:
         from web.services import WebServices
 
         host, port = self.listen
+        box = SecretBox.from_file(self.data_dir / "keys" / "appliance.key")
+        setup = SetupCode(self.data_dir / "setup-code")
         services = WebServices(
             config=lambda: self.engine.config,
             db=self.db,
@@ -146,11 +152,23 @@ class Appliance:
             reload=self.reload_from_thread,
             version=__version__,
             listen_host=host,
+            listen_port=port,
+            repo=self.repo,
+            secret_box=box,
+            secret_key=box.derive_key("web csrf cookie"),
+            setup=setup,
         )
         self.web = serve(create_app(services), host, port)
-        log.info(
-            "web listening on http://%s:%d", host if ":" not in host else f"[{host}]", self.web.port
-        )
+        url = f"http://{host if ':' not in host else f'[{host}]'}:{self.web.port}"
+        log.info("web listening on %s", url)
+        with self.db.connect() as conn:
+            has_users = count_users(conn) > 0
+        if has_users:
+            setup.consume()  # a code left from before the first admin existed
+        else:
+            code = setup.ensure()
+            base = self.engine.config.web.base_url or url
+            log.warning(startup.setup_line(base, code, setup.path))
 
     # -- run -------------------------------------------------------------
     async def run(self) -> None:
@@ -180,14 +198,12 @@ async def _in_worker(fn: Callable[..., Any], *args: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
-def _check_listen(host: str, token: str | None) -> str | None:
-    """Refuse a non-loopback listener without a token: the dashboard would be open."""
-    from web.access import is_loopback
-
-    if not is_loopback(host) and not token:
+def _check_listen(host: str, base_url: str | None, allowed_hosts: list[str]) -> str | None:
+    """Refuse a non-loopback listener (from --listen) that names no host for the console."""
+    if not is_loopback(host) and not base_url and not allowed_hosts:
         return (
-            f"listening on {host} (not loopback) needs web.token in the config "
-            "(e.g. token: ${DIALWATCH_TOKEN}); the dashboard and API would be open otherwise"
+            f"listening on {host} (not loopback) needs web.base_url (or web.allowed_hosts) "
+            "in the config, so requests naming another host (DNS rebinding) are refused"
         )
     return None
 
@@ -201,8 +217,13 @@ def run_appliance(
         print("\n".join(exc.errors), file=sys.stderr)
         return 2
     data_dir = resolve_data_dir(data_arg, loaded.config.storage.data_dir)
+    # Everything the appliance writes (state DB, logs, keys, spool) is its own: 0600
+    # files in a 0700 directory.
+    os.umask(0o077)
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
+        if data_dir.stat().st_uid == os.getuid():
+            data_dir.chmod(0o700)
     except OSError as exc:
         print(f"cannot create the data directory {data_dir}: {exc.strerror}", file=sys.stderr)
         return 2
@@ -220,7 +241,8 @@ def run_appliance(
                 file=sys.stderr,
             )
             return 2
-    problem = _check_listen(listen[0], loaded.config.web.token)
+    web = loaded.config.web
+    problem = _check_listen(listen[0], web.base_url, web.allowed_hosts)
     if problem:
         print(problem, file=sys.stderr)
         return 2

@@ -56,3 +56,12 @@ def state_db_line(url: URL) -> str:
 
 def data_line(data_dir: Path, log_file: Path | None) -> str:
     return f"data directory: {data_dir}" + (f"; log file {log_file}" if log_file else "")
+
+
+def setup_line(base_url: str, code: str, path: Path) -> str:
+    """The first-start line: where to create the first admin, and the code it needs."""
+    return (
+        f"no staff user yet: open {base_url}/setup and enter the setup code {code} "
+        f"to create the first admin (the code is also in {path}; "
+        "or run `dialwatch user add NAME --role admin`)"
+    )

@@ -94,14 +94,14 @@ def test_the_starter_config_is_valid() -> None:
     assert out.returncode == 0, out.stderr
 
 
-def test_run_refuses_a_public_listener_without_a_token(tmp_path: Path) -> None:
+def test_run_refuses_a_public_listener_that_names_no_host(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("targets: []\n", encoding="utf-8")
     out = dialwatch(
         "run", "--config", str(cfg), "--data", str(tmp_path / "d"), "--listen", "0.0.0.0:0"
     )
     assert out.returncode == 2
-    assert "needs web.token" in out.stderr
+    assert "needs web.base_url (or web.allowed_hosts)" in out.stderr
 
 
 def test_data_dir_comes_from_the_flag_then_the_environment_then_the_config(

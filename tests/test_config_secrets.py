@@ -21,7 +21,7 @@ def write(directory: Path, name: str, text: str) -> Path:
 
 
 def token_config(tmp_path: Path, token: str) -> Path:
-    return write(tmp_path, "c.yaml", f"web:\n  listen: 0.0.0.0:8080\n  token: {token}\n")
+    return write(tmp_path, "c.yaml", f"web:\n  listen: 127.0.0.1:8080\n  token: {token}\n")
 
 
 @pytest.mark.parametrize(

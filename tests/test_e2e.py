@@ -94,8 +94,27 @@ class Appliance:
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.output = data.parent / "dialwatch.out"
+        self.token: str | None = None
+
+    def _ensure_token(self) -> None:
+        """An admin and an API token in the appliance's own state DB, made before it starts
+        (as `dialwatch user add` / `token create` would): every API call needs one."""
+        if self.token is not None:
+            return
+        from monitor.staff import tokens, users
+        from monitor.store.db import open_database
+        from monitor.store.repository import StateRepository
+
+        engine = open_database(None, self.data)
+        try:
+            repo = StateRepository(engine)
+            users.add_user(repo, "cli", "e2e-admin", "admin", "an e2e test passphrase")
+            self.token = tokens.create_token(repo, "cli", "e2e-admin")[1]
+        finally:
+            engine.dispose()
 
     def start(self) -> None:
+        self._ensure_token()
         out = self.output.open("ab")
         self.process = subprocess.Popen(
             [
@@ -126,7 +145,11 @@ class Appliance:
             return False
 
     def get(self, path: str) -> Any:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as resp:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}",
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as resp:
             body = resp.read().decode()
             return (
                 json.loads(body) if resp.headers.get_content_type() == "application/json" else body

@@ -10,7 +10,16 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.peers.chromium import chromium  # noqa: F401 - pytest fixture
-from tests.test_web_support import add_incident, add_targets, make_world, set_health, standard_rows
+from tests.test_web_support import (
+    STAFF,
+    STAFF_PASSWORD,
+    add_incident,
+    add_targets,
+    make_config,
+    make_world,
+    set_health,
+    standard_rows,
+)
 from web.server import serve
 
 SCREENSHOT_DIR = Path("/tmp/dialwatch-web-screenshots")
@@ -51,6 +60,20 @@ def _console_errors(driver) -> list[str]:
     ]
 
 
+def browser_login(driver, base_url: str, role: str = "viewer") -> None:
+    """Log in through the real form, as a person would."""
+    driver.get(f"{base_url}/login?lang=en")
+    driver.find_element(By.NAME, "username").send_keys(STAFF[role])
+    driver.find_element(By.NAME, "password").send_keys(STAFF_PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "form.stack-form button[type=submit]").click()
+    WebDriverWait(driver, 10).until(lambda d: "/login" not in d.current_url)
+
+
+def browser_world(tmp_path: Path):  # noqa: ANN201
+    """A world whose console answers 127.0.0.1 on the ephemeral port the test server gets."""
+    return make_world(tmp_path, config=make_config(web={"allowed_hosts": ["127.0.0.1"]}))
+
+
 def _screenshot(driver, name: str) -> None:
     SCREENSHOT_DIR.mkdir(exist_ok=True)
     driver.save_screenshot(str(SCREENSHOT_DIR / name))
@@ -61,7 +84,7 @@ def test_dashboard_updates_live_without_a_reload_and_status_page_renders(
     tmp_path,
     chromium,  # noqa: F811 - the fixture imported above
 ) -> None:
-    w = make_world(tmp_path)
+    w = browser_world(tmp_path)
     add_targets(w.db, standard_rows())
     add_targets(
         w.db,
@@ -86,6 +109,7 @@ def test_dashboard_updates_live_without_a_reload_and_status_page_renders(
     w.app.config["DIALWATCH_REFRESH_MS"] = 300
     handle = serve(w.app, "127.0.0.1", 0)
     try:
+        browser_login(chromium, handle.url)
         chromium.get(f"{handle.url}/?lang=en")
         wait = WebDriverWait(chromium, 10)
         wait.until(lambda d: len(_rows(d)) == 24)

@@ -10,20 +10,25 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.test_web_support import add_targets, make_world, standard_rows
+from tests.test_web_support import add_targets, make_config, make_world, standard_rows
 from web.server import serve
+
+TOKEN: dict[str, str] = {}
 
 
 def get(url: str) -> tuple[int, str, dict]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {TOKEN['admin']}"})
     try:
-        with urllib.request.urlopen(url, timeout=5) as r:
+        with urllib.request.urlopen(request, timeout=5) as r:
             return r.status, r.headers.get_content_type(), json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, e.headers.get_content_type(), json.loads(e.read())
 
 
 def test_serve_on_port_zero_answers_on_the_real_port_and_close_frees_it(tmp_path) -> None:
-    w = make_world(tmp_path)
+    # The port is known only once bound: allow the name on any port.
+    w = make_world(tmp_path, config=make_config(web={"allowed_hosts": ["127.0.0.1"]}))
+    TOKEN.update(w.tokens)
     add_targets(w.db, standard_rows())
     handle = serve(w.app, "127.0.0.1", 0)
     try:

@@ -18,15 +18,24 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from monitor.config.schema import Config
-from monitor.store.models import Base, Incident, IncidentTarget, TargetState, Transition
+from monitor.staff import passwords, tokens
+from monitor.store.models import (
+    Base,
+    Incident,
+    IncidentTarget,
+    StaffUser,
+    TargetState,
+    Transition,
+)
+from monitor.store.repository import StateRepository
 from web import WebServices, create_app
 
 TOKEN = "tok-9f8e7d6c5b4a"
+"""A secret in the config (trunk-a's registration password): never on a public page."""
 INTERNAL_URI = "sip:10.9.8.7"
 
 BASE_CONFIG: dict[str, Any] = {
     "site": {"name": "Test Center", "timezone": "Asia/Shanghai", "language": "zh-CN"},
-    "web": {"token": TOKEN},
     "targets": [
         {
             "id": "trunk-a",
@@ -34,6 +43,7 @@ BASE_CONFIG: dict[str, Any] = {
             "name": "Carrier A trunk",
             "uri": INTERNAL_URI,
             "tags": {"carrier": "ct", "role": "trunk"},
+            "registration": {"username": "noc", "password": TOKEN},
         },
         {"id": "trunk-b", "kind": "sip", "uri": "sip:10.9.8.8:5070", "tags": {"role": "trunk"}},
         {"id": "crm-db", "kind": "tcp", "address": "10.1.1.5:5432", "name": "CRM database"},
@@ -144,14 +154,48 @@ def add_transition(
         s.commit()
 
 
+STAFF_PASSWORD = "a long test passphrase"
+_STAFF_HASH = passwords.hash_password(STAFF_PASSWORD)  # once per test process: Argon2 is slow
+STAFF = {"admin": "root-admin", "operator": "opal", "viewer": "vera"}
+"""One user per role (user name by role), each with an API token in ``World.tokens``."""
+
+
+def add_staff(db: sa.Engine) -> dict[str, str]:
+    """The users of STAFF (password STAFF_PASSWORD) and a token each; returns role → token."""
+    repo = StateRepository(db)
+    with repo.transaction() as conn:
+        for role, name in STAFF.items():
+            conn.execute(
+                sa.insert(StaffUser).values(
+                    name=name,
+                    display_name="",
+                    role=role,
+                    password_hash=_STAFF_HASH,
+                    password_changed_at=0.0,
+                    created_at=0.0,
+                    created_by="test",
+                    recovery_codes=[],
+                )
+            )
+    return {role: tokens.create_token(repo, "test", name)[1] for role, name in STAFF.items()}
+
+
 @dataclass
 class World:
     db: sa.Engine
     config: Config
     app: Flask
+    tokens: dict[str, str] = field(default_factory=dict)
     reload_calls: list[int] = field(default_factory=list)
 
-    def client(self) -> FlaskClient:
+    def client(self, role: str = "admin") -> FlaskClient:
+        """A client that sends ``role``'s API token with every request."""
+        client = self.anonymous()
+        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {self.tokens[role]}"
+        return client
+
+    def anonymous(self) -> FlaskClient:
+        """A client with no credentials (Flask's test client names the host ``localhost``)."""
         return self.app.test_client()
 
 
@@ -161,6 +205,8 @@ def make_world(
     listen_host: str = "127.0.0.1",
     reload: Callable[[], list[str]] | None = None,
     metrics: object | None = None,
+    with_staff: bool = True,
+    **services: Any,
 ) -> World:
     db = make_db(tmp_path)
     cfg = config or make_config()
@@ -173,9 +219,10 @@ def make_world(
             reload=reload,
             version="9.9.9-test",
             listen_host=listen_host,
+            **({"listen_port": 80} | services),
         )
     )
-    return World(db=db, config=cfg, app=app)
+    return World(db=db, config=cfg, app=app, tokens=add_staff(db) if with_staff else {})
 
 
 def standard_rows() -> list[dict[str, Any]]:

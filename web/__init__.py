@@ -1,20 +1,25 @@
-"""The Dialwatch web app: public status page, staff dashboard and JSON API.
+"""The Dialwatch web app: public status page, staff console and JSON API.
 
-``create_app(services)`` builds a Flask app that only reads: no scheduler and
-no threads start here (the engine runs those; ``web.server.serve`` serves the
-app with waitress).
+``create_app(services)`` builds the Flask app: no scheduler and no threads
+start here (the engine runs those; ``web.server.serve`` serves the app with
+waitress). Every request passes ``web.guard`` first: staff routes need a
+login session or an API token, on any listener.
 """
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 from flask import Flask, Response, jsonify, render_template, request
+from flask.sessions import SecureCookieSessionInterface
 from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException
 
 from core.config import format_duration
+from monitor.store.repository import StateRepository
 from web import format as fmt
+from web import guard
 from web.i18n import (
     HEALTH_LABELS,
     LANG_COOKIE,
@@ -27,6 +32,7 @@ from web.i18n import (
     relative_time,
     valid_timezone,
 )
+from web.login_throttle import LoginThrottle
 from web.services import WebServices
 from web.views import current_services
 
@@ -64,26 +70,58 @@ def _remember_language(response: Response) -> Response:
 
 def _security_headers(response: Response) -> Response:
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    # same-origin, not no-referrer: with no-referrer Chromium sends "Origin: null" on
+    # same-site form posts, which the CSRF Origin check must refuse.
+    response.headers.setdefault("Referrer-Policy", "same-origin")
     response.headers.setdefault("X-Frame-Options", "DENY")
     if response.mimetype == "text/html":
         response.headers.setdefault("Content-Security-Policy", _CSP)
     return response
 
 
+MAX_BODY = 1024 * 1024
+"""Bytes a request body may have: forms and JSON here are small; more is a 413."""
+
+
+class _CsrfCookie(SecureCookieSessionInterface):
+    """Flask's signed cookie, holding only the CSRF token; Secure when served over HTTPS
+    (directly or through a trusted proxy), which Flask's static setting cannot say."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return guard.is_secure()
+
+
+def api_routes(app: Flask) -> list[str]:
+    """``METHOD /path`` of every API route, from the app's own url_map."""
+    listed = []
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith("/api/") or rule.rule == "/healthz":
+            methods = sorted(m for m in rule.methods or () if m not in ("HEAD", "OPTIONS"))
+            listed.extend(f"{m} {rule.rule}" for m in methods)
+    return sorted(listed, key=lambda r: (r.split(" ", 1)[1], r))
+
+
 def _handle_http_error(exc: HTTPException) -> tuple[Response | str, int]:
-    from web import api
+    from flask import current_app
 
     code = exc.code or 500
     if request.path.startswith("/api/") or request.path == "/healthz":
         if code == 404:
-            message = f"no such API route: {request.method} {request.path}; routes: {api.ROUTES}"
+            message = f"no such API route: {request.method} {request.path}"
+            if guard.who() is not None:  # the route list is for staff only
+                message += "; routes: " + ", ".join(api_routes(current_app))  # type: ignore[arg-type]
         elif code == 405:
             message = f"method {request.method} is not allowed on {request.path}"
         else:
             message = exc.description or exc.name
         return jsonify(error=message), code
-    messages = {404: _("This page does not exist."), 405: _("This method is not allowed here.")}
+    messages = {
+        404: _("This page does not exist."),
+        405: _("This method is not allowed here."),
+        413: _("The request is too large."),
+    }
+    if code == 400 and exc.description:
+        return render_template("error.html", code=code, message=exc.description), code
     return render_template("error.html", code=code, message=messages.get(code, exc.name)), code
 
 
@@ -95,10 +133,24 @@ def _lang_switch() -> list[tuple[str, str, bool]]:
 
 def create_app(services: WebServices) -> Flask:
     """Build the web app around the engine's services (see ``WebServices``)."""
-    from web import api, dashboard, status
+    from web import account, api, dashboard, login, status
 
     app = Flask(__name__)
     app.extensions["dialwatch"] = services
+    app.extensions["dialwatch.repo"] = services.repo or StateRepository(services.db)
+    app.extensions["dialwatch.login_throttle"] = LoginThrottle(services.clock)
+    app.secret_key = services.secret_key or secrets.token_bytes(32)
+    app.config.update(
+        MAX_CONTENT_LENGTH=MAX_BODY,
+        SESSION_COOKIE_NAME="dialwatch_csrf",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        WTF_CSRF_CHECK_DEFAULT=False,  # web.guard decides which requests need it
+        WTF_CSRF_SSL_STRICT=False,  # the guard checks Origin against web.base_url itself
+        WTF_CSRF_TIME_LIMIT=None,  # valid as long as the login session is
+    )
+    app.session_interface = _CsrfCookie()
+    guard.csrf.init_app(app)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     DialwatchBabel(
         app,
@@ -126,12 +178,17 @@ def create_app(services: WebServices) -> Flask:
             "site_timezone": valid_timezone(cfg.site.timezone),
             "lang": lang_tag(),
             "lang_switch": _lang_switch(),
-            "version": current_services().version,
+            # No version for anonymous callers: it tells an attacker what to try.
+            "version": current_services().version if guard.who() is not None else "",
+            "who": guard.who(),
         }
 
     app.register_blueprint(status.bp)
+    app.register_blueprint(login.bp)
+    app.register_blueprint(account.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(api.bp)
+    app.before_request(guard.guard_request)
     app.register_error_handler(HTTPException, _handle_http_error)
     app.after_request(_remember_language)
     app.after_request(_security_headers)

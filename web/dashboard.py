@@ -16,20 +16,18 @@ from flask import (
     abort,
     current_app,
     make_response,
-    redirect,
     render_template,
     request,
     url_for,
 )
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 
 from monitor.health import HEALTH_ORDER
 from monitor.store import queries
 from monitor.store.models import INCIDENT_OPEN
-from web import access, charts, params
+from web import charts, params
 from web.i18n import HEALTH_LABELS
-from web.views import access_denial, current_services, known_kinds, name_matches, target_names
+from web.views import current_services, known_kinds, name_matches, target_names
 
 log = logging.getLogger(__name__)
 
@@ -40,42 +38,6 @@ REFRESH_MS = 5000
 """How often the list polls the API; ``app.config['DIALWATCH_REFRESH_MS']`` overrides it."""
 CHART_WINDOW = 6 * 3600
 MAX_CHARTS = 6
-
-PAGE_REASONS = {
-    access.NO_TOKEN_CONFIGURED: _l(
-        "This server listens on a network address and no web.token is set in the config. "
-        "Set one to use the dashboard."
-    ),
-    access.WRONG_TOKEN: _l("The token is wrong."),
-    access.STALE_COOKIE: _l(
-        "Your session is no longer valid. Open the dashboard with ?token= again."
-    ),
-    access.TOKEN_REQUIRED: _l("A token is required. Open the dashboard with ?token=<token>."),
-}
-
-
-@bp.before_request
-def _guard() -> Response | tuple[str, int] | None:
-    svc = current_services()
-    token = request.args.get("token")
-    if token is not None:
-        expected = svc.config().web.token
-        if not access.tokens_equal(token, expected):
-            return render_template("error.html", code=401, message=_("The token is wrong.")), 401
-        # Trade the token in the URL for a cookie and drop it from the address bar and history.
-        rest = {k: v for k, v in request.args.to_dict(flat=False).items() if k != "token"}
-        resp = redirect(request.path + ("?" + urlencode(rest, doseq=True) if rest else ""))
-        resp.set_cookie(
-            access.COOKIE,
-            access.cookie_value(expected or ""),
-            httponly=True,
-            samesite="Strict",
-            secure=request.is_secure,
-        )
-        return resp
-    if (reason := access_denial(svc)) is not None:
-        return render_template("error.html", code=401, message=PAGE_REASONS[reason]), 401
-    return None
 
 
 def _args() -> dict[str, list[str]]:

@@ -1,17 +1,22 @@
 """What the web app reads: the services the engine hands to ``create_app``.
 
-The app never starts threads or a scheduler; it only reads these. Tests build
-one with a temporary SQLite state DB and a fixed config.
+The app never starts threads or a scheduler; it only reads these (and
+writes through the staff and incident-action functions, which audit). Tests
+build one with a temporary SQLite state DB and a fixed config.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy
 
+from core.secret_box import SecretBox
 from monitor.config.schema import Config
+from monitor.staff.setup_code import SetupCode
+from monitor.store.repository import StateRepository
 
 
 @dataclass(frozen=True)
@@ -21,8 +26,8 @@ class WebServices:
     config: Callable[[], Config]
     """The current config; called per request because a reload can replace it."""
     db: sqlalchemy.Engine
-    """The state DB (tables in ``monitor/store/models.py``); read-only from here, and
-    only through the read model ``monitor.store.queries``."""
+    """The state DB (tables in ``monitor/store/models.py``); read through the read
+    model ``monitor.store.queries``."""
     metrics: object | None = None
     """Embedded metrics query interface with
     ``series(target_id, measurement, field, start, end, max_points=300)``; None: no charts."""
@@ -30,4 +35,14 @@ class WebServices:
     """Reloads the config; returns config errors (empty list = reloaded). None: not available."""
     version: str = "0.0.0"
     listen_host: str = "127.0.0.1"
-    """The address the web server listens on; loopback means no token is needed."""
+    listen_port: int = 8080
+    """Where the web server listens: the default allowed Host names come from it."""
+    repo: StateRepository | None = None
+    """Writes (logins, sessions, incident actions); None: one over ``db`` is made."""
+    secret_box: SecretBox | None = None
+    """Seals TOTP seeds with the appliance's key file; None: no second factor can be set up."""
+    secret_key: bytes | None = None
+    """Signs the CSRF cookie; None: a random one (CSRF tokens then end with the process)."""
+    setup: SetupCode | None = None
+    """The first-start setup code; None: no setup page (users come from the CLI)."""
+    clock: Callable[[], float] = time.time

@@ -16,9 +16,10 @@ from monitor.health import Health
 from monitor.store import queries
 from monitor.store.models import INCIDENT_OPEN
 from web import components as comp
+from web import guard
 from web.i18n import lang_tag
 from web.redact import redact, sensitive_strings
-from web.views import access_denial, component_members, current_services
+from web.views import component_members, current_services
 
 bp = Blueprint("status", __name__)
 
@@ -44,6 +45,7 @@ class PublicIncident:
 
 
 @bp.get("/healthz")
+@guard.public
 def healthz() -> Response:
     return jsonify(status="ok")
 
@@ -72,10 +74,11 @@ def _public_incident(
 
 
 @bp.get("/status")
+@guard.public
 def status_page() -> str:
     svc = current_services()
     cfg = svc.config()
-    if not cfg.web.public_status and access_denial(svc) is not None:
+    if not cfg.web.public_status and guard.who() is None:
         abort(404)
     lang = lang_tag()
     hidden = sensitive_strings(cfg)

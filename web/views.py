@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Response, current_app, jsonify, request
+from flask import Response, current_app, jsonify
 
 from monitor import components
 from monitor.config.schema import Config
 from monitor.health import Health
 from monitor.store import queries
 from probes import PROBES
-from web import access
 from web.i18n import iso
 from web.services import WebServices
 
@@ -45,15 +44,6 @@ def component_members(
     members = {c.id: components.members(c, config.targets) for c in config.components}
     health = queries.health_of(services.db, (i for ids in members.values() for i in ids))
     return members, health
-
-
-def access_denial(services: WebServices) -> str | None:
-    return access.denial(
-        services.listen_host,
-        services.config().web.token,
-        access.bearer(request.headers),
-        request.cookies.get(access.COOKIE),
-    )
 
 
 def json_error(message: str, code: int, **extra: object) -> tuple[Response, int]:

@@ -8,12 +8,19 @@ defines its own target model in ``probes/<kind>.py`` by subclassing
 
 from __future__ import annotations
 
+from typing import Literal
+from urllib.parse import urlsplit
+
 from pydantic import (
     Field,
+    IPvAnyNetwork,
     PositiveInt,
+    field_validator,
+    model_validator,
 )
 
 from core.config import Duration, StrictModel, TagKey, TargetId
+from core.net.address import is_loopback, split_host_port
 
 DAY = 86400.0
 
@@ -135,12 +142,63 @@ class StorageConfig(StrictModel):
 
 
 class WebConfig(StrictModel):
+    """The web server: staff console, API and public status page.
+
+    Every staff page and API call needs a login session or an API token
+    (``dialwatch token create``), on any listener; the status page,
+    ``/healthz`` and static files are public.
+    """
+
     listen: str = "127.0.0.1:8080"
-    """HOST:PORT; on any non-loopback address the dashboard and API need ``token``."""
+    """HOST:PORT the web server listens on."""
     token: str | None = None
-    """API / dashboard token for non-loopback listeners (use ``${ENV}`` or ``${file:...}``)."""
+    """No longer read: staff log in, scripts use ``dialwatch token create``."""
     public_status: bool = True
-    """Serve the public status page without a token."""
+    """Serve the public status page to anyone; ``false``: staff only."""
+    base_url: str | None = None
+    """The address staff and customers use, e.g. ``https://noc.example.cn``: requests
+    must name its host, and browsers' Origin must match it. Required (or
+    ``allowed_hosts``) when ``listen`` is not a loopback address."""
+    allowed_hosts: list[str] = Field(default_factory=list)
+    """Host names (``name`` or ``name:port``) the console answers to besides
+    ``base_url``'s. On a loopback listener the default is 127.0.0.1, ::1 and
+    localhost with the listening port."""
+    trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
+    """Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (for
+    the audit address, login rate limits and Secure cookies); from anyone else
+    those headers are ignored."""
+    require_2fa_for: list[Literal["viewer", "operator", "admin"]] = Field(default_factory=list)
+    """Roles that must use a second factor (TOTP) to log in, e.g. ``[admin]``."""
+    session_idle: Duration = 8 * 3600.0
+    """A login session ends after this long without a request (wall screens excepted)."""
+    session_max_age: Duration = 24 * 3600.0
+    """A login session ends this long after login, however busy."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host name")
+        if parts.query or parts.fragment:
+            raise ValueError("must not have a query or a fragment")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _hosts_off_loopback(self) -> WebConfig:
+        try:
+            host, _port = split_host_port(self.listen)
+        except ValueError:
+            return self  # the listen check elsewhere says what is wrong
+        if not is_loopback(host) and self.base_url is None and not self.allowed_hosts:
+            raise ValueError(
+                f"web.listen {self.listen} is not a loopback address: set web.base_url "
+                "(or web.allowed_hosts) to the address people use, so requests naming "
+                "another host (DNS rebinding) are refused"
+            )
+        return self
 
 
 class ComponentConfig(StrictModel):

@@ -26,6 +26,8 @@ from monitor.store.repository import StateRepository
 SESSION: Table = StaffSession.__table__  # type: ignore[assignment]
 Stage = Literal["password", "full"]
 TOUCH_EVERY = 60.0
+KIOSK_MAX_AGE = 30 * 86400.0
+"""A wall screen stays logged in for a month (its token can be revoked sooner)."""
 SECOND_FACTOR_WINDOW = 300.0
 """A half-logged-in session (password given, code not yet) lasts five minutes."""
 
@@ -76,7 +78,12 @@ def start(
     """A new session for the user; returns the cookie value."""
     at = time.time() if at is None else float(at)
     value = secrets.token_urlsafe(32)
-    expires = at + (SECOND_FACTOR_WINDOW if stage == "password" else policy.max_age)
+    if stage == "password":
+        expires = at + SECOND_FACTOR_WINDOW
+    elif kiosk:
+        expires = at + max(policy.max_age, KIOSK_MAX_AGE)
+    else:
+        expires = at + policy.max_age
     with repo.transaction() as conn:
         conn.execute(
             insert(SESSION).values(

@@ -1,0 +1,89 @@
+"""Every route of the app, from Flask's url_map: anonymous callers get nothing but the
+public pages, and viewers change nothing.
+
+A new route someone forgets to guard fails here, not in production.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from tests.test_web_support import make_world
+
+PUBLIC = {
+    "static",
+    "status.status_page",
+    "status.healthz",
+    "login.login_page",
+    "login.login_submit",
+    "login.code_page",
+    "login.code_submit",
+    "login.logout",
+    "login.setup_page",
+    "login.setup_submit",
+    "login.wall_open",
+}
+"""Endpoints anyone may call (each guards itself: CSRF, the setup code, a token)."""
+SELF_SERVICE = {
+    "account.change_password",
+    "account.confirm_second_factor",
+    "account.second_factor_off",
+}
+"""State changes anyone logged in makes to their own account (each asks for the password
+or a code)."""
+STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def routes(app: Flask) -> list[tuple[str, str, str]]:
+    """(endpoint, method, a URL for it) for every rule and method."""
+    found = []
+    for rule in app.url_map.iter_rules():
+        values = {arg: "1" for arg in rule.arguments}
+        with app.test_request_context():
+            from flask import url_for
+
+            url = url_for(rule.endpoint, **values)
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            found.append((rule.endpoint, method, url))
+    return found
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    return make_world(Path(tmp_path_factory.mktemp("routes")), reload=lambda: [])
+
+
+def test_the_route_list_is_not_empty_and_names_the_public_ones(world) -> None:  # noqa: ANN001
+    endpoints = {e for e, _m, _u in routes(world.app)}
+    assert endpoints >= PUBLIC, PUBLIC - endpoints
+    assert len(endpoints - PUBLIC) >= 8
+
+
+def test_every_staff_route_refuses_an_anonymous_caller(world) -> None:  # noqa: ANN001
+    anon = world.anonymous()
+    let_through = []
+    for endpoint, method, url in routes(world.app):
+        if endpoint in PUBLIC:
+            continue
+        r = anon.open(url, method=method)
+        refused = r.status_code == 401 or (
+            r.status_code == 302 and r.headers["Location"].startswith("/login")
+        )
+        if not refused:
+            let_through.append((endpoint, method, url, r.status_code))
+    assert let_through == []
+
+
+def test_every_state_changing_route_refuses_a_viewer(world) -> None:  # noqa: ANN001
+    viewer = world.client("viewer")
+    let_through = []
+    for endpoint, method, url in routes(world.app):
+        if endpoint in PUBLIC | SELF_SERVICE or method not in STATE_CHANGING:
+            continue
+        r = viewer.open(url, method=method, json={})
+        if r.status_code != 403:
+            let_through.append((endpoint, method, url, r.status_code))
+    assert let_through == []
