@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from core.observation import MetricPoint
-from monitor.sinks.influx_query import InfluxQLMetricsQuery, QueryError, bucket_ms, where_clause
+from monitor.metrics_query import QueryError
+from monitor.sinks.influx_query import InfluxQLMetricsQuery, bucket_ms, where_clause
 from monitor.sinks.influx_v1 import InfluxV1Sink
 from tests.peers import free_port
 from tests.peers.influxdb import InfluxServer, influxdb_fixture  # noqa: F401 - fixture
