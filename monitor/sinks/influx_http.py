@@ -4,7 +4,8 @@
 ``Authorization: Token``), a connection pool of its own and the request
 timeout, over the one HTTP client (``core.net.http``). A request is sent once:
 retries are the spool's (with backoff), never hidden in the client, and a
-redirect is the server's answer, not followed.
+redirect is the server's answer, not followed (as before this client: the
+write fails with its status and the points wait in the spool).
 
 The sentences are shared by both InfluxDB sinks: a transport failure reads
 the same whether it came through this client or through ``influxdb-client``
