@@ -16,6 +16,7 @@ import urllib3
 
 from core.net import http
 from core.observation import ErrorClass
+from tests.peers import free_port
 from tests.peers.https import TestPki, serve
 
 
@@ -202,12 +203,9 @@ def test_a_connect_timeout_gives_up_on_a_silent_host_before_the_deadline(
 def test_a_transport_failure_carries_urllib3s_exception_and_a_verdict_of_its_own_none(
     server: str,
 ) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     manager = urllib3.PoolManager()
     with pytest.raises(http.HttpFailure) as refused:
-        _get(manager, f"http://127.0.0.1:{port}/ok")
+        _get(manager, f"http://127.0.0.1:{free_port()}/ok")  # nothing listens
     assert isinstance(refused.value.cause, urllib3.exceptions.NewConnectionError)
     with pytest.raises(http.HttpFailure) as too_big:
         _get(manager, f"{server}/big")

@@ -76,19 +76,22 @@ def policy(max_age: float | None = None, max_rows: int | None = None) -> Retenti
     return RetentionPolicy(max_age=max_age, max_rows=max_rows)
 
 
+KINDS = (
+    "transitions",
+    "events",
+    "incident_timelines",
+    "incidents",
+    "uptime",
+    "silences",
+    "manual_maintenance",
+)
+"""The state DB's kinds of history, in the order they are pruned."""
+
+
 def retention(**kinds: Any) -> RetentionConfig:
     """A RetentionConfig where every kind keeps everything unless given."""
     unlimited = {"max_age": None, "max_rows": None}
-    names = (
-        "transitions",
-        "events",
-        "incident_timelines",
-        "incidents",
-        "uptime",
-        "silences",
-        "manual_maintenance",
-    )
-    base = dict.fromkeys(names, unlimited)
+    base = dict.fromkeys(KINDS, unlimited)
     return RetentionConfig.model_validate({**base, **kinds})
 
 
@@ -787,15 +790,7 @@ def test_every_retention_policy_has_a_store_registered_for_it(repo: StateReposit
         for name, info in RetentionConfig.model_fields.items()
         if isinstance(info.annotation, type) and issubclass(info.annotation, RetentionPolicy)
     ]
-    assert job.kinds == (
-        "transitions",
-        "events",
-        "incident_timelines",
-        "incidents",
-        "uptime",
-        "silences",
-        "manual_maintenance",
-    )
+    assert job.kinds == KINDS
     assert sorted(job.kinds) == sorted(policies)
     assert job.rollups == ("uptime",)
 
