@@ -47,6 +47,14 @@ class Series:
         return self.step > 0
 
 
+class QueryError(Exception):
+    """A metrics store could not answer (unreachable, refused, or the query failed).
+
+    What a ``MetricsQuery`` over another server raises; the dashboard then reads
+    the embedded store instead (``monitor.query_select``).
+    """
+
+
 class MetricsQuery(Protocol):
     def series(
         self,

@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from monitor.config.models import StorageConfig
-from monitor.metrics_query import EmbeddedMetricsQuery, Series
+from monitor.metrics_query import EmbeddedMetricsQuery, QueryError, Series
 from monitor.sinks import SINKS
 from monitor.sinks.config import SinkConfig
-from monitor.sinks.influx_query import QueryError
 
 log = logging.getLogger(__name__)
 

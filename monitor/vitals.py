@@ -2,20 +2,45 @@
 
 Rates are sampled every few seconds by the engine (``EngineVitals.sample``) on
 the engine's clock; everything else is read on demand and is cheap.
+
+What is read of the engine is ``EngineParts``, not the engine itself: the
+engine builds its vitals, and vitals need not know the engine.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from core.clock import Clock
 from core.vitals import SinkHealth
+from monitor.runner import ProbeRunner
+from monitor.scheduler import ProbeScheduler
+from monitor.sinks.base import MetricSink
 
-if TYPE_CHECKING:
-    from monitor.engine import Engine
+
+class EngineParts(Protocol):
+    """The parts of the engine its vitals read (``monitor.engine.Engine`` has them)."""
+
+    @property
+    def data_dir(self) -> Path: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def scheduler(self) -> ProbeScheduler: ...
+    @property
+    def runner(self) -> ProbeRunner: ...
+    @property
+    def state_db_path(self) -> Path | None: ...
+    @property
+    def sinks(self) -> Sequence[MetricSink]: ...
+    @property
+    def appliance_alerts(self) -> Mapping[str, str]:
+        """Targets whose latest probe could not run -> the alert sentence."""
+        ...
 
 
 class _Rate:
@@ -41,7 +66,7 @@ class _Rate:
 class EngineVitals:
     """The engine as the ``appliance`` probe sees it (probes.appliance's protocol)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: EngineParts) -> None:
         self._engine = engine
         sched = engine.scheduler
         stats = engine.runner.stats

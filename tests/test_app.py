@@ -52,6 +52,8 @@ def test_the_appliance_registers_the_state_db_history_with_one_retention_job(
             "incident_timelines",
             "incidents",
             "uptime",
+            "silences",
+            "manual_maintenance",
         )
         # One run through the appliance's own runners: reads on a worker thread,
         # deletes on the engine's DB writer thread.

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import urllib3
 
 from core.net import http
 from core.observation import ErrorClass
+from tests.peers import free_port
+from tests.peers.https import TestPki, serve
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -37,6 +41,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?")[0]
         if path == "/ok":
             self._reply(200, b"hello")
+        elif path == "/whoami":
+            self._reply(200, (self.headers.get("Authorization") or "").encode())
         elif path == "/big":
             self._reply(200, b"x" * 5000)
         elif path == "/big-error":
@@ -155,3 +161,67 @@ def test_an_expired_deadline_sends_nothing(server: str, pool) -> None:
     with pytest.raises(http.HttpFailure, match="in time"):
         _get(pool, f"{server}/ok", deadline=time.monotonic() - 1)
     assert _Handler.seen == []
+
+
+def test_basic_auth_sends_the_name_and_password_in_utf8(server: str, pool) -> None:
+    header = http.basic_auth("写入", "pässwörd:含冒号")
+    answer = _get(pool, f"{server}/whoami", headers={"Authorization": header})
+    scheme, _, encoded = answer.body.decode().partition(" ")
+    assert scheme == "Basic"
+    assert base64.b64decode(encoded).decode("utf-8") == "写入:pässwörd:含冒号"
+
+
+@pytest.fixture
+def full_backlog() -> Iterator[int]:
+    """A port whose listen queue is full: the kernel drops further SYNs, so a connect hangs."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    waiting = []
+    for _ in range(4):
+        queued = socket.socket()
+        queued.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            queued.connect(("127.0.0.1", port))
+        waiting.append(queued)
+    yield port
+    for queued in waiting:
+        queued.close()
+    listener.close()
+
+
+def test_a_connect_timeout_gives_up_on_a_silent_host_before_the_deadline(
+    full_backlog: int, pool
+) -> None:
+    with pytest.raises(http.HttpFailure) as caught:
+        _get(pool, f"http://127.0.0.1:{full_backlog}/ok", connect_timeout=0.2)
+    assert caught.value.error_class is ErrorClass.TIMEOUT
+    assert caught.value.detail.endswith("/ok within 0.2s")  # not the deadline's 5 s
+
+
+def test_a_transport_failure_carries_urllib3s_exception_and_a_verdict_of_its_own_none(
+    server: str,
+) -> None:
+    manager = urllib3.PoolManager()
+    with pytest.raises(http.HttpFailure) as refused:
+        _get(manager, f"http://127.0.0.1:{free_port()}/ok")  # nothing listens
+    assert isinstance(refused.value.cause, urllib3.exceptions.NewConnectionError)
+    with pytest.raises(http.HttpFailure) as too_big:
+        _get(manager, f"{server}/big")
+    assert too_big.value.cause is None
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_a_new_pool_trusts_the_system_cas_or_only_ca_file_or_checks_nothing(
+    tmp_path: Path,
+) -> None:
+    pki = TestPki(tmp_path)
+    with serve(pki.leaf("crm")) as site:
+        with pytest.raises(http.HttpFailure) as untrusted:
+            _get(http.new_pool(verify=True, ca_file=None), site.url())
+        trusted = _get(http.new_pool(verify=True, ca_file=str(pki.ca_file)), site.url())
+        unchecked = _get(http.new_pool(verify=False, ca_file=None), site.url())
+    assert untrusted.value.error_class is ErrorClass.TLS
+    assert isinstance(untrusted.value.cause, urllib3.exceptions.SSLError)
+    assert (trusted.status, unchecked.status) == (200, 200)

@@ -3,13 +3,22 @@ server-side min/max/mean buckets when many, tag filters, latest values."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from core.observation import MetricPoint
-from monitor.sinks.influx_query import InfluxQLMetricsQuery, QueryError, bucket_ms, where_clause
+from monitor.metrics_query import QueryError
+from monitor.sinks.influx_query import (
+    ANSWER_MAX_BYTES,
+    InfluxQLMetricsQuery,
+    bucket_ms,
+    where_clause,
+)
 from monitor.sinks.influx_v1 import InfluxV1Sink
 from tests.peers import free_port
 from tests.peers.influxdb import InfluxServer, influxdb_fixture  # noqa: F401 - fixture
@@ -148,6 +157,39 @@ def test_unreachable_influxdb_is_a_query_error_naming_the_cause() -> None:
     query = InfluxQLMetricsQuery(f"http://127.0.0.1:{free_port()}", "dialwatch")
     with pytest.raises(QueryError, match="connection refused"):
         query.series("t", "m", "f", START, START + 1)
+
+
+class _Flood(BaseHTTPRequestHandler):
+    """Answers every query with more than the reader reads: a runaway answer."""
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        size = ANSWER_MAX_BYTES + 1024
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        chunk = b" " * 1024**2
+        with contextlib.suppress(OSError):  # the reader stops reading at its bound
+            for start in range(0, size, len(chunk)):
+                self.wfile.write(chunk[: size - start])
+
+
+def test_an_answer_past_the_readers_bound_is_a_query_error_not_a_full_memory() -> None:
+    flood = ThreadingHTTPServer(("127.0.0.1", 0), _Flood)
+    flood.daemon_threads = True
+    threading.Thread(target=flood.serve_forever, daemon=True).start()
+    query = InfluxQLMetricsQuery(f"http://127.0.0.1:{flood.server_address[1]}", "dialwatch")
+    try:
+        with pytest.raises(QueryError, match=f"larger than {ANSWER_MAX_BYTES} bytes"):
+            query.series("t", "m", "f", START, START + 1)
+    finally:
+        query.close()
+        flood.shutdown()
+        flood.server_close()
 
 
 def test_where_clause_quotes_values_so_they_cannot_change_the_query() -> None:

@@ -7,6 +7,7 @@ Time is an injected number: every run is ``job.run_once(now)``; nothing sleeps.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ from alembic import command
 from sqlalchemy import Engine, func, inspect, select, text
 
 from core.clock import ManualClock
+from monitor import incident_actions as actions
 from monitor.config.models import RetentionConfig, RetentionPolicy
 from monitor.events import EventKind, NewEvent, record
 from monitor.retention import (
@@ -35,6 +37,8 @@ from monitor.store.models import (
     Incident,
     IncidentEvent,
     IncidentTarget,
+    ManualMaintenance,
+    Silence,
     Transition,
     UptimeDay,
 )
@@ -44,7 +48,9 @@ from monitor.store.retention import (
     TimelinesPruner,
     TransitionsPruner,
     UptimePruner,
+    manual_maintenance_pruner,
     register_state_history,
+    silences_pruner,
 )
 from monitor.store.uptime import UptimeRollup
 from monitor.uptime import UptimeScope
@@ -70,11 +76,22 @@ def policy(max_age: float | None = None, max_rows: int | None = None) -> Retenti
     return RetentionPolicy(max_age=max_age, max_rows=max_rows)
 
 
+KINDS = (
+    "transitions",
+    "events",
+    "incident_timelines",
+    "incidents",
+    "uptime",
+    "silences",
+    "manual_maintenance",
+)
+"""The state DB's kinds of history, in the order they are pruned."""
+
+
 def retention(**kinds: Any) -> RetentionConfig:
     """A RetentionConfig where every kind keeps everything unless given."""
     unlimited = {"max_age": None, "max_rows": None}
-    names = ("transitions", "events", "incident_timelines", "incidents", "uptime")
-    base = dict.fromkeys(names, unlimited)
+    base = dict.fromkeys(KINDS, unlimited)
     return RetentionConfig.model_validate({**base, **kinds})
 
 
@@ -244,8 +261,8 @@ def test_registering_a_kind_without_a_policy_says_how_to_add_one() -> None:
         job.register("deliveries", ListPruner([], [], "deliveries"))
     assert str(raised.value) == (
         "no retention policy 'deliveries': storage.retention has transitions, events, "
-        "incident_timelines, incidents, uptime; add a RetentionPolicy field for it "
-        "to RetentionConfig (monitor/config/models.py)"
+        "incident_timelines, incidents, uptime, silences, manual_maintenance; add a "
+        "RetentionPolicy field for it to RetentionConfig (monitor/config/models.py)"
     )
     with pytest.raises(ValueError, match="no retention policy 'batch'"):
         job.register("batch", ListPruner([], [], "batch"))
@@ -773,7 +790,7 @@ def test_every_retention_policy_has_a_store_registered_for_it(repo: StateReposit
         for name, info in RetentionConfig.model_fields.items()
         if isinstance(info.annotation, type) and issubclass(info.annotation, RetentionPolicy)
     ]
-    assert job.kinds == ("transitions", "events", "incident_timelines", "incidents", "uptime")
+    assert job.kinds == KINDS
     assert sorted(job.kinds) == sorted(policies)
     assert job.rollups == ("uptime",)
 
@@ -783,3 +800,116 @@ def test_timelines_pruner_and_incidents_pruner_have_nothing_to_plan_without_limi
 ) -> None:
     assert TimelinesPruner(repo).plan(policy(), T0) is None
     assert IncidentsPruner(repo).plan(policy(), T0) is None
+
+
+# -- silences and manual maintenance windows: what people started by hand ---------------------
+ALICE = "user:alice"
+
+
+@pytest.fixture
+def by_hand(db: Engine) -> StateRepository:
+    """A state DB (SQLite, PostgreSQL) with targets a..e configured."""
+    repo = StateRepository(db)
+    configured(repo, "a", "b", "c", "d", "e")
+    return repo
+
+
+def ids(engine: Engine, model: Any) -> list[int]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(model.__table__.c.id).order_by(text("id"))).scalars())
+
+
+def days(clock: ManualClock, n: float) -> None:
+    asyncio.run(clock.advance(n * DAY))
+
+
+def test_silences_that_ran_out_or_were_lifted_long_ago_go_and_an_active_one_never(
+    by_hand: StateRepository,
+) -> None:
+    clock = ManualClock(start=T0)
+    silence = functools.partial(actions.silence, by_hand, ALICE)
+    silence(target_id="a", duration=H, at=clock.time())  # runs out an hour later
+    lifted = silence(target_id="b", duration=30 * DAY, at=clock.time()).payload["silence_id"]
+    month = silence(target_id="c", duration=30 * DAY, at=clock.time()).payload["silence_id"]
+    days(clock, 1)
+    actions.lift_silence(by_hand, ALICE, lifted, at=clock.time())
+    days(clock, 6)
+    recent = silence(target_id="d", duration=H, at=clock.time()).payload["silence_id"]
+    days(clock, 3)  # day 10: a ran out and b was lifted 9-10 days ago, d 3; c runs to day 30
+    job = job_for(by_hand, retention(silences={"max_age": "5d"}))
+
+    report = run(job, now=clock.time())
+
+    assert report.deleted["silences"] == 2 and report.failed == []
+    assert ids(by_hand.engine, Silence) == [month, recent]  # a's and the lifted one went
+    days(clock, 25)  # day 35: d ran out 28 days ago, c 5 days ago (not more)
+    run(job, now=clock.time())
+    assert ids(by_hand.engine, Silence) == [month]
+    days(clock, 1)
+    run(job, now=clock.time())
+    assert ids(by_hand.engine, Silence) == []
+
+
+def test_maintenance_windows_that_ended_long_ago_go_and_an_open_one_never(
+    by_hand: StateRepository,
+) -> None:
+    clock = ManualClock(start=T0)
+    start = functools.partial(actions.start_maintenance, by_hand, ALICE)
+    ran_out = start("a", until=clock.time() + 2 * H, at=clock.time()).payload["window_id"]
+    ended = start("b", at=clock.time()).payload["window_id"]
+    open_ended = start("c", at=clock.time()).payload["window_id"]  # until someone ends it
+    long_one = start("d", until=clock.time() + 20 * DAY, at=clock.time()).payload["window_id"]
+    days(clock, 2)
+    actions.end_maintenance(by_hand, ALICE, ended, at=clock.time())
+    days(clock, 8)  # day 10
+    job = job_for(by_hand, retention(manual_maintenance={"max_age": "5d"}))
+
+    report = run(job, now=clock.time())
+
+    assert report.deleted["manual_maintenance"] == 2 and report.failed == []
+    assert ids(by_hand.engine, ManualMaintenance) == [open_ended, long_one]
+    assert {ran_out, ended}.isdisjoint(ids(by_hand.engine, ManualMaintenance))
+    days(clock, 400)  # a year later the window nobody ended is still open: it stays
+    run(job, now=clock.time())
+    assert ids(by_hand.engine, ManualMaintenance) == [open_ended]
+
+
+@pytest.mark.parametrize(
+    ("kind", "make_pruner"),
+    [("silences", silences_pruner), ("manual_maintenance", manual_maintenance_pruner)],
+    ids=["silences", "manual-maintenance"],
+)
+def test_beyond_max_rows_the_earliest_ended_go_and_active_ones_neither_count_nor_go(
+    by_hand: StateRepository, kind: str, make_pruner: Callable[[StateRepository], Any]
+) -> None:
+    clock = ManualClock(start=T0)
+    model = Silence if kind == "silences" else ManualMaintenance
+
+    def begin(target: str, length: float) -> int:
+        if kind == "silences":
+            event = actions.silence(
+                by_hand, ALICE, target_id=target, duration=length, at=clock.time()
+            )
+            return event.payload["silence_id"]
+        until = clock.time() + length
+        return actions.start_maintenance(
+            by_hand, ALICE, target, until=until, at=clock.time()
+        ).payload["window_id"]
+
+    active = begin("e", 29 * DAY)
+    ended = []
+    for target in ("a", "b", "c", "d"):
+        ended.append(begin(target, H))  # ends an hour later, a day apart
+        days(clock, 1)
+    pruner = make_pruner(by_hand)
+
+    cutoff = pruner.plan(policy(max_rows=2), clock.time())
+    while pruner.delete_batch(cutoff, 1).more:
+        pass
+
+    assert ids(by_hand.engine, model) == [active, *ended[2:]]
+    everything_ended = pruner.plan(policy(max_age=0.001), clock.time())
+    while pruner.delete_batch(everything_ended, 10).more:
+        pass
+    assert ids(by_hand.engine, model) == [active]
+    assert pruner.plan(policy(), clock.time()) is None

@@ -3,14 +3,16 @@ and the retry classification shared by both InfluxDB sinks."""
 
 from __future__ import annotations
 
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from core.observation import MetricPoint
 from monitor.sinks.influx_v1 import InfluxV1Sink
-from monitor.sinks.spool import Outcome, Spool, classify, parse_retry_after
+from monitor.sinks.spool import Outcome, Spool, WriteFailed, classify, parse_retry_after
 from tests.peers import free_port
 
 
@@ -225,3 +227,39 @@ def test_peek_many_groups_the_oldest_records_within_a_line_budget(tmp_path: Path
     first, second = spool.peek_many(6)
     assert (first.id, first.done, second.id) == (ids[0], 2, ids[1])
     assert [r.id for r in spool.peek_many(10**6)] == ids
+
+
+class _MovedHandler(BaseHTTPRequestHandler):
+    """A proxy that sends every request to https on the same host and port."""
+
+    seen: list[str] = []
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.seen.append(self.path)
+        self.send_response(301)
+        self.send_header("Location", f"https://{self.headers['Host']}{self.path}")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def test_a_redirect_is_the_answer_not_followed_and_the_batch_is_kept_for_the_spool(
+    tmp_path: Path,
+) -> None:
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), _MovedHandler)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{proxy.server_address[1]}"
+    sink = InfluxV1Sink("moved", url, "dialwatch", tmp_path / "spool", create_database=False)
+    try:
+        with pytest.raises(WriteFailed) as failed:
+            sink.post(b"m v=1 1")
+    finally:
+        sink.close()
+        proxy.shutdown()
+        proxy.server_close()
+    assert (failed.value.status, failed.value.outcome) == (301, Outcome.SPOOL)
+    assert str(failed.value) == f"{url}: HTTP 301: HTTP 301"
+    assert _MovedHandler.seen == ["/write?db=dialwatch&precision=ns"]

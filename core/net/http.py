@@ -4,9 +4,10 @@ For probes' HTTP sources, and for runbook ``http`` steps, webhooks and chat/SMS
 channels: urllib3 (already a dependency) in the caller's worker thread, no
 retries (a caller that retries does so on purpose, once, where it decides),
 every request bounded by what is left of the caller's deadline
-(``time.monotonic()`` value), bodies bounded by ``max_bytes``, redirects
-followed only within the same scheme, host and port — or not at all. A
-message never shows the URL's query (it can hold a password or a token).
+(``time.monotonic()`` value) and, if the caller says so, its TCP connect by a
+shorter wait; bodies bounded by ``max_bytes``, redirects followed only within
+the same scheme, host and port — or not at all. A message never shows the
+URL's query (it can hold a password or a token).
 
 Status codes are the caller's to judge: an answer of any status is returned;
 only a transport failure (refused, timed out, TLS, a broken answer, a body too
@@ -15,6 +16,7 @@ large, a redirect elsewhere) raises ``HttpFailure``.
 
 from __future__ import annotations
 
+import base64
 import ssl
 import time
 from collections.abc import Mapping
@@ -42,12 +44,22 @@ REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 
 
 class HttpFailure(Exception):
-    """The request got no usable answer; ``detail`` is the sentence, ``error_class`` the vocabulary."""
+    """The request got no usable answer; ``detail`` is the sentence, ``error_class`` the vocabulary.
 
-    def __init__(self, detail: str, error_class: ErrorClass) -> None:
+    ``cause`` is urllib3's own exception when there was one (None for a failure
+    this module decided: a deadline already past, a body too large, a redirect
+    not followed). It is for a caller that words transport failures itself, as
+    the InfluxDB sinks do alike for their v1 API (this client) and their v2 API
+    (``influxdb-client``, which raises the same urllib3 errors).
+    """
+
+    def __init__(
+        self, detail: str, error_class: ErrorClass, cause: BaseException | None = None
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.error_class = error_class
+        self.cause = cause
 
 
 @dataclass(frozen=True)
@@ -76,15 +88,31 @@ def origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme, (parts.hostname or "").lower(), port
 
 
+def basic_auth(username: str, password: str) -> str:
+    """The ``Authorization`` value for HTTP basic auth: ``user:password`` in UTF-8 (RFC 7617)."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+
+
+def new_pool(
+    verify: bool, ca_file: str | None, *, num_pools: int = 64, maxsize: int = 1
+) -> urllib3.PoolManager:
+    """A connection pool (keep-alive) for one TLS setting: the system's CAs or only
+    ``ca_file``, or no verification at all. ``maxsize``: idle connections kept per host."""
+    if verify:
+        return urllib3.PoolManager(
+            num_pools=num_pools, maxsize=maxsize, cert_reqs="CERT_REQUIRED", ca_certs=ca_file
+        )
+    return urllib3.PoolManager(
+        num_pools=num_pools, maxsize=maxsize, cert_reqs="CERT_NONE", assert_hostname=False
+    )
+
+
 def shared_pool(shared: SharedResources, verify: bool, ca_file: str | None) -> urllib3.PoolManager:
     """A connection pool per TLS setting, kept in the engine's shared resources (keep-alive)."""
     key = f"http.pool:{verify}:{ca_file}"
     pool = shared.get(key)
     if pool is None:
-        if verify:
-            pool = urllib3.PoolManager(num_pools=64, cert_reqs="CERT_REQUIRED", ca_certs=ca_file)
-        else:
-            pool = urllib3.PoolManager(num_pools=64, cert_reqs="CERT_NONE", assert_hostname=False)
+        pool = new_pool(verify, ca_file)
         shared.set(key, pool, close=pool.clear)
     return pool
 
@@ -99,15 +127,21 @@ def request(
     headers: Mapping[str, str] | None = None,
     body: bytes | None = None,
     redirects: Literal["same-origin", "none"] = "same-origin",
+    connect_timeout: float | None = None,
 ) -> HttpAnswer:
-    """One request (blocking), its redirects within the same origin; HttpFailure with a sentence."""
+    """One request (blocking), its redirects within the same origin; HttpFailure with a sentence.
+
+    ``connect_timeout``: the longest wait for a TCP connect (never past the
+    deadline), so a host that drops SYNs is given up on sooner than one that is
+    slow to answer; None: only the deadline.
+    """
     start_origin = origin(url)
     current, verb, payload = url, method, body
     for _ in range(MAX_REDIRECTS + 1):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise HttpFailure(f"no answer from {shown_url(current)} in time", ErrorClass.TIMEOUT)
-        response = _send(pool, verb, current, headers or {}, payload, remaining)
+        response = _send(pool, verb, current, headers or {}, payload, remaining, connect_timeout)
         try:
             if response.status in REDIRECT_CODES and redirects == "same-origin":
                 location = response.headers.get("Location")
@@ -142,14 +176,17 @@ def request(
                 {k.lower(): v for k, v in response.headers.items()},
                 truncated,
             )
-        except (ReadTimeoutError, TimeoutError):
+        except (ReadTimeoutError, TimeoutError) as exc:
             raise HttpFailure(
-                f"{shown_url(current)} stopped sending its answer (timeout)", ErrorClass.TIMEOUT
+                f"{shown_url(current)} stopped sending its answer (timeout)",
+                ErrorClass.TIMEOUT,
+                exc,
             ) from None
         except (ProtocolError, HTTPError) as exc:
             raise HttpFailure(
                 f"{shown_url(current)} broke off its answer ({type(exc).__name__})",
                 ErrorClass.PROTOCOL,
+                exc,
             ) from None
         finally:
             response.release_conn()
@@ -165,8 +202,10 @@ def _send(
     headers: Mapping[str, str],
     body: bytes | None,
     remaining: float,
+    connect_timeout: float | None,
 ) -> urllib3.BaseHTTPResponse:
     where = shown_url(url)
+    connect = remaining if connect_timeout is None else min(connect_timeout, remaining)
     try:
         return pool.request(
             method,
@@ -176,32 +215,40 @@ def _send(
             redirect=False,
             retries=False,
             preload_content=False,
-            timeout=urllib3.Timeout(total=remaining),
+            timeout=urllib3.Timeout(total=remaining, connect=connect),
         )
-    except ReadTimeoutError:
+    except ReadTimeoutError as exc:
         raise HttpFailure(
-            f"{where} did not answer within {remaining:.3g}s", ErrorClass.TIMEOUT
+            f"{where} did not answer within {remaining:.3g}s", ErrorClass.TIMEOUT, exc
         ) from None
     except SSLError as exc:
-        raise HttpFailure(f"TLS with {where} failed: {tls_reason(exc)}", ErrorClass.TLS) from None
-    except NameResolutionError:
-        raise HttpFailure(f"could not resolve the host of {where}", ErrorClass.RESOLVE) from None
+        raise HttpFailure(
+            f"TLS with {where} failed: {tls_reason(exc)}", ErrorClass.TLS, exc
+        ) from None
+    except NameResolutionError as exc:
+        raise HttpFailure(
+            f"could not resolve the host of {where}", ErrorClass.RESOLVE, exc
+        ) from None
     except NewConnectionError as exc:
         cause = exc.__cause__ or exc.__context__
         if isinstance(cause, OSError):
             detail, error_class = describe_os_error(cause)
         else:
             detail, error_class = "connection failed", ErrorClass.UNREACHABLE
-        raise HttpFailure(f"{where}: {detail}", error_class) from None
-    except ConnectTimeoutError:  # after NewConnectionError, which is a subclass of it
+        raise HttpFailure(f"{where}: {detail}", error_class, exc) from None
+    except ConnectTimeoutError as exc:  # after NewConnectionError, which is a subclass of it
         raise HttpFailure(
-            f"no answer to TCP connect to {where} within {remaining:.3g}s", ErrorClass.TIMEOUT
+            f"no answer to TCP connect to {where} within {connect:.3g}s", ErrorClass.TIMEOUT, exc
         ) from None
     except (ProtocolError, HTTPError) as exc:
         raise HttpFailure(
             f"{where} closed the connection without an answer ({type(exc).__name__})",
             ErrorClass.PROTOCOL,
+            exc,
         ) from None
+    except OSError as exc:  # a socket error urllib3 let through unwrapped
+        detail, error_class = describe_os_error(exc)
+        raise HttpFailure(f"{where}: {detail}", error_class, exc) from None
 
 
 def tls_reason(exc: SSLError) -> str:

@@ -95,6 +95,28 @@ class UptimeRetention(RetentionPolicy):
     targets: 500 days, ~375 MB)."""
 
 
+class SilencesRetention(RetentionPolicy):
+    """Silences (notifications held back for a target or an incident) that have ended:
+    run out (``ends_at``) or lifted early (``lifted_at``); an active one is never deleted."""
+
+    max_age: Duration | None = 400 * DAY
+    """Silences that ended longer ago than this are deleted (kept as long as incidents:
+    they explain who was not told of one)."""
+    max_rows: PositiveInt | None = 100_000
+    """At most this many ended silences are kept (~90–120 bytes each, more with a long reason)."""
+
+
+class ManualMaintenanceRetention(RetentionPolicy):
+    """Maintenance windows started by hand that have ended: run out (``ends_at``) or
+    ended early (``ended_at``); an open one is never deleted."""
+
+    max_age: Duration | None = 400 * DAY
+    """Windows that ended longer ago than this are deleted (kept as long as incidents and
+    uptime days: they explain a day's maintenance time)."""
+    max_rows: PositiveInt | None = 100_000
+    """At most this many ended windows are kept (~90–120 bytes each, more with a long reason)."""
+
+
 class RetentionConfig(StrictModel):
     """What the retention job keeps of the state DB's history, and how it deletes.
 
@@ -116,6 +138,12 @@ class RetentionConfig(StrictModel):
     """Resolved incidents."""
     uptime: UptimeRetention = Field(default_factory=UptimeRetention)
     """Daily uptime of targets and components."""
+    silences: SilencesRetention = Field(default_factory=SilencesRetention)
+    """Silences that have ended."""
+    manual_maintenance: ManualMaintenanceRetention = Field(
+        default_factory=ManualMaintenanceRetention
+    )
+    """Maintenance windows started by hand that have ended."""
     every: Duration = 3600.0
     """How often the job runs (the first run is a minute after start)."""
     batch: int = Field(default=1000, ge=10, le=100_000)
@@ -138,7 +166,8 @@ class StorageConfig(StrictModel):
     max_bytes: int = 2 * 1024**3
     """Disk budget for the embedded metrics store; oldest raw data goes first."""
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
-    """How long the state DB keeps transitions, incidents and uptime days."""
+    """How long the state DB keeps transitions, events, incidents, uptime days, silences
+    and maintenance windows."""
 
 
 class WebConfig(StrictModel):

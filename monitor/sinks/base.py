@@ -243,5 +243,6 @@ class SinkFactory:
     """(config entry, data directory) → the sink, not started yet (the engine starts it)."""
     reader: Callable[[Any, float], Any] | None = None
     """(config entry, longest wait in seconds) → a ``MetricsQuery`` over what the sink
-    wrote, for the dashboard's charts; it raises ``QueryError`` when it cannot answer.
+    wrote, for the dashboard's charts; it raises ``monitor.metrics_query.QueryError`` when it
+    cannot answer.
     None: this kind cannot be read back."""

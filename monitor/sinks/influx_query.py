@@ -7,7 +7,9 @@ bucket, and 3.x has natively. Downsampling is done by the server
 (``GROUP BY time(...)`` with ``min``/``max``/``mean``), so a chart of a week
 costs one small answer.
 
-It only reads. Which query backend the dashboard uses (this one when InfluxDB
+It only reads, over ``InfluxHttp`` (the one HTTP client, ``core.net.http``),
+and raises ``monitor.metrics_query.QueryError`` when InfluxDB cannot answer.
+Which query backend the dashboard uses (this one when InfluxDB
 is configured and answers, else the embedded store) is the app's choice.
 """
 
@@ -19,15 +21,17 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
-import urllib3
-
-from monitor.metrics_query import Series
+from core.net.http import HttpFailure
+from monitor.metrics_query import QueryError, Series
 from monitor.points import STANDARD_TAGS
-from monitor.sinks.influx_v1 import describe_transport_error, make_pool, server_message
+from monitor.sinks.influx_http import InfluxHttp, server_message, transport_failure
 
+ANSWER_MAX_BYTES = 32 * 1024**2
+"""The largest answer read. A chart's answer is at most ``max_points`` per series;
+this only bounds a runaway one (a tag set far wider than a chart shows), which
+fails as a QueryError instead of filling the web worker's memory."""
 
-class QueryError(Exception):
-    """InfluxDB could not answer (unreachable, refused, or the query failed)."""
+_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 def quote_ident(name: str) -> str:
@@ -76,12 +80,15 @@ class InfluxQLMetricsQuery:
         self.url = url.rstrip("/")
         self.database = database
         self.retention_policy = retention_policy
-        self._pool = make_pool(timeout, verify_tls, ca_file)
-        self._headers: dict[str, str] = {"Content-Type": "application/x-www-form-urlencoded"}
-        if token:
-            self._headers["Authorization"] = f"Token {token}"
-        elif username is not None:
-            self._headers.update(urllib3.make_headers(basic_auth=f"{username}:{password or ''}"))
+        self._server = InfluxHttp(
+            self.url,
+            username=username,
+            password=password,
+            token=token,
+            timeout=timeout,
+            verify_tls=verify_tls,
+            ca_file=ca_file,
+        )
         self._field_types: dict[str, dict[str, str]] = {}
 
     # -- HTTP --------------------------------------------------------------
@@ -91,15 +98,15 @@ class InfluxQLMetricsQuery:
         if self.retention_policy:
             params["rp"] = self.retention_policy
         try:
-            response = self._pool.request(
-                "POST", f"{self.url}/query", body=urlencode(params).encode(), headers=self._headers
+            answer = self._server.post(
+                "/query", urlencode(params).encode(), _FORM, ANSWER_MAX_BYTES
             )
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise QueryError(f"{self.url}: {describe_transport_error(exc)}") from exc
-        if response.status != 200:
-            message = server_message(response.data, f"HTTP {response.status}")
-            raise QueryError(f"{self.url}: HTTP {response.status}: {message}")
-        data = json.loads(response.data)
+        except HttpFailure as failure:
+            raise QueryError(f"{self.url}: {transport_failure(failure)}") from None
+        if answer.status != 200:
+            message = server_message(answer.body, f"HTTP {answer.status}")
+            raise QueryError(f"{self.url}: HTTP {answer.status}: {message}")
+        data = json.loads(answer.body)
         result = (data.get("results") or [{}])[0]
         if "error" in result:
             raise QueryError(f"{self.url}: {result['error']}")
@@ -219,4 +226,4 @@ class InfluxQLMetricsQuery:
         return value
 
     def close(self) -> None:
-        self._pool.clear()
+        self._server.close()

@@ -23,7 +23,7 @@ from influxdb_client import InfluxDBClient, WritePrecision
 from influxdb_client.rest import ApiException
 from influxdb_client.service.write_service import WriteService
 
-from monitor.sinks.influx_v1 import describe_transport_error, server_message
+from monitor.sinks.influx_http import describe_transport_error, server_message
 from monitor.sinks.spool import SpoolingSink, WriteFailed, parse_retry_after
 
 

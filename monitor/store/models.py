@@ -232,8 +232,8 @@ class Silence(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     target_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     incident_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
-    """No foreign key: a silence outlives its incident. Not yet registered with the
-    retention job (it grows only as fast as people act; see issue 9 notes)."""
+    """No foreign key: a silence outlives its incident. Pruned by the retention job
+    once it has ended (``storage.retention.silences``)."""
     component_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     """Set for a component's silence (migration 0004)."""
     starts_at: Mapped[float] = mapped_column(Float)
@@ -245,7 +245,10 @@ class Silence(Base):
 
 
 class ManualMaintenance(Base):
-    """A maintenance window started by hand (config windows live in the config)."""
+    """A maintenance window started by hand (config windows live in the config).
+
+    Pruned by the retention job once it has ended (``storage.retention.manual_maintenance``).
+    """
 
     __tablename__ = "manual_maintenance"
 

@@ -23,6 +23,9 @@ of the same run decided to keep.
   foreign key's ON DELETE CASCADE); transitions pointing at one are
   unlinked. Open incidents are never deleted.
 - ``uptime``: days older than the cutoff (site timezone).
+- ``silences`` and ``manual_maintenance``: periods people started by hand, by
+  when they ended (run out, lifted or ended early) and, beyond ``max_rows``,
+  the earliest ended first. One that has not ended is never deleted.
 
 On PostgreSQL a batch first takes a transaction-level advisory lock for its
 kind without waiting: when two appliances share the database, one prunes a
@@ -48,6 +51,7 @@ from sqlalchemy import (
     and_,
     delete,
     exists,
+    func,
     or_,
     select,
     true,
@@ -64,6 +68,8 @@ from monitor.store.models import (
     Incident,
     IncidentEvent,
     IncidentTarget,
+    ManualMaintenance,
+    Silence,
     TargetState,
     Transition,
     UptimeDay,
@@ -79,6 +85,8 @@ _MEMBER: Table = IncidentTarget.__table__  # type: ignore[assignment]
 _EVENT: Table = IncidentEvent.__table__  # type: ignore[assignment]
 _UPTIME: Table = UptimeDay.__table__  # type: ignore[assignment]
 _OUTBOX: Table = EventRecord.__table__  # type: ignore[assignment]
+_SILENCE: Table = Silence.__table__  # type: ignore[assignment]
+_WINDOW: Table = ManualMaintenance.__table__  # type: ignore[assignment]
 
 RETENTION_LOCK_KEY = 0x4469_616D
 """First key of the PostgreSQL advisory locks the retention batches take (the second is the kind's)."""
@@ -427,6 +435,56 @@ class UptimePruner:
         return Batch(deleted, deleted > 0)
 
 
+# -- silences and manual maintenance windows -------------------------------------------------
+class EndedPruner:
+    """Periods started by hand (``storage.retention.silences``, ``.manual_maintenance``):
+    those that ended before the cutoff go; one that has not ended never does.
+
+    ``ended`` is when a row's period ended, NULL while it has no end yet (a
+    window open until someone ends it). No index serves it: these tables grow
+    only as fast as people act (thousands of rows a year), so a scan costs less
+    than an index on every insert would.
+    """
+
+    def __init__(
+        self, repo: StateRepository, kind: str, table: Table, ended: ColumnElement[Any]
+    ) -> None:
+        self._repo = repo
+        self._kind = kind
+        self._table = table
+        self._ended = ended
+
+    def plan(self, policy: RetentionPolicy, now: float) -> float | None:
+        by_count = None
+        if policy.max_rows is not None:
+            with self._repo.reading() as conn:
+                by_count = _nth_newest(conn, self._ended, policy.max_rows, self._ended <= now)
+        cutoff = later(age_cutoff(policy, now), by_count)
+        # Never past now, whatever the policy says: what has not ended yet stays.
+        return None if cutoff is None else min(cutoff, now)
+
+    def delete_batch(self, cutoff: float, limit: int) -> Batch:
+        table = self._table
+        with batch_transaction(self._repo, self._kind) as conn:
+            if conn is None:
+                return _DONE
+            deleted = _delete_some(conn, table, [table.c.id], self._ended < cutoff, limit)
+        return Batch(deleted, deleted > 0)
+
+
+def silences_pruner(repo: StateRepository) -> EndedPruner:
+    """A silence ends when it runs out, or earlier when it is lifted."""
+    s = _SILENCE
+    return EndedPruner(repo, "silences", s, func.coalesce(s.c.lifted_at, s.c.ends_at))
+
+
+def manual_maintenance_pruner(repo: StateRepository) -> EndedPruner:
+    """A window ends when it runs out, or earlier when someone ends it; one started
+    without an end (``ends_at`` NULL) lasts until then."""
+    w = _WINDOW
+    return EndedPruner(repo, "manual_maintenance", w, func.coalesce(w.c.ended_at, w.c.ends_at))
+
+
 def _delete_some(
     conn: Connection, table: Table, key: list[Any], where: ColumnElement[bool], limit: int
 ) -> int:
@@ -452,4 +510,6 @@ def register_state_history(
     job.register("incident_timelines", TimelinesPruner(repo))
     job.register("incidents", IncidentsPruner(repo))
     job.register("uptime", UptimePruner(repo, lambda: scope().tz))
+    job.register("silences", silences_pruner(repo))
+    job.register("manual_maintenance", manual_maintenance_pruner(repo))
     return uptime

@@ -47,8 +47,8 @@ from probes.base import ProbeContext
 from probes.sip import stats
 from probes.sip.call import MEASUREMENT as CALL_MEASUREMENT
 from probes.sip.call import CallSummary, StreamCallChannel, TestCall, summarize
-from probes.sip.classify import DEFAULT_WARN_CODES, classify
-from probes.sip.config import SipTarget
+from probes.sip.classify import classify
+from probes.sip.config import DEFAULT_WARN_CODES, SipTarget
 from probes.sip.gateways import combine, tagged
 from probes.sip.message import build_options, parse_uri
 from probes.sip.register import register

@@ -25,10 +25,10 @@ from collections.abc import Collection
 
 from core.errors import describe_os_error
 from core.observation import ErrorClass, FieldValue, MetricPoint, Observation, Status
+from probes.sip.config import DEFAULT_WARN_CODES
 from probes.sip.tls import TlsFailure, describe_tls_error
 from probes.sip.transaction import Outcome, PeerClosedError
 
-DEFAULT_WARN_CODES: tuple[int, ...] = (401, 403, 404, 405, 407, 420, 481, 484, 489)
 MEASUREMENT = "sip"
 
 

@@ -16,8 +16,12 @@ from pydantic import Field, field_validator, model_validator
 
 from core import __version__
 from core.config import Duration, FieldValueError, StrictModel, TargetBase
-from probes.sip.classify import DEFAULT_WARN_CODES
 from probes.sip.message import parse_uri
+
+DEFAULT_WARN_CODES: tuple[int, ...] = (401, 403, 404, 405, 407, 420, 481, 484, 489)
+"""``warn_codes`` by default: the peer parsed the request and refused it (why each one,
+in ``probes.sip.classify``). Here, beside the field, so that the config imports
+nothing of the probe's logic (which reads the config)."""
 
 TRANSPORTS = ("udp", "tcp", "tls")
 
