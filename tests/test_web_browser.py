@@ -234,3 +234,60 @@ def test_target_page_charts_have_units_a_legend_hover_values_zoom_and_a_timeline
         handle.close()
         store.close()
     shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)
+
+
+_WALL_JS = """
+var b = document.body;
+return {alerts: b.dataset.alerts || "0", last: b.dataset.lastAlert || null,
+        beeps: b.dataset.beeps || "0", flashing: b.classList.contains('flashing'),
+        flash: document.getElementById('wall-flash').innerText,
+        fresh: Array.from(document.querySelectorAll('#wall-incidents li.new')).map(li => li.dataset.id),
+        tiles: Array.from(document.querySelectorAll('#wall-tiles .wall-tile'))
+          .map(t => [t.dataset.id, t.dataset.state]),
+        down: document.getElementById('total-down').innerText,
+        count: document.getElementById('incident-count').innerText,
+        live: document.getElementById('live').dataset.state};
+"""
+
+
+@pytest.mark.peer
+def test_the_wall_flashes_and_beeps_when_a_new_incident_opens(
+    tmp_path,
+    chromium,  # noqa: F811 - the fixture imported above
+) -> None:
+    w = make_world(tmp_path)
+    add_targets(w.db, standard_rows())
+    add_incident(w.db, ["trunk-a"], opened_ago=900)
+    w.app.config["DIALWATCH_REFRESH_MS"] = 300
+    handle = serve(w.app, "127.0.0.1", 0)
+    try:
+        chromium.get(f"{handle.url}/wall?lang=en")
+        wait = WebDriverWait(chromium, 10)
+        wait.until(lambda d: d.execute_script(_WALL_JS)["live"] == "live")
+        state = chromium.execute_script(_WALL_JS)
+        # what was open when the screen came up is no news: no flash for it
+        assert (state["alerts"], state["flashing"], state["count"]) == ("0", False, "1")
+        assert state["tiles"] == [["outbound", "partial_outage"], ["crm", "degraded"]]
+        assert state["down"] == "1"
+        chromium.find_element(By.ID, "wall-sound").click()  # browsers play sound after a click
+        assert chromium.execute_script("return document.body.dataset.sound") == "on"
+        _screenshot(chromium, "wall-1366.png")
+
+        new = add_incident(w.db, ["crm-db"], opened_ago=1, severity="degraded")
+        wait.until(lambda d: d.execute_script(_WALL_JS)["alerts"] == "1")
+        state = chromium.execute_script(_WALL_JS)
+        assert state["last"] == str(new) and state["flashing"]
+        assert state["flash"] == f"New incident #{new}"
+        assert state["fresh"] == [str(new)] and state["count"] == "2"
+        assert state["beeps"] == "1"
+        _screenshot(chromium, "wall-flash-1366.png")
+        # the next polls see nothing new: no second alarm
+        polls = int(chromium.execute_script("return document.body.dataset.polls"))
+        wait.until(
+            lambda d: int(d.execute_script("return document.body.dataset.polls")) >= polls + 2
+        )
+        assert chromium.execute_script(_WALL_JS)["alerts"] == "1"
+        assert _console_errors(chromium) == []
+    finally:
+        handle.close()
+    shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)

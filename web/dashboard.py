@@ -1,9 +1,12 @@
-"""The staff dashboard: the target list (``/``) and one target's page (``/targets/<id>``).
+"""The staff dashboard: the target list (``/``), one target's page (``/targets/<id>``)
+and the wall screen (``/wall``).
 
 The list is rendered on the server (it works without JS) and then refreshed in
 place by ``static/dashboard.js``, which polls the JSON API with the same filter.
 The target page draws its charts with uPlot (``static/charts.js``) over
-server-rendered SVG, and its up/down timeline as SVG.
+server-rendered SVG, and its up/down timeline as SVG. The wall screen is drawn
+by ``static/wall.js`` from ``/wall/data``. Every route here is behind the one
+guard below; the views themselves decide nothing about access.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from flask import (
     Response,
     abort,
     current_app,
+    jsonify,
     make_response,
     redirect,
     render_template,
@@ -33,10 +37,17 @@ from monitor.store import queries
 from monitor.store.models import INCIDENT_OPEN
 from probes import PROBES
 from probes.base import KeyMetric
-from web import access, charts, params
+from web import access, charts, params, wall
 from web import format as fmt
-from web.i18n import HEALTH_LABELS, valid_timezone
-from web.views import access_denial, current_services, known_kinds, name_matches, target_names
+from web.i18n import HEALTH_LABELS, lang_tag, valid_timezone
+from web.views import (
+    access_denial,
+    component_members,
+    current_services,
+    known_kinds,
+    name_matches,
+    target_names,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +60,8 @@ CHART_WINDOW = 6 * 3600
 MAX_CHARTS = 6
 TIMELINE_WIDTH = 1000
 """The timeline SVG's viewBox width; CSS stretches it to the panel."""
+WALL_INCIDENTS = 50
+"""Open incidents the wall lists (newest first); the count shows them all."""
 
 UPLOT_JS = "vendor/uPlot.iife.min.js"
 UPLOT_CSS = "vendor/uPlot.min.css"
@@ -269,3 +282,64 @@ def target_page(target_id: str) -> str | Response:
             now=end,
         )
     )
+
+
+# -- the wall screen -------------------------------------------------------------------
+def _wall_snapshot() -> dict[str, object]:
+    svc = current_services()
+    cfg = svc.config()
+    if cfg.components:
+        members, health = component_members(svc, cfg)
+        tiles = wall.component_tiles(cfg, members, health, lang_tag())
+        tile_kind = wall.TILE_COMPONENT
+    else:
+        tiles = wall.kind_tiles(queries.health_by_kind(svc.db))
+        tile_kind = wall.TILE_KIND
+    totals = queries.targets_page(svc.db, page=queries.Page(1, 1)).totals
+    incidents = queries.incidents_page(svc.db, (INCIDENT_OPEN,), queries.Page(1, WALL_INCIDENTS))
+    return wall.snapshot(
+        totals=totals, tiles=tiles, tile_kind=tile_kind, incidents=incidents, now=time.time()
+    )
+
+
+def _wall_labels() -> dict[str, object]:
+    return {
+        "health": {h.value: str(HEALTH_LABELS[h]) for h in HEALTH_ORDER},
+        "opened": _("opened %(when)s", when="{when}"),
+        "eta": _("ETA %(time)s", time="{time}"),
+        "acked": _("acknowledged by %(who)s", who="{who}"),
+        "no_incidents": _("No open incidents."),
+        "no_tiles": _("No targets yet."),
+        "updated": _("Updated %(time)s", time="{time}"),
+        "stale": _("Connection lost, retrying…"),
+        "sound_on": _("Sound on"),
+        "sound_off": _("Sound off"),
+        "new_incident": _("New incident #%(id)s", id="{id}"),
+    }
+
+
+@bp.get("/wall")
+def wall_page() -> str | tuple[str, int]:
+    """The wall screen: read-only, dark, full-screen friendly (see ``web.wall``)."""
+    try:
+        params.reject_unknown(_args(), ("lang",))
+    except params.ParamError as exc:
+        return render_template("error.html", code=400, message=str(exc)), 400
+    js_config = {
+        "dataUrl": url_for("dashboard.wall_data"),
+        "refreshMs": current_app.config.get("DIALWATCH_REFRESH_MS", REFRESH_MS),
+        "labels": _wall_labels(),
+    }
+    return render_template(
+        "wall.html", wall=_wall_snapshot(), js_config=js_config, healths=HEALTH_ORDER
+    )
+
+
+@bp.get("/wall/data")
+def wall_data() -> Response | tuple[Response, int]:
+    """The wall's next paint, polled by ``static/wall.js``."""
+    try:
+        params.reject_unknown(request.args.to_dict(flat=False), ("lang",))
+    except params.ParamError as exc:
+        return jsonify(error=str(exc)), 400
+    return jsonify(_wall_snapshot())
