@@ -95,6 +95,39 @@ step "installing dialwatch$extras into .venv"
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null || die "could not upgrade pip in .venv"
 .venv/bin/python -m pip install -q -e ".$extras" || die "pip install of dialwatch failed (see above)"
 
+# --- uPlot: the console's charts, served by the appliance itself --------------
+# From the npm registry at a pinned version, checked against the integrity npm
+# publishes for it, copied into web/static/vendor/ (gitignored). Never a CDN:
+# the console must draw its charts while the internet is down.
+UPLOT_VERSION=1.6.32
+UPLOT_INTEGRITY="sha512-KIMVnG68zvu5XXUbC4LQEPnhwOxBuLyW1AHtpm6IKTXImkbLgkMy+jabjLgSLMasNuGGzQm/ep3tOkyTxpiQIw=="
+install_uplot() {
+    local vendor="$here/web/static/vendor" tmp tarball got
+    if [ -f "$vendor/uPlot.iife.min.js" ] && [ -f "$vendor/uPlot.min.css" ] \
+        && [ "$(cat "$vendor/uPlot.version" 2>/dev/null)" = "$UPLOT_VERSION" ]; then
+        return 0
+    fi
+    command -v npm >/dev/null || { step "installing npm (to fetch uPlot)"; apt_install npm; }
+    step "fetching uPlot $UPLOT_VERSION from the npm registry into web/static/vendor/"
+    tmp="$(mktemp -d)"
+    (cd "$tmp" && npm pack --silent "uplot@$UPLOT_VERSION" >/dev/null) \
+        || { rm -rf "$tmp"; die "npm pack uplot@$UPLOT_VERSION failed (is the npm registry reachable? npm config get registry)"; }
+    tarball="$tmp/uplot-$UPLOT_VERSION.tgz"
+    got="sha512-$("$python" -c 'import base64, hashlib, sys; print(base64.b64encode(hashlib.sha512(open(sys.argv[1], "rb").read()).digest()).decode())' "$tarball")"
+    if [ "$got" != "$UPLOT_INTEGRITY" ]; then
+        rm -rf "$tmp"
+        die "uplot-$UPLOT_VERSION.tgz does not match its pinned integrity (got $got)"
+    fi
+    tar -xzf "$tarball" -C "$tmp" package/dist/uPlot.iife.min.js package/dist/uPlot.min.css package/LICENSE \
+        || { rm -rf "$tmp"; die "could not unpack $tarball"; }
+    mkdir -p "$vendor"
+    cp "$tmp/package/dist/uPlot.iife.min.js" "$tmp/package/dist/uPlot.min.css" "$vendor/"
+    cp "$tmp/package/LICENSE" "$vendor/uPlot.LICENSE.txt"
+    echo "$UPLOT_VERSION" > "$vendor/uPlot.version"
+    rm -rf "$tmp"
+}
+install_uplot
+
 # --- data directory and starter config --------------------------------------
 # The test mode touches neither /etc nor /var/lib: tests make their own temp dirs.
 if [ "$mode" = test ]; then

@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 from core.config import SiteConfig, TargetBase
 from core.observation import Observation
@@ -55,6 +55,42 @@ class BuiltinTarget:
     """Changes when what the target is built from changes, so a reload reschedules it."""
 
 
+Unit = Literal["", "ms", "s", "%", "d", "B", "B/s", "/s", "/min"]
+"""What a metric's value counts: milliseconds, seconds, percent, days, bytes,
+bytes per second, events per second or per minute; ``""`` for a bare number
+(a count, a status code, a 0/1 flag)."""
+
+UNITS: tuple[str, ...] = get_args(Unit)
+
+
+@dataclass(frozen=True)
+class KeyMetric:
+    """A metric that says most about a target of one kind, with its unit.
+
+    The dashboard lists a target's key metrics (the first few its last
+    observation has, in the order the kind declares them) and the target page
+    charts them first, with the unit on the axis.
+    """
+
+    key: str
+    """``measurement.field`` (every tag set of it, e.g. each disk of
+    ``server_disk.used_percent``) or ``measurement.field[tag=value,...]`` for
+    one series only (``snmp_cpu.load_percent[processor=all]``), written as the
+    engine flattens an observation's points."""
+    unit: Unit = ""
+
+    @property
+    def base(self) -> str:
+        """``measurement.field`` without the tags."""
+        return self.key.split("[", 1)[0]
+
+    def matches(self, flat_key: str) -> bool:
+        """Does a flattened metric key (``server_disk.used_percent[mount=/]``) belong to this one?"""
+        if "[" in self.key:
+            return flat_key == self.key
+        return flat_key == self.key or flat_key.startswith(self.key + "[")
+
+
 @dataclass(frozen=True)
 class ProbeKind(PluginKind[TargetBase, Check]):
     """A ``PROBES`` entry: the kind's name, its target model, its check, its summary."""
@@ -62,6 +98,8 @@ class ProbeKind(PluginKind[TargetBase, Check]):
     builtin: Callable[[Any], BuiltinTarget] | None = None
     """For a kind the engine always runs: given the whole config, its built-in
     target. A configured target of the kind takes the built-in one's place."""
+    key_metrics: tuple[KeyMetric, ...] = ()
+    """The kind's most telling metrics, most telling first (see ``KeyMetric``)."""
 
     @property
     def check(self) -> Check:

@@ -9,16 +9,21 @@ import time
 import pytest
 
 from core.observation import MetricPoint
+from monitor.health import Health
 from monitor.metrics_query import EmbeddedMetricsQuery
+from monitor.store import queries
 from monitor.store.metrics import MetricsStore
+from probes import PROBES
 from tests.test_web_support import (
+    OnePointMetrics,
     add_incident,
     add_targets,
     add_transition,
     make_world,
+    require_uplot,
     standard_rows,
 )
-from web import charts
+from web import charts, dashboard
 
 
 @pytest.fixture
@@ -46,7 +51,7 @@ def test_dashboard_lists_targets_worst_first_with_markers_and_totals(world) -> N
     assert "affected by trunk-a" in html
     assert "no answer to OPTIONS after 7 retransmissions (4.0 s)" in html
     assert "12.3 ms" in html  # last latency
-    assert "rtt_ms <b>12.5</b>" in html  # key metric
+    assert "rtt_ms <b>12.5 ms</b>" in html  # the kind's key metric, with its unit
     assert re.search(r'id="total-down">1<', html) and re.search(r'id="total-all">4<', html)
     assert "No open incidents." in html
 
@@ -128,12 +133,21 @@ def test_target_page_shows_facts_transitions_and_incidents(world) -> None:
         "first observation ok"
     )  # newest first
     assert "Carrier A down" in html and f"<td>{incident_id}</td>" in html
-    assert "Last 6 hours" not in html  # no metrics interface, no chart section
+    # no metrics interface: no charts, but the up/down timeline from the transitions
+    assert 'class="chart"' not in html
+    assert 'class="tl h-down"' in html and 'class="tl h-up"' in html
+    assert "No metric history" not in html
 
 
 def test_unknown_target_page_is_a_404_page(world) -> None:
     r = world.client().get("/targets/nope?lang=en")
     assert r.status_code == 404 and "This page does not exist." in r.get_data(as_text=True)
+
+
+def _chart_config(html: str) -> dict:
+    found = re.search(r'<script id="dw-charts" type="application/json">(.*?)</script>', html)
+    assert found is not None, "the page carries its chart data"
+    return json.loads(found.group(1))
 
 
 def test_target_page_draws_charts_from_the_embedded_metrics_store(tmp_path) -> None:
@@ -144,7 +158,7 @@ def test_target_page_draws_charts_from_the_embedded_metrics_store(tmp_path) -> N
             [
                 MetricPoint(
                     "sip",
-                    {"rtt_ms": 10.0 if i < 25 else 20.0},
+                    {"rtt_ms": 10.0 if i < 25 else 20.0, "status_code": 200},
                     {"target": "trunk-a", "kind": "sip", "site": "sh"},
                     int((now - 3000 + i * 60) * 1e9),
                 )
@@ -152,16 +166,65 @@ def test_target_page_draws_charts_from_the_embedded_metrics_store(tmp_path) -> N
             ]
         )
         w = make_world(tmp_path, metrics=EmbeddedMetricsQuery(store.path))
-        add_targets(w.db, [{"target_id": "trunk-a", "last_metrics": {"sip.rtt_ms": 14.0}}])
+        add_targets(
+            w.db,
+            [
+                {
+                    "target_id": "trunk-a",
+                    "last_metrics": {"sip.rtt_ms": 14.0, "sip.status_code": 200},
+                }
+            ],
+        )
         html = w.client().get("/targets/trunk-a?lang=en").get_data(as_text=True)
     finally:
         store.close()
     assert "Last 6 hours" in html
-    polyline = re.search(r'<polyline class="chart-line" points="([^"]+)"', html)
+    polyline = re.search(r'<polyline class="chart-line s-0" points="([^"]+)"', html)
     # the store picks raw values or rollups and downsamples; the chart draws what it gets
     assert polyline is not None and 10 <= len(polyline.group(1).split()) <= 50
-    assert "sip.rtt_ms" in html
-    assert "min 10 · max 20" in html
+    assert "sip.rtt_ms (ms)" in html
+    assert "min 10 ms · max 20 ms" in html
+    data = _chart_config(html)
+    assert data["tz"] == "Asia/Shanghai"
+    # key metrics first, in the kind's order, with their units; one chart per field
+    assert [(c["title"], c["unit"]) for c in data["charts"]] == [
+        ("sip.rtt_ms", "ms"),
+        ("sip.status_code", ""),
+    ]
+    rtt = data["charts"][0]
+    assert rtt["id"] == "chart-0" and 'id="chart-0"' in html
+    assert [s["label"] for s in rtt["series"]] == ["rtt_ms"]
+    assert len(rtt["x"]) == len(rtt["series"][0]["values"]) >= 10
+    values = rtt["series"][0]["values"]
+    assert min(values) == 10.0 and max(values) == 20.0
+
+
+def test_target_page_loads_uplot_from_the_appliance_when_installed(tmp_path) -> None:
+    require_uplot()
+    w = make_world(tmp_path, metrics=OnePointMetrics())
+    add_targets(w.db, [{"target_id": "trunk-a", "last_metrics": {"sip.rtt_ms": 14.0}}])
+    c = w.client()
+    html = c.get("/targets/trunk-a?lang=en").get_data(as_text=True)
+    assert '<script src="/static/vendor/uPlot.iife.min.js" defer></script>' in html
+    assert '<link rel="stylesheet" href="/static/vendor/uPlot.min.css">' in html
+    assert 'id="uplot-missing"' not in html
+    for path in ("/static/vendor/uPlot.iife.min.js", "/static/vendor/uPlot.min.css"):
+        assert c.get(path).status_code == 200
+
+
+def test_target_page_without_uplot_still_draws_lines_and_says_how_to_install_it(
+    tmp_path, monkeypatch
+) -> None:
+    # a dev checkout that skipped install.sh has no web/static/vendor/
+    monkeypatch.setattr(dashboard, "UPLOT_JS", "vendor/not-installed.js")
+    w = make_world(tmp_path, metrics=OnePointMetrics())
+    add_targets(w.db, [{"target_id": "trunk-a", "last_metrics": {"sip.rtt_ms": 14.0}}])
+    r = w.client().get("/targets/trunk-a?lang=en")
+    html = r.get_data(as_text=True)
+    assert r.status_code == 200
+    assert 'id="uplot-missing"' in html and "Run ./install.sh" in html
+    assert "vendor/" not in html.replace("web/static/vendor/", "")  # nothing that would 404
+    assert 'class="chart-line s-0"' in html  # the SVG lines stay
 
 
 def test_target_page_survives_a_failing_metrics_store(tmp_path) -> None:
@@ -191,37 +254,104 @@ def test_chart_points_accept_raw_and_rolled_up_series(raw, expected) -> None:
     assert charts.points(raw) == expected
 
 
-def test_line_chart_scales_into_its_box() -> None:
-    chart = charts.line_chart("x", [(0.0, 0.0), (10.0, 10.0)], width=100, height=50, pad=0)
-    assert chart is not None and chart.polyline == "0.0,50.0 100.0,0.0"
-    assert charts.line_chart("x", []) is None
-    flat = charts.line_chart("x", [(0.0, 3.0), (1.0, 3.0)], width=100, height=50, pad=0)
-    assert flat is not None and flat.polyline == "0.0,25.0 100.0,25.0"
+def test_chart_lines_share_one_scale_in_their_box() -> None:
+    chart = charts.Chart(
+        "x",
+        "",
+        (
+            charts.ChartSeries("a", ((0.0, 0.0), (10.0, 10.0))),
+            charts.ChartSeries("b", ((0.0, 5.0),)),
+        ),
+    )
+    assert chart.polylines(width=100, height=50, pad=0) == [
+        "0.0,50.0 100.0,0.0",
+        "0.0,25.0 100.0,25.0",  # one point: a short flat line at its value
+    ]
+    flat = charts.Chart("x", "", (charts.ChartSeries("a", ((0.0, 3.0), (1.0, 3.0))),))
+    assert flat.polylines(width=100, height=50, pad=0) == ["0.0,25.0 100.0,25.0"]
 
 
-def test_chartable_keys_are_numeric_and_distinct_per_field() -> None:
-    metrics = {
-        "server_disk.percent[mount=/]": 40.0,
-        "server_disk.percent[mount=/var]": 70.0,
-        "sip.rtt_ms": 3.0,
-        "sip.reason": "OK",
-        "sip.up": True,
+def test_uplot_data_joins_the_series_on_one_time_axis_with_gaps() -> None:
+    chart = charts.Chart(
+        "server_disk.used_percent",
+        "%",
+        (
+            charts.ChartSeries("mount=/", ((1.0, 10.0), (2.0, 11.0))),
+            charts.ChartSeries("mount=/var", ((2.0, 50.0), (3.0, 51.0))),
+        ),
+    )
+    assert chart.uplot_data() == {
+        "title": "server_disk.used_percent",
+        "unit": "%",
+        "x": [1.0, 2.0, 3.0],
+        "series": [
+            {"label": "mount=/", "values": [10.0, 11.0, None]},
+            {"label": "mount=/var", "values": [None, 50.0, 51.0]},
+        ],
     }
-    assert charts.chartable_keys(metrics) == [("server_disk", "percent"), ("sip", "rtt_ms")]
 
 
-def test_chart_titles_leave_out_the_standard_tags_but_keep_the_others() -> None:
+def test_chart_fields_put_the_kinds_key_metrics_first_with_units_then_other_numbers() -> None:
+    metrics = {
+        "server.cpu_count": 8,
+        "server.memory_percent": 40.0,
+        "server_disk.used_percent[mount=/]": 40.0,
+        "server_disk.used_percent[mount=/var]": 70.0,
+        "server.cpu_percent": 3.0,
+        "server.state": "OK",
+        "server.up": True,
+    }
+    got = charts.chart_fields(metrics, PROBES["server"].key_metrics, limit=4)
+    assert [(f.title, f.unit) for f in got] == [
+        ("server.cpu_percent", "%"),
+        ("server.memory_percent", "%"),
+        ("server_disk.used_percent", "%"),
+        ("server.cpu_count", ""),  # not a key metric: after them, without a unit
+    ]
+    assert charts.chart_fields(metrics, (), limit=2)[0].title == "server.cpu_count"
+
+
+def test_a_key_metric_with_tags_charts_only_that_series() -> None:
+    metrics = {
+        "snmp_cpu.load_percent[processor=1]": 5.0,
+        "snmp_cpu.load_percent[processor=all]": 7.0,
+    }
+    (first,) = charts.chart_fields(metrics, PROBES["server"].key_metrics, limit=1)
+    assert (first.title, first.unit, dict(first.tags)) == (
+        "snmp_cpu.load_percent",
+        "%",
+        {"processor": "all"},
+    )
+
+
+def test_chart_series_labels_leave_out_the_standard_tags_but_keep_the_others() -> None:
     class Series:
         def __init__(self, tags: dict[str, str]) -> None:
             self.tags = tags
             self.points = [(1.0, 2.0), (2.0, 3.0)]
 
-    got = charts.charts_for(
-        "server_disk",
-        "percent",
+    chart = charts.chart_of(
+        charts.ChartField("server_disk", "used_percent", "%"),
         [Series({"target": "db1", "kind": "server", "site": "sh", "mount": "/var"}), Series({})],
     )
-    assert [c.title for c in got] == ["server_disk.percent mount=/var", "server_disk.percent"]
+    assert chart is not None and chart.title == "server_disk.used_percent"
+    assert [s.label for s in chart.series] == ["mount=/var", "used_percent"]
+    assert charts.chart_of(charts.ChartField("sip", "rtt_ms"), []) is None
+
+
+def test_timeline_bars_place_the_spans_and_keep_short_ones_visible() -> None:
+    spans = [
+        queries.HealthSpan(0.0, 900.0, Health.UP),
+        queries.HealthSpan(900.0, 901.0, Health.DOWN),
+        queries.HealthSpan(901.0, 1000.0, Health.UP),
+    ]
+    bars = charts.timeline_bars(spans, 0.0, 1000.0, width=100)
+    assert [(b.x, b.width, b.health) for b in bars] == [
+        (0.0, 90.0, "up"),
+        (90.0, 1.0, "down"),  # 0.1 px wide in truth: one pixel, so it shows
+        (90.1, 9.9, "up"),
+    ]
+    assert charts.time_per_health(spans) == {"up": 999.0, "down": 1.0}
 
 
 def test_the_filter_form_with_all_kinds_and_any_health_is_no_filter(world) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
@@ -261,3 +262,30 @@ def standard_rows() -> list[dict[str, Any]]:
             "last_latency": None,
         },
     ]
+
+
+UPLOT_FILES = ("uPlot.iife.min.js", "uPlot.min.css")
+
+
+def require_uplot() -> None:
+    """Fail (not skip) when install.sh has not copied uPlot into web/static/vendor/."""
+    vendor = Path(__file__).resolve().parent.parent / "web" / "static" / "vendor"
+    missing = [f for f in UPLOT_FILES if not (vendor / f).is_file()]
+    if missing:
+        pytest.fail(
+            f"uPlot is not installed ({', '.join(missing)} missing in {vendor}): "
+            "run ./install.sh (or ./install.sh --test), which fetches it from npm",
+            pytrace=False,
+        )
+
+
+class OnePointMetrics:
+    """A metrics store holding one sample of ``sip.rtt_ms`` a minute ago (the shape of
+    ``MetricsQuery.series``), for pages that only need a chart to exist."""
+
+    def series(self, target_id, measurement, field, start, end, max_points=300, tags=None):
+        class Series:
+            tags = {"target": target_id}
+            points = [(end - 60, 14.0)]
+
+        return [Series()] if (measurement, field) == ("sip", "rtt_ms") else []

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_layers import LAYER
+from tests.test_web_support import require_uplot
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = sorted(p for p in LAYER if (ROOT / p / "__init__.py").is_file())
@@ -63,3 +64,17 @@ def test_each_package_imports_from_the_wheel(installed_wheel: Path, package: str
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().startswith(str(installed_wheel)), done.stdout
+
+
+def test_the_web_assets_and_uplot_are_in_the_wheel(installed_wheel: Path) -> None:
+    require_uplot()  # install.sh copies it into web/static/vendor/ before the wheel is built
+    web = ROOT / "web"
+    assets = sorted(
+        p.relative_to(ROOT).as_posix()
+        for folder in ("static", "templates")
+        for p in (web / folder).rglob("*")
+        if p.is_file()
+    )
+    assert "web/static/vendor/uPlot.iife.min.js" in assets
+    assert "web/static/vendor/uPlot.LICENSE.txt" in assets  # MIT: its notice goes with it
+    assert [a for a in assets if not (installed_wheel / a).is_file()] == []

@@ -321,6 +321,5 @@ def wall_open() -> Response | tuple[str, int]:
         return render_template("error.html", code=401, message=message), 401
     cookie = _start_full_session(identity.user_id, kiosk=True)
     _audit_login(identity.actor, "ok", identity.user, "wall screen")
-    wall = "dashboard.wall" if "dashboard.wall" in current_app.view_functions else "dashboard.index"
-    resp = make_response(redirect(url_for(wall)))
+    resp = make_response(redirect(url_for("dashboard.wall_page")))
     return _set_session_cookie(resp, cookie, session_policy().max_age)

@@ -143,6 +143,19 @@ class TransitionRow:
 
 
 @dataclass(frozen=True, slots=True)
+class HealthSpan:
+    """A stretch of time ``[start, end)`` a target spent in one health."""
+
+    start: float
+    end: float
+    health: Health
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True, slots=True)
 class IncidentMember:
     """A target's membership in an incident; ``recovered_at`` is None while it is in trouble."""
 
@@ -339,6 +352,21 @@ def health_of(db: StateDB, target_ids: Iterable[str]) -> dict[str, Health]:
     return out
 
 
+def health_by_kind(db: StateDB) -> dict[str, dict[Health, int]]:
+    """How many targets of each kind are in each health: ``{kind: {health: n}}``, kinds
+    sorted, every health present (worst first). One GROUP BY, whatever the number of targets."""
+    t = _TARGET
+    with _connected(db) as conn:
+        rows = conn.execute(
+            select(t.c.kind, t.c.health, func.count()).group_by(t.c.kind, t.c.health)
+        ).all()
+    out: dict[str, dict[Health, int]] = {}
+    for kind, health, n in sorted(rows):
+        counts = out.setdefault(kind, dict.fromkeys(HEALTH_ORDER, 0))
+        counts[Health(health)] += int(n)
+    return out
+
+
 # -- transitions ---------------------------------------------------------------------
 def transitions(
     db: StateDB, target_id: str | None = None, limit: int = 50
@@ -364,6 +392,66 @@ def transitions(
         )
         for r in rows
     )
+
+
+MAX_SPAN_TRANSITIONS = 1000
+"""The most transitions ``health_spans`` reads inside its window (the newest): more than
+a timeline a few hundred pixels wide can show."""
+
+
+def health_spans(
+    db: StateDB, target_id: str, start: float, end: float, limit: int = MAX_SPAN_TRANSITIONS
+) -> tuple[HealthSpan, ...]:
+    """A target's health over ``[start, end]`` as consecutive spans, oldest first (its
+    up/down timeline), from its transitions; neighbours of the same health are merged.
+
+    The health at ``start`` is that of the last transition at or before it;
+    without one (none yet, or pruned), the ``from`` health of the first
+    transition inside the window. A target with no transitions at all is in its
+    current health since ``since`` (unknown before). Empty when the state DB
+    knows nothing of the target. At most ``limit`` transitions inside the window
+    are read, the newest; before the oldest of those the timeline shows its
+    ``from`` health. Two or three statements.
+    """
+    t = _TRANSITION
+    mine = t.c.target_id == target_id
+    with _connected(db) as conn:
+        before = conn.execute(
+            select(t.c.to_health)
+            .where(mine, t.c.at <= start)
+            .order_by(t.c.at.desc(), t.c.id.desc())
+            .limit(1)
+        ).scalar()
+        inside = conn.execute(
+            select(t.c.at, t.c.from_health, t.c.to_health)
+            .where(mine, t.c.at > start, t.c.at <= end)
+            .order_by(t.c.at.desc(), t.c.id.desc())
+            .limit(limit)
+        ).all()[::-1]
+        current = None
+        if before is None and not inside:
+            current = conn.execute(
+                select(_TARGET.c.health, _TARGET.c.since).where(_TARGET.c.target_id == target_id)
+            ).first()
+    if inside:
+        first = before if before is not None and len(inside) < limit else inside[0].from_health
+        changes = [(start, Health(first))] + [(r.at, Health(r.to_health)) for r in inside]
+    elif before is not None:
+        changes = [(start, Health(before))]
+    elif current is not None:
+        changes = [(start, Health.UNKNOWN), (max(start, current.since), Health(current.health))]
+    else:
+        return ()
+    spans: list[HealthSpan] = []
+    for (at, health), (following, _h) in zip(changes, [*changes[1:], (end, None)], strict=True):
+        stop = min(following, end)
+        if stop <= at:
+            continue
+        if spans and spans[-1].health is health:
+            spans[-1] = HealthSpan(spans[-1].start, stop, health)
+        else:
+            spans.append(HealthSpan(at, stop, health))
+    return tuple(spans)
 
 
 # -- incidents -----------------------------------------------------------------------

@@ -39,14 +39,7 @@
     if (sec < 1) { var ms = sec * 1000; return (ms < 100 ? ms.toFixed(1) : ms.toFixed(0)) + " ms"; }
     return sec.toFixed(2) + " s";
   }
-  function metricValue(v) {
-    if (typeof v === "boolean") return v ? "true" : "false";
-    if (typeof v === "number") {
-      if (Number.isInteger(v)) return v.toLocaleString("en-US");
-      return Math.abs(v) < 1000 ? String(Number(v.toPrecision(3))) : Math.round(v).toLocaleString("en-US");
-    }
-    return String(v);
-  }
+  var F = window.DialwatchFormat;
 
   function row(t) {
     var tr = el("tr", "row-" + t.health);
@@ -66,11 +59,13 @@
     }
     var obs = t.last_observation || {};
     var c5 = el("td", "metrics");
-    Object.keys(obs.metrics || {}).sort().slice(0, 3).forEach(function (key) {
+    // the kind's key metrics, as web/format.py key_metrics picks them
+    F.chooseKeyMetrics(obs.metrics, cfg.keyMetrics[t.kind], 3).forEach(function (pick) {
+      var key = pick[0];
       var dot = key.indexOf(".");
       var m = el("span", "metric", (dot >= 0 ? key.slice(dot + 1) : key) + " ");
       m.title = key;
-      m.appendChild(el("b", null, metricValue(obs.metrics[key])));
+      m.appendChild(el("b", null, F.withUnit(obs.metrics[key], pick[1])));
       c5.appendChild(m);
     });
     var c6 = el("td", "c-since");
