@@ -40,6 +40,7 @@ from monitor.store.repository import UNSET, NotFound, StateRepository
 
 __all__ = [
     "LANGUAGES",
+    "Conflict",
     "NotFound",
     "acknowledge",
     "add_note",
@@ -63,6 +64,13 @@ MAX_CUSTOMER_TEXT = 2000
 """Characters per language of a customer update or summary (a status page message)."""
 MAX_SILENCE = 30 * 86400.0
 """The longest silence: beyond a month, change the config instead."""
+
+
+
+class Conflict(ValueError):
+    """The action does not fit the current state (resolved already, acknowledged already,
+    over already): the input was fine, the moment was not (an HTTP 409)."""
+
 
 _INCIDENT: Table = Incident.__table__  # type: ignore[assignment]
 _MEMBER: Table = IncidentTarget.__table__  # type: ignore[assignment]
@@ -127,7 +135,7 @@ def _incident(conn: Connection, incident_id: Any) -> Any:
 def _open_incident(conn: Connection, incident_id: Any, doing: str) -> Any:
     row = _incident(conn, incident_id)
     if row.state != INCIDENT_OPEN:
-        raise ValueError(f"cannot {doing} incident {incident_id}: it is resolved")
+        raise Conflict(f"cannot {doing} incident {incident_id}: it is resolved")
     return row
 
 
@@ -164,7 +172,7 @@ def acknowledge(
     with repo.transaction() as conn:
         row = _open_incident(conn, incident_id, "acknowledge")
         if row.acknowledged_at is not None:
-            raise ValueError(
+            raise Conflict(
                 f"incident {incident_id} was acknowledged already by {row.acknowledged_by} "
                 f"at {_iso(row.acknowledged_at)}"
             )
@@ -342,7 +350,7 @@ def declare(
         for target_id in ids:
             busy = _open_incident_of(conn, target_id)
             if busy is not None:
-                raise ValueError(
+                raise Conflict(
                     f"target {target_id!r} is in open incident {busy} already; "
                     "add a note or an update there instead"
                 )
@@ -442,7 +450,7 @@ def lift_silence(
         if row is None:
             raise NotFound(f"no silence {silence_id}")
         if row.lifted_at is not None or row.ends_at <= at:
-            raise ValueError(f"silence {silence_id} is over already")
+            raise Conflict(f"silence {silence_id} is over already")
         repo.lift_silence(silence_id, actor, at)
         timeline = row.incident_id
         if timeline is None and row.target_id is not None:
@@ -492,7 +500,7 @@ def start_maintenance(
             )
         ).first()
         if active is not None:
-            raise ValueError(
+            raise Conflict(
                 f"target {target_id!r} is in maintenance window {active.id} already "
                 f"(started by {active.created_by}); end it first"
             )
@@ -532,7 +540,7 @@ def end_maintenance(
         if row is None:
             raise NotFound(f"no maintenance window {window_id}")
         if row.ended_at is not None or (row.ends_at is not None and row.ends_at <= at):
-            raise ValueError(f"maintenance window {window_id} is over already")
+            raise Conflict(f"maintenance window {window_id} is over already")
         repo.end_manual_maintenance(window_id, actor, at)
         timeline = _open_incident_of(conn, row.target_id)
         if timeline is not None:
