@@ -20,7 +20,9 @@ from core.config import LANGUAGES, check_timezone
 from dialwatch.schema import Config
 from monitor.config import ConfigError, load_config
 from probes import PROBES
-from web.i18n import LOCALES
+from web.i18n import LANGUAGE_NAMES, LOCALES
+
+TRANSLATIONS = Path(__file__).resolve().parent.parent / "web" / "translations"
 
 # The fewest keys a target of each kind needs besides id and kind.
 MINIMAL: dict[str, dict[str, Any]] = {
@@ -169,7 +171,11 @@ def test_known_timezones_are_accepted(name: str) -> None:
 
 
 def test_the_languages_a_name_needs_are_the_ones_the_pages_offer() -> None:
-    assert sorted(LANGUAGES) == sorted(LOCALES.values())
+    # Each has a catalog and a link in the language switch.
+    assert sorted(LANGUAGE_NAMES) == sorted(LANGUAGES) == sorted(LOCALES.values())
+    assert all(
+        (TRANSLATIONS / locale / "LC_MESSAGES" / "messages.mo").is_file() for locale in LOCALES
+    )
 
 
 def test_a_component_named_in_every_language_loads(tmp_path: Path) -> None:

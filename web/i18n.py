@@ -19,13 +19,18 @@ from flask import Flask
 from flask_babel import Babel, Domain, get_locale, get_timezone
 from flask_babel import lazy_gettext as _l
 
+from core.config import LANGUAGES
 from monitor.health import Health
 
 LANG_COOKIE = "lang"
 
-# Babel locale id -> the tag used in config and URLs (``site.language``, ``?lang=``).
-LOCALES: dict[str, str] = {"zh_CN": "zh-CN", "en": "en"}
+# Babel locale id -> the tag used in config and URLs (``site.language``, ``?lang=``):
+# one per language the config knows (component names are required in each).
+LOCALES: dict[str, str] = {tag.replace("-", "_"): tag for tag in LANGUAGES}
 _TAG_TO_LOCALE = {tag.lower(): loc for loc, tag in LOCALES.items()}
+
+LANGUAGE_NAMES: dict[str, str] = {"zh-CN": "中文", "en": "English"}
+"""Each language in its own words, for the language switch."""
 
 HEALTH_LABELS = {
     Health.UP: _l("Up"),
