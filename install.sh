@@ -153,6 +153,9 @@ install_test_peers() {
         bin="${pair%%:*}"; pkg="${pair#*:}"
         command -v "$bin" >/dev/null || [ -x "/usr/sbin/$bin" ] || missing+=("$pkg")
     done
+    # A CJK font, so headless Chromium draws the zh-CN pages in tests and screenshots.
+    [ "$(dpkg-query -W -f='${Status}' fonts-wqy-microhei 2>/dev/null)" = "install ok installed" ] \
+        || missing+=(fonts-wqy-microhei)
     if [ ${#missing[@]} -gt 0 ]; then
         step "installing test peers: ${missing[*]}"
         # Installing these would start their stock services on standard ports

@@ -8,15 +8,19 @@ composition root assembles them into the top-level Config.
 
 from __future__ import annotations
 
+import difflib
 import re
-from typing import Annotated, Any, Literal
+import zoneinfo
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     PositiveInt,
+    StrictBool,
     StringConstraints,
     model_validator,
 )
@@ -54,6 +58,55 @@ def format_duration(seconds: float) -> str:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 """Seconds as a float; written in YAML as ``10s``, ``500ms``, ``5m``."""
+
+MIN_INTERVAL = 1.0
+"""Shortest probe interval: faster polling is a load test, not monitoring."""
+MIN_TIMEOUT = 0.1
+"""Shortest probe timeout: below 100 ms scheduling jitter alone fails a healthy probe."""
+
+
+def _at_least(minimum: float) -> Any:
+    def check(seconds: float) -> float:
+        if seconds < minimum:
+            raise ValueError(
+                f"must be at least {format_duration(minimum)} (got {format_duration(seconds)})"
+            )
+        return seconds
+
+    return AfterValidator(check)
+
+
+Interval = Annotated[Duration, _at_least(MIN_INTERVAL)]
+"""How often something is probed: a duration of at least 1s."""
+Timeout = Annotated[Duration, _at_least(MIN_TIMEOUT)]
+"""How long one probe (or one step of it) may take: a duration of at least 100ms."""
+
+Bool = StrictBool
+"""``true`` or ``false`` only. Pydantic's plain ``bool`` would also take the
+strings ``yes``/``no``/``on``/``off``/``1``/``0``, which the loader keeps as
+text (YAML 1.2): a config must say what it means."""
+
+
+def check_timezone(name: str) -> str:
+    """``name`` if this machine's zoneinfo knows it; else an error with a hint."""
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        hint = "use an IANA name like Asia/Shanghai or UTC"
+        close = difflib.get_close_matches(name, zoneinfo.available_timezones(), n=1, cutoff=0.8)
+        if close:
+            hint = f"did you mean {close[0]}?"
+        raise ValueError(f"unknown timezone {name!r}; {hint}") from None
+    return name
+
+
+Timezone = Annotated[str, AfterValidator(check_timezone)]
+"""An IANA timezone name this machine knows (``Asia/Shanghai``, ``UTC``)."""
+
+Language = Literal["zh-CN", "en"]
+"""A language the UI and the public status page are shown in."""
+LANGUAGES: tuple[str, ...] = get_args(Language)
+"""Every language the pages offer (the language switch lists them all)."""
 
 TargetId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")]
 """Lower-case letters, digits and dashes: ``trunk-a``, ``edge-router``."""
@@ -144,10 +197,11 @@ class TargetBase(StrictModel):
     """Which probe checks it: one of the kinds below."""
     name: str | None = None
     """Human name shown on the dashboard; defaults to the id."""
-    interval: Duration = 30.0
+    interval: Interval = 30.0
     """How often the target is probed."""
-    timeout: Duration = 5.0
-    """How long one probe may take; not longer than ``interval``."""
+    timeout: Timeout = 5.0
+    """How long one probe may take; not longer than ``interval``.
+    When not given, the kind's default or ``interval``, whichever is shorter."""
     fail_after: PositiveInt = 2
     """Consecutive ``fail`` observations before the target is ``down``."""
     recover_after: PositiveInt = 2
@@ -160,8 +214,26 @@ class TargetBase(StrictModel):
     """Which health opens an incident: only ``down`` (default) or also ``degraded``."""
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
     """Planned windows during which failures do not count (health ``maintenance``)."""
-    enabled: bool = True
+    enabled: Bool = True
     """``false`` keeps the target in the config but stops probing it."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_timeout_within_interval(cls, data: Any) -> Any:
+        # A kind's default timeout (5s, SIP's 4s...) must not make a short
+        # interval invalid: ``interval: 1s`` alone means "probe every second",
+        # so a timeout not written is capped at the interval.
+        if not isinstance(data, dict) or "timeout" in data or "interval" not in data:
+            return data
+        try:
+            interval = parse_duration(data["interval"])
+        except ValueError:
+            return data  # the interval's own check reports it
+        default = cls.model_fields["timeout"].default
+        # An interval under the minimum is reported on its own, not also as a short timeout.
+        if isinstance(default, float) and MIN_INTERVAL <= interval < default:
+            return {**data, "timeout": interval}
+        return data
 
     @model_validator(mode="after")
     def _timeout_within_interval(self) -> TargetBase:
@@ -183,7 +255,7 @@ class SiteConfig(StrictModel):
 
     name: str = "Dialwatch"
     """The center's name, shown on the dashboard and the public status page."""
-    timezone: str = "UTC"
+    timezone: Timezone = "UTC"
     """IANA name (``Asia/Shanghai``); times on the dashboard and status page use it."""
-    language: Literal["zh-CN", "en"] = "zh-CN"
+    language: Language = "zh-CN"
     """Default UI language when the browser asks for neither."""

@@ -25,7 +25,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import Field, PositiveInt
 
-from core.config import Duration, StrictModel, TargetBase
+from core.config import Duration, Interval, StrictModel, TargetBase
 from core.observation import ErrorClass, MetricPoint, Observation, Status
 from core.vitals import SinkHealth
 from probes.base import BuiltinTarget, ProbeContext
@@ -41,7 +41,7 @@ APPLIANCE_TARGET_ID = "dialwatch"
 class ApplianceConfig(StrictModel):
     """Limits for the appliance's own health check (the built-in ``dialwatch`` target)."""
 
-    interval: Duration = 15.0
+    interval: Interval = 15.0
     """How often the appliance checks itself."""
     max_scheduler_lag: Duration = 2.0
     """Warn when probes start this much later than their slot."""
@@ -95,7 +95,7 @@ class ApplianceTarget(TargetBase):
     """The appliance itself. Limits left unset come from the ``appliance:`` config section."""
 
     kind: Literal["appliance"]
-    interval: Duration = 15.0
+    interval: Interval = 15.0
     max_scheduler_lag: Duration | None = None
     """Warn when the p95 probe start delay is above this (default: appliance.max_scheduler_lag, 2s)."""
     lag_fail_factor: float = Field(5.0, gt=1)
@@ -123,7 +123,6 @@ def builtin_target(config: WithApplianceSection) -> BuiltinTarget:
         kind="appliance",
         name="Dialwatch",
         interval=section.interval,
-        timeout=min(5.0, section.interval),
     )
     return BuiltinTarget(target, f"builtin:{section.model_dump_json()}")
 

@@ -29,7 +29,7 @@ from urllib.parse import urljoin, urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from core.config import Duration, FieldValueError, StrictModel, TargetBase
+from core.config import Bool, Duration, FieldValueError, StrictModel, TargetBase
 from core.errors import describe_os_error
 from core.net.tls import (
     CaFileError,
@@ -125,9 +125,9 @@ class HttpTarget(TargetBase):
     """Extra request headers (``Accept``, an API key header…)."""
     auth: HttpAuth | None = None
     """Basic or bearer authentication, credentials from secrets."""
-    follow_redirects: bool = False
+    follow_redirects: Bool = False
     """Follow redirects (up to 5), only to the same host; off: a 3xx is the answer judged."""
-    verify: bool = True
+    verify: Bool = True
     """https: check the certificate chain and name."""
     ca_file: str | None = None
     """https: PEM bundle of CAs to trust instead of the system store (a private CA)."""

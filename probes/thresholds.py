@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import model_validator
 
-from core.config import StrictModel
+from core.config import Bool, StrictModel
 from core.observation import Status
 
 _SEVERITY = {Status.OK: 0, Status.WARN: 1, Status.FAIL: 2, Status.ERROR: 3}
@@ -56,7 +56,7 @@ class Limit(StrictModel):
 class DirectedLimit(Limit):
     """Levels of a value the config names itself (an OID, a command's field), with its direction."""
 
-    below: bool = False
+    below: Bool = False
     """``true``: the value is bad when it drops *below* the levels (free space, trunks up)."""
 
     @model_validator(mode="after")

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import field_validator, model_validator
 
-from core.config import FieldValueError, TargetBase
+from core.config import Bool, FieldValueError, TargetBase
 from core.errors import describe_os_error
 from core.net.address import split_host_port
 from core.net.tls import (
@@ -39,7 +39,7 @@ class TlsTarget(TargetBase):
     """``host:port`` of the TLS server (``crm.example.com:443``, ``[2001:db8::1]:5061``)."""
     server_name: str | None = None
     """Name sent as SNI and checked against the certificate; default: the address's host."""
-    verify: bool = True
+    verify: Bool = True
     """Check the chain and the name. Off: only the expiry is judged."""
     ca_file: str | None = None
     """PEM bundle of CAs to trust instead of the system store (a private CA)."""

@@ -40,7 +40,7 @@ def test_the_appliance_registers_the_state_db_history_with_one_retention_job(
     cfg.write_text(
         "storage:\n  retention:\n    transitions: {max_age: 1d}\n"
         "targets:\n  - {id: db, kind: tcp, address: '192.0.2.1:5432'}\n"
-        "components:\n  - {id: calls, name: {en: Calls}, targets: [db]}\n",
+        "components:\n  - {id: calls, name: {zh-CN: 呼叫, en: Calls}, targets: [db]}\n",
         encoding="utf-8",
     )
     appliance = Appliance(str(cfg), load_config(cfg), tmp_path / "data", ("127.0.0.1", 0))

@@ -41,7 +41,7 @@ def test_a_directory_joins_targets_and_components_in_file_name_order(tmp_path: P
         tmp_path,
         "c.yml",
         f"targets:\n  - id: third\n    {TCP}\n"
-        "components:\n  - id: calling\n    name: {en: Calling}\n    targets: [first, third]\n",
+        "components:\n  - id: calling\n    name: {zh-CN: 呼叫, en: Calling}\n    targets: [first, third]\n",
     )
     loaded = load(tmp_path)
     assert [t.id for t in loaded.config.targets] == ["first", "second", "third"]
@@ -199,7 +199,7 @@ def test_check_config_prints_a_summary_and_returns_0_for_a_valid_config(
         tmp_path,
         "c.yaml",
         f"targets:\n  - id: db\n    {TCP}\n  - id: app\n    {TCP}\n"
-        "components:\n  - id: calling\n    name: {en: Calling}\n",
+        "components:\n  - id: calling\n    name: {zh-CN: 呼叫, en: Calling}\n",
     )
     assert check_config_main(path) == 0
     out, err = capsys.readouterr()

@@ -51,7 +51,7 @@ def test_types_get_readers_names(tp: object, expected: str) -> None:
 
 def test_defaults_are_shown_the_way_they_are_written() -> None:
     reference = generate()
-    assert "| `interval` | duration | `30s` | How often the target is probed. |" in reference
+    assert "| `interval` | duration ≥ 1s | `30s` | How often the target is probed. |" in reference
     assert "| `address` | text | **required** |" in reference
     assert "| `language` | `zh-CN` \\| `en` | `zh-CN` |" in reference
 

@@ -70,7 +70,7 @@ def config(path: Path, ports: Ports) -> Path:
               - id: t{i}
                 kind: tcp
                 address: 127.0.0.1:{port}
-                interval: 200ms
+                interval: 1s
                 timeout: 150ms
                 fail_after: 1
                 recover_after: 1

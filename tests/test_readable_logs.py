@@ -45,7 +45,7 @@ def site_config(path: Path, port: int) -> Path:
             f"""\
             site: {{name: test-site, timezone: Asia/Shanghai}}
             targets:
-              - {{id: crm-db, kind: tcp, address: '127.0.0.1:{port}', interval: 300ms,
+              - {{id: crm-db, kind: tcp, address: '127.0.0.1:{port}', interval: 1s,
                   timeout: 200ms, fail_after: 1}}
               - {{id: old-db, kind: tcp, address: '127.0.0.1:{port}', enabled: false}}
             """
@@ -152,7 +152,7 @@ def test_a_repeated_failure_without_a_change_of_health_is_logged_at_debug_only(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = site_config(tmp_path / "site.yaml", closed_port())
-    config.write_text(config.read_text().replace("interval: 300ms", "interval: 1h"))
+    config.write_text(config.read_text().replace("interval: 1s,", "interval: 1h,"))
     db = open_database(None, tmp_path / "data")
     repo = StateRepository(db)
     engine = Engine(load_config(config), repo, tmp_path / "data")

@@ -40,7 +40,7 @@ targets:
     tags: {carrier: telecom, role: primary}
 components:
   - id: calling
-    name: {en: Calling}
+    name: {zh-CN: 呼叫, en: Calling}
     targets: [trunk-telecom]
 """
 

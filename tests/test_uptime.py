@@ -233,7 +233,10 @@ def test_component_members_are_its_list_then_its_tag_selector_without_repeats() 
         TcpTarget(id="c", kind="tcp", address="192.0.2.1:3", tags={"carrier": "x"}),
     ]
     component = ComponentConfig(
-        id="calls", name={"en": "Calls"}, targets=["c", "b"], selector={"carrier": "x"}
+        id="calls",
+        name={"zh-CN": "呼叫", "en": "Calls"},
+        targets=["c", "b"],
+        selector={"carrier": "x"},
     )
     assert members(component, targets) == ["c", "b", "a"]
 
@@ -249,7 +252,11 @@ def test_the_rollup_scope_comes_from_the_config_and_follows_a_reload() -> None:
                     {"id": "b", "kind": "tcp", "address": "192.0.2.1:2"},
                 ],
                 "components": [
-                    {"id": "calls", "name": {"en": "Calls"}, "selector": {"carrier": "x"}}
+                    {
+                        "id": "calls",
+                        "name": {"zh-CN": "呼叫", "en": "Calls"},
+                        "selector": {"carrier": "x"},
+                    }
                 ],
             }
         )

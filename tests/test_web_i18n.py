@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gettext
 import re
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,28 @@ def test_committed_mo_files_match_their_po_files(lang: str) -> None:
             assert compiled.gettext(m.id) == m.string, (
                 f"{mo_path} is stale: run web/translations/compile.py"
             )
+
+
+def lang_links(html: str) -> dict[str, str]:
+    return {
+        lang: unescape(href)
+        for href, lang in re.findall(r'<a href="([^"]*)" hreflang="([^"]+)">', html)
+    }
+
+
+def test_the_language_switch_keeps_the_filters_and_the_page(world) -> None:
+    html = world.client().get("/?health=down&health=degraded&kind=sip&page=1&lang=en")
+    links = lang_links(html.get_data(as_text=True))
+    assert links == {"zh-CN": "?health=down&health=degraded&kind=sip&page=1&lang=zh-CN"}
+    zh = world.client().get(links["zh-CN"].replace("?", "/?", 1)).get_data(as_text=True)
+    assert lang_links(zh) == {"en": "?health=down&health=degraded&kind=sip&page=1&lang=en"}
+
+
+def test_the_language_switch_encodes_what_it_keeps(world) -> None:
+    html = world.client().get("/?q=a+b%26c%22%3E&lang=zh-CN").get_data(as_text=True)
+    assert lang_links(html) == {"en": "?q=a+b%26c%22%3E&lang=en"}
+
+
+def test_a_page_without_a_query_switches_with_lang_alone(world) -> None:
+    html = world.client().get("/status", headers={"Accept-Language": "zh-CN"})
+    assert lang_links(html.get_data(as_text=True)) == {"en": "?lang=en"}

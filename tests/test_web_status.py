@@ -57,12 +57,16 @@ def test_component_members_are_the_explicit_list_then_the_selector_matches() -> 
         components=[
             {
                 "id": "mixed",
-                "name": {"en": "Mixed"},
+                "name": {"zh-CN": "混合", "en": "Mixed"},
                 "targets": ["router"],
                 "selector": {"role": "trunk"},
             },
-            {"id": "both", "name": {"en": "Both"}, "selector": {"role": "trunk", "carrier": "ct"}},
-            {"id": "none", "name": {"en": "None"}},
+            {
+                "id": "both",
+                "name": {"zh-CN": "两者", "en": "Both"},
+                "selector": {"role": "trunk", "carrier": "ct"},
+            },
+            {"id": "none", "name": {"zh-CN": "无", "en": "None"}},
         ]
     )
     found = {c.id: members(c, cfg.targets) for c in cfg.components}
@@ -164,7 +168,10 @@ def test_component_name_that_quotes_an_address_is_redacted_and_escaped(tmp_path)
         components=[
             {
                 "id": "odd",
-                "name": {"en": "<script>alert(1)</script> via 10.9.8.7"},
+                "name": {
+                    "zh-CN": "<script>alert(1)</script> 经 10.9.8.7",
+                    "en": "<script>alert(1)</script> via 10.9.8.7",
+                },
                 "targets": ["crm-db"],
             }
         ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from urllib.parse import urlencode
 
 from flask import Flask, Response, jsonify, render_template, request
 from flask.sessions import SecureCookieSessionInterface
@@ -23,6 +24,7 @@ from web import guard
 from web.i18n import (
     HEALTH_LABELS,
     LANG_COOKIE,
+    LANGUAGE_NAMES,
     LOCALES,
     DialwatchBabel,
     absolute_time,
@@ -125,10 +127,18 @@ def _handle_http_error(exc: HTTPException) -> tuple[Response | str, int]:
     return render_template("error.html", code=code, message=messages.get(code, exc.name)), code
 
 
-def _lang_switch() -> list[tuple[str, str, bool]]:
-    """(tag, label, current) for the language links in the header."""
+def _lang_switch() -> list[tuple[str, str, bool, str]]:
+    """(tag, label, current, href) for the language links in the header.
+
+    ``href`` is the same page with every query argument but ``lang`` kept, so
+    switching language keeps the dashboard's filters and page.
+    """
     current = lang_tag()
-    return [(tag, label, tag == current) for tag, label in (("zh-CN", "中文"), ("en", "English"))]
+    kept = [(key, value) for key, value in request.args.items(multi=True) if key != "lang"]
+    return [
+        (tag, label, tag == current, "?" + urlencode([*kept, ("lang", tag)]))
+        for tag, label in LANGUAGE_NAMES.items()
+    ]
 
 
 def create_app(services: WebServices) -> Flask:

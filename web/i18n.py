@@ -19,13 +19,20 @@ from flask import Flask
 from flask_babel import Babel, Domain, get_locale, get_timezone
 from flask_babel import lazy_gettext as _l
 
+from core.config import LANGUAGES
+from core.observation import Status
 from monitor.health import Health
+from web.vocabulary import say
 
 LANG_COOKIE = "lang"
 
-# Babel locale id -> the tag used in config and URLs (``site.language``, ``?lang=``).
-LOCALES: dict[str, str] = {"zh_CN": "zh-CN", "en": "en"}
+# Babel locale id -> the tag used in config and URLs (``site.language``, ``?lang=``):
+# one per language the config knows (component names are required in each).
+LOCALES: dict[str, str] = {tag.replace("-", "_"): tag for tag in LANGUAGES}
 _TAG_TO_LOCALE = {tag.lower(): loc for loc, tag in LOCALES.items()}
+
+LANGUAGE_NAMES: dict[str, str] = {"zh-CN": "中文", "en": "English"}
+"""Each language in its own words, for the language switch."""
 
 HEALTH_LABELS = {
     Health.UP: _l("Up"),
@@ -34,6 +41,14 @@ HEALTH_LABELS = {
     Health.UNKNOWN: _l("Unknown"),
     Health.MAINTENANCE: _l("Maintenance"),
 }
+
+STATUS_LABELS = {
+    Status.OK: _l("OK"),
+    Status.WARN: _l("Warning"),
+    Status.FAIL: _l("Failed"),
+    Status.ERROR: _l("Probe error"),
+}
+"""An observation's status, as the target page shows it."""
 
 
 def locale_for_tag(tag: str | None) -> str | None:
@@ -136,11 +151,17 @@ class CatalogDomain(Domain):
 
 
 class DialwatchBabel(Babel):
-    """Flask-Babel with our catalog lookup (see ``CatalogDomain``)."""
+    """Flask-Babel with our catalog lookup (see ``CatalogDomain``) and the template
+    filters that put our own words in the page language: ``say`` (probe details and
+    health reasons, see ``web.vocabulary``) and ``status_label``."""
 
     def __init__(self, app: Flask, directory: str, **kwargs: Any) -> None:
         self._catalog_directory = directory
         super().__init__(app, **kwargs)
+        app.jinja_env.filters.update(
+            say=say,
+            status_label=lambda status: STATUS_LABELS.get(status, status),
+        )
 
     @cached_property
     def domain_instance(self) -> Domain:

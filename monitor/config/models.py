@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from core.config import Duration, StrictModel, TagKey, TargetId
+from core.config import LANGUAGES, Bool, Duration, StrictModel, TagKey, TargetId
 from core.net.address import is_loopback, split_host_port
 
 DAY = 86400.0
@@ -182,7 +182,7 @@ class WebConfig(StrictModel):
     """HOST:PORT the web server listens on."""
     token: str | None = None
     """No longer read: staff log in, scripts use ``dialwatch token create``."""
-    public_status: bool = True
+    public_status: Bool = True
     """Serve the public status page to anyone; ``false``: staff only."""
     base_url: str | None = None
     """The address staff and customers use, e.g. ``https://noc.example.cn``: requests
@@ -236,10 +236,38 @@ class ComponentConfig(StrictModel):
     id: TargetId
     """Unique name of the component (same form as a target id)."""
     name: dict[str, str]
-    """Per language: ``{zh-CN: 外呼线路, en: Outbound calling}``."""
+    """Per language: ``{zh-CN: 外呼线路, en: Outbound calling}``. Every language the pages
+    offer (zh-CN and en) is required: the status page has a switch between them."""
     description: dict[str, str] = Field(default_factory=dict)
-    """Per language, one line under the name on the status page."""
+    """Per language, one line under the name on the status page; a language left out
+    shows the other one."""
     targets: list[TargetId] = Field(default_factory=list)
     """Target ids that make up this component."""
     selector: dict[TagKey, str] = Field(default_factory=dict)
     """Tag selector: every target whose tags include all of these."""
+
+    @field_validator("name")
+    @classmethod
+    def _name_in_every_language(cls, value: dict[str, str]) -> dict[str, str]:
+        _known_languages(value)
+        missing = [lang for lang in LANGUAGES if not value.get(lang, "").strip()]
+        if missing:
+            raise ValueError(
+                f"needs a name in every language the pages offer ({', '.join(LANGUAGES)}); "
+                f"missing: {', '.join(missing)}"
+            )
+        return value
+
+    @field_validator("description")
+    @classmethod
+    def _description_languages(cls, value: dict[str, str]) -> dict[str, str]:
+        return _known_languages(value)
+
+
+def _known_languages(texts: dict[str, str]) -> dict[str, str]:
+    unknown = [key for key in texts if key not in LANGUAGES]
+    if unknown:
+        raise ValueError(
+            f"unknown language {', '.join(map(repr, unknown))}; allowed: {', '.join(LANGUAGES)}"
+        )
+    return texts

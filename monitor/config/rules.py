@@ -19,7 +19,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, model_validator
 
-from core.config import Duration, FieldValueError, StrictModel, TagKey, TargetId
+from core.config import Bool, Duration, FieldValueError, StrictModel, TagKey, TargetId
 from monitor.health import Health
 from monitor.incidents import Severity
 
@@ -125,7 +125,7 @@ class RuleConfig(StrictModel):
     """Unique name of the rule (same form as a target id), used in logs, runs and deliveries."""
     description: str = ""
     """What the rule is for, in a sentence; shown with what it started."""
-    enabled: bool = True
+    enabled: Bool = True
     """``false`` keeps the rule in the config but it never fires."""
     when: WhenConfig
     """Which events fire the rule."""

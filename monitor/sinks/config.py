@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ByteSize, Field, PositiveInt, field_validator, model_validator
 
-from core.config import Duration, StrictModel
+from core.config import Bool, Duration, StrictModel
 
 _NAME_RE = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 
@@ -57,7 +57,7 @@ class InfluxSinkBase(SinkConfig):
     """Base URL of the server, ``http://`` or ``https://`` (no path needed)."""
     timeout: Duration = 10.0
     """How long one write may take before it counts as failed (and is spooled)."""
-    verify_tls: bool = True
+    verify_tls: Bool = True
     """Check the server's certificate on ``https://``; turn off only for lab servers."""
     ca_file: str | None = None
     """PEM file of the CA that signed the server's certificate (default: the system's)."""
@@ -94,13 +94,13 @@ class InfluxV1SinkConfig(InfluxSinkBase):
     database: Annotated[str, Field(min_length=1)]
     retention_policy: str | None = None
     """Retention policy to write into; default: the database's default policy."""
-    create_database: bool = True
+    create_database: Bool = True
     """``CREATE DATABASE`` when it is missing (needs an admin user on an auth-enabled server)."""
     username: str | None = None
     password: str | None = None
     token: str | None = None
     """``Authorization: Token`` (InfluxDB 1.8+ with a v2-style token); instead of username."""
-    gzip: bool = False
+    gzip: Bool = False
     """Compress request bodies (worth it over slow links; costs CPU here)."""
 
     def describe(self) -> str:
@@ -123,7 +123,7 @@ class InfluxV2SinkConfig(InfluxSinkBase):
     bucket: Annotated[str, Field(min_length=1)]
     token: Annotated[str, Field(min_length=1)]
     """API token with write permission on the bucket (use ``${INFLUX_TOKEN}``)."""
-    gzip: bool = True
+    gzip: Bool = True
     """Compress request bodies."""
 
     def describe(self) -> str:

@@ -9,12 +9,19 @@ model to the union and their entry to ``probes.dialer.SOURCES``.
 from __future__ import annotations
 
 import re
-import zoneinfo
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from core.config import Duration, FieldValueError, StrictModel, TargetBase
+from core.config import (
+    Duration,
+    FieldValueError,
+    Interval,
+    StrictModel,
+    TargetBase,
+    Timeout,
+    Timezone,
+)
 from probes.dialer.queue_config import AmiSource, HttpSource
 from probes.dialer.queues import QUEUE_RULES
 from probes.thresholds import Limit, Rule, resolve
@@ -102,7 +109,7 @@ class AbandonRule(StrictModel):
 class CdrSourceBase(StrictModel):
     """What every CDR source shares: columns, the CDR clock, trunk names, abandon rule."""
 
-    timezone: str | None = None
+    timezone: Timezone | None = None
     """IANA zone the CDR clock writes in (Asterisk writes local time); default the site's ``timezone``."""
     trunk_pattern: str = DEFAULT_TRUNK_PATTERN
     """Regular expression on the trunk column; its first group is the trunk name. Rows that
@@ -110,18 +117,6 @@ class CdrSourceBase(StrictModel):
     per-call suffix (``-0000001b``): ``aggregate: sql`` counts calls differing only in it together."""
     abandon: AbandonRule | None = Field(default_factory=AbandonRule)
     """How an answered row shows it was dropped before an agent; ``null``: abandon rate not measured."""
-
-    @field_validator("timezone")
-    @classmethod
-    def _timezone(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                zoneinfo.ZoneInfo(value)
-            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-                raise ValueError(
-                    f"{value!r} is not an IANA timezone (e.g. Asia/Shanghai)"
-                ) from None
-        return value
 
     @field_validator("trunk_pattern")
     @classmethod
@@ -223,8 +218,8 @@ class DialerTarget(TargetBase):
     """Call outcomes of a dialer over a sliding window, overall and per trunk (CDR based)."""
 
     kind: Literal["dialer"]
-    interval: Duration = 60.0
-    timeout: Duration = 10.0
+    interval: Interval = 60.0
+    timeout: Timeout = 10.0
     source: Source
     """Where the calls come from: ``{type: sql, dsn: …}`` or ``{type: csv, path: …}``."""
     window: Duration = 900.0

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from core.config import FieldValueError, StrictModel
+from core.config import Bool, FieldValueError, StrictModel
 from probes.dialer.jsonpath import PathSyntaxError, has_wildcard, parse
 
 QUEUE_FIELDS = (
@@ -85,7 +85,7 @@ class HttpSource(StrictModel):
     """``json``: sent as ``Authorization: Bearer …``. Use ``${file:…}`` or ``${ENV}``."""
     headers: dict[str, str] = Field(default_factory=dict)
     """Extra request headers (e.g. ``Accept``)."""
-    verify_tls: bool = True
+    verify_tls: Bool = True
     """Check the server's certificate and name (``https``)."""
     ca_file: str | None = None
     """PEM bundle of CAs to trust instead of the system's."""

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from core.config import FieldValueError, StrictModel, TargetBase
+from core.config import Bool, FieldValueError, StrictModel, TargetBase
 from probes.server.snmp_config import SnmpOptions
 from probes.server.ssh_config import SshOptions
 from probes.thresholds import Limit, Rule, resolve
@@ -65,7 +65,7 @@ class DiskSelection(StrictModel):
         default_factory=lambda: ["/snap/*", "/var/lib/docker/*", "/var/lib/containers/*", "/run/*"]
     )
     """Mount-point globs to skip; giving this replaces the default list."""
-    network: bool = False
+    network: Bool = False
     """Also measure network filesystems (NFS, CIFS...). Off by default: a hung file
     server blocks the measuring thread until the server answers."""
     max_mounts: int = Field(16, ge=1, le=64)

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from core.config import Duration, StrictModel
+from core.config import StrictModel, Timeout
 from core.net.ssh_login import SshLogin
 from probes.thresholds import DirectedLimit
 
@@ -52,7 +52,7 @@ class SshCommand(StrictModel):
     ``{exit_code: {fail: 0}}`` (any non-zero exit fails); ``null`` turns it off."""
     ok_exit: list[int] = Field(default_factory=lambda: [0])
     """For ``number``/``regex``/``json``: exit codes that still mean the output is good."""
-    timeout: Duration | None = None
+    timeout: Timeout | None = None
     """Longest this command may run; the poll's own ``timeout`` bounds it in any case."""
 
     @field_validator("name")

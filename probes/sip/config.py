@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from core import __version__
-from core.config import Duration, FieldValueError, StrictModel, TargetBase
+from core.config import Bool, Duration, FieldValueError, Interval, StrictModel, TargetBase, Timeout
 from probes.sip.message import parse_uri
 
 DEFAULT_WARN_CODES: tuple[int, ...] = (401, 403, 404, 405, 407, 420, 481, 484, 489)
@@ -29,7 +29,7 @@ TRANSPORTS = ("udp", "tcp", "tls")
 class TlsOptions(StrictModel):
     """How the probe checks the peer over TLS, and who it says it is."""
 
-    verify: bool = True
+    verify: Bool = True
     """Check the peer's certificate chain and name. Turn off only for a lab peer."""
     ca_file: str | None = None
     """PEM bundle of CAs to trust instead of the system's (a carrier's private CA)."""
@@ -65,12 +65,12 @@ class RegisterOptions(StrictModel):
     """Host part of the address of record (To/From); default: the URI's host."""
     realm: str | None = None
     """Answer only challenges for this realm; default: whatever realm the registrar names."""
-    register_cycle: bool = False
+    register_cycle: Bool = False
     """Opt-in: register a Contact for ``expires`` seconds, check the binding, then unregister.
     Only for a dedicated test account: it adds (and removes) a binding on the registrar."""
     expires: int = Field(default=60, ge=10, le=3600)
     """Expires asked for in a ``register_cycle``."""
-    warn_no_binding: bool = False
+    warn_no_binding: Bool = False
     """In query mode, ``warn`` when the account has no binding (the PBX's own registration is gone)."""
 
     @field_validator("username", "auth_username")
@@ -91,7 +91,7 @@ class RegisterOptions(StrictModel):
 class DnsOptions(StrictModel):
     """RFC 3263 resolution of a host name: NAPTR → SRV → A/AAAA."""
 
-    rfc3263: bool = True
+    rfc3263: Bool = True
     """Look up NAPTR and SRV records for a host name without a port; ``false``: A/AAAA only."""
     nameservers: list[str] = Field(default_factory=list)
     """``ip`` or ``ip:port`` of DNS servers to ask; default: the system's (``/etc/resolv.conf``,
@@ -198,9 +198,9 @@ class SipTarget(TargetBase):
     """User-Agent header (some carriers filter on it)."""
     warn_codes: list[int] = Field(default_factory=lambda: list(DEFAULT_WARN_CODES))
     """Final responses that prove the peer alive but unhappy with the request: ``warn``."""
-    interval: Duration = 30.0
+    interval: Interval = 30.0
     """30 s: carriers and SBCs commonly rate-limit or block sources that ping faster."""
-    timeout: Duration = 4.0
+    timeout: Timeout = 4.0
     """Timer F: over UDP, retransmissions at 0.5, 1.5 and 3.5 s, then give up at 4 s."""
 
     @model_validator(mode="before")
