@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import signal
+import stat
 import socket
 import subprocess
 import sys
@@ -382,3 +383,28 @@ def test_the_console_script_prints_its_version() -> None:
     from core import __version__
 
     assert out.stdout.strip() == f"dialwatch {__version__}"
+
+
+def test_a_first_start_prints_the_setup_code_and_keeps_its_files_private(
+    tmp_path: Path, appliance_factory: Callable[[Path], Appliance]
+) -> None:
+    cfg = tmp_path / "dialwatch.yaml"
+    cfg.write_text("site: {name: 测试外呼中心}\ntargets: []\n", encoding="utf-8")
+    app = appliance_factory(cfg)
+    app.token = "dw_no-staff-yet"  # no user made before start: the setup page is the way in
+    app.start()
+    code_file = app.data / "setup-code"
+    wait_until(code_file.exists, HANG_GUARD, "the setup code file", app)
+    code = code_file.read_text(encoding="ascii").strip()
+    wait_until(lambda: code in app.tail(), HANG_GUARD, "the setup code in the log", app)
+    assert f"/setup and enter the setup code {code}" in app.tail()
+    assert app.stop() == 0
+    # Everything the appliance wrote is its own: 0700 directories, 0600 files.
+    assert stat.S_IMODE(app.data.stat().st_mode) == 0o700
+    loose = [
+        (str(p.relative_to(app.data)), oct(stat.S_IMODE(p.stat().st_mode)))
+        for p in app.data.rglob("*")
+        if stat.S_IMODE(p.stat().st_mode) & 0o077
+    ]
+    assert loose == []
+    assert (app.data / "keys" / "appliance.key").exists() and (app.data / "state.db").exists()
