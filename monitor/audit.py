@@ -34,6 +34,8 @@ MAX_DETAIL = 2000
 _LOCK_KEY = 0x6477_6175_6469_74  # "dwaudit": PostgreSQL advisory lock for the chain
 
 _ENTRY: Table = AuditEntry.__table__  # type: ignore[assignment]
+ENTRY = _ENTRY
+"""The ``audit_entry`` table, for the retention job and the read model."""
 _ANCHOR: Table = AuditAnchor.__table__  # type: ignore[assignment]
 _FIELDS = (
     "at",
@@ -181,3 +183,117 @@ def verify(conn: Connection, *, batch: int = 5000) -> ChainCheck:
 
 def count_entries(conn: Connection) -> int:
     return int(conn.execute(select(func.count()).select_from(_ENTRY)).scalar_one())
+
+
+# -- the chain's ends ------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Anchor:
+    """Where the chain starts after pruning: entries up to ``through_id`` are gone, and
+    the first kept entry follows ``hash`` (the last pruned entry's)."""
+
+    through_id: int
+    hash: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The newest entry (id 0 and the anchor's or the genesis hash when there is none)."""
+
+    id: int
+    hash: str
+
+    def __str__(self) -> str:
+        return f"{self.id}:{self.hash}"
+
+
+def anchor(conn: Connection) -> Anchor | None:
+    row = conn.execute(select(_ANCHOR).where(_ANCHOR.c.id == 1)).first()
+    return Anchor(int(row.through_id), str(row.hash), float(row.at)) if row is not None else None
+
+
+def head(conn: Connection) -> Head:
+    """The chain head as the appliance logs it: ``entry id:hash``."""
+    last = conn.execute(
+        select(_ENTRY.c.id, _ENTRY.c.hash).order_by(_ENTRY.c.id.desc()).limit(1)
+    ).first()
+    if last is not None:
+        return Head(int(last.id), str(last.hash))
+    kept = anchor(conn)
+    return Head(kept.through_id, kept.hash) if kept is not None else Head(0, GENESIS)
+
+
+def entry_hash_of(conn: Connection, entry_id: int) -> str | None:
+    """The stored hash of one entry (None: no such entry, or pruned)."""
+    found = conn.execute(select(_ENTRY.c.hash).where(_ENTRY.c.id == entry_id)).scalar()
+    return str(found) if found is not None else None
+
+
+# -- pruning ----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """What one ``prune_prefix`` call did."""
+
+    deleted: int
+    through_id: int | None
+    """The id of the last entry deleted (None: none)."""
+    more: bool
+    """True when the batch was full: more entries may be due."""
+    broken_at: int | None = None
+    """The chain does not hold at this entry: nothing from it on is pruned."""
+
+
+def prune_prefix(
+    conn: Connection,
+    *,
+    before: float | None,
+    below_id: int | None,
+    limit: int,
+    at: float,
+) -> Pruned:
+    """Delete the oldest entries that are due — older than ``before`` or with an id below
+    ``below_id`` — at most ``limit``, and move the anchor past them, in the caller's
+    write transaction.
+
+    Only a prefix of the chain goes: the walk stops at the first entry that is
+    not due, so an entry written late with an early time (a merged exception
+    entry) never leaves a hole. Each entry is verified before it goes, so
+    pruning cannot launder a changed entry into a trusted anchor; at the first
+    one that does not hold it stops and says where (``broken_at``).
+    """
+    if before is None and below_id is None:
+        return Pruned(0, None, False)
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+    kept = anchor(conn)
+    prev = kept.hash if kept is not None else GENESIS
+    after_id = kept.through_id if kept is not None else 0
+    rows = conn.execute(
+        select(_ENTRY).where(_ENTRY.c.id > after_id).order_by(_ENTRY.c.id).limit(limit)
+    ).all()
+    last: Any = None
+    broken: int | None = None
+    for row in rows:
+        due = (before is not None and row.at < before) or (
+            below_id is not None and row.id < below_id
+        )
+        if not due:
+            break
+        fields = {name: getattr(row, name) for name in _FIELDS}
+        if row.prev_hash != prev or entry_hash(prev, fields) != row.hash:
+            broken = int(row.id)
+            break
+        prev = row.hash
+        last = row
+    if last is None:
+        return Pruned(0, None, False, broken)
+    deleted = conn.execute(
+        _ENTRY.delete().where(_ENTRY.c.id > after_id, _ENTRY.c.id <= last.id)
+    ).rowcount
+    moved = {"through_id": int(last.id), "hash": str(last.hash), "at": float(at)}
+    if kept is None:
+        conn.execute(insert(_ANCHOR).values(id=1, **moved))
+    else:
+        conn.execute(_ANCHOR.update().where(_ANCHOR.c.id == 1).values(**moved))
+    full = len(rows) == limit and broken is None and last is rows[-1]
+    return Pruned(int(deleted or 0), int(last.id), full, broken)

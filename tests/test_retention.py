@@ -84,6 +84,7 @@ KINDS = (
     "uptime",
     "silences",
     "manual_maintenance",
+    "audit",
 )
 """The state DB's kinds of history, in the order they are pruned."""
 
@@ -261,8 +262,8 @@ def test_registering_a_kind_without_a_policy_says_how_to_add_one() -> None:
         job.register("deliveries", ListPruner([], [], "deliveries"))
     assert str(raised.value) == (
         "no retention policy 'deliveries': storage.retention has transitions, events, "
-        "incident_timelines, incidents, uptime, silences, manual_maintenance; add a "
-        "RetentionPolicy field for it to RetentionConfig (monitor/config/models.py)"
+        "incident_timelines, incidents, uptime, silences, manual_maintenance, audit; "
+        "add a RetentionPolicy field for it to RetentionConfig (monitor/config/models.py)"
     )
     with pytest.raises(ValueError, match="no retention policy 'batch'"):
         job.register("batch", ListPruner([], [], "batch"))

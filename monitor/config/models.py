@@ -117,6 +117,22 @@ class ManualMaintenanceRetention(RetentionPolicy):
     """At most this many ended windows are kept (~90–120 bytes each, more with a long reason)."""
 
 
+class AuditRetention(RetentionPolicy):
+    """The audit log (``audit_entry``): who did what, with what result.
+
+    Only the oldest entries go, as a run of the chain from its start, and the
+    hash of the last one deleted is kept as the chain's anchor, so
+    ``dialwatch audit verify`` still checks what remains. An entry whose hash
+    does not hold is never deleted: pruning stops there, and the log says so.
+    """
+
+    max_age: Duration | None = 365 * DAY
+    """Entries older than this are deleted."""
+    max_rows: PositiveInt | None = None
+    """At most this many entries are kept; ``null`` (the default): no count limit, so nobody
+    can push evidence out of the log by making entries (failed logins, say)."""
+
+
 class RetentionConfig(StrictModel):
     """What the retention job keeps of the state DB's history, and how it deletes.
 
@@ -144,6 +160,8 @@ class RetentionConfig(StrictModel):
         default_factory=ManualMaintenanceRetention
     )
     """Maintenance windows started by hand that have ended."""
+    audit: AuditRetention = Field(default_factory=AuditRetention)
+    """The audit log."""
     every: Duration = 3600.0
     """How often the job runs (the first run is a minute after start)."""
     batch: int = Field(default=1000, ge=10, le=100_000)
@@ -166,8 +184,8 @@ class StorageConfig(StrictModel):
     max_bytes: int = 2 * 1024**3
     """Disk budget for the embedded metrics store; oldest raw data goes first."""
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
-    """How long the state DB keeps transitions, events, incidents, uptime days, silences
-    and maintenance windows."""
+    """How long the state DB keeps transitions, events, incidents, uptime days, silences,
+    maintenance windows and the audit log."""
 
 
 class WebConfig(StrictModel):

@@ -26,6 +26,8 @@ of the same run decided to keep.
 - ``silences`` and ``manual_maintenance``: periods people started by hand, by
   when they ended (run out, lifted or ended early) and, beyond ``max_rows``,
   the earliest ended first. One that has not ended is never deleted.
+- ``audit``: the oldest audit entries, as a run from the start of the chain,
+  with its anchor moved past them in the same batch (``AuditPruner``).
 
 On PostgreSQL a batch first takes a transaction-level advisory lock for its
 kind without waiting: when two appliances share the database, one prunes a
@@ -59,7 +61,7 @@ from sqlalchemy import (
     update,
 )
 
-from monitor import events
+from monitor import audit, events
 from monitor.config.models import RetentionPolicy
 from monitor.retention import Batch, RetentionJob, age_cutoff, later, not_after
 from monitor.store.models import (
@@ -512,4 +514,77 @@ def register_state_history(
     job.register("uptime", UptimePruner(repo, lambda: scope().tz))
     job.register("silences", silences_pruner(repo))
     job.register("manual_maintenance", manual_maintenance_pruner(repo))
+    job.register("audit", AuditPruner(repo))
     return uptime
+
+
+# -- the audit log ---------------------------------------------------------------------------
+@dataclass
+class AuditPlan:
+    """Entries older than ``before`` or with an id below ``below_id`` go, from the chain's start."""
+
+    before: float | None
+    below_id: int | None
+    now: float
+    deleted: int = 0
+    through_id: int | None = None
+
+
+class AuditPruner:
+    """``storage.retention.audit``: ``monitor.audit.prune_prefix`` a batch at a time.
+
+    The anchor moves in the transaction that deletes, so ``verify`` holds
+    between any two batches. A run that deleted something ends with one
+    ``audit.prune`` entry saying how far; a run that met an entry whose hash
+    does not hold stops there and writes a ``failed`` one naming it.
+    """
+
+    def __init__(self, repo: StateRepository) -> None:
+        self._repo = repo
+
+    def plan(self, policy: RetentionPolicy, now: float) -> AuditPlan | None:
+        below_id = None
+        if policy.max_rows is not None:
+            with self._repo.reading() as conn:
+                below_id = _nth_newest(conn, audit.ENTRY.c.id, policy.max_rows)
+        before = age_cutoff(policy, now)
+        if before is None and below_id is None:
+            return None
+        return AuditPlan(before, below_id, now)
+
+    def delete_batch(self, plan: AuditPlan, limit: int) -> Batch:
+        with batch_transaction(self._repo, "audit") as conn:
+            if conn is None:
+                return _DONE
+            done = audit.prune_prefix(
+                conn, before=plan.before, below_id=plan.below_id, limit=limit, at=plan.now
+            )
+            plan.deleted += done.deleted
+            plan.through_id = done.through_id or plan.through_id
+            if done.more:
+                return Batch(done.deleted, True)
+            if done.broken_at is not None:
+                log.error(
+                    "retention: audit entry %d does not hold its hash; the audit log is "
+                    "not pruned from there on (run `dialwatch audit verify`)",
+                    done.broken_at,
+                )
+                audit.record(
+                    conn,
+                    at=plan.now,
+                    actor="system",
+                    action="audit.prune",
+                    result="failed",
+                    object=f"audit:{done.broken_at}",
+                    detail=f"entry {done.broken_at} does not hold its hash: not pruned from there on",
+                )
+            if plan.deleted:
+                audit.record(
+                    conn,
+                    at=plan.now,
+                    actor="system",
+                    action="audit.prune",
+                    object=f"audit:{plan.through_id}",
+                    detail=f"{plan.deleted} entries deleted through entry {plan.through_id}",
+                )
+        return Batch(done.deleted, False)
