@@ -7,7 +7,8 @@ Each subscriber has its own asyncio task and its own thread for state DB
 work, reads the events after its own cursor, and never waits for another:
 a slow subscriber falls behind alone, and one that raises is logged and
 retried with back-off (1 s doubling to 60 s) while probes, the engine and
-the other subscribers go on. Nothing is skipped: a subscriber that keeps
+the other subscribers go on; each failure is also reported to ``faults``
+(``subscriber:<name>``, merged audit entries: ``monitor.faults``). Nothing is skipped: a subscriber that keeps
 failing on an event keeps retrying it.
 
 Three kinds of subscriber, by where their effects go:
@@ -43,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from monitor.events import Event, EventKind, events_after, last_event_id, parse_kind
+from monitor.faults import NO_FAULTS, Faults
 from monitor.store.repository import StateRepository
 
 log = logging.getLogger(__name__)
@@ -111,8 +113,10 @@ class Dispatcher:
         poll_every: float = POLL_EVERY,
         retry_first: float = RETRY_FIRST,
         retry_most: float = RETRY_MOST,
+        faults: Faults = NO_FAULTS,
     ) -> None:
         self.repo = repo
+        self.faults = faults
         self.batch = batch
         self.poll_every = poll_every
         self.retry_first = retry_first
@@ -245,6 +249,7 @@ class _Runner:
                     delay,
                     exc_info=True,
                 )
+                self.d.faults.report(f"subscriber:{self.sub.name}", exc)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), delay)
                 delay = min(delay * 2, self.d.retry_most)

@@ -15,7 +15,9 @@ target is the truth while running; the state DB makes it survive a restart:
   seconds and on stop.
 
 A failing probe, sink or DB write never stops the engine: each is caught,
-logged once per occurrence, and shows in the appliance's own health.
+logged once per occurrence, shows in the appliance's own health, and is
+reported to ``faults`` (``monitor.faults``), which the appliance turns into
+merged exception entries of the audit log.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from core.shared import SharedResources
 from monitor import events
 from monitor.config import LoadedConfig
 from monitor.dispatcher import Dispatcher
+from monitor.faults import NO_FAULTS, Faults
 from monitor.health import FlapPolicy, Health, HealthState, Policy, Transition, step
 from monitor.incident_keeper import IncidentBook, IncidentKeeper
 from monitor.maintenance import check_maintenance
@@ -123,18 +126,25 @@ class Engine:
         enricher: Enricher | None = None,
         clock: Clock | None = None,
         dispatcher: Dispatcher | None = None,
+        faults: Faults = NO_FAULTS,
     ) -> None:
         """``clock``: None in production (the system clock, APScheduler ticking the
         scheduler); a test's ``ManualClock`` to drive slots, timeouts and the
-        periodic jobs (see ``settle``)."""
+        periodic jobs (see ``settle``). ``faults``: where probe crashes, sink
+        failures and failed jobs are reported (besides the log)."""
         self.loaded = loaded
+        self.faults = faults
         self.clock = clock or SYSTEM_CLOCK
         self.repo = repo
         self.data_dir = data_dir
         self.sinks = list(sinks)
+        for sink in self.sinks:
+            sink.faults = faults
         self.state_db_path = state_db_path
         self.flap = flap or FlapPolicy()
-        self.runner = ProbeRunner(concurrency=loaded.config.appliance.concurrency, clock=self.clock)
+        self.runner = ProbeRunner(
+            concurrency=loaded.config.appliance.concurrency, clock=self.clock, faults=faults
+        )
         self.scheduler = ProbeScheduler(self._fire, clock=clock)
         self.shared = SharedResources()
         self.enricher = enricher or Enricher()
@@ -371,8 +381,9 @@ class Engine:
             if not self._stopping:
                 raise
             # cancelled by stop() after the drain timeout: nothing to report
-        except Exception:  # the engine must survive anything a target does
+        except Exception as exc:  # the engine must survive anything a target does
             log.exception("processing %s failed", target_id)
+            self.faults.report("engine:observe", exc, object=target_id)
         finally:
             if task is not None:
                 self._in_flight.discard(task)
@@ -463,8 +474,9 @@ class Engine:
         for sink in self.sinks:
             try:
                 sink.submit(enriched)
-            except Exception:  # a sink bug must not stop health keeping
+            except Exception as exc:  # a sink bug must not stop health keeping
                 log.exception("sink %s rejected points", getattr(sink, "name", sink))
+                self.faults.report(f"sink:{getattr(sink, 'name', sink)}", exc)
 
     # -- persistence (through the one writer, monitor.store.writer) ------------
     async def checkpoint(self) -> int:
@@ -480,8 +492,9 @@ class Engine:
             rt.dirty = False
         try:
             await self.writer.run(self.writer.checkpoint_rows, snapshots)
-        except Exception:
+        except Exception as exc:
             log.exception("checkpoint of %d targets failed; will retry", len(snapshots))
+            self.faults.report("job:checkpoint", exc)
             for rt in dirty:
                 rt.dirty = True
             return 0
@@ -503,8 +516,9 @@ class Engine:
             if states:
                 try:
                     await self.writer.save_probe_states(states)
-                except Exception:
+                except Exception as exc:
                     log.exception("saving probe state failed")
+                    self.faults.report("job:probe-state", exc)
                     return
 
     async def _sample_vitals(self) -> None:
@@ -517,5 +531,7 @@ class Engine:
                 await fn()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("periodic task %s failed", getattr(fn, "__name__", fn))
+            except Exception as exc:
+                name = getattr(fn, "__name__", str(fn)).strip("_")
+                log.exception("periodic task %s failed", name)
+                self.faults.report(f"job:{name}", exc)

@@ -31,6 +31,13 @@ class SecretMask(logging.Filter):
         # very short values are skipped to avoid masking ordinary words.
         self._secrets = tuple(sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True))
 
+    def mask(self, text: str) -> str:
+        """``text`` with every known secret replaced by ``***`` (for what is not a log
+        record but is kept as long: audit entries made of exception messages)."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
     def filter(self, record: logging.LogRecord) -> bool:
         if self._secrets:
             message = record.getMessage()

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 from core.clock import SYSTEM_CLOCK, Clock
 from monitor.config.models import RetentionConfig, RetentionPolicy
+from monitor.faults import NO_FAULTS, Faults
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +129,11 @@ class RetentionJob:
         *,
         read: Runner = _call,
         write: Runner = _call,
+        faults: Faults = NO_FAULTS,
     ) -> None:
+        """``faults``: where a failed rollup or pruner is reported besides the log."""
         self._config = config
+        self._faults = faults
         self._read = read
         self._write = write
         self._pruners: dict[str, Pruner] = {}
@@ -174,16 +178,18 @@ class RetentionJob:
         for name, rollup in self._rollups.items():
             try:
                 report.rolled_up[name] = await self._roll_up(rollup, now, config.batch)
-            except Exception:
+            except Exception as exc:
                 log.exception("retention: the %s rollup failed; pruning what it covers waits", name)
+                self._faults.report(f"retention:{name}", exc)
                 report.failed.append(name)
         for kind, pruner in self._pruners.items():
             try:
                 report.deleted[kind] = await self._prune(
                     pruner, getattr(config, kind), now, config.batch
                 )
-            except Exception:
+            except Exception as exc:
                 log.exception("retention: pruning %s failed; it is tried again next run", kind)
+                self._faults.report(f"retention:{kind}", exc)
                 report.failed.append(kind)
         deleted = {k: n for k, n in report.deleted.items() if n}
         if deleted:

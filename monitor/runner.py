@@ -10,7 +10,8 @@ can only use their own share, so live targets keep their slots.
 The runner — not each probe — turns an exception into an ``error``
 observation with the exception text, and a probe overrunning its timeout
 into a ``fail`` with ErrorClass.TIMEOUT. Nothing a probe does can stop the
-engine.
+engine. A crash is also reported to ``faults`` (``monitor.faults``: merged
+exception entries of the audit log) as ``probe:<kind>``.
 
 The hard timeout and the latency of the runner's own observations come from
 the injected clock (``core.clock``): a test with a ``ManualClock`` expires a
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 
 from core.clock import SYSTEM_CLOCK, Clock
 from core.observation import ErrorClass, Observation, Status
+from monitor.faults import NO_FAULTS, Faults
 from probes.base import Check, ProbeContext
 
 log = logging.getLogger(__name__)
@@ -53,10 +55,15 @@ class ProbeRunner:
     """Bounded, timeout-enforcing executor for probe checks on one asyncio loop."""
 
     def __init__(
-        self, concurrency: int = 512, suspect_share: float = 0.5, clock: Clock = SYSTEM_CLOCK
+        self,
+        concurrency: int = 512,
+        suspect_share: float = 0.5,
+        clock: Clock = SYSTEM_CLOCK,
+        faults: Faults = NO_FAULTS,
     ) -> None:
         self.concurrency = concurrency
         self._clock = clock
+        self._faults = faults
         self._live = asyncio.Semaphore(concurrency)
         self._suspect = asyncio.Semaphore(max(1, int(concurrency * suspect_share)))
         self.stats = RunnerStats()
@@ -114,6 +121,7 @@ class ProbeRunner:
                 exc,
                 "".join(traceback.format_exception(exc, limit=-3)),
             )
+            self._faults.report(_source(target), exc, object=ctx.target_id)
             return Observation(
                 Status.ERROR,
                 f"probe crashed: {type(exc).__name__}: {exc}",
@@ -122,6 +130,12 @@ class ProbeRunner:
                 time=clock.time(),
             )
         if not isinstance(obs, Observation):
+            self._faults.report(
+                _source(target),
+                f"probe returned {type(obs).__name__}, not an Observation",
+                object=ctx.target_id,
+                error_class="TypeError",
+            )
             return Observation(
                 Status.ERROR,
                 f"probe returned {type(obs).__name__}, not an Observation",
@@ -129,3 +143,8 @@ class ProbeRunner:
                 time=clock.time(),
             )
         return obs
+
+
+def _source(target: object) -> str:
+    """``probe:<kind>``: a probe kind's crashes merge across its targets."""
+    return f"probe:{getattr(target, 'kind', 'unknown')}"

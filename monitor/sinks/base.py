@@ -27,6 +27,7 @@ from typing import Any
 
 from core.observation import MetricPoint
 from core.vitals import SinkHealth
+from monitor.faults import NO_FAULTS, Faults
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,12 @@ class MetricSink(ABC):
     """Anything that accepts metric points."""
 
     name: str
+    faults: Faults = NO_FAULTS
+    """Where failures are reported beside the log (the engine sets it; ``monitor.faults``)."""
+
+    def fault(self, error: BaseException | str, error_class: str | None = None) -> None:
+        """Report a failure of this sink as ``sink:<name>`` (merged audit entries)."""
+        self.faults.report(f"sink:{self.name}", error, error_class=error_class)
 
     @abstractmethod
     def submit(self, points: Sequence[MetricPoint]) -> None:
@@ -196,10 +203,12 @@ class BatchingSink(MetricSink):
                 self._up = False
                 self._message = str(exc)
             log.warning("sink %s: write of %d points failed: %s", self.name, len(batch), exc)
+            self.fault(exc)
             self.on_failure(batch, exc)
             return
         except Exception as exc:  # a sink bug must not kill the writer thread
             log.exception("sink %s: unexpected error writing %d points", self.name, len(batch))
+            self.fault(exc)
             self.on_failure(batch, SinkError(f"unexpected error: {exc}", retryable=False))
             return
         elapsed = time.monotonic() - started
@@ -225,8 +234,9 @@ class BatchingSink(MetricSink):
                 self._write(batch)
             try:
                 self.on_tick()
-            except Exception:  # a sink bug must not kill the writer thread
+            except Exception as exc:  # a sink bug must not kill the writer thread
                 log.exception("sink %s: unexpected error in on_tick", self.name)
+                self.fault(exc)
         self._drain_once()
 
 

@@ -56,10 +56,11 @@ class EmbeddedSink(BatchingSink):
             self.rejected += result.rejected
         try:
             self.store.maintain()
-        except sqlite3.Error:
+        except sqlite3.Error as exc:
             # The batch is stored, so it must not count as dropped; the
             # maintenance is tried again after the next batch.
             log.exception("sink %s: metrics store maintenance failed", self.name)
+            self.fault(exc)
 
     def health(self) -> SinkHealth:
         base = super().health()

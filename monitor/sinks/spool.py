@@ -474,6 +474,7 @@ class SpoolingSink(BatchingSink):
                 self._alert = f"cannot read the spool: {exc}"
                 self._next_attempt = time.monotonic() + self.retry_max
                 log.error("sink %s: cannot read the spool: %s", self.name, exc)
+                self.fault(exc)
                 return
             if not records:
                 self._came_up()
@@ -585,6 +586,7 @@ class SpoolingSink(BatchingSink):
         except OSError as exc:
             # A full or broken disk: the points are lost, but counted and said.
             log.error("sink %s: cannot spool %d points: %s", self.name, len(lines), exc)
+            self.fault(exc)
             self.count_dropped(len(lines))
             self._alert = f"spool write failed: {exc}"
 
@@ -593,6 +595,7 @@ class SpoolingSink(BatchingSink):
         wait = self._backoff if exc.retry_after is None else min(exc.retry_after, 3600.0)
         self._next_attempt = time.monotonic() + wait
         self.set_state(False, f"{exc} (points wait in the spool; next try in {wait:g}s)")
+        self.fault(exc)
 
     def _came_up(self) -> None:
         self._backoff = 0.0
@@ -614,3 +617,4 @@ class SpoolingSink(BatchingSink):
             f"{self.quarantine_dir}; last reason: {reason_line}"
         )
         log.error("sink %s: quarantined %d points: %s", self.name, len(lines), reason_line)
+        self.fault(f"{len(lines)} points quarantined: {reason_line}", error_class="Quarantined")
