@@ -21,6 +21,7 @@ from core import __version__
 from core.net.address import is_loopback
 from core.secret_box import SecretBox
 from dialwatch import startup
+from dialwatch.appliance_audit import ApplianceAudit
 from dialwatch.options import parse_listen, resolve_data_dir
 from dialwatch.schema import Config
 from monitor.config import ConfigError, LoadedConfig, load_config_isolated
@@ -57,6 +58,8 @@ class Appliance:
         self.db = open_database(loaded.config.storage.database_url, data_dir)
         log.info(startup.state_db_line(self.db.url))
         self.repo = StateRepository(self.db)
+        # The audit log's own entries, and the fault log the engine's parts report to.
+        self.audit = ApplianceAudit(self.repo, config_path, mask=secret_mask.mask)
         self.metrics_query = None
         sinks = self._build_sinks(loaded)
         url = self.db.url
@@ -66,7 +69,7 @@ class Appliance:
         # Each field keeps the type it first had, across restarts too: InfluxDB
         # rejects a later write that changes it, so start from what is stored.
         enricher = Enricher(field_types=FieldTypes(self.embedded.store.field_types()))
-        self.dispatcher = Dispatcher(self.repo)
+        self.dispatcher = Dispatcher(self.repo, faults=self.audit.faults)
         self.dispatcher.add(tallies_subscriber())  # lifetime counts that outlive retention
         self.engine = Engine(
             loaded,
@@ -76,6 +79,7 @@ class Appliance:
             state_db_path=state_db,
             enricher=enricher,
             dispatcher=self.dispatcher,
+            faults=self.audit.faults,
         )
         # One retention job for every store with history: reads on a worker
         # thread, deletes on the engine's DB writer thread (in order with its writes).
@@ -83,6 +87,7 @@ class Appliance:
             lambda: self.engine.config.storage.retention,
             read=_in_worker,
             write=self.engine.writer.run,
+            faults=self.audit.faults,
         )
         register_state_history(
             self.retention, self.repo, scope_following(lambda: self.engine.config)
@@ -112,29 +117,47 @@ class Appliance:
         return sinks
 
     # -- reload ----------------------------------------------------------
-    async def reload(self) -> list[str]:
-        """Load and validate the config file again; apply it if valid. Returns the errors."""
+    async def reload(
+        self, actor: str = "system", address: str = "", via: str = "SIGHUP"
+    ) -> list[str]:
+        """Load and validate the config file again; apply it if valid. Returns the errors.
+
+        Audited either way (``config.reload``, with the config hash) as ``actor``.
+        """
         async with self._reload_lock:
             loop = asyncio.get_running_loop()
+            previous = self.engine.loaded
             try:
                 loaded = await loop.run_in_executor(
                     None, load_config_isolated, self.config_path, Config
                 )
             except ConfigError as exc:
-                for line in exc.errors:
+                errors = list(exc.errors)
+                for line in errors:
                     log.error("reload rejected: %s", line)
                 log.error(
-                    "config reload rejected (%d errors); the running config stays", len(exc.errors)
+                    "config reload rejected (%d errors); the running config stays", len(errors)
                 )
-                return list(exc.errors)
+                await self.engine.writer.run(
+                    lambda: self.audit.reloaded(
+                        previous, None, errors, actor=actor, address=address, via=via
+                    )
+                )
+                return errors
             secret_mask.update(loaded.secret_values())
             await self.engine.apply_config(loaded)
+            await self.engine.writer.run(
+                lambda: self.audit.reloaded(previous, loaded, actor=actor, address=address, via=via)
+            )
             return []
 
-    def reload_from_thread(self) -> list[str]:
-        """For the web's POST /api/v1/reload (called from a waitress thread)."""
+    def reload_from_thread(self, actor: str = "system", address: str = "") -> list[str]:
+        """For the web's POST /api/v1/reload (called from a waitress thread); ``actor`` and
+        ``address``: who asked, for the audit entry."""
         assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(self.reload(), self._loop).result(timeout=60)
+        return asyncio.run_coroutine_threadsafe(
+            self.reload(actor, address, via="the API"), self._loop
+        ).result(timeout=60)
 
     # -- web -------------------------------------------------------------
     def _start_web(self) -> None:
@@ -177,8 +200,13 @@ class Appliance:
             self._loop.add_signal_handler(sig, self._stop.set)
         self._loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
         await self.engine.start()
+        await self.engine.writer.run(self.audit.log_head, "start")
+        await self.engine.writer.run(self.audit.started, self.engine.loaded, __version__)
         retention = asyncio.create_task(
             self.retention.run_forever(self.engine.clock), name="retention"
+        )
+        audit_jobs = asyncio.create_task(
+            self.audit.run_forever(self.engine.writer.run), name="audit"
         )
         self._start_web()
         await self._stop.wait()
@@ -186,8 +214,11 @@ class Appliance:
         if self.web is not None:
             self.web.close()
         retention.cancel()  # a batch already on the DB thread finishes; no new one starts
-        await asyncio.gather(retention, return_exceptions=True)
+        audit_jobs.cancel()
+        await asyncio.gather(retention, audit_jobs, return_exceptions=True)
         await self.engine.stop()
+        # After the engine: the faults of its stop too; its writer thread is gone now.
+        await _in_worker(self.audit.stopped)
         if self.metrics_query is not None:
             self.metrics_query.close()
         self.repo.close()
