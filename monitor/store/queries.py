@@ -26,13 +26,25 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, Select, Table, case, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Select,
+    Table,
+    and_,
+    case,
+    func,
+    or_,
+    select,
+)
 
 from core.observation import Status
 from monitor.health import HEALTH_ORDER, Health
 from monitor.store.models import (
     INCIDENT_OPEN,
     INCIDENT_RESOLVED,
+    AuditEntry,
     Incident,
     IncidentEvent,
     IncidentTarget,
@@ -55,6 +67,7 @@ _TRANSITION: Table = Transition.__table__  # type: ignore[assignment]
 _INCIDENT: Table = Incident.__table__  # type: ignore[assignment]
 _MEMBER: Table = IncidentTarget.__table__  # type: ignore[assignment]
 _EVENT: Table = IncidentEvent.__table__  # type: ignore[assignment]
+_AUDIT: Table = AuditEntry.__table__  # type: ignore[assignment]
 
 Role = Literal["root", "affected"]
 
@@ -572,3 +585,131 @@ def incident_events(db: StateDB, incident_id: int) -> tuple[IncidentEventRow, ..
             .order_by(e.c.at, e.c.id)
         ).all()
     return tuple(IncidentEventRow(**row._mapping) for row in rows)
+
+
+# -- the audit log ------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """One audit entry as the audit page, its API and its CSV show it (not its hashes)."""
+
+    id: int
+    at: float
+    actor: str
+    address: str
+    action: str
+    object: str
+    result: str
+    before: Mapping[str, Any] | None
+    after: Mapping[str, Any] | None
+    detail: str
+    count: int
+
+
+_AUDIT_COLUMNS = tuple(_AUDIT.c[name] for name in AuditRow.__dataclass_fields__)
+
+
+def _audit_row(row: Any) -> AuditRow:
+    values = dict(row._mapping)
+    for key in ("before", "after"):
+        if values[key] is not None:
+            values[key] = MappingProxyType(dict(values[key]))
+    return AuditRow(**values)
+
+
+def _audit_filters(
+    actor: str | None,
+    action: str | None,
+    object_like: str | None,
+    since: float | None,
+    until: float | None,
+) -> list[ColumnElement[bool]]:
+    a = _AUDIT
+    where: list[ColumnElement[bool]] = []
+    if actor:
+        where.append(a.c.actor == actor)
+    if action:
+        # ``user.`` means every user.* action; anything else is one action.
+        if action.endswith("."):
+            where.append(a.c.action.like(like_pattern(action)[1:], escape="\\"))
+        else:
+            where.append(a.c.action == action)
+    if object_like:
+        where.append(a.c.object.ilike(like_pattern(object_like), escape="\\"))
+    if since is not None:
+        where.append(a.c.at >= since)
+    if until is not None:
+        where.append(a.c.at < until)
+    return where
+
+
+_AUDIT_NEWEST_FIRST = (_AUDIT.c.at.desc(), _AUDIT.c.id.desc())
+
+
+def audit_page(
+    db: StateDB,
+    *,
+    actor: str | None = None,
+    action: str | None = None,
+    object_like: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    page: int = 1,
+    per_page: int = 50,
+) -> tuple[tuple[AuditRow, ...], int]:
+    """One page of audit entries, newest first (by ``at``, then id), and how many match.
+
+    ``actor``: exactly this actor (``user:alice``); ``action``: this action, or
+    every action under a prefix ending in ``.`` (``user.``); ``object_like``:
+    anywhere in the object, ignoring case (``%`` and ``_`` literal);
+    ``since``/``until``: ``since <= at < until``. Two statements, each served by
+    an index (``ix_audit_entry_at``, ``..._actor_at``, ``..._action_at``).
+    """
+    paging = Page(page, per_page)
+    where = _audit_filters(actor, action, object_like, since, until)
+    with _connected(db) as conn:
+        total = conn.execute(select(func.count()).select_from(_AUDIT).where(*where)).scalar_one()
+        rows = conn.execute(
+            select(*_AUDIT_COLUMNS)
+            .where(*where)
+            .order_by(*_AUDIT_NEWEST_FIRST)
+            .offset(paging.offset)
+            .limit(paging.per_page)
+        ).all()
+    return tuple(map(_audit_row, rows)), int(total)
+
+
+def audit_entries(
+    db: Engine,
+    *,
+    actor: str | None = None,
+    action: str | None = None,
+    object_like: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    batch: int = 500,
+) -> Iterator[AuditRow]:
+    """Every matching entry, newest first, read ``batch`` at a time (for the CSV export).
+
+    Each batch is its own short read that continues after the last row of the
+    one before (by ``(at, id)``, not an offset), so a long export holds no
+    connection between batches and costs the same for its last rows as for its first.
+    """
+    a = _AUDIT
+    where = _audit_filters(actor, action, object_like, since, until)
+    last: tuple[float, int] | None = None
+    while True:
+        page_where = list(where)
+        if last is not None:
+            page_where.append(or_(a.c.at < last[0], and_(a.c.at == last[0], a.c.id < last[1])))
+        with db.connect() as conn:
+            rows = conn.execute(
+                select(*_AUDIT_COLUMNS)
+                .where(*page_where)
+                .order_by(*_AUDIT_NEWEST_FIRST)
+                .limit(batch)
+            ).all()
+        for row in rows:
+            yield _audit_row(row)
+        if len(rows) < batch:
+            return
+        last = (rows[-1].at, rows[-1].id)
