@@ -263,7 +263,7 @@ def test_the_starter_configs_commented_trunk_and_component_load_when_uncommented
 
 
 # The variables the examples say to set.
-EXAMPLE_ENV = {"DIALWATCH_TOKEN": "example-dashboard-token", "INFLUX_TOKEN": "example-influx-token"}
+EXAMPLE_ENV = {"INFLUX_TOKEN": "example-influx-token"}
 
 
 @pytest.mark.parametrize("example", sorted(EXAMPLES.iterdir()), ids=lambda p: p.name)

@@ -20,8 +20,19 @@ def write(directory: Path, name: str, text: str) -> Path:
     return path
 
 
+SINK = (
+    "metrics:\n  - kind: influxdb-v1\n    url: http://127.0.0.1:8086\n    database: dw\n"
+    "    token: {}\n"
+)
+"""A section with a secret-looking key (``token`` on line 5 of a file that starts with it)."""
+
+
 def token_config(tmp_path: Path, token: str) -> Path:
-    return write(tmp_path, "c.yaml", f"web:\n  listen: 127.0.0.1:8080\n  token: {token}\n")
+    return write(tmp_path, "c.yaml", SINK.format(token))
+
+
+def token_of(config: object) -> object:
+    return config.metrics[0].token  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
@@ -42,7 +53,7 @@ def test_environment_references_are_substituted(
     tmp_path: Path, written: str, env: dict[str, str], expected: str
 ) -> None:
     path = token_config(tmp_path, f'"{written}"')
-    assert load_config(path, env=env).config.web.token == expected
+    assert token_of(load_config(path, env=env).config) == expected
 
 
 def test_file_references_read_the_file_without_its_final_newline(tmp_path: Path) -> None:
@@ -53,10 +64,10 @@ def test_file_references_read_the_file_without_its_final_newline(tmp_path: Path)
     path = write(
         tmp_path,
         "c.yaml",
-        "web:\n  token: ${file:secrets/token}\nsite:\n  name: ${file:" + str(absolute) + "}\n",
+        SINK.format("${file:secrets/token}") + "site:\n  name: ${file:" + str(absolute) + "}\n",
     )
     config = load_config(path, env={}).config
-    assert config.web.token == FILE_SECRET
+    assert token_of(config) == FILE_SECRET
     assert config.site.name == "line one\nline two"
 
 
@@ -64,7 +75,7 @@ def test_the_os_environment_is_used_by_default(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DIALWATCH_TEST_TOKEN", SECRET)
-    assert load_config(token_config(tmp_path, "${DIALWATCH_TEST_TOKEN}")).config.web.token == SECRET
+    assert token_of(load_config(token_config(tmp_path, "${DIALWATCH_TEST_TOKEN}")).config) == SECRET
 
 
 def test_substituted_values_are_validated_like_written_ones(tmp_path: Path) -> None:
@@ -85,14 +96,14 @@ def test_all_failed_references_are_reported_with_where_they_were_used(tmp_path: 
     path = write(
         tmp_path,
         "c.yaml",
-        "web:\n  token: ${NO_SUCH_VAR}\n"
-        "targets:\n  - id: db\n    kind: tcp\n    address: ${file:missing.txt}\n",
+        SINK.format("${NO_SUCH_VAR}")
+        + "targets:\n  - id: db\n    kind: tcp\n    address: ${file:missing.txt}\n",
     )
     with pytest.raises(ConfigError) as raised:
         load_config(path, env={})
     assert raised.value.errors == [
-        f"{path}:2: web.token: environment variable NO_SUCH_VAR is not set",
-        f"{path}:6: targets[0].address: cannot read secret file {tmp_path}/missing.txt "
+        f"{path}:5: metrics[0].token: environment variable NO_SUCH_VAR is not set",
+        f"{path}:9: targets[0].address: cannot read secret file {tmp_path}/missing.txt "
         "(No such file or directory)",
     ]
 
@@ -103,8 +114,8 @@ def with_secrets(tmp_path: Path) -> LoadedConfig:
     path = write(
         tmp_path,
         "c.yaml",
-        "web:\n  token: ${TOKEN}\n"
-        "targets:\n  - id: trunk-a\n    kind: sip\n    uri: sip:carrier.example.com\n"
+        SINK.format("${TOKEN}")
+        + "targets:\n  - id: trunk-a\n    kind: sip\n    uri: sip:carrier.example.com\n"
         "    tags:\n      account: ${file:sip-password}\n",
     )
     return load_config(path, env={"TOKEN": SECRET})
@@ -117,8 +128,8 @@ def assert_no_secret(text: str) -> None:
 
 def test_secrets_are_usable_as_their_values(with_secrets: LoadedConfig) -> None:
     config = with_secrets.config
-    assert config.web.token == SECRET
-    assert f"Bearer {config.web.token}" == f"Bearer {SECRET}"
+    assert token_of(config) == SECRET
+    assert f"Bearer {token_of(config)}" == f"Bearer {SECRET}"
     assert config.targets[0].tags["account"] == FILE_SECRET
     assert SECRET in config.model_dump_json()  # the engine still gets the real value
 
@@ -128,21 +139,21 @@ def test_printing_the_config_never_shows_a_secret(with_secrets: LoadedConfig) ->
     for text in (
         str(config),
         repr(config),
-        repr(config.web),
+        repr(config.metrics[0]),
         repr(config.targets[0]),
         repr(config.targets[0].tags),
-        repr(config.web.token),
+        repr(token_of(config)),
         str(with_secrets),
         repr(with_secrets),
         repr(with_secrets.redacted()),
     ):
         assert_no_secret(text)
-    assert "***" in repr(config.web)
+    assert "***" in repr(config.metrics[0])
 
 
 def test_the_redacted_config_shows_substituted_values_as_stars(with_secrets: LoadedConfig) -> None:
     redacted = with_secrets.redacted()
-    assert redacted["web"]["token"] == "***"
+    assert redacted["metrics"][0]["token"] == "***"
     assert redacted["targets"][0]["tags"] == {"account": "***"}
     assert redacted["targets"][0]["uri"] == "sip:carrier.example.com"
     assert redacted["web"]["listen"] == "127.0.0.1:8080"
@@ -156,7 +167,9 @@ def test_logging_the_config_never_shows_a_secret(
         log.info("loaded %s", with_secrets)
         log.info("config %s", with_secrets.config)
         log.info("config %r", with_secrets.config)
-        log.debug("web %r target %r", with_secrets.config.web, with_secrets.config.targets[0])
+        log.debug(
+            "sink %r target %r", with_secrets.config.metrics[0], with_secrets.config.targets[0]
+        )
         log.info("redacted %s", with_secrets.redacted())
     assert len(caplog.records) == 5
     assert_no_secret(caplog.text)
@@ -164,7 +177,7 @@ def test_logging_the_config_never_shows_a_secret(
 
 def test_literal_values_under_secret_looking_keys_are_hidden_too(tmp_path: Path) -> None:
     loaded = load_config(token_config(tmp_path, SECRET), env={})
-    assert loaded.config.web.token == SECRET
+    assert token_of(loaded.config) == SECRET
     assert_no_secret(repr(loaded.config))
     assert_no_secret(str(loaded.redacted()))
 
@@ -175,17 +188,18 @@ def test_errors_in_a_config_with_secrets_never_show_them(tmp_path: Path) -> None
     path = write(
         tmp_path,
         "c.yaml",
-        "web:\n  token: ${TOKEN}\n  listen: [bad]\n"
+        "web:\n  listen: [bad]\n"
         "targets:\n  - id: a\n    kind: ${TOKEN}\n"
         "  - id: b\n    kind: tcp\n    address: ${TOKEN}\n"
-        "  - id: c\n    kind: tcp\n    address: 192.0.2.1:1\n    depends_on: ['${TOKEN}']\n",
+        "  - id: c\n    kind: tcp\n    address: 192.0.2.1:1\n    depends_on: ['${TOKEN}']\n"
+        + SINK.format("${TOKEN}"),
     )
     with pytest.raises(ConfigError) as raised:
         load_config(path, env={"TOKEN": SECRET})
     errors = raised.value.errors
     assert errors[:2] == [
-        f"{path}:3: web.listen: must be text",
-        f"{path}:6: targets[0].kind: unknown kind '***'; known kinds: {', '.join(PROBES)}",
+        f"{path}:2: web.listen: must be text",
+        f"{path}:5: targets[0].kind: unknown kind '***'; known kinds: {', '.join(PROBES)}",
     ]
     assert len(errors) >= 4
     for text in (*errors, str(raised.value), repr(raised.value)):
@@ -217,7 +231,7 @@ def test_a_secret_survives_copying_and_pickling_with_its_mask(with_secrets: Load
         pickle.loads(pickle.dumps(with_secrets.config)),
         with_secrets.config.model_copy(deep=True),
     ):
-        assert config.web.token == SECRET
+        assert token_of(config) == SECRET
         assert_no_secret(repr(config))
 
 
@@ -227,12 +241,12 @@ def test_check_config_never_prints_a_secret(
     from monitor.config import check_config_main
 
     monkeypatch.setenv("DIALWATCH_TEST_TOKEN", SECRET)
-    good = write(tmp_path, "good.yaml", "web:\n  token: ${DIALWATCH_TEST_TOKEN}\n")
+    good = write(tmp_path, "good.yaml", SINK.format("${DIALWATCH_TEST_TOKEN}"))
     bad = write(
         tmp_path,
         "bad.yaml",
-        "web:\n  token: ${DIALWATCH_TEST_TOKEN}\ntargets:\n  - id: a\n"
-        "    kind: ${DIALWATCH_TEST_TOKEN}\n",
+        SINK.format("${DIALWATCH_TEST_TOKEN}")
+        + "targets:\n  - id: a\n    kind: ${DIALWATCH_TEST_TOKEN}\n",
     )
     assert check_config_main(good) == 0
     assert check_config_main(bad) == 2
@@ -246,7 +260,7 @@ def test_a_secret_file_that_never_ends_is_refused_not_read_forever(tmp_path: Pat
     with pytest.raises(ConfigError) as raised:
         load_config(path, env={})
     assert raised.value.errors == [
-        f"{path}:3: web.token: secret file /dev/zero is larger than 64 KiB"
+        f"{path}:5: metrics[0].token: secret file /dev/zero is larger than 64 KiB"
     ]
 
 
@@ -266,4 +280,20 @@ def test_a_default_written_in_the_config_is_not_scrubbed_from_messages(tmp_path:
         load_config(path, env={"DB_INTERVAL": "1.5s"})
     assert raised.value.errors == [
         f"{path}:6: targets[0].timeout: timeout (2.5s) must not be longer than interval (***)"
+    ]
+
+
+def test_the_removed_web_token_says_what_replaced_it_and_is_never_resolved(
+    tmp_path: Path,
+) -> None:
+    # Its ${...} is neither read nor reported: the only error is the one that helps.
+    path = write(
+        tmp_path, "c.yaml", "web:\n  listen: 127.0.0.1:8080\n  token: ${NOT_SET_ANYWHERE}\n"
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, env={})
+    assert raised.value.errors == [
+        f"{path}:3: web.token: removed: API clients and scripts use a named user's token now; "
+        "create one with `dialwatch token create --user NAME` (add the user first with "
+        "`dialwatch user add`) and delete this key"
     ]

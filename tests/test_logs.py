@@ -31,7 +31,11 @@ def test_a_substituted_secret_never_reaches_the_log_file(
     token = "s3cr3t-t0ken-value-42"
     monkeypatch.setenv("DW_TEST_TOKEN", token)
     cfg = tmp_path / "site.yaml"
-    cfg.write_text("web:\n  listen: 127.0.0.1:8080\n  token: ${DW_TEST_TOKEN}\n", encoding="utf-8")
+    cfg.write_text(
+        "metrics:\n  - kind: influxdb-v1\n    url: http://127.0.0.1:8086\n    database: dw\n"
+        "    token: ${DW_TEST_TOKEN}\n",
+        encoding="utf-8",
+    )
     loaded = load_config(cfg)
     secret_mask.update(loaded.secret_values())
     log_file = setup_logging(tmp_path / "data", "INFO")

@@ -28,6 +28,7 @@ from monitor.config.compact import share_equal_parts
 from monitor.config.crosscheck import cross_check
 from monitor.config.errors import ConfigError, KeyPath, Location, Problem, render_all
 from monitor.config.messages import Translated, translate
+from monitor.config.removed import take_removed
 from monitor.config.schema import Config
 from monitor.config.secrets import Substituted, digest_safe, mask_in_model, redact, substitute
 from monitor.config.source import SourceFile, read_yaml
@@ -192,6 +193,7 @@ def load_config(
         merged.problems.extend(problems)
         if source is None:
             continue
+        merged.problems.extend(take_removed(source))
         found = substitute(source, env)
         merged.problems.extend(found.problems)
         merged.secret_values |= found.secret_values

@@ -199,7 +199,9 @@ class WebConfig(StrictModel):
     listen: str = "127.0.0.1:8080"
     """HOST:PORT the web server listens on."""
     token: str | None = None
-    """No longer read: staff log in, scripts use ``dialwatch token create``."""
+    """Removed: a config file that sets it is rejected (``monitor.config.removed``) with a
+    pointer to ``dialwatch token create``; staff log in. Always unset when loaded from a
+    file (the field stays while ``web.redact`` still reads it)."""
     public_status: Bool = True
     """Serve the public status page to anyone; ``false``: staff only."""
     base_url: str | None = None
