@@ -1,4 +1,7 @@
-"""The ``dialwatch`` command: run | check-config | probe | --version."""
+"""The ``dialwatch`` command: run | check-config | probe | user | token | audit | --version.
+
+A thin parser and dispatch; the staff and audit commands live in ``dialwatch.staff_cli``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ import sys
 
 from core import __version__
 from dialwatch.options import parse_listen
+
+ROLES = ("admin", "operator", "viewer")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +42,78 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--config", required=True)
     probe.add_argument("target_id", metavar="TARGET_ID")
     probe.add_argument("--json", action="store_true", help="print the Observation as JSON")
+
+    _staff_parsers(sub)
     return parser
+
+
+def _state_db_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="config file or directory of *.yaml files")
+    parser.add_argument("--data", default=None, help="data directory (as for `run`)")
+
+
+def _staff_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """``user``, ``token`` and ``audit``: run by ``dialwatch.staff_cli``."""
+    user = sub.add_parser("user", help="staff users: add, passwd, disable, enable, list")
+    user_sub = user.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = user_sub.add_parser(
+        "add", help="add a user; the password is read from stdin (asked twice on a terminal)"
+    )
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("--role", required=True, choices=ROLES)
+    add.add_argument("--display-name", default="", help="the name the console shows")
+    _state_db_options(add)
+    for action, text in (
+        ("passwd", "set a user's password (stdin, or asked twice); ends their sessions"),
+        ("disable", "disable a user: no login, their sessions end, their tokens stop working"),
+        ("enable", "enable a disabled user again"),
+        ("sessions-end", "end every session of a user (log them out everywhere)"),
+    ):
+        one = user_sub.add_parser(action, help=text)
+        one.add_argument("name", metavar="NAME")
+        _state_db_options(one)
+    listing = user_sub.add_parser("list", help="list users")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _state_db_options(listing)
+
+    token = sub.add_parser("token", help="API tokens: create, revoke, list")
+    token_sub = token.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = token_sub.add_parser("create", help="create a token; prints only the token on stdout")
+    create.add_argument("--user", required=True, metavar="NAME")
+    create.add_argument(
+        "--role", choices=ROLES, default=None, help="at most the user's role (default: theirs)"
+    )
+    create.add_argument(
+        "--expires", default=None, metavar="DURATION", help="like 30d or 12h (default: never)"
+    )
+    create.add_argument("--name", default="", metavar="LABEL", help="what the token is for")
+    _state_db_options(create)
+    revoke = token_sub.add_parser("revoke", help="revoke a token by its id")
+    revoke.add_argument("token_id", metavar="ID", type=_token_id)
+    _state_db_options(revoke)
+    tlist = token_sub.add_parser("list", help="list tokens (never their values)")
+    tlist.add_argument("--user", default=None, metavar="NAME")
+    tlist.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _state_db_options(tlist)
+
+    aud = sub.add_parser("audit", help="the audit log")
+    audit_sub = aud.add_subparsers(dest="action", required=True, metavar="ACTION")
+    verify = audit_sub.add_parser(
+        "verify", help="check the hash chain: exit 0 when it holds, 1 naming the first broken entry"
+    )
+    verify.add_argument(
+        "--head",
+        default=None,
+        metavar="ID:HASH",
+        help="also check that entry ID still has HASH (a chain head from the appliance log)",
+    )
+    _state_db_options(verify)
+
+
+def _token_id(value: str) -> int:
+    if not value.isascii() or not value.isdigit():
+        raise argparse.ArgumentTypeError(f"a token id is a number, not {value!r}")
+    return int(value)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -101,7 +177,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"run": cmd_run, "check-config": cmd_check_config, "probe": cmd_probe}
-    return handlers[args.command](args)
+    if args.command in handlers:
+        return handlers[args.command](args)
+    from dialwatch import staff_cli  # argon2, SQLAlchemy: loaded only by these commands
+
+    return staff_cli.main(args)
 
 
 if __name__ == "__main__":
