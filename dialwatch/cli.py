@@ -48,7 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _state_db_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="config file or directory of *.yaml files")
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="the appliance's config file or directory (default: /etc/dialwatch/dialwatch.yaml)",
+    )
     parser.add_argument("--data", default=None, help="data directory (as for `run`)")
 
 

@@ -2,7 +2,8 @@
 
 Each command opens the state DB the appliance uses — the config's
 ``storage.database_url``, or SQLite in the data directory chosen as ``run``
-chooses it — and calls the same ``monitor.staff`` functions as the console,
+chooses it; without ``--config``, the installed ``/etc/dialwatch/dialwatch.yaml``
+— and calls the same ``monitor.staff`` functions as the console,
 so every change is checked and audited the same way. It works while the
 appliance runs: on SQLite both processes write in WAL mode with ``BEGIN
 IMMEDIATE`` (``StateRepository.transaction``), so a write waits for the other
@@ -68,6 +69,8 @@ class State:
 
 
 # -- running one ----------------------------------------------------------------------
+INSTALLED_CONFIG = Path("/etc/dialwatch/dialwatch.yaml")
+"""The config ``install.sh --run`` writes: used when ``--config`` is not given."""
 READ_ONLY = {("user", "list"), ("token", "list"), ("audit", "verify")}
 """Commands that must not create an empty state DB where none is (a mistyped --data)."""
 
@@ -99,8 +102,16 @@ def _opened(args: argparse.Namespace, read_only: bool) -> Iterator[State]:
     from dialwatch.schema import Config
     from monitor.config import ConfigError, load_config
 
+    config_path = args.config
+    if config_path is None:
+        if not INSTALLED_CONFIG.exists():
+            raise CliError(
+                f"no --config given and there is no {INSTALLED_CONFIG}: "
+                "give the appliance's config with --config PATH"
+            )
+        config_path = str(INSTALLED_CONFIG)
     try:
-        loaded = load_config(args.config, schema=Config)
+        loaded = load_config(config_path, schema=Config)
     except ConfigError as exc:
         raise CliError("\n".join(exc.errors)) from None
     storage = loaded.config.storage

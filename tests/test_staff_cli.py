@@ -377,6 +377,27 @@ def test_a_config_with_errors_is_reported_as_check_config_would(tmp_path: Path) 
     assert "web.token: removed:" in streams.stderr.getvalue()  # type: ignore[attr-defined]
 
 
+def test_without_config_the_installed_one_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dialwatch import staff_cli
+
+    installed = tmp_path / "etc" / "dialwatch.yaml"
+    monkeypatch.setattr(staff_cli, "INSTALLED_CONFIG", installed)
+    args = build_parser().parse_args(["user", "list", "--data", str(tmp_path / "data")])
+    streams = Io(io.StringIO(), io.StringIO(), io.StringIO())
+    assert main(args, streams) == 2
+    assert streams.stderr.getvalue() == (  # type: ignore[attr-defined]
+        f"no --config given and there is no {installed}: "
+        "give the appliance's config with --config PATH\n"
+    )
+    installed.parent.mkdir()
+    installed.write_text(f"storage:\n  data_dir: {tmp_path / 'data'}\n", encoding="utf-8")
+    add = build_parser().parse_args(["user", "add", "alice", "--role", "admin"])
+    assert main(add, Io(io.StringIO(GOOD), io.StringIO(), io.StringIO())) == 0
+    assert (tmp_path / "data" / "state.db").exists()
+
+
 def test_the_actor_is_the_user_that_ran_sudo() -> None:
     assert cli_actor({"SUDO_USER": "alice"}, uid=0) == "cli:alice"
     assert cli_actor({"SUDO_USER": "alice"}, uid=os.geteuid() or 1).startswith("cli:")
