@@ -186,6 +186,7 @@ def main() -> int:
             with engine.begin() as conn:  # (migration 0005 has made them already)
                 for index, columns in COMPOSITE.items():
                     conn.execute(text(f"CREATE INDEX IF NOT EXISTS {index} ON {columns}"))
+            run_cases(engine, 3)  # warm the caches (the DB's and the OS's) before measuring
             with_composite = run_cases(engine, args.rounds)
             with engine.begin() as conn:
                 for index in COMPOSITE:
