@@ -17,8 +17,8 @@ import contextlib
 import json
 import os
 import signal
-import stat
 import socket
+import stat
 import subprocess
 import sys
 import textwrap
