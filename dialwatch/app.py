@@ -191,7 +191,7 @@ class Appliance:
         else:
             code = setup.ensure()
             base = self.engine.config.web.base_url or url
-            log.warning(startup.setup_line(base, code, setup.path))
+            log.warning(startup.setup_line(base, code, setup.path, self.config_path, self.data_dir))
 
     # -- run -------------------------------------------------------------
     async def run(self) -> None:

@@ -9,6 +9,7 @@ where it listens once its socket is bound.
 
 from __future__ import annotations
 
+import shlex
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,10 +59,12 @@ def data_line(data_dir: Path, log_file: Path | None) -> str:
     return f"data directory: {data_dir}" + (f"; log file {log_file}" if log_file else "")
 
 
-def setup_line(base_url: str, code: str, path: Path) -> str:
-    """The first-start line: where to create the first admin, and the code it needs."""
+def setup_line(base_url: str, code: str, path: Path, config_path: str, data_dir: Path) -> str:
+    """The first-start line: where to create the first admin, the code it needs, and the
+    CLI command that does the same (with this appliance's own --config and --data)."""
+    command = f"dialwatch user add NAME --role admin --config {shlex.quote(config_path)}"
+    command += f" --data {shlex.quote(str(data_dir))}"
     return (
         f"no staff user yet: open {base_url}/setup and enter the setup code {code} "
-        f"to create the first admin (the code is also in {path}; "
-        "or run `dialwatch user add NAME --role admin`)"
+        f"to create the first admin (the code is also in {path}; or run `{command}`)"
     )
