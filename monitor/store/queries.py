@@ -34,6 +34,7 @@ from sqlalchemy import (
     Table,
     and_,
     case,
+    exists,
     func,
     or_,
     select,
@@ -45,6 +46,8 @@ from monitor.store.models import (
     INCIDENT_OPEN,
     INCIDENT_RESOLVED,
     AuditEntry,
+    CustomerUpdate,
+    EventRecord,
     Incident,
     IncidentEvent,
     IncidentTarget,
@@ -68,6 +71,8 @@ _INCIDENT: Table = Incident.__table__  # type: ignore[assignment]
 _MEMBER: Table = IncidentTarget.__table__  # type: ignore[assignment]
 _EVENT: Table = IncidentEvent.__table__  # type: ignore[assignment]
 _AUDIT: Table = AuditEntry.__table__  # type: ignore[assignment]
+_UPDATE: Table = CustomerUpdate.__table__  # type: ignore[assignment]
+_OUTBOX: Table = EventRecord.__table__  # type: ignore[assignment]
 
 Role = Literal["root", "affected"]
 
@@ -222,6 +227,17 @@ class IncidentEventRow:
     kind: str
     target_id: str | None
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerUpdateRow:
+    """A published customer update (never an internal note)."""
+
+    id: int
+    incident_id: int
+    published_at: float
+    text: Mapping[str, str]
+    """Per language: ``{"zh-CN": "...", "en": "..."}``; a language may be missing."""
 
 
 # -- the orders --------------------------------------------------------------------
@@ -722,3 +738,82 @@ def audit_entries(
         if len(rows) < batch:
             return
         last = (rows[-1].at, rows[-1].id)
+
+
+# -- the public status page ------------------------------------------------------------
+def last_change(db: StateDB) -> int:
+    """A mark that moves whenever anything the status page shows changes: the newest event id.
+
+    Every change of health (transitions, maintenance included) and every
+    incident change (opened, joined, resolved, merged, cause, ETA, summary,
+    customer updates) is written with its event in one transaction, by any
+    process; event ids only grow (never reused after pruning). One indexed
+    ``max``, so a snapshot can ask often what would cost much to rebuild.
+    Not covered: retention pruning old rows (no event), so a snapshot also ages out.
+    """
+    with _connected(db) as conn:
+        return int(conn.execute(select(func.max(_OUTBOX.c.id))).scalar_one() or 0)
+
+
+def _merged_away() -> Any:
+    """True for an incident folded into its parent's: its root joined another incident,
+    as affected, at the moment this one was resolved (the incident keeper writes both in
+    one transaction with the same time). Customers get no "resolved" for it: it never
+    ended, it became part of the parent's incident."""
+    i, other = _INCIDENT, _MEMBER.alias("merged_into")
+    return exists().where(
+        and_(
+            other.c.target_id == i.c.root_target_id,
+            other.c.incident_id != i.c.id,
+            other.c.role == "affected",
+            other.c.joined_at == i.c.resolved_at,
+        )
+    )
+
+
+def resolved_for_status(db: StateDB, since: float, limit: int = 20) -> tuple[IncidentRow, ...]:
+    """Like ``resolved_since``, without what is no incident to a customer: incidents merged
+    into their parent's (see ``_merged_away``) and any that lasted no time at all."""
+    i = _INCIDENT
+    with _connected(db) as conn:
+        return _incidents(
+            conn,
+            select(i)
+            .where(
+                i.c.state == INCIDENT_RESOLVED,
+                i.c.resolved_at >= since,
+                i.c.resolved_at > i.c.opened_at,
+                ~_merged_away(),
+            )
+            .order_by(i.c.resolved_at.desc(), i.c.id.desc())
+            .limit(limit),
+        )
+
+
+def customer_updates(
+    db: StateDB, incident_ids: Sequence[int], per_incident: int = 20
+) -> dict[int, tuple[CustomerUpdateRow, ...]]:
+    """The published updates of these incidents, newest first, at most ``per_incident`` each.
+
+    One statement per ``_IN_CHUNK`` incidents. Internal notes live in the
+    timeline (``incident_events``) and are never read here.
+    """
+    u = _UPDATE
+    found: dict[int, list[CustomerUpdateRow]] = {i: [] for i in incident_ids}
+    with _connected(db) as conn:
+        for chunk in _chunks(list(dict.fromkeys(incident_ids))):
+            rows = conn.execute(
+                select(u.c.id, u.c.incident_id, u.c.published_at, u.c.text)
+                .where(u.c.incident_id.in_(chunk))
+                .order_by(u.c.incident_id, u.c.published_at.desc(), u.c.id.desc())
+            )
+            for r in rows:
+                kept = found[r.incident_id]
+                if len(kept) < per_incident:
+                    text = {str(k): str(v) for k, v in (r.text or {}).items()}
+                    kept.append(
+                        CustomerUpdateRow(
+                            r.id, r.incident_id, r.published_at, MappingProxyType(text)
+                        )
+                    )
+    return {i: tuple(rows) for i, rows in found.items()}
