@@ -6,15 +6,16 @@ query parameter is a 400 with ``{"error": reason}``.
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from monitor.health import Health
 from monitor.store import queries
 from web import components as comp
-from web import guard, params
+from web import guard, params, status
 from web.i18n import iso
+from web.services import WebServices
+from web.status_snapshot import Rendered, conditional_response
 from web.views import (
-    component_members,
     current_services,
     incident_json,
     json_error,
@@ -98,12 +99,24 @@ def incidents() -> Response:
 
 @bp.get("/components")
 def components() -> Response:
-    svc = current_services()
+    """Served from a snapshot like the status page (``web.status_snapshot``); who may see it
+    is decided before (``_guard``), never by the snapshot."""
     params.reject_unknown(_args(), ())
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    rendered = status.snapshot(app, ("components",), lambda: _components_json(current_services()))
+    return conditional_response(rendered, "application/json", COMPONENTS_CACHE_CONTROL)
+
+
+COMPONENTS_CACHE_CONTROL = "private, max-age=5"
+"""Staff data: a browser may keep it a few seconds, a shared cache never."""
+
+
+def _components_json(svc: WebServices) -> Rendered:
     cfg = svc.config()
-    members, health = component_members(svc, cfg)
+    shown = status.shown_components(cfg)
+    members, health = status.component_health(svc, shown, cfg)
     items = []
-    for c in cfg.components:
+    for c in shown:
         ids = members[c.id]
         member_health = [health.get(i, Health.UNKNOWN) for i in ids]
         counts: dict[str, int] = {}
@@ -119,7 +132,7 @@ def components() -> Response:
                 "counts": counts,
             }
         )
-    return jsonify(items=items)
+    return Rendered.of(jsonify(items=items).get_data())  # the bytes jsonify would send
 
 
 @bp.post("/reload")
