@@ -114,10 +114,10 @@ COMPONENTS_CACHE_CONTROL = "private, max-age=5"
 def _components_json(svc: WebServices) -> Rendered:
     cfg = svc.config()
     shown = status.shown_components(cfg)
-    members, health = status.component_health(svc, shown, cfg)
+    health = status.component_health(svc, shown)
     items = []
-    for c in shown:
-        ids = members[c.id]
+    for c in shown.components:
+        ids = shown.members[c.id]
         member_health = [health.get(i, Health.UNKNOWN) for i in ids]
         counts: dict[str, int] = {}
         for h in member_health:
