@@ -149,7 +149,8 @@ install_test_peers() {
     for pair in sipp:sip-tester kamailio:kamailio snmpd:snmpd snmpget:snmp sshd:openssh-server \
                 influxd:influxdb victoria-metrics:victoria-metrics chromium:chromium \
                 chromedriver:chromium-driver dnsmasq:dnsmasq-base socat:socat \
-                ssh-keygen:openssh-client pg_ctlcluster:postgresql mariadbd:mariadb-server; do
+                ssh-keygen:openssh-client pg_ctlcluster:postgresql mariadbd:mariadb-server \
+                wrk:wrk; do  # wrk: bench/status_crowd.py
         bin="${pair%%:*}"; pkg="${pair#*:}"
         command -v "$bin" >/dev/null || [ -x "/usr/sbin/$bin" ] || missing+=("$pkg")
     done

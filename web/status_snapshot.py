@@ -106,7 +106,7 @@ class SnapshotCache(Generic[V]):
         self.clock = clock
         self.timing = timing or Timing()
         self.builds = 0
-        """How many times a view was built (tests and the benchmark read it)."""
+        """How many times a view was built (the tests read it)."""
         self._entries: dict[Hashable, _Entry[V]] = {}
         self._lock = threading.Lock()  # the one look-or-rebuild at a time, for all keys
 
