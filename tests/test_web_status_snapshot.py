@@ -19,7 +19,7 @@ from core.clock import ManualClock
 from monitor import incident_actions as actions
 from monitor.store.repository import StateRepository
 from tests.test_web_support import (
-    TOKEN,
+    STAFF,
     World,
     add_incident,
     add_targets,
@@ -258,7 +258,7 @@ def clock(world: World) -> ManualClock:
 def test_a_crowd_on_the_status_page_costs_one_build_and_then_no_query_at_all(
     world: World, clock: ManualClock
 ) -> None:
-    client = world.client()
+    client = world.anonymous()  # customers: no login, no token to look up
     first = client.get("/status?lang=en")
     seen = statements(world)
     for _ in range(200):
@@ -319,36 +319,42 @@ def test_a_config_reload_rebuilds_the_page_at_the_next_look(tmp_path) -> None:
 def test_nothing_of_the_request_that_triggered_a_build_reaches_the_shared_page(
     world: World, clock: ManualClock
 ) -> None:
-    client = world.client()
-    built = client.get(
-        "/status?lang=en&campaign=spring-sale-7731",
-        headers={"Referer": "https://evil.example/x-7731", "Cookie": "lang=en; x=cookie-7731"},
-    ).get_data(as_text=True)
+    # A staff member's request builds it: the header would name them (and a
+    # session's page carries its CSRF token); customers must get none of that.
+    built = (
+        world.client("viewer")
+        .get(
+            "/status?lang=en&campaign=spring-sale-7731",
+            headers={"Referer": "https://evil.example/x-7731", "Cookie": "lang=en; x=cookie-7731"},
+        )
+        .get_data(as_text=True)
+    )
     assert "7731" not in built
-    assert client.get("/status?lang=en").get_data(as_text=True) == built
+    assert STAFF["viewer"] not in built and "csrf" not in built.lower()
+    assert world.anonymous().get("/status?lang=en").get_data(as_text=True) == built
 
 
 def test_a_private_status_page_is_not_cacheable_by_shared_caches(tmp_path) -> None:
-    cfg = make_config(web={"token": TOKEN, "public_status": False})
-    w = make_world(tmp_path, config=cfg, listen_host="0.0.0.0")
-    ok = w.client().get("/status", headers={"Authorization": f"Bearer {TOKEN}"})
+    w = make_world(tmp_path, config=make_config(web={"public_status": False}))
+    ok = w.client("viewer").get("/status")
     assert ok.status_code == 200 and ok.headers["Cache-Control"] == "private, max-age=5"
-    assert w.client().get("/status").status_code == 404  # the snapshot exists: still refused
+    assert w.anonymous().get("/status").status_code == 404  # the snapshot exists: still refused
 
 
 def test_components_api_has_an_etag_and_its_snapshot_never_bypasses_the_access_check(
     tmp_path,
 ) -> None:
-    w = make_world(tmp_path, listen_host="0.0.0.0")
+    w = make_world(tmp_path)
     add_targets(w.db, standard_rows())
     install(w.app, SnapshotCache[Rendered](ManualClock(), TIMING))
-    auth = {"Authorization": f"Bearer {TOKEN}"}
-    client = w.client()
-    r = client.get("/api/v1/components", headers=auth)
+    viewer = w.client("viewer")
+    r = viewer.get("/api/v1/components")
     assert r.status_code == 200 and r.headers["Cache-Control"] == "private, max-age=5"
     assert {c["id"] for c in r.get_json()["items"]} == {"outbound", "crm"}
-    again = client.get("/api/v1/components", headers={**auth, "If-None-Match": r.headers["ETag"]})
+    again = viewer.get("/api/v1/components", headers={"If-None-Match": r.headers["ETag"]})
     assert again.status_code == 304
-    anonymous = client.get("/api/v1/components", headers={"If-None-Match": r.headers["ETag"]})
+    anonymous = w.anonymous().get(
+        "/api/v1/components", headers={"If-None-Match": r.headers["ETag"]}
+    )
     assert anonymous.status_code == 401 and "ETag" not in anonymous.headers
-    assert client.get("/api/v1/components?x=1", headers=auth).status_code == 400
+    assert viewer.get("/api/v1/components?x=1").status_code == 400
