@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -42,12 +42,15 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
+from monitor.staff import tokens, users
+from monitor.store.db import open_database
+from monitor.store.repository import StateRepository
 from tests.peers import free_port
 
 HERE = Path(__file__).resolve().parent.parent
@@ -157,20 +160,35 @@ class Appliance:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def get(self, path: str, timeout: float = 60) -> tuple[bytes, dict[str, str]]:
-        with urllib.request.urlopen(self.url + path, timeout=timeout) as resp:
+    def get(
+        self, path: str, timeout: float = 60, headers: dict[str, str] | None = None
+    ) -> tuple[bytes, dict[str, str]]:
+        request = urllib.request.Request(self.url + path, headers=headers or {})
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
             return resp.read(), dict(resp.headers)
 
+    def state_db(self) -> sqlite3.Connection:
+        return sqlite3.connect(f"file:{self.data / 'state.db'}?mode=ro", uri=True)
+
     def last_event_id(self) -> int:
-        with contextlib.closing(
-            sqlite3.connect(f"file:{self.data / 'state.db'}?mode=ro", uri=True)
-        ) as db:
+        with contextlib.closing(self.state_db()) as db:
             return int(db.execute("SELECT coalesce(max(id), 0) FROM event").fetchone()[0])
 
 
+def viewer_token(data: Path) -> str:
+    """A viewer and an API token in a new data directory's state DB (the API needs one)."""
+    data.mkdir(mode=0o700, parents=True)
+    db = open_database(None, data)
+    try:
+        repo = StateRepository(db)
+        users.add_user(repo, "cli", "bench", "viewer", secrets.token_urlsafe(24))
+        return tokens.create_token(repo, "cli", "bench", name="status_crowd")[1]
+    finally:
+        db.dispose()
+
+
 @contextlib.contextmanager
-def appliance(tree: Path, config: Path, workdir: Path) -> Iterator[Appliance]:
-    data = workdir / "data"
+def appliance(tree: Path, config: Path, workdir: Path, data: Path) -> Iterator[Appliance]:
     port = free_port()
     log = workdir / "dialwatch.log"
     env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONUNBUFFERED": "1"}
@@ -206,12 +224,15 @@ def wait_probed(app: Appliance, targets: int, limit: float = 240) -> float:
     """Seconds until every target has a health other than unknown (each probed at least once)."""
     started = time.monotonic()
     while time.monotonic() - started < limit:
-        body, _ = app.get("/api/v1/targets?per_page=1")
-        totals = json.loads(body)["totals"]
-        if sum(totals.values()) >= targets and totals.get("unknown", 0) == 0:
-            return time.monotonic() - started
+        with contextlib.suppress(sqlite3.Error):  # the appliance may still be migrating
+            with contextlib.closing(app.state_db()) as db:
+                known = db.execute(
+                    "SELECT count(*) FROM target_state WHERE health != 'unknown'"
+                ).fetchone()[0]
+            if known >= targets:
+                return time.monotonic() - started
         time.sleep(2)
-    raise RuntimeError(f"not every target was probed within {limit:.0f} s: {totals}")
+    raise RuntimeError(f"not every target was probed within {limit:.0f} s")
 
 
 # -- wrk -------------------------------------------------------------------------------
@@ -269,9 +290,9 @@ def settle(app: Appliance, limit: float = 120) -> None:
         time.sleep(0.2)
 
 
-def one_request(app: Appliance, path: str) -> float:
+def one_request(app: Appliance, path: str, headers: Sequence[str] = ()) -> float:
     started = time.perf_counter()
-    app.get(path)
+    app.get(path, headers=dict(h.split(": ", 1) for h in headers))
     return time.perf_counter() - started
 
 
@@ -281,15 +302,16 @@ def measure(
     workdir.mkdir(parents=True)
     config = workdir / "dialwatch.yaml"
     write_config(config, args.targets, peer, flappy)
-    headers = [f"Authorization: Bearer {args.token}"] if args.token else []
+    data = workdir / "data"
+    headers = [f"Authorization: Bearer {viewer_token(data)}"]
     runs: list[Run] = []
-    with appliance(tree, config, workdir) as app:
+    with appliance(tree, config, workdir, data) as app:
         probed = wait_probed(app, args.targets + FLAPPY)
         single = {
             "probed_after_s": probed,
             "status_first_s": one_request(app, "/status"),
             "status_second_s": one_request(app, "/status"),
-            "components_first_s": one_request(app, "/api/v1/components"),
+            "components_first_s": one_request(app, "/api/v1/components", headers),
         }
         print(f"[{design}] every target probed after {probed:.0f} s; one /status "
               f"{single['status_first_s']:.3f} s, then {single['status_second_s']:.3f} s; "
@@ -318,7 +340,6 @@ def main() -> int:
     parser.add_argument(
         "--before", type=Path, help="a checkout of the previous design to compare with"
     )
-    parser.add_argument("--token", help="API token for /api/v1/components (once the API needs one)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print(
