@@ -66,7 +66,6 @@ MAX_SILENCE = 30 * 86400.0
 """The longest silence: beyond a month, change the config instead."""
 
 
-
 class Conflict(ValueError):
     """The action does not fit the current state (resolved already, acknowledged already,
     over already): the input was fine, the moment was not (an HTTP 409)."""
@@ -378,16 +377,25 @@ def silence(
     actor: str,
     *,
     target_id: str | None = None,
+    component_id: str | None = None,
     incident_id: int | None = None,
     duration: float,
     reason: str = "",
     at: float | None = None,
 ) -> Event:
-    """Hold back notifications about one target or one open incident for ``duration`` seconds."""
+    """Hold back notifications about one target, one component or one open incident for
+    ``duration`` seconds.
+
+    A component is named by its config id; the caller (which has the config)
+    checks that it exists. Its silence is stored by id, so it covers whatever
+    targets the component has when a notification is weighed.
+    """
     check_actor(actor)
     at = _now(at)
-    if (target_id is None) == (incident_id is None):
-        raise ValueError("silence either a target_id or an incident_id")
+    if sum(x is not None for x in (target_id, component_id, incident_id)) != 1:
+        raise ValueError("silence exactly one of a target_id, a component_id or an incident_id")
+    if component_id is not None:
+        component_id = _text(component_id, "component_id", 64)
     if (
         not isinstance(duration, int | float)
         or isinstance(duration, bool)
@@ -399,16 +407,17 @@ def silence(
         )
     reason = _text(reason, "reason", empty=True)
     with repo.transaction() as conn:
+        timeline: int | None = None
         if incident_id is not None:
             _open_incident(conn, incident_id, "silence")
             timeline = incident_id
-        else:
-            assert target_id is not None
+        elif target_id is not None:
             _require_targets(conn, [target_id])
             timeline = _open_incident_of(conn, target_id)
         until = at + float(duration)
         silence_id = repo.add_silence(
             target_id=target_id,
+            component_id=component_id,
             incident_id=incident_id,
             starts_at=at,
             ends_at=until,
@@ -421,6 +430,14 @@ def silence(
                 f": {reason}" if reason else ""
             )
             repo.add_incident_event(timeline, "silenced", at, target_id, line)
+        payload: dict[str, Any] = {
+            "state": "active",
+            "silence_id": silence_id,
+            "until": until,
+            "reason": reason,
+        }
+        if component_id is not None:
+            payload["component_id"] = component_id
         return record(
             repo,
             NewEvent(
@@ -429,12 +446,7 @@ def silence(
                 actor,
                 target_id=target_id,
                 incident_id=incident_id,
-                payload={
-                    "state": "active",
-                    "silence_id": silence_id,
-                    "until": until,
-                    "reason": reason,
-                },
+                payload=payload,
             ),
         )
 
@@ -459,6 +471,9 @@ def lift_silence(
             repo.add_incident_event(
                 timeline, "silenced", at, row.target_id, f"{actor} lifted silence {silence_id}"
             )
+        payload: dict[str, Any] = {"state": "lifted", "silence_id": silence_id}
+        if row.component_id is not None:
+            payload["component_id"] = row.component_id
         return record(
             repo,
             NewEvent(
@@ -467,7 +482,7 @@ def lift_silence(
                 actor,
                 target_id=row.target_id,
                 incident_id=row.incident_id,
-                payload={"state": "lifted", "silence_id": silence_id},
+                payload=payload,
             ),
         )
 

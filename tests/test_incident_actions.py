@@ -225,6 +225,27 @@ def test_a_silence_and_its_lifting_are_events_and_timeline_lines(
         actions.lift_silence(repo, ALICE, of_target.payload["silence_id"], at=NOW + 6)
 
 
+def test_a_component_is_silenced_by_its_id_and_lifted(db: Engine, repo: StateRepository) -> None:
+    started = actions.silence(
+        repo, ALICE, component_id="outbound", duration=1800, reason="carrier work", at=NOW
+    )
+    assert (started.target_id, started.incident_id) == (None, None)
+    assert dict(started.payload) == {
+        "state": "active",
+        "silence_id": started.payload["silence_id"],
+        "until": NOW + 1800,
+        "reason": "carrier work",
+        "component_id": "outbound",
+    }
+    lifted = actions.lift_silence(repo, "user:bob", started.payload["silence_id"], at=NOW + 5)
+    assert lifted.payload["component_id"] == "outbound"
+    with db.connect() as conn:
+        rows = conn.execute(
+            select(Silence.target_id, Silence.component_id, Silence.incident_id, Silence.lifted_by)
+        ).all()
+    assert [tuple(r) for r in rows] == [(None, "outbound", None, "user:bob")]
+
+
 def test_maintenance_by_hand_starts_and_ends_a_window(db: Engine, repo: StateRepository) -> None:
     started = actions.start_maintenance(
         repo, ALICE, "pbx", until=NOW + 7200, reason="PBX upgrade", at=NOW
@@ -383,8 +404,20 @@ BAD: list[Any] = [
     pytest.param(
         lambda r, i: actions.silence(r, ALICE, duration=60),
         ValueError,
-        "silence either a target_id or an incident_id",
+        "silence exactly one of a target_id, a component_id or an incident_id",
         id="silence-nothing",
+    ),
+    pytest.param(
+        lambda r, i: actions.silence(r, ALICE, target_id="pbx", component_id="x", duration=60),
+        ValueError,
+        "silence exactly one of",
+        id="silence-two-things",
+    ),
+    pytest.param(
+        lambda r, i: actions.silence(r, ALICE, component_id="  ", duration=60),
+        ValueError,
+        "component_id must not be empty",
+        id="silence-empty-component",
     ),
     pytest.param(
         lambda r, i: actions.silence(r, ALICE, target_id="pbx", duration=0),

@@ -51,6 +51,8 @@ from monitor.store.models import (
     Incident,
     IncidentEvent,
     IncidentTarget,
+    ManualMaintenance,
+    Silence,
     TargetState,
     Transition,
 )
@@ -73,6 +75,8 @@ _EVENT: Table = IncidentEvent.__table__  # type: ignore[assignment]
 _AUDIT: Table = AuditEntry.__table__  # type: ignore[assignment]
 _UPDATE: Table = CustomerUpdate.__table__  # type: ignore[assignment]
 _OUTBOX: Table = EventRecord.__table__  # type: ignore[assignment]
+_SILENCE: Table = Silence.__table__  # type: ignore[assignment]
+_WINDOW: Table = ManualMaintenance.__table__  # type: ignore[assignment]
 
 Role = Literal["root", "affected"]
 
@@ -817,3 +821,134 @@ def customer_updates(
                         )
                     )
     return {i: tuple(rows) for i, rows in found.items()}
+
+
+# -- silences and maintenance windows started by hand --------------------------------
+@dataclass(frozen=True, slots=True)
+class SilenceRow:
+    """Notifications held back for one target, component or incident until ``ends_at``."""
+
+    id: int
+    target_id: str | None
+    component_id: str | None
+    incident_id: int | None
+    starts_at: float
+    ends_at: float
+    created_by: str
+    reason: str
+    lifted_at: float | None
+    lifted_by: str | None
+
+    def active(self, now: float) -> bool:
+        return self.lifted_at is None and self.starts_at <= now < self.ends_at
+
+
+@dataclass(frozen=True, slots=True)
+class SilencePage:
+    items: tuple[SilenceRow, ...]
+    total: int
+    page: Page
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceRow:
+    """A maintenance window started by hand; ``ends_at`` None: until someone ends it."""
+
+    id: int
+    target_id: str
+    starts_at: float
+    ends_at: float | None
+    created_by: str
+    reason: str
+    ended_at: float | None
+    ended_by: str | None
+
+    def active(self, now: float) -> bool:
+        return (
+            self.ended_at is None
+            and self.starts_at <= now
+            and (self.ends_at is None or now < self.ends_at)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenancePage:
+    items: tuple[MaintenanceRow, ...]
+    total: int
+    page: Page
+
+
+def active_silences(db: StateDB, now: float, page: Page = FIRST_PAGE) -> SilencePage:
+    """Silences in force at ``now`` (begun, not run out, not lifted), soonest end first."""
+    s = _SILENCE
+    where = (s.c.lifted_at.is_(None), s.c.starts_at <= now, s.c.ends_at > now)
+    with _connected(db) as conn:
+        total = conn.execute(select(func.count()).select_from(s).where(*where)).scalar_one()
+        rows = conn.execute(
+            select(s)
+            .where(*where)
+            .order_by(s.c.ends_at, s.c.id)
+            .offset(page.offset)
+            .limit(page.per_page)
+        ).all()
+    return SilencePage(tuple(_silence_row(r) for r in rows), int(total), page)
+
+
+def silence(db: StateDB, silence_id: int) -> SilenceRow | None:
+    with _connected(db) as conn:
+        row = conn.execute(select(_SILENCE).where(_SILENCE.c.id == silence_id)).first()
+    return _silence_row(row) if row is not None else None
+
+
+def _silence_row(r: Any) -> SilenceRow:
+    return SilenceRow(
+        id=r.id,
+        target_id=r.target_id,
+        component_id=r.component_id,
+        incident_id=r.incident_id,
+        starts_at=r.starts_at,
+        ends_at=r.ends_at,
+        created_by=r.created_by,
+        reason=r.reason or "",
+        lifted_at=r.lifted_at,
+        lifted_by=r.lifted_by,
+    )
+
+
+def active_maintenance(db: StateDB, now: float, page: Page = FIRST_PAGE) -> MaintenancePage:
+    """Windows started by hand that are open at ``now``, oldest first."""
+    w = _WINDOW
+    where = (
+        w.c.ended_at.is_(None),
+        w.c.starts_at <= now,
+        w.c.ends_at.is_(None) | (w.c.ends_at > now),
+    )
+    with _connected(db) as conn:
+        total = conn.execute(select(func.count()).select_from(w).where(*where)).scalar_one()
+        rows = conn.execute(
+            select(w)
+            .where(*where)
+            .order_by(w.c.starts_at, w.c.id)
+            .offset(page.offset)
+            .limit(page.per_page)
+        ).all()
+    return MaintenancePage(tuple(_window_row(r) for r in rows), int(total), page)
+
+
+def maintenance_window(db: StateDB, window_id: int) -> MaintenanceRow | None:
+    with _connected(db) as conn:
+        row = conn.execute(select(_WINDOW).where(_WINDOW.c.id == window_id)).first()
+    return _window_row(row) if row is not None else None
+
+
+def _window_row(r: Any) -> MaintenanceRow:
+    return MaintenanceRow(
+        id=r.id,
+        target_id=r.target_id,
+        starts_at=r.starts_at,
+        ends_at=r.ends_at,
+        created_by=r.created_by,
+        reason=r.reason or "",
+        ended_at=r.ended_at,
+        ended_by=r.ended_by,
+    )

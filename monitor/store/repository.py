@@ -693,14 +693,17 @@ class StateRepository:
         ends_at: float,
         by: str,
         reason: str = "",
+        component_id: str | None = None,
     ) -> int:
-        """Hold back notifications about a target or an incident until ``ends_at``; returns its id."""
-        if (target_id is None) == (incident_id is None):
-            raise ValueError("a silence is of one target or of one incident")
+        """Hold back notifications about a target, a component or an incident until
+        ``ends_at``; returns its id."""
+        if sum(x is not None for x in (target_id, component_id, incident_id)) != 1:
+            raise ValueError("a silence is of one target, one component or one incident")
         with self._writing() as conn:
             result = conn.execute(
                 _SILENCE.insert().values(
                     target_id=target_id,
+                    component_id=component_id,
                     incident_id=incident_id,
                     starts_at=starts_at,
                     ends_at=ends_at,
