@@ -116,7 +116,11 @@ def _handle_http_error(exc: HTTPException) -> tuple[Response | str, int]:
             message = f"method {request.method} is not allowed on {request.path}"
         else:
             message = exc.description or exc.name
-        return jsonify(error=message), code
+        response = jsonify(error=message)
+        if code == 405:  # RFC 9110: a 405 lists the methods the route takes
+            response.headers.update(dict(exc.get_headers()))
+            response.headers["Content-Type"] = "application/json"
+        return response, code
     messages = {
         404: _("This page does not exist."),
         405: _("This method is not allowed here."),

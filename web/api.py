@@ -57,7 +57,7 @@ def targets() -> Response:
 def target(target_id: str) -> tuple[Response, int] | Response:
     svc = current_services()
     params.reject_unknown(_args(), ())
-    row = queries.target(svc.db, target_id)
+    row = queries.target(svc.db, target_id) if params.is_target_id(target_id) else None
     if row is None:
         return json_error(f"no target with id {target_id!r} in the state DB", 404)
     cfg = svc.config()

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 
+from pydantic import TypeAdapter, ValidationError
+from werkzeug.routing import BaseConverter
+
+from core.config import TargetId
 from monitor.health import HEALTH_ORDER, Health
 from monitor.store.models import INCIDENT_STATES
 from monitor.store.queries import MAX_PER_PAGE, Page, TargetFilter
@@ -17,6 +21,8 @@ Args = Mapping[str, Sequence[str]]
 """Parameter name → every value given (``werkzeug.MultiDict.to_dict(flat=False)``)."""
 
 MAX_TEXT = 200
+MAX_DIGITS = 18
+"""Digits a whole-number parameter may have: below 2**63, so no database overflows."""
 
 
 class ParamError(ValueError):
@@ -58,7 +64,9 @@ def integer(args: Args, name: str, default: int, low: int, high: int) -> int:
     if raw is None:
         return default
     raw = raw.strip()
-    if not raw.isdigit():
+    # str.isdigit() is True for "²" and "١" too, which int() refuses or reads as a digit:
+    # a number in a URL is ASCII digits, and at most a handful of them.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > MAX_DIGITS:
         raise ParamError(f"{name}: must be a whole number from {low} to {high}, got {raw!r}")
     value = int(raw)
     if not low <= value <= high:
@@ -70,6 +78,9 @@ def text(args: Args, name: str, max_len: int = MAX_TEXT) -> str:
     raw = (single(args, name) or "").strip()
     if len(raw) > max_len:
         raise ParamError(f"{name}: at most {max_len} characters, got {len(raw)}")
+    # PostgreSQL refuses a NUL in text outright; no search needs any control character.
+    if any(ord(c) < 32 or ord(c) == 127 for c in raw):
+        raise ParamError(f"{name}: must not contain control characters")
     return raw
 
 
@@ -104,3 +115,36 @@ def incident_query(args: Args) -> tuple[tuple[str, ...], Page]:
     """``?state=open|resolved&page=&per_page=`` → states (empty = all) and a page."""
     reject_unknown(args, ("state", "page", "per_page"))
     return choices(args, "state", INCIDENT_STATES), page(args)
+
+
+_TARGET_ID: TypeAdapter[str] = TypeAdapter(TargetId)
+
+
+def is_target_id(value: str) -> bool:
+    """Whether ``value`` could be a target id at all (the config's rule for ids).
+
+    A path segment that cannot be one is answered "no such target" without
+    asking the state DB: PostgreSQL refuses a NUL in a query outright (a 500).
+    """
+    try:
+        _TARGET_ID.validate_python(value)
+    except ValidationError:
+        return False
+    return True
+
+
+class IdConverter(BaseConverter):
+    """``<id:name>`` in a route: 1 to 18 ASCII digits, as an int.
+
+    Werkzeug's ``int`` converter matches any Unicode digit (``/incidents/١``) and
+    any number of them (an id past 2**63 overflows SQLite: a 500); this one
+    does not match either, so such a URL is a plain 404.
+    """
+
+    regex = f"[0-9]{{1,{MAX_DIGITS}}}"
+
+    def to_python(self, value: str) -> int:
+        return int(value)
+
+    def to_url(self, value: object) -> str:
+        return str(int(value))  # type: ignore[call-overload]
