@@ -147,7 +147,7 @@ def _lang_switch() -> list[tuple[str, str, bool, str]]:
 
 def create_app(services: WebServices) -> Flask:
     """Build the web app around the engine's services (see ``WebServices``)."""
-    from web import account, api, dashboard, login, status
+    from web import account, api, api_incidents, dashboard, login, openapi, status
 
     app = Flask(__name__)
     app.extensions["dialwatch"] = services
@@ -202,6 +202,8 @@ def create_app(services: WebServices) -> Flask:
     app.register_blueprint(account.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(api_incidents.bp)
+    app.register_blueprint(openapi.bp)
     app.before_request(guard.guard_request)
     app.register_error_handler(HTTPException, _handle_http_error)
     app.after_request(_remember_language)

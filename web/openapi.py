@@ -1,0 +1,471 @@
+"""The OpenAPI 3.1 document of the API, at ``GET /api/v1/openapi.json`` (staff only).
+
+Built from the app's own url_map, so it lists the routes that exist, with a
+small table (``DOCS``) saying what each one is for: its query parameters,
+its success answer and which refusals it can give. Request bodies are the
+JSON schemas of the pydantic models the routes parse (``web.bodies``), so
+the document cannot drift from what the API accepts. A route with no entry
+in the table is left out of the document, and ``tests/test_web_openapi.py``
+fails on it: a new route needs its line here.
+
+schemathesis runs against this document in the tests (see docs/api.md).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+
+from monitor.health import HEALTH_ORDER
+from monitor.store.models import INCIDENT_STATES
+from monitor.store.queries import MAX_PER_PAGE
+from probes import PROBES
+from web import api_incidents, params
+from web.bodies import MAX_ID, Body
+from web.views import current_services, json_error
+
+bp = Blueprint("api_docs", __name__, url_prefix="/api/v1")
+
+OPENAPI_VERSION = "3.1.0"
+JSON = "application/json"
+
+# -- schemas of what the API answers ---------------------------------------------------
+_TIME = {"type": "string", "format": "date-time", "description": "ISO 8601, UTC"}
+_TIME_OR_NULL = {"anyOf": [_TIME, {"type": "null"}]}
+_TEXT_OR_NULL = {"anyOf": [{"type": "string"}, {"type": "null"}]}
+_INT_OR_NULL = {"anyOf": [{"type": "integer"}, {"type": "null"}]}
+
+
+def _object(required: Mapping[str, Any], description: str = "") -> dict[str, Any]:
+    # Extra properties allowed: a client must take a field it does not know yet.
+    out: dict[str, Any] = {
+        "type": "object",
+        "required": list(required),
+        "properties": dict(required),
+    }
+    if description:
+        out["description"] = description
+    return out
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _page_of(item: str) -> dict[str, Any]:
+    return _object(
+        {
+            "items": {"type": "array", "items": _ref(item)},
+            "page": {"type": "integer"},
+            "per_page": {"type": "integer"},
+            "total": {"type": "integer", "description": "how many match (all pages)"},
+        }
+    )
+
+
+RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
+    "Error": _object(
+        {"error": {"type": "string", "description": "the reason, naming the field at fault"}},
+        "Every refusal: a 4xx (or 501) with the reason.",
+    ),
+    "Incident": _object(
+        {
+            "id": {"type": "integer"},
+            "state": {"enum": list(INCIDENT_STATES)},
+            "title": {"type": "string"},
+            "severity": {"enum": ["down", "degraded"]},
+            "targets": {"type": "array", "items": {"type": "string"}},
+            "root_target": {"type": "string"},
+            "opened_at": _TIME,
+            "resolved_at": _TIME_OR_NULL,
+            "cause": _TEXT_OR_NULL,
+            "eta": _TIME_OR_NULL,
+            "summary": {"type": "object", "additionalProperties": {"type": "string"}},
+            "acknowledged_at": _TIME_OR_NULL,
+            "acknowledged_by": _TEXT_OR_NULL,
+        }
+    ),
+    "IncidentPage": _page_of("Incident"),
+    "Note": _object(
+        {
+            "note": _object({"at": _TIME, "by": {"type": "string"}, "text": {"type": "string"}}),
+            "incident": _ref("Incident"),
+        }
+    ),
+    "PublishedUpdate": _object(
+        {
+            "customer_update": _object(
+                {
+                    "id": {"type": "integer"},
+                    "published_at": _TIME,
+                    "published_by": {"type": "string"},
+                    "text": {"type": "object", "additionalProperties": {"type": "string"}},
+                }
+            ),
+            "incident": _ref("Incident"),
+        }
+    ),
+    "Silence": _object(
+        {
+            "id": {"type": "integer"},
+            "target_id": _TEXT_OR_NULL,
+            "component_id": _TEXT_OR_NULL,
+            "incident_id": _INT_OR_NULL,
+            "starts_at": _TIME,
+            "ends_at": _TIME,
+            "created_by": {"type": "string"},
+            "reason": {"type": "string"},
+            "lifted_at": _TIME_OR_NULL,
+            "lifted_by": _TEXT_OR_NULL,
+            "active": {"type": "boolean"},
+        }
+    ),
+    "SilencePage": _page_of("Silence"),
+    "MaintenanceWindow": _object(
+        {
+            "id": {"type": "integer"},
+            "target_id": {"type": "string"},
+            "starts_at": _TIME,
+            "ends_at": _TIME_OR_NULL,
+            "created_by": {"type": "string"},
+            "reason": {"type": "string"},
+            "ended_at": _TIME_OR_NULL,
+            "ended_by": _TEXT_OR_NULL,
+            "active": {"type": "boolean"},
+        }
+    ),
+    "MaintenancePage": _page_of("MaintenanceWindow"),
+    "MaintenanceWindows": _object({"items": {"type": "array", "items": _ref("MaintenanceWindow")}}),
+    "Target": _object(
+        {
+            "id": {"type": "string"},
+            "kind": {"type": "string"},
+            "name": {"type": "string"},
+            "health": {"enum": list(h.value for h in HEALTH_ORDER)},
+            "since": _TIME,
+            "flapping": {"type": "boolean"},
+            "affected_by": _TEXT_OR_NULL,
+            "last_observation": {"anyOf": [{"type": "object"}, {"type": "null"}]},
+        }
+    ),
+    "TargetPage": _object(
+        {
+            "items": {"type": "array", "items": _ref("Target")},
+            "page": {"type": "integer"},
+            "per_page": {"type": "integer"},
+            "total": {"type": "integer"},
+            "totals": {"type": "object", "additionalProperties": {"type": "integer"}},
+        }
+    ),
+    "TargetDetail": {
+        "allOf": [
+            _ref("Target"),
+            _object(
+                {
+                    "configured": {"type": "boolean"},
+                    "transitions": {"type": "array", "items": {"type": "object"}},
+                    "incidents": {"type": "array", "items": _ref("Incident")},
+                }
+            ),
+        ]
+    },
+    "Components": _object(
+        {
+            "items": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "id": {"type": "string"},
+                        "name": {"type": "object"},
+                        "description": {"type": "object"},
+                        "state": {"type": "string"},
+                        "targets": {"type": "array", "items": {"type": "string"}},
+                        "counts": {"type": "object"},
+                    }
+                ),
+            }
+        }
+    ),
+    "Status": _object({"status": {"type": "string"}}),
+    "OpenAPI": _object({"openapi": {"type": "string"}, "paths": {"type": "object"}}),
+}
+
+
+# -- what each route is -----------------------------------------------------------------
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def _list(values: list[str], description: str, name: str) -> dict[str, Any]:
+    # Repeat the parameter (?health=down&health=up) or separate values by commas.
+    param = _query(name, {"type": "array", "items": {"enum": values}}, description)
+    param.update(style="form", explode=True)
+    return param
+
+
+_PAGE = [
+    _query(
+        "page",
+        {"type": "integer", "minimum": 1, "maximum": 1_000_000, "default": 1},
+        "page, from 1",
+    ),
+    _query(
+        "per_page",
+        {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE, "default": 100},
+        f"rows per page (at most {MAX_PER_PAGE})",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Doc:
+    """One route's line in the document."""
+
+    summary: str
+    answer: str
+    """The schema name of the success answer."""
+    status: int = 200
+    tag: str = "incidents"
+    query: tuple[dict[str, Any], ...] = ()
+    refusals: tuple[int, ...] = ()
+    """Refusals beside those every staff route can give (400, 401, 403)."""
+    public: bool = False
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_ACTION = (404, 409, 413, 415)
+DOCS: dict[str, Doc] = {
+    "status.healthz": Doc("Is the web app up (public)", "Status", tag="meta", public=True),
+    "api_docs.document": Doc("This document", "OpenAPI", tag="meta"),
+    "api.targets": Doc(
+        "Targets with their health and last observation, filtered and paged",
+        "TargetPage",
+        tag="targets",
+        query=(
+            _list([h.value for h in HEALTH_ORDER], "only these healths", "health"),
+            _list(sorted(PROBES), "only these probe kinds", "kind"),
+            _query("q", {"type": "string", "maxLength": 200}, "text in the id or name"),
+            *_PAGE,
+        ),
+    ),
+    "api.target": Doc(
+        "One target: config facts, last 50 transitions, latest incidents",
+        "TargetDetail",
+        tag="targets",
+        refusals=(404,),
+    ),
+    "api.incidents": Doc(
+        "Incidents, open first, then newest first",
+        "IncidentPage",
+        query=(_list(list(INCIDENT_STATES), "only these states", "state"), *_PAGE),
+    ),
+    "api.components": Doc(
+        "Status page components and their members' health", "Components", tag="components"
+    ),
+    "api.reload": Doc(
+        "Reload the config (admins)",
+        "Status",
+        tag="meta",
+        refusals=(422, 501),
+        description="422 with `errors` when the new config has errors (the running one stays).",
+    ),
+    "api_incidents.acknowledge": Doc(
+        "Acknowledge an open incident",
+        "Incident",
+        refusals=_ACTION,
+        description="409 when acknowledged already, naming who acknowledged it first "
+        "(`acknowledged_by`, `acknowledged_at`).",
+    ),
+    "api_incidents.add_note": Doc(
+        "Add an internal note (never shown to customers)", "Note", 201, refusals=_ACTION
+    ),
+    "api_incidents.publish_update": Doc(
+        "Publish a customer update (shown on the status page, per language)",
+        "PublishedUpdate",
+        201,
+        refusals=_ACTION,
+    ),
+    "api_incidents.resolve": Doc("Resolve an open incident by hand", "Incident", refusals=_ACTION),
+    "api_incidents.edit": Doc(
+        "Set cause, ETA, customer summary or severity",
+        "Incident",
+        refusals=_ACTION,
+        description="Only the fields given change; null clears cause, eta or summary. "
+        "An ETA in the past is a 400 with the reason.",
+    ),
+    "api_incidents.declare": Doc(
+        "Declare an incident by hand for targets and/or components",
+        "Incident",
+        201,
+        refusals=_ACTION,
+        description="Components expand to their member targets; a target already in an "
+        "open incident is a 409.",
+    ),
+    "api_incidents.silences": Doc(
+        "Silences in force now, soonest end first",
+        "SilencePage",
+        tag="silences",
+        query=tuple(_PAGE),
+    ),
+    "api_incidents.add_silence": Doc(
+        "Silence notifications about a target, a component or an open incident",
+        "Silence",
+        201,
+        tag="silences",
+        refusals=_ACTION,
+    ),
+    "api_incidents.lift_silence": Doc(
+        "Lift a silence before its end", "Silence", tag="silences", refusals=_ACTION
+    ),
+    "api_incidents.maintenance": Doc(
+        "Maintenance windows started by hand that are open now",
+        "MaintenancePage",
+        tag="maintenance",
+        query=tuple(_PAGE),
+        description="Windows from the config (`maintenance:` of a target) are not listed.",
+    ),
+    "api_incidents.start_maintenance": Doc(
+        "Start maintenance now for a target or every target of a component",
+        "MaintenanceWindows",
+        201,
+        tag="maintenance",
+        refusals=_ACTION,
+        description="A component starts one window per member target, all or none.",
+    ),
+    "api_incidents.end_maintenance": Doc(
+        "End a maintenance window started by hand",
+        "MaintenanceWindow",
+        tag="maintenance",
+        refusals=_ACTION,
+    ),
+}
+"""Every documented route by endpoint."""
+
+_REASONS = {
+    200: "done",
+    201: "created",
+    400: "bad input: the reason names the parameter or field",
+    401: "no (valid) session or API token",
+    403: "a role too low (the reason names the role needed), a cross-site request, or a "
+    "second factor still to set up",
+    404: "no such incident, silence, window, target or component",
+    409: "does not fit the current state (resolved already, acknowledged already, over already)",
+    413: "the body is too large",
+    415: "the body is not application/json",
+    422: "the new config has errors",
+    501: "not available in this process",
+}
+_RULE_ARG = re.compile(r"<(?:(?P<conv>[a-z]+)(?:\([^)]*\))?:)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)>")
+
+
+def _path_of(rule: str) -> tuple[str, list[dict[str, Any]]]:
+    """``/incidents/<id:incident_id>`` → ``/incidents/{incident_id}`` and its parameters."""
+    parameters = []
+    for m in _RULE_ARG.finditer(rule):
+        if m.group("conv") == "id":
+            schema: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+        else:
+            schema = {"type": "string", "minLength": 1}
+        parameters.append(
+            {"name": m.group("name"), "in": "path", "required": True, "schema": schema}
+        )
+    return _RULE_ARG.sub(lambda m: "{" + m.group("name") + "}", rule), parameters
+
+
+def _body_schema(model: type[Body], schemas: dict[str, Any]) -> dict[str, Any]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(schema.pop("$defs", {}))
+    schemas[model.__name__] = schema
+    return _ref(model.__name__)
+
+
+def _operation(endpoint: str, method: str, doc: Doc, schemas: dict[str, Any]) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "operationId": endpoint.replace(".", "_") + ("" if method == "get" else f"_{method}"),
+        "summary": doc.summary,
+        "tags": [doc.tag],
+        "responses": {
+            str(doc.status): {
+                "description": _REASONS[doc.status],
+                "content": {JSON: {"schema": _ref(doc.answer)}},
+            }
+        },
+    }
+    if doc.description:
+        op["description"] = doc.description
+    if doc.query:
+        op["parameters"] = list(doc.query)
+    model = api_incidents.ROUTE_BODIES.get(endpoint)
+    if model is not None:
+        op["requestBody"] = {
+            "required": endpoint not in api_incidents.OPTIONAL_BODY,
+            "content": {JSON: {"schema": _body_schema(model, schemas)}},
+        }
+    refusals = () if doc.public else (400, 401, 403)
+    for code in sorted({*refusals, *doc.refusals}):
+        op["responses"][str(code)] = {"$ref": f"#/components/responses/Refused{code}"}
+    if doc.public:
+        op["security"] = []
+    return op
+
+
+def document(app: Flask, version: str) -> dict[str, Any]:
+    """The OpenAPI document of every documented API route of ``app``."""
+    schemas: dict[str, Any] = {name: dict(s) for name, s in RESPONSE_SCHEMAS.items()}
+    paths: dict[str, dict[str, Any]] = {}
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        doc = DOCS.get(rule.endpoint)
+        if doc is None or not (rule.rule.startswith("/api/") or rule.rule == "/healthz"):
+            continue
+        path, parameters = _path_of(rule.rule)
+        item = paths.setdefault(path, {})
+        if parameters:
+            item["parameters"] = parameters
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            item[method.lower()] = _operation(rule.endpoint, method.lower(), doc, schemas)
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "Dialwatch API",
+            "version": version,
+            "description": "The appliance's JSON API. Every route but /healthz needs an API "
+            "token (`Authorization: Bearer …`, made with `dialwatch token create`) or a login "
+            "session; changes need the operator role (reload: admin). See docs/api.md.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "responses": {
+                f"Refused{code}": {
+                    "description": reason,
+                    "content": {JSON: {"schema": _ref("Error")}},
+                }
+                for code, reason in _REASONS.items()
+                if code >= 400
+            },
+            "securitySchemes": {
+                "token": {"type": "http", "scheme": "bearer", "description": "an API token"}
+            },
+        },
+        "security": [{"token": []}],
+    }
+
+
+@bp.get("/openapi.json", endpoint="document")
+def document_route() -> tuple[Response, int] | Response:
+    try:
+        params.reject_unknown(request.args.to_dict(flat=False), ())
+    except params.ParamError as exc:
+        return json_error(str(exc), 400)
+    return jsonify(document(current_app, current_services().version))  # type: ignore[arg-type]
