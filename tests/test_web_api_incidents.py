@@ -217,6 +217,8 @@ def test_an_internal_note_never_reaches_anything_customers_see(
     ]
     for text in seen:
         assert "ticket 4471" not in text
+    # the status page was built after both: it shows the update, in each language
+    assert "Failing over." in seen[0] and "切换中" in seen[1]
     assert [u.text for u in rows_of(world, CustomerUpdate)] == [
         {"en": "Failing over.", "zh-CN": "切换中"}
     ]
