@@ -145,6 +145,10 @@ def test_no_generated_input_makes_the_api_fail(
     )
     report = run.stdout + run.stderr
     assert run.returncode == 0, report[-20000:]
-    # It ran: every operation of the document, and a fair number of cases each.
-    assert "18 selected / 18 total" in report, report[-3000:]
+    # It ran, over every operation of the document.
+    paths = world.client("viewer").get("/api/v1/openapi.json").get_json()["paths"]
+    operations = sum(len([m for m in item if m != "parameters"]) for item in paths.values())
+    tested = operations - 1  # schemathesis leaves out the route of the document it reads
+    assert tested >= 17
+    assert f"{tested} selected / {tested} total" in report, report[-3000:]
     assert "passed" in report and "Test cases:" in report, report[-3000:]
