@@ -211,7 +211,8 @@ def _time_per_health(spans: tuple[queries.HealthSpan, ...]) -> list[tuple[str, s
 def target_page(target_id: str) -> str | Response:
     svc = current_services()
     cfg = svc.config()
-    row = queries.target(svc.db, target_id)
+    # A segment that cannot be an id (a NUL: PostgreSQL refuses it, a 500) is no target.
+    row = queries.target(svc.db, target_id) if params.is_target_id(target_id) else None
     if row is None:
         abort(404)
     end = time.time()
