@@ -31,7 +31,6 @@ import argparse
 import contextlib
 import os
 import re
-import secrets
 import shutil
 import signal
 import socket
@@ -48,9 +47,6 @@ from pathlib import Path
 
 import psutil
 
-from monitor.staff import tokens, users
-from monitor.store.db import open_database
-from monitor.store.repository import StateRepository
 from tests.peers import free_port
 
 HERE = Path(__file__).resolve().parent.parent
@@ -175,16 +171,34 @@ class Appliance:
             return int(db.execute("SELECT coalesce(max(id), 0) FROM event").fetchone()[0])
 
 
-def viewer_token(data: Path) -> str:
-    """A viewer and an API token in a new data directory's state DB (the API needs one)."""
+_MAKE_TOKEN = """
+import secrets, sys
+from pathlib import Path
+from monitor.staff import tokens, users
+from monitor.store.db import open_database
+from monitor.store.repository import StateRepository
+db = open_database(None, Path(sys.argv[1]))
+repo = StateRepository(db)
+users.add_user(repo, "cli", "bench", "viewer", secrets.token_urlsafe(24))
+print(tokens.create_token(repo, "cli", "bench", name="status_crowd")[1])
+db.dispose()
+"""
+
+
+def viewer_token(tree: Path, data: Path) -> str:
+    """A viewer and an API token in a new data directory's state DB (the API needs one),
+    made by the measured tree's own code, so its schema is the one that tree knows."""
     data.mkdir(mode=0o700, parents=True)
-    db = open_database(None, data)
-    try:
-        repo = StateRepository(db)
-        users.add_user(repo, "cli", "bench", "viewer", secrets.token_urlsafe(24))
-        return tokens.create_token(repo, "cli", "bench", name="status_crowd")[1]
-    finally:
-        db.dispose()
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    made = subprocess.run(
+        [sys.executable, "-c", _MAKE_TOKEN, str(data)],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return made.stdout.strip().splitlines()[-1]
 
 
 @contextlib.contextmanager
@@ -303,7 +317,7 @@ def measure(
     config = workdir / "dialwatch.yaml"
     write_config(config, args.targets, peer, flappy)
     data = workdir / "data"
-    headers = [f"Authorization: Bearer {viewer_token(data)}"]
+    headers = [f"Authorization: Bearer {viewer_token(tree, data)}"]
     runs: list[Run] = []
     with appliance(tree, config, workdir, data) as app:
         probed = wait_probed(app, args.targets + FLAPPY)
@@ -313,9 +327,12 @@ def measure(
             "status_second_s": one_request(app, "/status"),
             "components_first_s": one_request(app, "/api/v1/components", headers),
         }
-        print(f"[{design}] every target probed after {probed:.0f} s; one /status "
-              f"{single['status_first_s']:.3f} s, then {single['status_second_s']:.3f} s; "
-              f"/api/v1/components {single['components_first_s']:.3f} s", flush=True)  # fmt: skip
+        print(
+            f"[{design}] every target probed after {probed:.0f} s; one /status "
+            f"{single['status_first_s']:.3f} s, then {single['status_second_s']:.3f} s; "
+            f"/api/v1/components {single['components_first_s']:.3f} s",
+            flush=True,
+        )
         for path, extra in (
             ("/status", []),
             ("/api/v1/components", headers),
@@ -323,8 +340,11 @@ def measure(
         ):
             settle(app)
             run = wrk(app, design, path, args.duration, args.connections, extra)
-            print(f"[{design}] {path}: {run.requests_per_s:.1f} req/s, p50 {run.p50_ms:.1f} ms,"
-                  f" p99 {run.p99_ms:.1f} ms, errors {run.errors}", flush=True)  # fmt: skip
+            print(
+                f"[{design}] {path}: {run.requests_per_s:.1f} req/s, p50 {run.p50_ms:.1f} ms,"
+                f" p99 {run.p99_ms:.1f} ms, errors {run.errors}",
+                flush=True,
+            )
             runs.append(run)
     return runs, single
 
@@ -349,9 +369,12 @@ def main() -> int:
 
     peer, flappers = Listener(), Flappers(FLAPPY, args.flap, args.flap / FLAPPY)
     load = os.getloadavg()
-    print(f"{args.targets} tcp targets at 60 s + {FLAPPY} flapping at 2 s (a change every {args.flap / FLAPPY:g} s); wrk -t1 -c{args.connections}"
-          f" -d{args.duration}s; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f};"
-          f" {os.cpu_count()} CPUs", flush=True)  # fmt: skip
+    print(
+        f"{args.targets} tcp targets at 60 s + {FLAPPY} flapping at 2 s (a change every {args.flap / FLAPPY:g} s); wrk -t1 -c{args.connections}"
+        f" -d{args.duration}s; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f};"
+        f" {os.cpu_count()} CPUs",
+        flush=True,
+    )
     designs = [("before", args.before)] if args.before else []
     designs.append(("after", HERE))
     results: list[Run] = []
@@ -372,13 +395,17 @@ def main() -> int:
     print("| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |")
     for r in results:
         ref = " (reference)" if r.path.startswith("/static/") else ""
-        print(f"| {r.design} | `{r.path}`{ref} | {r.requests_per_s:,.1f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} |"
-              f" {r.requests:,} | {r.errors} | {r.cpu_percent:.0f} | {r.events} |")  # fmt: skip
+        print(
+            f"| {r.design} | `{r.path}`{ref} | {r.requests_per_s:,.1f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} |"
+            f" {r.requests:,} | {r.errors} | {r.cpu_percent:.0f} | {r.events} |"
+        )
     print()
     for design, single in singles.items():
-        print(f"{design}: one /status {single['status_first_s']:.3f} s (first), "
-              f"{single['status_second_s']:.3f} s (second); one /api/v1/components "
-              f"{single['components_first_s']:.3f} s")  # fmt: skip
+        print(
+            f"{design}: one /status {single['status_first_s']:.3f} s (first), "
+            f"{single['status_second_s']:.3f} s (second); one /api/v1/components "
+            f"{single['components_first_s']:.3f} s"
+        )
     load = os.getloadavg()
     print(f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     return 0
