@@ -6,6 +6,7 @@ is a test failure that says how to install it, never a skip.
 
 from __future__ import annotations
 
+import random
 import shutil
 import signal
 import socket
@@ -59,6 +60,27 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+SPARE_PORTS = range(20_000, 32_768)
+"""Below Linux's default ephemeral range (32768-60999): no socket bound to port 0
+(a SIP probe's source port, sipp's media ports) can take one of these between
+the check and the peer's own bind."""
+
+
+def spare_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A loopback port outside the ephemeral range that is free right now (TCP or UDP),
+    for peers that bind a port they are told and cannot be given port 0 (dnsmasq)."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.choice(SPARE_PORTS)
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {SPARE_PORTS.start}-{SPARE_PORTS.stop - 1}")
 
 
 def wait_tcp(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:

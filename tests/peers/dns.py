@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.peers import free_port, port_bound, require_binary, stop_process
+from tests.peers import port_bound, require_binary, spare_port, stop_process
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,42 @@ def dnsmasq(
     (``--cname=…``, ``--mx-host=…``, ``--txt-record=…``).
     """
     binary = require_binary("dnsmasq")
-    port = free_port(socket.SOCK_DGRAM)
+    records: list[str] = [f"--local=/{zone}/"]
+    for name, addresses in (hosts or {}).items():
+        listed = [addresses] if isinstance(addresses, str) else list(addresses)
+        records.append(f"--host-record={name},{','.join(listed)}")
+    for record in srv:
+        records.append(
+            f"--srv-host={record.name},{record.target},{record.port},{record.priority},{record.weight}"
+        )
+    for record in naptr:
+        records.append(
+            f"--naptr-record={record.name},{record.order},{record.preference},"
+            f"{record.flags},{record.service},,{record.replacement}"
+        )
+    records.extend(extra)
+    # A spare port (below the ephemeral range) cannot be taken by another test's
+    # port-0 socket between our check and dnsmasq's bind; a port taken anyway
+    # (another dnsmasq) makes it exit at once, and a new port is tried.
+    for _ in range(5):
+        port = spare_port(socket.SOCK_DGRAM)
+        process, log = _start(binary, workdir, port, records)
+        if process is not None:
+            break
+        if "Address already in use" not in log.read_text():
+            raise RuntimeError(f"dnsmasq exited: {log.read_text()[-2000:]}")
+    else:
+        raise RuntimeError("dnsmasq found no free port in 5 tries")
+    try:
+        yield Dnsmasq(port, process, log)
+    finally:
+        stop_process(process, 5)
+
+
+def _start(
+    binary: str, workdir: Path, port: int, records: Sequence[str]
+) -> tuple[subprocess.Popen[bytes] | None, Path]:
+    """dnsmasq on 127.0.0.1:port once it has bound it; None if it exited first."""
     args = [
         binary,
         "--no-daemon",
@@ -84,32 +119,17 @@ def dnsmasq(
         f"--pid-file={workdir / f'dnsmasq-{port}.pid'}",
         "--log-queries",
         "--user=root",
-        f"--local=/{zone}/",
+        *records,
     ]
-    for name, addresses in (hosts or {}).items():
-        listed = [addresses] if isinstance(addresses, str) else list(addresses)
-        args.append(f"--host-record={name},{','.join(listed)}")
-    for record in srv:
-        args.append(
-            f"--srv-host={record.name},{record.target},{record.port},{record.priority},{record.weight}"
-        )
-    for record in naptr:
-        args.append(
-            f"--naptr-record={record.name},{record.order},{record.preference},"
-            f"{record.flags},{record.service},,{record.replacement}"
-        )
-    args.extend(extra)
     log = workdir / f"dnsmasq-{port}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 10
-        while not port_bound(port, "udp"):
-            if process.poll() is not None:
-                raise RuntimeError(f"dnsmasq exited: {log.read_text()[-2000:]}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"dnsmasq did not bind udp port {port} within 10 s")
-            time.sleep(0.02)
-        yield Dnsmasq(port, process, log)
-    finally:
-        stop_process(process, 5)
+    deadline = time.monotonic() + 10
+    while not port_bound(port, "udp"):
+        if process.poll() is not None:
+            return None, log
+        if time.monotonic() > deadline:
+            stop_process(process, 5)
+            raise TimeoutError(f"dnsmasq did not bind udp port {port} within 10 s")
+        time.sleep(0.02)
+    return process, log
