@@ -358,3 +358,109 @@ def test_components_api_has_an_etag_and_its_snapshot_never_bypasses_the_access_c
     )
     assert anonymous.status_code == 401 and "ETag" not in anonymous.headers
     assert viewer.get("/api/v1/components?x=1").status_code == 400
+
+
+# -- refreshing off the request (the running appliance's cache) -----------------------
+class Spawned:
+    """A ``spawn`` that keeps the work until the test runs it (a thread that has not run yet)."""
+
+    def __init__(self) -> None:
+        self.work: list[Any] = []
+
+    def __call__(self, work: Any) -> None:
+        self.work.append(work)
+
+    def run_all(self) -> None:
+        work, self.work = self.work, []
+        for w in work:
+            w()
+
+
+def test_with_a_spawn_the_request_that_finds_a_due_snapshot_is_served_the_current_one() -> None:
+    clock, spawned = ManualClock(), Spawned()
+    cache: SnapshotCache[str] = SnapshotCache(clock, TIMING, spawn=spawned)
+    src = Source()
+    assert cache.get("status", src.read_mark, src.build) == "view@0"  # the first build waits
+    assert spawned.work == []
+    src.mark = 1
+    move(clock, 2.0)
+    assert cache.get("status", src.read_mark, src.build) == "view@0"  # served at once
+    assert src.built == [0] and len(spawned.work) == 1  # the rebuild is handed off
+    for _ in range(50):  # while it is pending: stale, and no second refresh is started
+        assert cache.get("status", src.read_mark, src.build) == "view@0"
+    assert len(spawned.work) == 1
+    spawned.run_all()
+    assert src.built == [0, 1]
+    assert cache.get("status", src.read_mark, src.build) == "view@1"
+    assert spawned.work == []  # just refreshed: the next look is check_every away
+
+
+def test_a_refresh_that_fails_off_the_request_keeps_the_snapshot_and_frees_the_next_look(
+    caplog,
+) -> None:
+    clock, spawned = ManualClock(), Spawned()
+    cache: SnapshotCache[str] = SnapshotCache(clock, TIMING, spawn=spawned)
+    src = Source()
+    cache.get("status", src.read_mark, src.build)
+
+    def broken() -> str:
+        raise sa.exc.OperationalError("SELECT", {}, Exception("database is locked"))
+
+    src.mark = 1
+    move(clock, 2.0)
+    assert cache.get("status", src.read_mark, broken) == "view@0"
+    spawned.run_all()
+    assert "could not rebuild" in caplog.text
+    move(clock, 2.0)
+    assert cache.get("status", src.read_mark, src.build) == "view@0"
+    spawned.run_all()  # the lock was released: this look ran and rebuilt
+    assert cache.get("status", src.read_mark, src.build) == "view@1"
+
+
+def test_a_spawn_that_cannot_start_a_thread_serves_the_snapshot_and_tries_again(caplog) -> None:
+    clock = ManualClock()
+    calls: list[int] = []
+
+    def refuse(work: Any) -> None:
+        calls.append(1)
+        raise RuntimeError("can't start new thread")
+
+    cache: SnapshotCache[str] = SnapshotCache(clock, TIMING, spawn=refuse)
+    src = Source()
+    cache.get("status", src.read_mark, src.build)
+    move(clock, 2.0)
+    assert cache.get("status", src.read_mark, src.build) == "view@0"
+    assert cache.get("status", src.read_mark, src.build) == "view@0"
+    assert len(calls) == 2 and "could not start" in caplog.text  # the lock is not left held
+
+
+def test_the_status_page_and_components_are_rebuilt_on_a_thread_of_their_own(tmp_path) -> None:
+    w = make_world(tmp_path)
+    add_targets(w.db, standard_rows())
+    clock, spawned = ManualClock(), Spawned()
+    cache = install(w.app, SnapshotCache[Rendered](clock, TIMING, spawn=spawned))
+
+    def run_elsewhere() -> None:  # outside any request or app context, as the real thread is
+        t = threading.Thread(target=spawned.run_all)
+        t.start()
+        t.join(10)
+
+    incident = add_incident(w.db, ["trunk-a"])
+    viewer = w.client("viewer")
+    page = w.anonymous().get("/status?lang=en")
+    components = viewer.get("/api/v1/components")
+    actions.publish_customer_update(
+        StateRepository(w.db), "user:alice", incident, {"en": "Carrier A is rerouting"}
+    )
+    move(clock, 2.0)
+    assert w.anonymous().get("/status?lang=en").data == page.data  # the noticing request
+    assert viewer.get("/api/v1/components").data == components.data  # the look is taken
+    assert len(spawned.work) == 1  # one refresh at a time, for all views
+    run_elsewhere()
+    assert "Carrier A is rerouting" in w.anonymous().get("/status?lang=en").get_data(as_text=True)
+    viewer.get("/api/v1/components")  # now the components' own look
+    assert len(spawned.work) == 1
+    run_elsewhere()
+    assert cache.builds == 4  # both views built twice: the second builds did not fail
+    again = viewer.get("/api/v1/components")
+    assert again.status_code == 200 and again.get_json() == components.get_json()

@@ -151,7 +151,13 @@ def change_mark(svc: WebServices) -> Hashable:
 def snapshot(app: Flask, key: Hashable, build: Callable[[], Rendered]) -> Rendered:
     """The app's snapshot of ``key``, rebuilt by ``build`` when the change mark moved."""
     svc: WebServices = app.extensions["dialwatch"]
-    return snapshots_of(app).get(key, lambda: change_mark(svc), build)
+
+    def build_in_app() -> Rendered:
+        # The build may run on the cache's own thread, outside any request.
+        with app.app_context():
+            return build()
+
+    return snapshots_of(app).get(key, lambda: change_mark(svc), build_in_app)
 
 
 @bp.get("/status")
