@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Table, delete, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, insert, select, update
 
 from monitor import audit
 from monitor.staff.users import USER, NotFound, find_user
@@ -101,6 +101,20 @@ def start(
     return value
 
 
+_BY_KEY = (
+    select(
+        SESSION,
+        USER.c.name.label("user_name"),
+        USER.c.role.label("role"),
+        USER.c.disabled_at.label("user_disabled_at"),
+        USER.c.totp_enabled_at.label("totp_enabled_at"),
+    )
+    .join(USER, USER.c.id == SESSION.c.user_id)
+    .where(SESSION.c.id == bindparam("key"))
+)
+"""Built once, as every page view runs it (see ``tokens._BY_HASH``)."""
+
+
 def resolve(
     repo: StateRepository, value: str | None, *, policy: SessionPolicy, at: float | None = None
 ) -> SessionInfo | None:
@@ -110,17 +124,7 @@ def resolve(
     at = time.time() if at is None else float(at)
     key = session_key(value)
     with repo.engine.connect() as conn:
-        row = conn.execute(
-            select(
-                SESSION,
-                USER.c.name.label("user_name"),
-                USER.c.role.label("role"),
-                USER.c.disabled_at.label("user_disabled_at"),
-                USER.c.totp_enabled_at.label("totp_enabled_at"),
-            )
-            .join(USER, USER.c.id == SESSION.c.user_id)
-            .where(SESSION.c.id == key)
-        ).first()
+        row = conn.execute(_BY_KEY, {"key": key}).first()
     if row is None or row.ended_at is not None or row.user_disabled_at is not None:
         return None
     if at >= row.expires_at or (not row.kiosk and at - row.last_seen_at >= policy.idle):
