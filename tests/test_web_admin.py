@@ -110,6 +110,8 @@ def test_a_form_post_without_the_csrf_token_is_400_and_changes_nothing(world: Wo
         "/admin/users", data={**add_form(), "csrf_token": csrf_of(client, "/admin/users")}
     )
     assert ok.status_code == 302 and member(world, "carol") is not None
+    (entry,) = entries(world, "user.add")  # a login session signs as the user
+    assert (entry.actor, entry.address, entry.result) == ("user:root-admin", "127.0.0.1", "ok")
 
 
 # -- users ----------------------------------------------------------------------------------
