@@ -359,6 +359,8 @@ def test_the_audit_page_filters_by_site_time_range_actor_action_and_object(logge
         assert everything == list(newest_first)
     day = admin.get("/admin/audit?from=2026-12-01T00:00&to=2026-12-02T00:00").get_data(as_text=True)
     assert len(shown_ids(day)) == 3  # the 1st of December in Asia/Shanghai, not in UTC
+    utc_day = admin.get("/admin/audit?from=2026-11-30T16:00:00Z").get_data(as_text=True)
+    assert 'name="from" value="2026-12-01T00:00:00"' in utc_day  # shown in site time
     alice = admin.get("/admin/audit?actor=user:alice&action=user.").get_data(as_text=True)
     assert len(shown_ids(alice)) == 2 and "incident.ack" not in alice
     obj = admin.get("/admin/audit?object=CALC&from=&to=&actor=").get_data(as_text=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -49,13 +50,19 @@ def _page(
 ) -> tuple[str, int]:
     svc = services()
     args = query_args()
+    tz = _zone()
     try:
-        flt, page = audit_filter(args, _zone(), PER_PAGE)
+        flt, page = audit_filter(args, tz, PER_PAGE)
     except params.ParamError as exc:
         flt, page = AuditFilter(), queries.Page(1, PER_PAGE)
         error, code = str(exc), 400
     rows, total = queries.audit_page(svc.db, page=page.page, per_page=page.per_page, **flt.query())
     raw = {k: v[0] for k, v in args.items()}
+    # A datetime-local field shows only its own form: 2026-12-01 or ...+08:00 would look
+    # empty while it filters, so the field gets the time it means, in the site timezone.
+    for name, value in (("from", flt.since), ("to", flt.until)):
+        if value is not None:
+            raw[name] = datetime.fromtimestamp(value, tz).strftime("%Y-%m-%dT%H:%M:%S")
     return (
         render_template(
             "admin_audit.html",
