@@ -424,6 +424,9 @@ def test_verify_now_shows_ok_and_the_head_then_the_first_broken_entry(logged: Wo
     text = broken.get_data(as_text=True)
     assert broken.status_code == 200 and 'data-ok="no"' in text
     assert f"Broken at entry {victim}" in text and "was changed after it was written" in text
+    kept = client.post("/admin/audit/verify?actor=system", data={"csrf_token": token})
+    assert len(shown_ids(kept.get_data(as_text=True))) == 1  # the filters stay
+    assert 'action="/admin/audit/verify?actor=system"' in kept.get_data(as_text=True)
 
 
 def test_an_admin_ending_their_own_sessions_is_sent_to_the_login(world: World) -> None:

@@ -77,6 +77,8 @@ def _page(
                 {k: v for k, v in args.items() if k not in ("page", "per_page")},
             ),
             url_with=lambda **changes: url_with("admin_audit.audit_page", args, **changes),
+            # The page after the check keeps the filters it was asked from.
+            verify_url=url_with("admin_audit.verify_chain", args),
             check=check,
             as_json=as_json,
             error=error,
