@@ -11,6 +11,10 @@ from monitor import audit
 from monitor.store.repository import StateRepository
 from tests.test_web_support import World, make_world
 
+ALL_SIX = ("config.reload", "login", "incident.ack", "user.role", "user.add", "login")
+BEFORE_SETUP = "2026-12-02T00:00:00Z"
+"""Before the world's token.create entries (written at the real time of the run)."""
+
 
 def utc(text: str) -> float:
     return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
@@ -112,7 +116,9 @@ def test_anonymous_callers_get_401_json(world: World) -> None:
         ("actor=user:alice&action=login", ["login"]),
         ("from=2026-12-01T10:00:00Z&to=2026-12-01T12:00:00Z", ["incident.ack", "user.role"]),
         ("from=2026-12-01T17:00:00%2B08:00&to=2026-12-01T18:00:00%2B08:00", ["user.add"]),
-        ("from=2026-12-01T12:30&to=2026-12-02", ["config.reload"]),  # no offset: UTC
+        # no offset: site time (Asia/Shanghai); a date alone as the end takes its whole day
+        ("from=2026-12-01T20:30&to=2026-12-01", ["config.reload"]),
+        ("from=2026-12-01&to=2026-12-01", [*ALL_SIX]),  # 16:00-21:00 in Shanghai
         ("action=nothing.like.this", []),
     ],
     ids=[
@@ -124,20 +130,21 @@ def test_anonymous_callers_get_401_json(world: World) -> None:
         "range",
         "range-with-offset",
         "range-without-offset",
+        "one-day-in-site-time",
         "none",
     ],
 )
 def test_filters(world: World, query: str, expected: list[str]) -> None:
-    got = items(world, query + "&to=2026-12-02" if "to=" not in query else query)
+    got = items(world, query + f"&to={BEFORE_SETUP}" if "to=" not in query else query)
     assert [i["action"] for i in got] == expected
 
 
 def test_pages_follow_each_other_newest_first(world: World) -> None:
-    r1 = get(world, "to=2026-12-02&per_page=4").get_json()
-    r2 = get(world, "to=2026-12-02&per_page=4&page=2").get_json()
+    r1 = get(world, f"to={BEFORE_SETUP}&per_page=4").get_json()
+    r2 = get(world, f"to={BEFORE_SETUP}&per_page=4&page=2").get_json()
     assert (r1["total"], r2["total"], len(r1["items"]), len(r2["items"])) == (6, 6, 4, 2)
     assert r1["items"][-1]["at"] > r2["items"][0]["at"]
-    assert get(world, "to=2026-12-02&per_page=4&page=3").get_json()["items"] == []
+    assert get(world, f"to={BEFORE_SETUP}&per_page=4&page=3").get_json()["items"] == []
 
 
 @pytest.mark.parametrize(

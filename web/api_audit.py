@@ -3,7 +3,9 @@
 The filters are the audit page's (``web.admin_audit``): ``actor`` (exactly,
 ``user:alice``), ``action`` (one action, or every action under a prefix
 ending in ``.``: ``user.``), ``object`` (text anywhere in the object),
-``from``/``to`` (ISO 8601; ``from <= at < to``), ``page`` and ``per_page``.
+``from``/``to`` (ISO 8601; ``from <= at < to``; without an offset in the
+site timezone, as every time the API reads; ``to`` as a date alone takes that
+whole day), ``page`` and ``per_page``.
 ``audit_filter`` parses them for both, so a bad value is the same 400 with
 the same reason on the page and in the API.
 """
@@ -11,14 +13,15 @@ the same reason on the page and in the API.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, tzinfo
+from datetime import tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, jsonify, request
 
 from monitor.store import queries
 from web import guard, params
-from web.i18n import iso
+from web.i18n import iso, valid_timezone
 from web.views import current_services, json_error
 
 bp = Blueprint("api_audit", __name__, url_prefix="/api/v1")
@@ -62,7 +65,7 @@ def audit_filter(
         action=params.text(args, "action", 64),
         object=params.text(args, "object"),
         since=params.instant(args, "from", tz),
-        until=params.instant(args, "to", tz),
+        until=params.instant(args, "to", tz, end_of_day=True),
     )
     if flt.since is not None and flt.until is not None and flt.until <= flt.since:
         raise params.ParamError("to: must be later than from")
@@ -98,8 +101,9 @@ def _bad_param(exc: params.ParamError) -> tuple[Response, int]:
 @bp.get("/audit")
 @guard.require("admin")
 def audit() -> Response:
-    # The API speaks UTC (its times end in Z): a time without an offset is UTC here.
-    flt, page = audit_filter(request.args.to_dict(flat=False), UTC)
+    # A time without an offset is in the site timezone, as an ETA or an incident filter is.
+    tz = ZoneInfo(valid_timezone(current_services().config().site.timezone))
+    flt, page = audit_filter(request.args.to_dict(flat=False), tz)
     rows, total = queries.audit_page(
         current_services().db, page=page.page, per_page=page.per_page, **flt.query()
     )

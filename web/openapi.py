@@ -264,7 +264,8 @@ _ACTION = (404, 409, 413, 415)
 _INSTANT = {"type": "string", "minLength": 1, "maxLength": 40}
 _INSTANT_TEXT = (
     "ISO 8601, a date (2026-12-02) or a date and time (2026-12-02T10:00:00Z, "
-    "2026-12-02T18:00:00+08:00); without an offset it is UTC"
+    "2026-12-02T18:00:00+08:00); without an offset it is in the site timezone; a date "
+    "alone as `to` takes that whole day"
 )
 DOCS: dict[str, Doc] = {
     "status.healthz": Doc("Is the web app up (public)", "Status", tag="meta", public=True),
