@@ -85,6 +85,7 @@ KINDS = (
     "silences",
     "manual_maintenance",
     "audit",
+    "staff_sessions",
 )
 """The state DB's kinds of history, in the order they are pruned."""
 
@@ -262,7 +263,8 @@ def test_registering_a_kind_without_a_policy_says_how_to_add_one() -> None:
         job.register("deliveries", ListPruner([], [], "deliveries"))
     assert str(raised.value) == (
         "no retention policy 'deliveries': storage.retention has transitions, events, "
-        "incident_timelines, incidents, uptime, silences, manual_maintenance, audit; "
+        "incident_timelines, incidents, uptime, silences, manual_maintenance, audit, "
+        "staff_sessions; "
         "add a RetentionPolicy field for it to RetentionConfig (monitor/config/models.py)"
     )
     with pytest.raises(ValueError, match="no retention policy 'batch'"):

@@ -82,7 +82,7 @@ def world(tmp_path: Path, clock: Clock) -> World:
         tmp_path,
         clock=clock.time,
         secret_box=SecretBox.from_file(tmp_path / "keys" / "appliance.key"),
-        reload=lambda: [],
+        reload=lambda *_: [],
     )
 
 

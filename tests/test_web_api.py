@@ -286,16 +286,16 @@ def test_components_reject_parameters(client: FlaskClient) -> None:
 def test_reload_calls_the_service_and_reports_config_errors(
     tmp_path, errors: list[str], status: int, body: dict
 ) -> None:
-    calls: list[int] = []
+    calls: list[tuple[str, str]] = []
 
-    def reload() -> list[str]:
-        calls.append(1)
+    def reload(actor: str, address: str) -> list[str]:
+        calls.append((actor, address))
         return errors
 
     w = make_world(tmp_path, reload=reload)
     r = w.client().post("/api/v1/reload")
     assert (r.status_code, r.get_json()) == (status, body)
-    assert calls == [1]
+    assert calls == [("token:1", "127.0.0.1")]  # who asked, for the audit entry
 
 
 def test_reload_without_a_reload_service_is_501(client: FlaskClient) -> None:
@@ -305,7 +305,7 @@ def test_reload_without_a_reload_service_is_501(client: FlaskClient) -> None:
 
 def test_reload_from_another_site_is_refused(tmp_path) -> None:
     calls: list[int] = []
-    w = make_world(tmp_path, reload=lambda: calls.append(1) or [])
+    w = make_world(tmp_path, reload=lambda *_: calls.append(1) or [])
     r = w.client().post("/api/v1/reload", headers={"Origin": "https://evil.example"})
     assert r.status_code == 403 and calls == []
     same = w.client().post("/api/v1/reload", headers={"Origin": "http://localhost"})

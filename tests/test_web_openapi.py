@@ -19,7 +19,7 @@ _ARG = re.compile(r"<(?:[a-z]+(?:\([^)]*\))?:)?([A-Za-z_][A-Za-z0-9_]*)>")
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return make_world(Path(tmp_path_factory.mktemp("openapi")), reload=lambda: [])
+    return make_world(Path(tmp_path_factory.mktemp("openapi")), reload=lambda *_: [])
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,7 @@ def routes(app: Flask) -> list[tuple[str, str, str]]:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    return make_world(Path(tmp_path_factory.mktemp("routes")), reload=lambda: [])
+    return make_world(Path(tmp_path_factory.mktemp("routes")), reload=lambda *_: [])
 
 
 def test_the_route_list_is_not_empty_and_names_the_public_ones(world) -> None:  # noqa: ANN001

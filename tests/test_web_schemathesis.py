@@ -107,7 +107,7 @@ def served(tmp_path: Path) -> Iterator[tuple[World, ServerHandle]]:
     world = make_world(
         tmp_path / "world",
         config=make_config(web={"allowed_hosts": ["127.0.0.1"]}),
-        reload=lambda: [],
+        reload=lambda *_: [],
     )
     populate(world)
     handle = serve(world.app, "127.0.0.1", 0)

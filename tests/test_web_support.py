@@ -204,7 +204,7 @@ def make_world(
     tmp_path: Path,
     config: Config | None = None,
     listen_host: str = "127.0.0.1",
-    reload: Callable[[], list[str]] | None = None,
+    reload: Callable[[str, str], list[str]] | None = None,
     metrics: object | None = None,
     with_staff: bool = True,
     **services: Any,

@@ -147,7 +147,19 @@ def _lang_switch() -> list[tuple[str, str, bool, str]]:
 
 def create_app(services: WebServices) -> Flask:
     """Build the web app around the engine's services (see ``WebServices``)."""
-    from web import account, api, api_incidents, dashboard, login, openapi, status
+    from web import (
+        account,
+        admin_audit,
+        admin_tokens,
+        admin_users,
+        api,
+        api_audit,
+        api_incidents,
+        dashboard,
+        login,
+        openapi,
+        status,
+    )
 
     app = Flask(__name__)
     app.extensions["dialwatch"] = services
@@ -203,6 +215,10 @@ def create_app(services: WebServices) -> Flask:
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(api_incidents.bp)
+    app.register_blueprint(api_audit.bp)
+    app.register_blueprint(admin_users.bp)
+    app.register_blueprint(admin_tokens.bp)
+    app.register_blueprint(admin_audit.bp)
     app.register_blueprint(openapi.bp)
     app.before_request(guard.guard_request)
     app.register_error_handler(HTTPException, _handle_http_error)

@@ -142,7 +142,10 @@ def reload() -> tuple[Response, int] | Response:
     params.reject_unknown(_args(), ())
     if svc.reload is None:
         return json_error("reload is not available in this process", 501)
-    errors = svc.reload()
+    current = guard.who()
+    assert current is not None  # the guard lets only admins in
+    # Who asked and from where, for the config.reload audit entry the reload writes.
+    errors = svc.reload(current.actor, guard.client_address())
     if errors:
         return json_error(
             "the new config has errors; the running config is unchanged", 422, errors=errors

@@ -190,6 +190,20 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
             }
         }
     ),
+    "AuditEntry": _object(
+        {
+            "id": {"type": "integer"},
+            "at": _TIME,
+            "actor": {"type": "string", "description": "user:NAME, token:ID, cli:USER, system…"},
+            "address": {"type": "string", "description": "the client address, where there is one"},
+            "action": {"type": "string"},
+            "object": {"type": "string"},
+            "result": {"enum": ["ok", "denied", "failed", "error"]},
+            "count": {"type": "integer", "description": "merged exception entries: how many"},
+        },
+        "`before`, `after` (objects) and `detail` (text) are present where the entry has them.",
+    ),
+    "AuditPage": _page_of("AuditEntry"),
     "Status": _object({"status": {"type": "string"}}),
     "OpenAPI": _object({"openapi": {"type": "string"}, "paths": {"type": "object"}}),
 }
@@ -245,6 +259,14 @@ class Doc:
 
 
 _ACTION = (404, 409, 413, 415)
+# Not format: date-time: a date alone (2026-12-02) and a time without an offset are
+# taken too, which a strict date-time would call invalid input.
+_INSTANT = {"type": "string", "minLength": 1, "maxLength": 40}
+_INSTANT_TEXT = (
+    "ISO 8601, a date (2026-12-02) or a date and time (2026-12-02T10:00:00Z, "
+    "2026-12-02T18:00:00+08:00); without an offset it is in the site timezone; a date "
+    "alone as `to` takes that whole day"
+)
 DOCS: dict[str, Doc] = {
     "status.healthz": Doc("Is the web app up (public)", "Status", tag="meta", public=True),
     "api_docs.document": Doc("This document", "OpenAPI", tag="meta"),
@@ -279,6 +301,30 @@ DOCS: dict[str, Doc] = {
         tag="meta",
         refusals=(422, 501),
         description="422 with `errors` when the new config has errors (the running one stays).",
+    ),
+    "api_audit.audit": Doc(
+        "The audit log, newest first, filtered and paged (admins)",
+        "AuditPage",
+        tag="audit",
+        query=(
+            _query(
+                "actor", {"type": "string", "maxLength": 200}, "exactly this actor (user:alice)"
+            ),
+            _query(
+                "action",
+                {"type": "string", "maxLength": 64},
+                "this action, or every action under a prefix ending in a dot (user.)",
+            ),
+            _query("object", {"type": "string", "maxLength": 200}, "text anywhere in the object"),
+            _query("from", _INSTANT, "entries at or after this time: " + _INSTANT_TEXT),
+            _query("to", _INSTANT, "entries before this time: " + _INSTANT_TEXT),
+            _PAGE[0],
+            _query(
+                "per_page",
+                {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE, "default": 50},
+                f"rows per page (at most {MAX_PER_PAGE})",
+            ),
+        ),
     ),
     "api_incidents.acknowledge": Doc(
         "Acknowledge an open incident",

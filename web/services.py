@@ -31,8 +31,10 @@ class WebServices:
     metrics: object | None = None
     """Embedded metrics query interface with
     ``series(target_id, measurement, field, start, end, max_points=300)``; None: no charts."""
-    reload: Callable[[], list[str]] | None = None
-    """Reloads the config; returns config errors (empty list = reloaded). None: not available."""
+    reload: Callable[[str, str], list[str]] | None = None
+    """``reload(actor, address)`` reloads the config and audits it (``config.reload``, with
+    the config hash) as ``actor`` from ``address``; returns config errors (empty list =
+    reloaded). None: not available."""
     version: str = "0.0.0"
     listen_host: str = "127.0.0.1"
     listen_port: int = 8080

@@ -117,6 +117,17 @@ class ManualMaintenanceRetention(RetentionPolicy):
     """At most this many ended windows are kept (~90–120 bytes each, more with a long reason)."""
 
 
+class StaffSessionsRetention(RetentionPolicy):
+    """Login sessions (``staff_session``) that have ended: logged out, ended by an admin,
+    or past their absolute expiry; a live one is never deleted."""
+
+    max_age: Duration | None = 30 * DAY
+    """Sessions that ended longer ago than this are deleted (the audit log keeps every
+    login and logout for as long as it keeps anything)."""
+    max_rows: PositiveInt | None = 100_000
+    """At most this many ended sessions are kept (~250–500 bytes each, by user agent)."""
+
+
 class AuditRetention(RetentionPolicy):
     """The audit log (``audit_entry``): who did what, with what result.
 
@@ -162,6 +173,8 @@ class RetentionConfig(StrictModel):
     """Maintenance windows started by hand that have ended."""
     audit: AuditRetention = Field(default_factory=AuditRetention)
     """The audit log."""
+    staff_sessions: StaffSessionsRetention = Field(default_factory=StaffSessionsRetention)
+    """Login sessions that have ended or expired."""
     every: Duration = 3600.0
     """How often the job runs (the first run is a minute after start)."""
     batch: int = Field(default=1000, ge=10, le=100_000)

@@ -744,6 +744,23 @@ def audit_entries(
         last = (rows[-1].at, rows[-1].id)
 
 
+def last_logins(db: StateDB) -> dict[str, float]:
+    """When each user last logged in (``user:alice`` → epoch seconds), from the audit log.
+
+    The audit log, not the session rows: sessions are pruned weeks after they
+    end, the audit log keeps a year. One GROUP BY over the ``login`` entries
+    (``ix_audit_entry_action_at``), for the users page.
+    """
+    a = _AUDIT
+    with _connected(db) as conn:
+        rows = conn.execute(
+            select(a.c.object, func.max(a.c.at))
+            .where(a.c.action == "login", a.c.result == "ok")
+            .group_by(a.c.object)
+        ).all()
+    return {str(obj): float(at) for obj, at in rows if obj}
+
+
 # -- the public status page ------------------------------------------------------------
 def last_change(db: StateDB) -> int:
     """A mark that moves whenever anything the status page shows changes: the newest event id.

@@ -28,6 +28,8 @@ of the same run decided to keep.
   the earliest ended first. One that has not ended is never deleted.
 - ``audit``: the oldest audit entries, as a run from the start of the chain,
   with its anchor moved past them in the same batch (``AuditPruner``).
+- ``staff_sessions``: login sessions by when they ended (logout, ended by an
+  admin, or their absolute expiry); a live one is never deleted.
 
 On PostgreSQL a batch first takes a transaction-level advisory lock for its
 kind without waiting: when two appliances share the database, one prunes a
@@ -51,6 +53,7 @@ from sqlalchemy import (
     Connection,
     Table,
     and_,
+    case,
     delete,
     exists,
     func,
@@ -72,6 +75,7 @@ from monitor.store.models import (
     IncidentTarget,
     ManualMaintenance,
     Silence,
+    StaffSession,
     TargetState,
     Transition,
     UptimeDay,
@@ -89,6 +93,7 @@ _UPTIME: Table = UptimeDay.__table__  # type: ignore[assignment]
 _OUTBOX: Table = EventRecord.__table__  # type: ignore[assignment]
 _SILENCE: Table = Silence.__table__  # type: ignore[assignment]
 _WINDOW: Table = ManualMaintenance.__table__  # type: ignore[assignment]
+_STAFF_SESSION: Table = StaffSession.__table__  # type: ignore[assignment]
 
 RETENTION_LOCK_KEY = 0x4469_616D
 """First key of the PostgreSQL advisory locks the retention batches take (the second is the kind's)."""
@@ -487,6 +492,15 @@ def manual_maintenance_pruner(repo: StateRepository) -> EndedPruner:
     return EndedPruner(repo, "manual_maintenance", w, func.coalesce(w.c.ended_at, w.c.ends_at))
 
 
+def staff_sessions_pruner(repo: StateRepository) -> EndedPruner:
+    """A login session ends at logout (or when an admin ends it), or at its absolute
+    expiry, whichever comes first; one that has neither is live and stays. (An idle one
+    counts from its absolute expiry: it is at most a day, a wall screen's a month.)"""
+    s = _STAFF_SESSION
+    ended = case((s.c.ended_at < s.c.expires_at, s.c.ended_at), else_=s.c.expires_at)
+    return EndedPruner(repo, "staff_sessions", s, ended)
+
+
 def _delete_some(
     conn: Connection, table: Table, key: list[Any], where: ColumnElement[bool], limit: int
 ) -> int:
@@ -515,6 +529,7 @@ def register_state_history(
     job.register("silences", silences_pruner(repo))
     job.register("manual_maintenance", manual_maintenance_pruner(repo))
     job.register("audit", AuditPruner(repo))
+    job.register("staff_sessions", staff_sessions_pruner(repo))
     return uptime
 
 
