@@ -55,6 +55,7 @@ def test_the_appliance_registers_the_state_db_history_with_one_retention_job(
             "silences",
             "manual_maintenance",
             "audit",
+            "staff_sessions",
         )
         # One run through the appliance's own runners: reads on a worker thread,
         # deletes on the engine's DB writer thread.
