@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from flask import Response, current_app, jsonify
 
 from monitor import components
@@ -18,8 +20,9 @@ def current_services() -> WebServices:
     return current_app.extensions["dialwatch"]
 
 
-def target_names(config: Config) -> dict[str, str]:
-    return {t.id: t.display_name for t in config.targets}
+def target_names(config: Config) -> Mapping[str, str]:
+    """Display names by target id (built once per config)."""
+    return config.target_names()
 
 
 def name_matches(config: Config, q: str) -> list[str]:
@@ -50,7 +53,7 @@ def json_error(message: str, code: int, **extra: object) -> tuple[Response, int]
     return jsonify(error=message, **extra), code
 
 
-def target_json(row: queries.TargetRow, names: dict[str, str]) -> dict[str, object]:
+def target_json(row: queries.TargetRow, names: Mapping[str, str]) -> dict[str, object]:
     last = None
     if row.last_observed_at is not None:
         last = {

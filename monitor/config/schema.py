@@ -12,9 +12,11 @@ performs none. The composition root builds the schema of a build with
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, create_model
+from pydantic import AfterValidator, Field, PrivateAttr, create_model
 
 from core.config import SiteConfig, StrictModel, TargetBase
 from core.registry import config_union
@@ -45,8 +47,25 @@ class Config(StrictModel):
     rules: list[RuleConfig] = Field(default_factory=list)
     """When to act on events, and how: ``when:`` plus one key per action kind (see docs/rules.md)."""
 
+    _index: tuple[int, dict[str, TargetBase], dict[str, str]] | None = PrivateAttr(default=None)
+
+    def _targets_index(self) -> tuple[dict[str, TargetBase], dict[str, str]]:
+        # Built once per config (it is frozen); a page of the API asked for the names
+        # of all 10,000 targets on every request (10 ms of an 18 ms call). Keyed by the
+        # list's identity, so a model_copy with other targets gets its own index.
+        index = self._index
+        if index is None or index[0] != id(self.targets):
+            by_id = {t.id: t for t in self.targets}
+            index = (id(self.targets), by_id, {t.id: t.display_name for t in self.targets})
+            self._index = index
+        return index[1], index[2]
+
     def target(self, target_id: str) -> TargetBase | None:
-        return next((t for t in self.targets if t.id == target_id), None)
+        return self._targets_index()[0].get(target_id)
+
+    def target_names(self) -> Mapping[str, str]:
+        """Every target's display name by id (read-only: it is shared)."""
+        return MappingProxyType(self._targets_index()[1])
 
 
 def config_model(
