@@ -52,6 +52,20 @@ def test_target_item_carries_name_since_markers_and_last_observation(client: Fla
     assert items["router"]["last_observation"] is None
 
 
+def test_lang_adds_each_detail_as_the_pages_show_it_and_keeps_the_probes_own(
+    client: FlaskClient,
+) -> None:
+    zh = {i["id"]: i for i in client.get("/api/v1/targets?lang=zh-CN").get_json()["items"]}
+    last = zh["trunk-a"]["last_observation"]
+    assert last["detail"] == "no answer to OPTIONS after 7 retransmissions (4.0 s)"
+    assert last["detail_shown"] == "重传 7 次后 OPTIONS 仍无应答（4.0 秒）"
+    assert zh["router"]["last_observation"] is None
+    plain = client.get("/api/v1/targets").get_json()["items"]
+    assert all("detail_shown" not in (i["last_observation"] or {}) for i in plain)
+    bad = client.get("/api/v1/targets?lang=fr")
+    assert bad.status_code == 400 and "allowed: zh-CN, en" in bad.get_json()["error"]
+
+
 @pytest.mark.parametrize(
     ("query", "expected_ids"),
     [
@@ -129,8 +143,8 @@ def test_pagination_over_ten_thousand_targets_stays_consistent(tmp_path) -> None
         ("page=-1", "page: must be a whole number from 1 to 1000000, got '-1'"),
         ("page=1&page=2", "page: give it at most once (got 2 values)"),
         ("q=" + "x" * 201, "q: at most 200 characters, got 201"),
-        ("helth=down", "unknown parameter helth; allowed: health, kind, page, per_page, q"),
-        ("token=abc", "unknown parameter token; allowed: health, kind, page, per_page, q"),
+        ("helth=down", "unknown parameter helth; allowed: health, kind, lang, page, per_page, q"),
+        ("token=abc", "unknown parameter token; allowed: health, kind, lang, page, per_page, q"),
     ],
     ids=lambda v: v[:40] if isinstance(v, str) else None,
 )

@@ -153,6 +153,8 @@ def test_dashboard_updates_live_without_a_reload_and_status_page_renders(
         chromium.get(f"{handle.url}/?lang=zh-CN")
         wait.until(lambda d: d.find_element(By.ID, "live").get_attribute("data-state") == "live")
         assert "故障" in _row_text(chromium, "trunk-b")  # one script call: rows redraw
+        # the redrawn rows keep the details in Chinese (the API's ?lang=), not the probe's English
+        assert "重传 7 次后 OPTIONS 仍无应答" in _row_text(chromium, "trunk-a")
         _screenshot(chromium, "dashboard-zh-1366.png")
 
         # the filter form as a person uses it (empty "All kinds"/"Any health" included)

@@ -100,7 +100,7 @@ def test_dashboard_config_for_live_refresh_points_at_the_api_with_the_same_filte
     cfg = json.loads(
         re.search(r'<script id="dw-config" type="application/json">(.*?)</script>', html).group(1)
     )
-    assert cfg["targetsUrl"] == "/api/v1/targets?kind=sip&health=down%2Cup"
+    assert cfg["targetsUrl"] == "/api/v1/targets?kind=sip&health=down%2Cup&lang=en"
     assert cfg["incidentsUrl"] == "/api/v1/incidents?state=open&per_page=20"
     assert cfg["labels"]["health"]["down"] == "Down"
     # the URL it polls answers

@@ -12,7 +12,7 @@ from monitor.health import Health
 from monitor.store import queries
 from web import components as comp
 from web import guard, params, status
-from web.i18n import iso
+from web.i18n import LANGUAGES, iso
 from web.services import WebServices
 from web.status_snapshot import Rendered, conditional_response
 from web.views import (
@@ -24,6 +24,7 @@ from web.views import (
     target_json,
     target_names,
 )
+from web.vocabulary import say
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -41,11 +42,21 @@ def _args() -> params.Args:
 def targets() -> Response:
     svc = current_services()
     cfg = svc.config()
-    flt, page = params.target_query(_args(), known_kinds(svc))
+    args = _args()
+    flt, page = params.target_query(args, known_kinds(svc), extra_allowed=("lang",))
+    # ?lang=: each observation also carries its detail as the pages show it in that
+    # language ("detail_shown"); "detail" itself stays the probe's English for scripts.
+    shown = bool(params.choices(args, "lang", LANGUAGES))
     result = queries.targets_page(svc.db, flt, page, name_matches(cfg, flt.q) if flt.q else ())
     names = target_names(cfg)
+    items = [target_json(r, names) for r in result.items]
+    if shown:
+        for item in items:
+            last = item["last_observation"]
+            if isinstance(last, dict):
+                last["detail_shown"] = say(last["detail"])
     return jsonify(
-        items=[target_json(r, names) for r in result.items],
+        items=items,
         page=page.page,
         per_page=page.per_page,
         total=result.total,

@@ -130,6 +130,7 @@ def index() -> str | tuple[str, int]:
     incidents = queries.incidents_page(svc.db, (INCIDENT_OPEN,), queries.Page(1, 20))
     key_metrics = key_metrics_by_kind()
     api_args = {k: v for k, v in args.items() if k in params.TARGET_LIST_PARAMS}
+    api_args["lang"] = [lang_tag()]  # the refreshed rows' details in the page's language
     js_config = {
         "targetsUrl": url_for("api.targets")
         + ("?" + urlencode(api_args, doseq=True) if api_args else ""),

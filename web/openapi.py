@@ -26,6 +26,7 @@ from monitor.store.queries import MAX_PER_PAGE
 from probes import PROBES
 from web import api_incidents, params
 from web.bodies import MAX_ID, Body
+from web.i18n import LANGUAGES
 from web.views import current_services, json_error
 
 bp = Blueprint("api_docs", __name__, url_prefix="/api/v1")
@@ -278,6 +279,12 @@ DOCS: dict[str, Doc] = {
             _list([h.value for h in HEALTH_ORDER], "only these healths", "health"),
             _list(sorted(PROBES), "only these probe kinds", "kind"),
             _query("q", {"type": "string", "maxLength": 200}, "text in the id or name"),
+            _query(
+                "lang",
+                {"type": "string", "enum": list(LANGUAGES)},
+                "also give each observation's detail as the pages show it in this"
+                " language (`detail_shown`); `detail` stays the probe's own text",
+            ),
             *_PAGE,
         ),
     ),

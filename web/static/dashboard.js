@@ -72,8 +72,9 @@
     var r = el("span", null, relTime(t.since));
     r.title = absTime(t.since);
     c6.appendChild(r); c6.appendChild(el("br")); c6.appendChild(el("span", "muted abs", absTime(t.since)));
-    var c7 = el("td", "detail st-" + (obs.status || "none"), obs.detail || "");
-    c7.title = obs.detail || "";
+    var detail = obs.detail_shown || obs.detail || "";  // detail_shown: in the page's language
+    var c7 = el("td", "detail st-" + (obs.status || "none"), detail);
+    c7.title = detail;
     [c1, c2, el("td", "c-kind", t.kind), el("td", "c-num", latency(obs.latency)), c5, c6, c7].forEach(function (c) { tr.appendChild(c); });
     return tr;
   }
