@@ -182,6 +182,7 @@ class Appliance:
             secret_box=box,
             secret_key=box.derive_key("web csrf cookie"),
             setup=setup,
+            faults=self.audit.faults,
         )
         app = create_app(services)
         # Visitors are served the current status snapshot while a due rebuild runs

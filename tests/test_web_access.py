@@ -23,7 +23,7 @@ from monitor.staff.setup_code import SetupCode
 from monitor.store.models import AuditEntry, StaffSession
 from monitor.store.repository import StateRepository
 from tests.test_web_support import STAFF, STAFF_PASSWORD, World, make_config, make_world
-from web import hosts, proxies
+from web import guard, hosts, proxies
 from web.guard import SESSION_COOKIE
 from web.i18n import LANG_COOKIE
 from web.login import safe_next
@@ -415,3 +415,27 @@ def test_pages_send_security_headers(world: World) -> None:
     assert r.headers["X-Content-Type-Options"] == "nosniff"
     assert "default-src 'self'" in r.headers["Content-Security-Policy"]
     assert r.headers["X-Frame-Options"] == "DENY"
+
+
+class _Faults:
+    def __init__(self) -> None:
+        self.reports: list[tuple[str, str, str]] = []
+
+    def report(self, source, error, *, object="", error_class=None) -> None:  # noqa: A002
+        self.reports.append((source, type(error).__name__, object))
+
+
+def test_an_unhandled_error_in_a_view_is_a_plain_500_and_an_engine_fault(tmp_path) -> None:
+    faults = _Faults()
+    w = make_world(tmp_path, faults=faults)
+
+    @guard.require("viewer")
+    def broken() -> str:
+        return str(1 / 0)
+
+    w.app.add_url_rule("/broken", "broken", broken)
+    w.app.testing = False  # as served: Flask turns the exception into a 500, not a raise
+    page = w.client("viewer").get("/broken")
+    assert page.status_code == 500
+    assert "ZeroDivisionError" not in page.get_data(as_text=True)  # no traceback shown
+    assert faults.reports == [("web:broken", "ZeroDivisionError", "/broken")]

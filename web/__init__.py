@@ -107,6 +107,12 @@ def _handle_http_error(exc: HTTPException) -> tuple[Response | str, int]:
     from flask import current_app
 
     code = exc.code or 500
+    original = getattr(exc, "original_exception", None)
+    if code == 500 and original is not None:
+        # An unhandled error in a view (Flask has logged its traceback): an engine
+        # fault in the audit log, merged per route and error class like a probe crash.
+        svc: WebServices = current_app.extensions["dialwatch"]
+        svc.faults.report(f"web:{request.endpoint or 'unrouted'}", original, object=request.path)
     if request.path.startswith("/api/") or request.path == "/healthz":
         if code == 404:
             message = f"no such API route: {request.method} {request.path}"

@@ -15,6 +15,7 @@ import sqlalchemy
 
 from core.secret_box import SecretBox
 from monitor.config.schema import Config
+from monitor.faults import NO_FAULTS, Faults
 from monitor.staff.setup_code import SetupCode
 from monitor.store.repository import StateRepository
 
@@ -48,3 +49,5 @@ class WebServices:
     setup: SetupCode | None = None
     """The first-start setup code; None: no setup page (users come from the CLI)."""
     clock: Callable[[], float] = time.time
+    faults: Faults = NO_FAULTS
+    """Where an unhandled error of a view is reported (the appliance's audit fault log)."""
