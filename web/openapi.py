@@ -90,6 +90,50 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
         }
     ),
     "IncidentPage": _page_of("Incident"),
+    "IncidentDetail": {
+        "allOf": [
+            _ref("Incident"),
+            _object(
+                {
+                    "members": {
+                        "type": "array",
+                        "items": _object(
+                            {
+                                "target_id": {"type": "string"},
+                                "role": {"enum": ["root", "affected"]},
+                                "joined_at": _TIME,
+                                "recovered_at": _TIME_OR_NULL,
+                            }
+                        ),
+                    },
+                    "timeline": {
+                        "type": "array",
+                        "items": _object(
+                            {
+                                "at": _TIME,
+                                "kind": {"type": "string"},
+                                "target_id": _TEXT_OR_NULL,
+                                "text": {"type": "string"},
+                            }
+                        ),
+                    },
+                    "customer_updates": {
+                        "type": "array",
+                        "items": _object(
+                            {
+                                "id": {"type": "integer"},
+                                "published_at": _TIME,
+                                "text": {
+                                    "type": "object",
+                                    "additionalProperties": {"type": "string"},
+                                },
+                            }
+                        ),
+                    },
+                }
+            ),
+        ]
+    },
     "Note": _object(
         {
             "note": _object({"at": _TIME, "by": {"type": "string"}, "text": {"type": "string"}}),
@@ -279,6 +323,12 @@ DOCS: dict[str, Doc] = {
         tag="meta",
         refusals=(422, 501),
         description="422 with `errors` when the new config has errors (the running one stays).",
+    ),
+    "api_incidents.incident": Doc(
+        "One incident: members, timeline (oldest first), customer updates (newest first)",
+        "IncidentDetail",
+        refusals=(404,),
+        description="The timeline holds internal notes: staff only, like every route here.",
     ),
     "api_incidents.acknowledge": Doc(
         "Acknowledge an open incident",
