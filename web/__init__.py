@@ -147,7 +147,17 @@ def _lang_switch() -> list[tuple[str, str, bool, str]]:
 
 def create_app(services: WebServices) -> Flask:
     """Build the web app around the engine's services (see ``WebServices``)."""
-    from web import account, api, api_incidents, dashboard, login, openapi, status
+    from web import (
+        account,
+        api,
+        api_incidents,
+        dashboard,
+        incident_pages,
+        login,
+        openapi,
+        silences,
+        status,
+    )
 
     app = Flask(__name__)
     app.extensions["dialwatch"] = services
@@ -201,6 +211,8 @@ def create_app(services: WebServices) -> Flask:
     app.register_blueprint(login.bp)
     app.register_blueprint(account.bp)
     app.register_blueprint(dashboard.bp)
+    app.register_blueprint(incident_pages.bp)
+    app.register_blueprint(silences.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(api_incidents.bp)
     app.register_blueprint(openapi.bp)

@@ -35,6 +35,7 @@ from sqlalchemy import (
     and_,
     case,
     exists,
+    false,
     func,
     or_,
     select,
@@ -117,6 +118,21 @@ class TargetFilter:
 
 
 NO_FILTER = TargetFilter()
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentFilter:
+    """Which incidents a list shows; an empty field does not filter."""
+
+    severity: tuple[str, ...] = ()
+    """``down`` and/or ``degraded``."""
+    member_of: tuple[tuple[str, ...], ...] = ()
+    """Groups of target ids: the incident has a member (root or affected) in each group
+    (one group per target filter, one per component filter). An empty group matches nothing."""
+    since: float | None = None
+    until: float | None = None
+    """The incident overlaps ``[since, until)``: opened before ``until``, and still open or
+    resolved at or after ``since``."""
 
 
 # -- what comes back ---------------------------------------------------------------
@@ -530,15 +546,40 @@ def _incidents(conn: Connection, stmt: Select[Any]) -> tuple[IncidentRow, ...]:
     )
 
 
+def _incident_filters(flt: IncidentFilter) -> list[ColumnElement[bool]]:
+    i, m = _INCIDENT, _MEMBER
+    where: list[ColumnElement[bool]] = []
+    if flt.severity:
+        where.append(i.c.severity.in_(list(flt.severity)))
+    for group in flt.member_of:
+        ids = list(dict.fromkeys(group))
+        where.append(
+            exists().where(m.c.incident_id == i.c.id, m.c.target_id.in_(ids))
+            if ids
+            else false()  # nothing can match an empty group
+        )
+    if flt.until is not None:
+        where.append(i.c.opened_at < flt.until)
+    if flt.since is not None:
+        where.append(i.c.resolved_at.is_(None) | (i.c.resolved_at >= flt.since))
+    return where
+
+
 def incidents_page(
-    db: StateDB, states: Collection[str] = (), page: Page = FIRST_PAGE
+    db: StateDB,
+    states: Collection[str] = (),
+    page: Page = FIRST_PAGE,
+    flt: IncidentFilter | None = None,
 ) -> IncidentPage:
-    """Incidents in the given states (none: all), open ones first, then newest first; with the total.
+    """Incidents in the given states (none: all) that match ``flt``, open ones first, then
+    newest first; with the total.
 
     Three statements: the total, the page, and the page's members.
     """
     i = _INCIDENT
     filters = [i.c.state.in_(list(states))] if states else []
+    if flt is not None:
+        filters.extend(_incident_filters(flt))
     with _connected(db) as conn:
         total = conn.execute(select(func.count()).select_from(i).where(*filters)).scalar_one()
         items = _incidents(
