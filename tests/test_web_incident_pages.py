@@ -583,3 +583,16 @@ def test_the_silences_page_takes_only_its_page_parameters(world: World) -> None:
     assert viewer.get("/silences?spage=2&mpage=1").status_code == 200
     assert viewer.get("/silences?spage=²").status_code == 400
     assert viewer.get("/silences?x=1").status_code == 400
+
+
+def test_a_resolved_incidents_cause_changes_and_its_eta_stays(
+    world: World, operator: FlaskClient, clock: Clock
+) -> None:
+    done = add_incident(world.db, ["crm-db"], state="resolved", eta=clock.now - 600)
+    page = f"/incidents/{done}"
+    html = operator.get(page).get_data(as_text=True)
+    assert re.search(r'name="eta" value="[^"]+"[^>]* disabled', html)
+    r = post(operator, f"{page}/edit", page, cause="disk full")  # no eta: a disabled field
+    assert r.status_code == 303, text_of(r)
+    row = incident_row(world, done)
+    assert (row.cause, row.eta) == ("disk full", clock.now - 600)

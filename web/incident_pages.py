@@ -307,8 +307,9 @@ def edit(incident_id: int) -> Response | tuple[str, int]:
         cause = _form("cause").strip()
         if cause != (row.cause or ""):
             data["cause"] = cause or None
+        # A resolved incident's form has no ETA field (it cannot be set): not sent, not changed.
         eta = _form("eta").strip()
-        if eta != local_input(row.eta):
+        if "eta" in request.form and eta != local_input(row.eta):
             data["eta"] = eta or None
         summary = {lang: text.strip() for lang, text in _per_language("summary").items()}
         if summary != dict(row.summary):
