@@ -596,3 +596,34 @@ def test_a_resolved_incidents_cause_changes_and_its_eta_stays(
     assert r.status_code == 303, text_of(r)
     row = incident_row(world, done)
     assert (row.cause, row.eta) == ("disk full", clock.now - 600)
+
+
+def test_a_site_with_many_targets_asks_for_ids_instead_of_listing_them(
+    tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from web import incident_pages
+
+    monkeypatch.setattr(incident_pages, "MAX_CHOICES", 2)  # the four targets are "many"
+    w = make_world(tmp_path, clock=clock.time)
+    add_targets(w.db, standard_rows())
+    add_incident(w.db, ["trunk-a"])
+    operator = w.anonymous()
+    login(operator, STAFF["operator"])
+    listing = operator.get("/incidents?target=trunk-a").get_data(as_text=True)
+    assert (
+        '<input name="target" value="trunk-a"' in listing
+        and '<option value="router"' not in listing
+    )
+    r = post(
+        operator, "/incidents/new", "/incidents/new", title="CRM down", target_ids="crm-db, router"
+    )
+    assert r.status_code == 303, text_of(r)
+    declared = incident_row(w, int(r.headers["Location"].rsplit("/", 1)[1]))
+    assert declared.member_ids == ("crm-db", "router")
+    assert 'name="target"' in operator.get("/silences").get_data(as_text=True)
+    r = post(operator, "/silences", "/silences", subject="", target="trunk-b", duration="1h")
+    assert r.status_code == 303, text_of(r)
+    both = post(
+        operator, "/silences", "/silences", subject="component:crm", target="x", duration="1h"
+    )
+    assert both.status_code == 400

@@ -13,6 +13,7 @@ not send it twice.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -53,6 +54,9 @@ bp.record_once(lambda state: state.app.url_map.converters.setdefault("id", param
 
 MAX_FIELD = 5000
 """Characters read from one form field (the bodies' own limits are lower and say so)."""
+MAX_CHOICES = 300
+"""Targets a form offers as a list to pick from; with more (a site of 10,000 targets) it
+asks for ids instead, so every page does not carry thousands of options."""
 
 EVENT_LABELS: Mapping[str, Any] = {
     "opened": _l("Opened"),
@@ -130,6 +134,17 @@ def affected_components(cfg: Config, row: queries.IncidentRow, lang: str) -> lis
     ]
 
 
+def target_choices(cfg: Config) -> list[tuple[str, str]] | None:
+    """(id, name) of every configured target for a form's list; None when too many."""
+    names = target_names(cfg)
+    return sorted(names.items()) if len(names) <= MAX_CHOICES else None
+
+
+def ids_of(text: str) -> list[str]:
+    """Target ids typed into a field, separated by commas or white space."""
+    return [t for t in re.split(r"[\s,]+", text) if t][:1000]
+
+
 def can_act() -> bool:
     current = guard.who()
     return current is not None and at_least(current.role, "operator")
@@ -180,7 +195,7 @@ def incident_list() -> str | tuple[str, int]:
         states=INCIDENT_STATES,
         severities=SEVERITIES,
         state_labels=STATE_LABELS,
-        targets=sorted(target_names(cfg).items()),
+        targets=target_choices(cfg),
         components=[(c.id, localized(c.name, lang_tag(), c.id)) for c in cfg.components],
         url_with=url_with,
         lasted=lambda row: lasted(row, now),
@@ -337,7 +352,7 @@ def _declare_page(
     cfg = ops.config()
     return render_template(
         "incident_new.html",
-        targets=sorted(target_names(cfg).items()),
+        targets=target_choices(cfg),
         components=[(c.id, localized(c.name, lang_tag(), c.id)) for c in cfg.components],
         severities=SEVERITIES,
         languages=LANGUAGES,
@@ -365,7 +380,11 @@ def declare() -> Response | tuple[str, int]:
     values: dict[str, Any] = {
         "title": _form("title"),
         "severity": _form("severity"),
-        "targets": [t[:64] for t in request.form.getlist("targets")][:1000],
+        "targets": [
+            *(t[:64] for t in request.form.getlist("targets")),
+            *ids_of(_form("target_ids")),
+        ][:1000],
+        "target_ids": _form("target_ids"),
         "components": [c[:64] for c in request.form.getlist("components")][:1000],
         "cause": _form("cause"),
         **{f"summary_{lang}": _form(f"summary_{lang}") for lang in LANGUAGES},
@@ -374,7 +393,7 @@ def declare() -> Response | tuple[str, int]:
         _only_lang()
         body = from_form(
             DeclareBody,
-            {k: values[k] for k in ("title", "severity", "targets", "components")},
+            {k: values[k] for k in ("title", "severity", "targets", "components") if values[k]},
         )
         summary = {lang: t.strip() for lang, t in _per_language("summary").items()}
         cause = values["cause"].strip()

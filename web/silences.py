@@ -24,8 +24,8 @@ from web.bodies import BodyError
 from web.components import localized
 from web.i18n import lang_tag
 from web.incident_bodies import MaintenanceBody, SilenceBody, from_form
-from web.incident_pages import FormError, can_act, refusal
-from web.views import current_services, target_names
+from web.incident_pages import FormError, can_act, refusal, target_choices
+from web.views import current_services
 
 bp = Blueprint("silences", __name__)
 bp.record_once(lambda state: state.app.url_map.converters.setdefault("id", params.IdConverter))
@@ -43,14 +43,18 @@ def _form(name: str) -> str:
     return request.form.get(name, "")[:MAX_FIELD]
 
 
-def _subject(raw: str) -> dict[str, str]:
-    """``target:ID`` or ``component:ID`` (the form's one select) as the body's field."""
-    kind, _sep, value = raw.partition(":")
-    if kind == "target":
+def _subject() -> dict[str, str]:
+    """The form's subject as the body's field: its select (``target:ID`` or
+    ``component:ID``), or the target id typed when the site has too many to list."""
+    kind, _sep, value = _form("subject").partition(":")
+    typed = _form("target").strip()
+    if kind == "target" and not typed:
         return {"target_id": value}
-    if kind == "component":
+    if kind == "component" and not typed:
         return {"component_id": value}
-    raise BodyError("choose a target or a component")
+    if typed and not kind:
+        return {"target_id": typed}
+    raise BodyError("choose one target or one component")
 
 
 def _page(
@@ -73,7 +77,7 @@ def _page(
         "silences.html",
         silences=silenced,
         windows=windows,
-        targets=sorted(target_names(cfg).items()),
+        targets=target_choices(cfg),
         components=components,
         component_names=dict(components),
         can_act=can_act(),
@@ -110,7 +114,7 @@ def silences_page() -> tuple[str, int]:
 def add_silence() -> Response | tuple[str, int]:
     def silence() -> None:
         data: dict[str, Any] = {
-            **_subject(_form("subject")),
+            **_subject(),
             "duration": _form("duration").strip(),
             "reason": _form("reason").strip(),
         }
@@ -129,7 +133,7 @@ def lift_silence(silence_id: int) -> Response | tuple[str, int]:
 @guard.require("operator")
 def start_maintenance() -> Response | tuple[str, int]:
     def start() -> None:
-        data: dict[str, Any] = {**_subject(_form("subject")), "reason": _form("reason").strip()}
+        data: dict[str, Any] = {**_subject(), "reason": _form("reason").strip()}
         if until := _form("until").strip():
             data["until"] = until
         ops.start_maintenance(from_form(MaintenanceBody, data))
