@@ -627,3 +627,30 @@ def test_a_site_with_many_targets_asks_for_ids_instead_of_listing_them(
         operator, "/silences", "/silences", subject="component:crm", target="x", duration="1h"
     )
     assert both.status_code == 400
+
+
+def test_the_api_list_takes_the_same_filters_and_refuses_empty_ones(
+    world: World, many: dict[str, int]
+) -> None:
+    viewer = world.client("viewer")
+
+    def ids(query: str) -> set[int]:
+        r = viewer.get(f"/api/v1/incidents?{query}")
+        assert r.status_code == 200, r.get_json()
+        return {i["id"] for i in r.get_json()["items"]}
+
+    assert ids("state=open&severity=degraded") == {many["open-degraded"]}
+    assert ids("target=router") == {many["open-down"], many["resolved"]}
+    assert ids("component=outbound&state=resolved") == {many["old-resolved"]}
+    assert ids("from=2020-01-01T00:00Z&to=2020-01-02") == set()
+    day_ago = datetime.fromtimestamp(time.time() - 86400, ZoneInfo("UTC"))
+    since = f"{day_ago:%Y-%m-%dT%H:%M}Z"
+    assert ids(f"from={since}") == set(many.values()) - {many["old-resolved"]}
+    for query, reason in [
+        ("to=", "to: must be a date"),
+        ("target=", "target: empty value"),
+        ("component=", "component: empty value"),
+        ("lang=en", "unknown parameter lang"),
+    ]:
+        r = viewer.get(f"/api/v1/incidents?{query}")
+        assert r.status_code == 400 and r.get_json()["error"].startswith(reason), query

@@ -6,7 +6,9 @@ component the config does not have, a time that is no time or a page that is
 not ASCII digits is a ``ParamError`` naming the parameter (the page shows it
 as a 400). ``from`` and ``to`` are dates (``2026-12-01``) or local times
 (``2026-12-01T14:30``, what ``<input type="datetime-local">`` sends) in the
-site timezone; a date alone for ``to`` means the end of that day.
+site timezone, or times with their zone (``2026-12-01T06:30Z``, for scripts);
+a date alone for ``to`` means the end of that day. The API's incident list
+(``GET /api/v1/incidents``) takes the same parameters, parsed here.
 """
 
 from __future__ import annotations
@@ -25,7 +27,12 @@ from web import params
 
 PARAMS = ("state", "severity", "target", "component", "from", "to", "page", "per_page")
 DEFAULT_PER_PAGE = 50
-_MOMENT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2})?)?", re.ASCII)
+_MOMENT = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2})?(Z|[+-][0-9]{2}:[0-9]{2})?)?",
+    re.ASCII,
+)
+MOMENT_PATTERN = "^" + _MOMENT.pattern + "$"
+"""The same, for the OpenAPI document."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,16 +59,25 @@ class IncidentQuery:
         )
 
 
+def _given(args: params.Args, name: str) -> str:
+    """A text parameter that, when given, says something (a page drops its form's empty
+    "any" values before; a program that sends ``?target=`` means nothing by it)."""
+    if name in args and not params.text(args, name, 64):
+        raise params.ParamError(f"{name}: empty value")
+    return params.text(args, name, 64)
+
+
 def moment(
     args: params.Args, name: str, timezone: str, *, end_of_day: bool = False
 ) -> float | None:
     """A date or local time parameter as epoch seconds (None when not given)."""
-    raw = params.text(args, name, 32)
-    if not raw:
+    raw = params.single(args, name)
+    if raw is None:
         return None
     if _MOMENT.fullmatch(raw) is None:
         raise params.ParamError(
-            f"{name}: must be a date like 2026-12-01 or a time like 2026-12-01T14:30, got {raw!r}"
+            f"{name}: must be a date like 2026-12-01 or a time like 2026-12-01T14:30 "
+            f"(optionally with a zone: Z, +08:00), got {raw!r}"
         )
     try:
         when = datetime.fromisoformat(raw)
@@ -70,23 +86,32 @@ def moment(
     if end_of_day and "T" not in raw:
         when += timedelta(days=1)
     try:
-        return when.replace(tzinfo=ZoneInfo(timezone)).timestamp()
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=ZoneInfo(timezone))
+        return when.timestamp()
     except (OverflowError, OSError, ValueError):  # year 1 or 9999 at the edge of a timezone
         raise params.ParamError(f"{name}: no such date or time: {raw!r}") from None
 
 
-def incident_query(args: params.Args, cfg: Config, timezone: str) -> IncidentQuery:
-    """The list's parameters (``lang`` allowed too, for the language switch) → a query."""
-    params.reject_unknown(args, (*PARAMS, "lang"))
+def incident_query(
+    args: params.Args,
+    cfg: Config,
+    timezone: str,
+    *,
+    extra_allowed: tuple[str, ...] = (),
+    default_per_page: int = DEFAULT_PER_PAGE,
+) -> IncidentQuery:
+    """The list's parameters → a query (``extra_allowed``: ``lang`` on a page)."""
+    params.reject_unknown(args, (*PARAMS, *extra_allowed))
     states = params.choices(args, "state", INCIDENT_STATES)
     severity = params.choices(args, "severity", SEVERITIES)
     groups: list[tuple[str, ...]] = []
-    target = params.text(args, "target", 64)
+    target = _given(args, "target")
     if target:
         if not params.is_target_id(target):
             raise params.ParamError(f"target: {target!r} cannot be a target id")
         groups.append((target,))
-    component = params.text(args, "component", 64)
+    component = _given(args, "component")
     if component:
         found = next((c for c in cfg.components if c.id == component), None)
         if found is None:
@@ -102,8 +127,8 @@ def incident_query(args: params.Args, cfg: Config, timezone: str) -> IncidentQue
         severity=severity,
         target=target,
         component=component,
-        since_text=params.text(args, "from", 32),
-        until_text=params.text(args, "to", 32),
+        since_text=params.single(args, "from") or "",
+        until_text=params.single(args, "to") or "",
         flt=IncidentFilter(severity=severity, member_of=tuple(groups), since=since, until=until),
-        page=params.page(args, DEFAULT_PER_PAGE),
+        page=params.page(args, default_per_page),
     )

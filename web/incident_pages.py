@@ -168,7 +168,7 @@ def incident_list() -> str | tuple[str, int]:
     cfg = svc.config()
     args = _args()
     try:
-        query = incident_query(args, cfg, _timezone())
+        query = incident_query(args, cfg, _timezone(), extra_allowed=("lang",))
     except params.ParamError as exc:
         return _bad_request(exc)
     result = queries.incidents_page(svc.db, query.states, query.page, query.flt)

@@ -26,6 +26,7 @@ from monitor.store.queries import MAX_PER_PAGE
 from probes import PROBES
 from web import api_incidents, params
 from web.bodies import MAX_ID, Body
+from web.incident_filters import MOMENT_PATTERN
 from web.views import current_services, json_error
 
 bp = Blueprint("api_docs", __name__, url_prefix="/api/v1")
@@ -312,7 +313,32 @@ DOCS: dict[str, Doc] = {
     "api.incidents": Doc(
         "Incidents, open first, then newest first",
         "IncidentPage",
-        query=(_list(list(INCIDENT_STATES), "only these states", "state"), *_PAGE),
+        query=(
+            _list(list(INCIDENT_STATES), "only these states", "state"),
+            _list(["down", "degraded"], "only these severities", "severity"),
+            _query(
+                "target",
+                {"type": "string", "minLength": 1, "maxLength": 64},
+                "has this target as a member",
+            ),
+            _query(
+                "component",
+                {"type": "string", "minLength": 1, "maxLength": 64},
+                "has a member of this configured component",
+            ),
+            _query(
+                "from",
+                {"type": "string", "pattern": MOMENT_PATTERN},
+                "overlaps from here: still open, or resolved at or after it (a date or a "
+                "time; without a zone in site.timezone)",
+            ),
+            _query(
+                "to",
+                {"type": "string", "pattern": MOMENT_PATTERN},
+                "overlaps until here: opened before it (a date alone: the end of that day)",
+            ),
+            *_PAGE,
+        ),
     ),
     "api.components": Doc(
         "Status page components and their members' health", "Components", tag="components"
