@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from flask import g
+
 from monitor import components, incident_actions
 from monitor.config.schema import Config
 from monitor.events import Event
@@ -85,10 +87,13 @@ def person(actor: str) -> str | None:
     if kind == "user":
         return name
     if kind == "token" and name.isascii() and name.isdigit():
-        with current_services().db.connect() as conn:
-            for token in tokens.list_tokens(conn):
-                if token.id == int(name):
-                    return token.user
+        # Read once per request: a page of incidents asks for each row's acknowledger.
+        users: dict[int, str] | None = g.get("dialwatch_token_users")
+        if users is None:
+            with current_services().db.connect() as conn:
+                users = {t.id: t.user for t in tokens.list_tokens(conn)}
+            g.dialwatch_token_users = users
+        return users.get(int(name))
     return None
 
 
