@@ -152,6 +152,7 @@ def test_setup_login_totp_acknowledge_and_publish_an_update_to_the_status_page(
             clock=clock.time,
         )
     )
+    app.config["DIALWATCH_REFRESH_MS"] = 300
     shots = Shots(tmp_path / "screenshots")
     handle = serve(app, "127.0.0.1", 0)
     base = handle.url
@@ -217,6 +218,14 @@ def test_setup_login_totp_acknowledge_and_publish_an_update_to_the_status_page(
 
         row = queries.incident(db, incident_id)
         assert row is not None and row.acknowledged_by == f"user:{ADMIN}"
+
+        # The dashboard's open incidents, as its script redraws them: a link, and who acked.
+        chromium.get(f"{base}/?lang=en")
+        wait.until(lambda d: d.find_element(By.ID, "live").get_attribute("data-state") == "live")
+        item = chromium.find_element(By.CSS_SELECTOR, "#incident-list li")
+        assert f"acknowledged by {ADMIN}" in item.text
+        link = item.find_element(By.CSS_SELECTOR, "a.inc-title").get_attribute("href")
+        assert link == f"{base}/incidents/{incident_id}"
 
         # The public status page, in each language, without logging in.
         chromium.delete_all_cookies()
