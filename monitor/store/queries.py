@@ -553,8 +553,11 @@ def _incident_filters(flt: IncidentFilter) -> list[ColumnElement[bool]]:
         where.append(i.c.severity.in_(list(flt.severity)))
     for group in flt.member_of:
         ids = list(dict.fromkeys(group))
+        # Not a correlated EXISTS: with a component's 1,000 ids SQLite ran it once per
+        # incident (1.6 s at 5,000 incidents, bench/incidents_page.py); the membership
+        # subquery is computed once, from the target_id index.
         where.append(
-            exists().where(m.c.incident_id == i.c.id, m.c.target_id.in_(ids))
+            i.c.id.in_(select(m.c.incident_id).where(m.c.target_id.in_(ids)))
             if ids
             else false()  # nothing can match an empty group
         )
