@@ -37,8 +37,10 @@ from sqlalchemy import (
     exists,
     false,
     func,
+    literal,
     or_,
     select,
+    union_all,
 )
 
 from core.observation import Status
@@ -274,8 +276,6 @@ _ROOT_FIRST = (
     _MEMBER.c.target_id,
 )
 """The order of an incident's members: the root, then the others as they joined."""
-
-_OPEN_FIRST = case((_INCIDENT.c.state == INCIDENT_OPEN, 0), else_=1)
 
 
 # -- plumbing ----------------------------------------------------------------------
@@ -522,7 +522,11 @@ def _members_of(conn: Connection, incident_ids: Sequence[int]) -> dict[int, list
 
 def _incidents(conn: Connection, stmt: Select[Any]) -> tuple[IncidentRow, ...]:
     """The incidents ``stmt`` selects, in its order, each with its members (two statements)."""
-    rows = conn.execute(stmt).all()
+    return _with_members(conn, conn.execute(stmt).all())
+
+
+def _with_members(conn: Connection, rows: Sequence[Any]) -> tuple[IncidentRow, ...]:
+    """Incident rows as ``IncidentRow`` values, in their order, with their members."""
     if not rows:
         return ()
     members = _members_of(conn, [r.id for r in rows])
@@ -577,22 +581,43 @@ def incidents_page(
     """Incidents in the given states (none: all) that match ``flt``, open ones first, then
     newest first; with the total.
 
-    Three statements: the total, the page, and the page's members.
+    The open ones and the others are each taken newest first and the page cut across
+    the two: one ``ORDER BY CASE state …, opened_at`` sorted every matching incident
+    (76 ms at 100,000, bench/incidents_page.py), each part alone walks the
+    ``opened_at`` index. Three statements: the totals (all, open), the page (both parts
+    in one ``UNION ALL``), and the page's members.
     """
     i = _INCIDENT
     filters = [i.c.state.in_(list(states))] if states else []
     if flt is not None:
         filters.extend(_incident_filters(flt))
+    newest = (i.c.opened_at.desc(), i.c.id.desc())
+    is_open = i.c.state == INCIDENT_OPEN
     with _connected(db) as conn:
-        total = conn.execute(select(func.count()).select_from(i).where(*filters)).scalar_one()
-        items = _incidents(
-            conn,
-            select(i)
+        total, opened = conn.execute(
+            select(func.count(), func.coalesce(func.sum(case((is_open, 1), else_=0)), 0))
+            .select_from(i)
             .where(*filters)
-            .order_by(_OPEN_FIRST, i.c.opened_at.desc(), i.c.id.desc())
-            .offset(page.offset)
-            .limit(page.per_page),
-        )
+        ).one()
+        total, opened = int(total), int(opened)
+        open_rows = max(0, min(page.per_page, opened - page.offset))
+        parts = [
+            select(i, literal(part).label("part"))
+            .where(*filters, is_open if part == 0 else ~is_open)
+            .order_by(*newest)
+            .offset(offset)
+            .limit(limit)
+            .subquery()
+            for part, offset, limit in (
+                (0, min(page.offset, opened), open_rows),
+                (1, max(0, page.offset - opened), page.per_page - open_rows),
+            )
+        ]
+        both = union_all(*(select(p) for p in parts)).subquery()
+        rows = conn.execute(
+            select(both).order_by(both.c.part, both.c.opened_at.desc(), both.c.id.desc())
+        ).all()
+        items = _with_members(conn, rows)
     return IncidentPage(items, int(total), page)
 
 
