@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint, Response, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from monitor.store import queries
 from web import guard, params
@@ -54,7 +55,7 @@ def _subject() -> dict[str, str]:
         return {"component_id": value}
     if typed and not kind:
         return {"target_id": typed}
-    raise BodyError("choose one target or one component")
+    raise BodyError(_("choose one target or one component"))
 
 
 def _page(
