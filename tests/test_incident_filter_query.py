@@ -96,3 +96,20 @@ def test_incidents_are_filtered_by_severity_members_and_time_overlap(
     expected: set[str],
 ) -> None:
     assert found(repo, flt, states) == {incidents[name] for name in expected}
+
+
+def test_a_page_past_the_end_is_empty_with_the_total_and_pages_cross_open_and_resolved(
+    repo: StateRepository,  # noqa: F811
+    incidents: dict[str, int],
+) -> None:
+    past = queries.incidents_page(repo.engine, (), Page(3, 2))
+    assert (past.items, past.total) == ((), 4)
+    # open first (newest first), then the resolved ones (newest first), cut across pages
+    pages = [queries.incidents_page(repo.engine, (), Page(n, 3)).items for n in (1, 2)]
+    order = [r.id for items in pages for r in items]
+    assert order == [
+        incidents["b-degraded-open"],
+        incidents["a-down-open"],
+        incidents["d-degraded-late"],
+        incidents["c-down-early"],
+    ]

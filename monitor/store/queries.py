@@ -584,8 +584,8 @@ def incidents_page(
     The open ones and the others are each taken newest first and the page cut across
     the two: one ``ORDER BY CASE state …, opened_at`` sorted every matching incident
     (76 ms at 100,000, bench/incidents_page.py), each part alone walks the
-    ``opened_at`` index. Three statements: the totals (all, open), the page (both parts
-    in one ``UNION ALL``), and the page's members.
+    ``opened_at`` index. Three statements at most: the totals (all, open), the page (the
+    parts it takes rows from, in one ``UNION ALL``), and the page's members.
     """
     i = _INCIDENT
     filters = [i.c.state.in_(list(states))] if states else []
@@ -612,11 +612,14 @@ def incidents_page(
                 (0, min(page.offset, opened), open_rows),
                 (1, max(0, page.offset - opened), page.per_page - open_rows),
             )
+            if limit > 0  # a part the page takes nothing from is not read at all
         ]
-        both = union_all(*(select(p) for p in parts)).subquery()
-        rows = conn.execute(
-            select(both).order_by(both.c.part, both.c.opened_at.desc(), both.c.id.desc())
-        ).all()
+        rows: Sequence[Any] = ()
+        if parts:
+            both = union_all(*(select(p) for p in parts)).subquery()
+            rows = conn.execute(
+                select(both).order_by(both.c.part, both.c.opened_at.desc(), both.c.id.desc())
+            ).all()
         items = _with_members(conn, rows)
     return IncidentPage(items, int(total), page)
 
