@@ -259,7 +259,11 @@ def test_a_list_costs_the_same_queries_for_one_incident_as_for_forty(tmp_path, p
     ("query", "message"),
     [
         ("state=closed", "state: unknown value 'closed'; allowed: open, resolved"),
-        ("status=open", "unknown parameter status; allowed: page, per_page, state"),
+        (
+            "status=open",
+            "unknown parameter status; allowed: component, from, page, per_page, severity, "
+            "state, target, to",
+        ),
         ("per_page=5000", "per_page: must be from 1 to 1000, got 5000"),
     ],
 )

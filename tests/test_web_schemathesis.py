@@ -85,6 +85,8 @@ def config_toml(token: str) -> str:
         "body.component_id": "components",
         "body.targets[*]": "targets",
         "body.components[*]": "components",
+        "query.target": "targets",
+        "query.component": "components",
     }
     lines = [
         f'headers = {{ Authorization = "Bearer {token}" }}',

@@ -162,8 +162,10 @@ def create_app(services: WebServices) -> Flask:
         api_audit,
         api_incidents,
         dashboard,
+        incident_pages,
         login,
         openapi,
+        silences,
         status,
     )
 
@@ -219,6 +221,8 @@ def create_app(services: WebServices) -> Flask:
     app.register_blueprint(login.bp)
     app.register_blueprint(account.bp)
     app.register_blueprint(dashboard.bp)
+    app.register_blueprint(incident_pages.bp)
+    app.register_blueprint(silences.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(api_incidents.bp)
     app.register_blueprint(api_audit.bp)

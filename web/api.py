@@ -12,7 +12,8 @@ from monitor.health import Health
 from monitor.store import queries
 from web import components as comp
 from web import guard, params, status
-from web.i18n import LANGUAGES, iso
+from web.i18n import LANGUAGES, iso, valid_timezone
+from web.incident_filters import incident_query
 from web.services import WebServices
 from web.status_snapshot import Rendered, conditional_response
 from web.views import (
@@ -98,12 +99,14 @@ def target(target_id: str) -> tuple[Response, int] | Response:
 @bp.get("/incidents")
 def incidents() -> Response:
     svc = current_services()
-    states, page = params.incident_query(_args())
-    result = queries.incidents_page(svc.db, states, page)
+    cfg = svc.config()
+    # The same parameters as the console's incident list (web.incident_filters).
+    query = incident_query(_args(), cfg, valid_timezone(cfg.site.timezone), default_per_page=100)
+    result = queries.incidents_page(svc.db, query.states, query.page, query.flt)
     return jsonify(
         items=[incident_json(r) for r in result.items],
-        page=page.page,
-        per_page=page.per_page,
+        page=query.page.page,
+        per_page=query.page.per_page,
         total=result.total,
     )
 

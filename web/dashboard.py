@@ -38,6 +38,7 @@ from probes.base import KeyMetric
 from web import charts, params, wall
 from web import format as fmt
 from web.i18n import HEALTH_LABELS, lang_tag, valid_timezone
+from web.incident_pages import who_acked
 from web.views import (
     component_members,
     current_services,
@@ -109,6 +110,8 @@ def _js_labels() -> dict[str, object]:
         "opened": _("opened %(when)s", when="{when}"),
         "eta": _("ETA %(time)s", time="{time}"),
         "no_incidents": _("No open incidents."),
+        "acked": _("acknowledged by %(who)s", who="{who}"),
+        "not_acked": _("not acknowledged"),
         # rendered from structured fields so it follows the reader's language
         "incident_title": _("%(target)s is %(health)s", target="{target}", health="{health}"),
     }
@@ -136,6 +139,7 @@ def index() -> str | tuple[str, int]:
         + ("?" + urlencode(api_args, doseq=True) if api_args else ""),
         "incidentsUrl": url_for("api.incidents", state="open", per_page=20),
         "detailUrl": url_for("dashboard.target_page", target_id="__ID__"),
+        "incidentsPage": url_for("incident_pages.incident_list"),
         "refreshMs": current_app.config.get("DIALWATCH_REFRESH_MS", REFRESH_MS),
         "keyMetrics": {
             kind: [[m.key, m.unit] for m in declared] for kind, declared in key_metrics.items()
@@ -153,6 +157,7 @@ def index() -> str | tuple[str, int]:
         healths=HEALTH_ORDER,
         names=target_names(cfg),
         incidents=incidents.items,
+        who_acked=who_acked,
         open_total=incidents.total,
         js_config=js_config,
         key_metrics=key_metrics,

@@ -27,6 +27,7 @@ from probes import PROBES
 from web import api_incidents, params
 from web.bodies import MAX_ID, Body
 from web.i18n import LANGUAGES
+from web.incident_filters import MOMENT_PATTERN
 from web.views import current_services, json_error
 
 bp = Blueprint("api_docs", __name__, url_prefix="/api/v1")
@@ -91,6 +92,50 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
         }
     ),
     "IncidentPage": _page_of("Incident"),
+    "IncidentDetail": {
+        "allOf": [
+            _ref("Incident"),
+            _object(
+                {
+                    "members": {
+                        "type": "array",
+                        "items": _object(
+                            {
+                                "target_id": {"type": "string"},
+                                "role": {"enum": ["root", "affected"]},
+                                "joined_at": _TIME,
+                                "recovered_at": _TIME_OR_NULL,
+                            }
+                        ),
+                    },
+                    "timeline": {
+                        "type": "array",
+                        "items": _object(
+                            {
+                                "at": _TIME,
+                                "kind": {"type": "string"},
+                                "target_id": _TEXT_OR_NULL,
+                                "text": {"type": "string"},
+                            }
+                        ),
+                    },
+                    "customer_updates": {
+                        "type": "array",
+                        "items": _object(
+                            {
+                                "id": {"type": "integer"},
+                                "published_at": _TIME,
+                                "text": {
+                                    "type": "object",
+                                    "additionalProperties": {"type": "string"},
+                                },
+                            }
+                        ),
+                    },
+                }
+            ),
+        ]
+    },
     "Note": _object(
         {
             "note": _object({"at": _TIME, "by": {"type": "string"}, "text": {"type": "string"}}),
@@ -297,7 +342,32 @@ DOCS: dict[str, Doc] = {
     "api.incidents": Doc(
         "Incidents, open first, then newest first",
         "IncidentPage",
-        query=(_list(list(INCIDENT_STATES), "only these states", "state"), *_PAGE),
+        query=(
+            _list(list(INCIDENT_STATES), "only these states", "state"),
+            _list(["down", "degraded"], "only these severities", "severity"),
+            _query(
+                "target",
+                {"type": "string", "minLength": 1, "maxLength": 64},
+                "has this target as a member",
+            ),
+            _query(
+                "component",
+                {"type": "string", "minLength": 1, "maxLength": 64},
+                "has a member of this configured component",
+            ),
+            _query(
+                "from",
+                {"type": "string", "pattern": MOMENT_PATTERN},
+                "overlaps from here: still open, or resolved at or after it (a date or a "
+                "time; without a zone in site.timezone)",
+            ),
+            _query(
+                "to",
+                {"type": "string", "pattern": MOMENT_PATTERN},
+                "overlaps until here: opened before it (a date alone: the end of that day)",
+            ),
+            *_PAGE,
+        ),
     ),
     "api.components": Doc(
         "Status page components and their members' health", "Components", tag="components"
@@ -332,6 +402,12 @@ DOCS: dict[str, Doc] = {
                 f"rows per page (at most {MAX_PER_PAGE})",
             ),
         ),
+    ),
+    "api_incidents.incident": Doc(
+        "One incident: members, timeline (oldest first), customer updates (newest first)",
+        "IncidentDetail",
+        refusals=(404,),
+        description="The timeline holds internal notes: staff only, like every route here.",
     ),
     "api_incidents.acknowledge": Doc(
         "Acknowledge an open incident",

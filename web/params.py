@@ -15,7 +15,6 @@ from werkzeug.routing import BaseConverter
 
 from core.config import TargetId
 from monitor.health import HEALTH_ORDER, Health
-from monitor.store.models import INCIDENT_STATES
 from monitor.store.queries import MAX_PER_PAGE, Page, TargetFilter
 
 Args = Mapping[str, Sequence[str]]
@@ -110,12 +109,6 @@ def target_query(
         q=text(args, "q"),
     )
     return flt, page(args, default_per_page)
-
-
-def incident_query(args: Args) -> tuple[tuple[str, ...], Page]:
-    """``?state=open|resolved&page=&per_page=`` → states (empty = all) and a page."""
-    reject_unknown(args, ("state", "page", "per_page"))
-    return choices(args, "state", INCIDENT_STATES), page(args)
 
 
 _TARGET_ID: TypeAdapter[str] = TypeAdapter(TargetId)

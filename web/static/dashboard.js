@@ -106,9 +106,17 @@
     if (!data.items.length) frag.appendChild(el("li", "muted empty", L.no_incidents));
     data.items.forEach(function (i) {
       var li = el("li", "sev-" + i.severity);
-      li.appendChild(el("span", "inc-id", "#" + i.id));
-      li.appendChild(el("span", "inc-title", fill(L.incident_title, { target: i.root_target, health: L.health[i.severity] || i.severity })));
+      var href = cfg.incidentsPage + "/" + i.id;
+      var id = el("a", "inc-id", "#" + i.id);
+      id.href = href;
+      li.appendChild(id);
+      var title = el("a", "inc-title", fill(L.incident_title, { target: i.root_target, health: L.health[i.severity] || i.severity }));
+      title.href = href;
+      li.appendChild(title);
       li.appendChild(el("span", "muted", fill(L.opened, { when: relTime(i.opened_at) })));
+      // A user's acknowledgement names the user; a token's shows as the token (token:7).
+      if (i.acknowledged_by) li.appendChild(el("span", "acked", fill(L.acked, { who: i.acknowledged_by.replace(/^user:/, "") })));
+      else li.appendChild(el("span", "not-acked", L.not_acked));
       if (i.eta) li.appendChild(el("span", "eta", fill(L.eta, { time: absTime(i.eta) })));
       li.appendChild(el("span", "inc-targets", i.targets.join(", ")));
       frag.appendChild(li);
