@@ -455,8 +455,11 @@ def test_the_list_pages_and_its_links_keep_the_filters_and_the_language(
         ("severity=up", "severity: unknown value 'up'"),
         ("component=nope", "component: unknown 'nope'"),
         ("target=a%00b", "target: must not contain control characters"),
-        ("from=yesterday", "from: must be a date"),
-        ("from=2026-02-30", "from: no such date"),
+        ("from=yesterday", "from: must be an ISO 8601 date or time"),
+        (
+            "from=2026-02-30",
+            "from: must be an ISO 8601 date or time such as 2026-12-02, 2026-12-02T10:00 or 2026-12-02T10:00:00+08:00, got '2026-02-30'",
+        ),
         ("from=2026-12-02&to=2026-12-01", "to: must be after from"),
         ("helth=down", "unknown parameter helth"),
     ],
@@ -647,7 +650,7 @@ def test_the_api_list_takes_the_same_filters_and_refuses_empty_ones(
     since = f"{day_ago:%Y-%m-%dT%H:%M}Z"
     assert ids(f"from={since}") == set(many.values()) - {many["old-resolved"]}
     for query, reason in [
-        ("to=", "to: must be a date"),
+        ("to=", "to: must be an ISO 8601 date or time"),
         ("target=", "target: empty value"),
         ("component=", "component: empty value"),
         ("lang=en", "unknown parameter lang"),

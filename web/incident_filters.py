@@ -13,9 +13,7 @@ a date alone for ``to`` means the end of that day. The API's incident list
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from monitor import components
@@ -27,12 +25,6 @@ from web import params
 
 PARAMS = ("state", "severity", "target", "component", "from", "to", "page", "per_page")
 DEFAULT_PER_PAGE = 50
-_MOMENT = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2})?(Z|[+-][0-9]{2}:[0-9]{2})?)?",
-    re.ASCII,
-)
-MOMENT_PATTERN = "^" + _MOMENT.pattern + "$"
-"""The same, for the OpenAPI document."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,32 +59,6 @@ def _given(args: params.Args, name: str) -> str:
     return params.text(args, name, 64)
 
 
-def moment(
-    args: params.Args, name: str, timezone: str, *, end_of_day: bool = False
-) -> float | None:
-    """A date or local time parameter as epoch seconds (None when not given)."""
-    raw = params.single(args, name)
-    if raw is None:
-        return None
-    if _MOMENT.fullmatch(raw) is None:
-        raise params.ParamError(
-            f"{name}: must be a date like 2026-12-01 or a time like 2026-12-01T14:30 "
-            f"(optionally with a zone: Z, +08:00), got {raw!r}"
-        )
-    try:
-        when = datetime.fromisoformat(raw)
-    except ValueError:
-        raise params.ParamError(f"{name}: no such date or time: {raw!r}") from None
-    if end_of_day and "T" not in raw:
-        when += timedelta(days=1)
-    try:
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=ZoneInfo(timezone))
-        return when.timestamp()
-    except (OverflowError, OSError, ValueError):  # year 1 or 9999 at the edge of a timezone
-        raise params.ParamError(f"{name}: no such date or time: {raw!r}") from None
-
-
 def incident_query(
     args: params.Args,
     cfg: Config,
@@ -118,8 +84,9 @@ def incident_query(
             known = ", ".join(c.id for c in cfg.components) or "none configured"
             raise params.ParamError(f"component: unknown {component!r}; allowed: {known}")
         groups.append(tuple(components.members(found, cfg.targets)))
-    since = moment(args, "from", timezone)
-    until = moment(args, "to", timezone, end_of_day=True)
+    zone = ZoneInfo(timezone)
+    since = params.instant(args, "from", zone)
+    until = params.instant(args, "to", zone, end_of_day=True)
     if since is not None and until is not None and until <= since:
         raise params.ParamError("to: must be after from")
     return IncidentQuery(

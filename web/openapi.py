@@ -27,7 +27,6 @@ from probes import PROBES
 from web import api_incidents, params
 from web.bodies import MAX_ID, Body
 from web.i18n import LANGUAGES
-from web.incident_filters import MOMENT_PATTERN
 from web.views import current_services, json_error
 
 bp = Blueprint("api_docs", __name__, url_prefix="/api/v1")
@@ -307,7 +306,7 @@ class Doc:
 _ACTION = (404, 409, 413, 415)
 # Not format: date-time: a date alone (2026-12-02) and a time without an offset are
 # taken too, which a strict date-time would call invalid input.
-_INSTANT = {"type": "string", "minLength": 1, "maxLength": 40}
+_INSTANT = {"type": "string", "pattern": params.INSTANT_PATTERN, "maxLength": 40}
 _INSTANT_TEXT = (
     "ISO 8601, a date (2026-12-02) or a date and time (2026-12-02T10:00:00Z, "
     "2026-12-02T18:00:00+08:00); without an offset it is in the site timezone; a date "
@@ -357,13 +356,13 @@ DOCS: dict[str, Doc] = {
             ),
             _query(
                 "from",
-                {"type": "string", "pattern": MOMENT_PATTERN},
+                {"type": "string", "pattern": params.INSTANT_PATTERN},
                 "overlaps from here: still open, or resolved at or after it (a date or a "
                 "time; without a zone in site.timezone)",
             ),
             _query(
                 "to",
-                {"type": "string", "pattern": MOMENT_PATTERN},
+                {"type": "string", "pattern": params.INSTANT_PATTERN},
                 "overlaps until here: opened before it (a date alone: the end of that day)",
             ),
             *_PAGE,
