@@ -51,6 +51,7 @@ from bench.status_crowd import (
     settle,
     wait_probed,
     write_config,
+    wrk_ms,
 )
 
 YEAR = 365 * 86400.0
@@ -154,14 +155,6 @@ class Run:
     errors: str
 
 
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
-
-
-def _ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
-    return float(value) * _UNITS[unit]
-
-
 def wrk(app: Appliance, label: str, path: str, token: str, duration: int, connections: int) -> Run:
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "30s", "--latency"]
     cmd += ["-H", f"Authorization: Bearer {token}", app.url + path]
@@ -179,9 +172,9 @@ def wrk(app: Appliance, label: str, path: str, token: str, duration: int, connec
         label,
         path,
         float(found(r"Requests/sec:\s+([\d.]+)")),
-        _ms(found(r"\s50%\s+(\S+)")),
-        _ms(found(r"\s99%\s+(\S+)")),
-        _ms(found(r"Latency\s+\S+\s+\S+\s+(\S+)")),
+        wrk_ms(found(r"\s50%\s+(\S+)")),
+        wrk_ms(found(r"\s99%\s+(\S+)")),
+        wrk_ms(found(r"Latency\s+\S+\s+\S+\s+(\S+)")),
         int(found(r"(\d+) requests in")),
         "; ".join(errors) or "-",
     )

@@ -266,7 +266,8 @@ class Run:
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
-def _ms(text: str) -> float:
+def wrk_ms(text: str) -> float:
+    """A wrk latency figure (``512.30us``, ``1.09s``) in milliseconds."""
     value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
     return float(value) * _UNITS[unit]
 
@@ -284,8 +285,8 @@ def wrk(
     cpu = proc.cpu_percent()
     events = app.last_event_id() - events_before
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p50 = wrk_ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = wrk_ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     errors = []
     if m := re.search(r"Socket errors: (.+)", out):
