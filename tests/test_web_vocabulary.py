@@ -184,3 +184,33 @@ def test_values_inside_a_known_sentence_are_still_escaped(world) -> None:
     html = world.client().get("/targets/pbx?lang=zh-CN").get_data(as_text=True)
     assert "<script>alert" not in html
     assert "连接失败（&lt;script&gt;alert(1)&lt;/script&gt;）" in html
+
+
+def _refusal(call) -> str:  # noqa: ANN001 - a zero-argument callable that must refuse
+    with pytest.raises((ValueError, LookupError, RuntimeError)) as refused:
+        call()
+    return str(refused.value)
+
+
+def test_the_monitors_refusals_read_in_chinese_on_zh_cn_pages(world) -> None:
+    from monitor import incident_actions as actions
+    from monitor.staff import users
+    from monitor.store.repository import StateRepository
+    from tests.test_web_support import STAFF, add_incident
+
+    repo = StateRepository(world.db)
+    resolved = add_incident(world.db, ["trunk-a"], state="resolved")
+    busy = add_incident(world.db, ["trunk-b"])
+    now = time.time()
+    refusals = [
+        _refusal(lambda: actions.acknowledge(repo, "user:opal", resolved)),
+        _refusal(lambda: actions.acknowledge(repo, "user:opal", 999_999)),
+        _refusal(lambda: actions.update(repo, "user:opal", busy, eta=now - 60, at=now)),
+        _refusal(lambda: actions.declare(repo, "user:opal", ["trunk-b"], title="Carrier B down")),
+        _refusal(lambda: users.disable_user(repo, "cli", STAFF["admin"])),
+        _refusal(lambda: users.add_user(repo, "cli", STAFF["viewer"], "viewer", "another pass 42")),
+    ]
+    for text in refusals:
+        zh = said(world, text, "zh-CN")
+        assert CJK.search(zh) and zh != text, f"stays English on zh-CN pages: {text!r}"
+        assert said(world, text, "en") == text

@@ -20,6 +20,7 @@ from web import params
 from web.actions import ActionRefused, perform
 from web.admin import done, field
 from web.guard import require, services
+from web.vocabulary import say
 
 bp = Blueprint("admin_tokens", __name__, url_prefix="/admin/tokens")
 bp.record_once(lambda state: state.app.url_map.converters.setdefault("id", params.IdConverter))
@@ -98,7 +99,7 @@ def create_token() -> Response | tuple[str, int]:
             self_audited=True,
         )
     except ActionRefused as exc:
-        return _page(exc.reason, exc.status, form=kept)
+        return _page(say(exc.reason), exc.status, form=kept)
     body, code = _page(created=created, code=201)
     response = Response(body, code, mimetype="text/html")
     # The one time the value is shown: no cache may keep a copy of this page.
@@ -114,6 +115,6 @@ def revoke(token_id: int) -> Response | tuple[str, int]:
             "token.revoke", f"token:{token_id}", tokens.revoke_token, token_id, self_audited=True
         )
     except ActionRefused as exc:
-        return _page(exc.reason, exc.status)
+        return _page(say(exc.reason), exc.status)
     done(_("Token %(id)s of %(user)s is revoked.", id=info.id, user=info.user))
     return redirect(url_for("admin_tokens.tokens_page"))  # type: ignore[return-value]

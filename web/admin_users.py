@@ -21,6 +21,7 @@ from monitor.store.models import ROLES
 from web.actions import ActionRefused, perform
 from web.admin import done, field
 from web.guard import require, services, session_policy
+from web.vocabulary import say
 
 bp = Blueprint("admin_users", __name__, url_prefix="/admin/users")
 
@@ -57,7 +58,7 @@ def _page(
 
 
 def _refused(exc: ActionRefused, form: dict[str, str] | None = None) -> tuple[str, int]:
-    return _page(exc.reason, exc.status, form)
+    return _page(say(exc.reason), exc.status, form)
 
 
 def _back() -> Response:

@@ -48,6 +48,7 @@ from web.incident_bodies import (
 )
 from web.incident_filters import incident_query
 from web.views import current_services, target_names
+from web.vocabulary import say
 
 bp = Blueprint("incident_pages", __name__)
 bp.record_once(lambda state: state.app.url_map.converters.setdefault("id", params.IdConverter))
@@ -158,7 +159,7 @@ def refusal(form: str, exc: ActionRefused | BodyError) -> FormError:
             time=absolute_time(exc.at),
         )
         return FormError(form, message, 409)
-    return FormError(form, _("Not done: %(reason)s", reason=exc.reason), exc.status)
+    return FormError(form, _("Not done: %(reason)s", reason=say(exc.reason)), exc.status)
 
 
 # -- the list ----------------------------------------------------------------------------

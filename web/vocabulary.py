@@ -165,6 +165,72 @@ def _table() -> tuple[tuple[re.Pattern[str], Say], ...]:
             ),
         ),
         ("in maintenance", lambda m: _("in maintenance")),
+        # The refusals of the monitor's incident and staff functions (monitor/incident_actions.py,
+        # monitor/staff/): the console shows them beside the form that was refused.
+        (
+            r"cannot \w+ incident (?P<id>\d+): it is resolved",
+            lambda m: _("incident %(id)s is resolved: it cannot be changed", id=m["id"]),
+        ),
+        (r"no incident (?P<id>\d+)", lambda m: _("there is no incident %(id)s", id=m["id"])),
+        (
+            r"eta (?P<eta>\S+) is not in the future \(now (?P<now>\S+)\)",
+            lambda m: _(
+                "the ETA %(eta)s is not in the future (now %(now)s)", eta=m["eta"], now=m["now"]
+            ),
+        ),
+        (
+            r"target '(?P<target>[^']+)' is in open incident (?P<id>\d+) already; "
+            r"add a note or an update there instead",
+            lambda m: _(
+                "target %(target)s is in open incident %(id)s already; add a note or an "
+                "update there instead",
+                target=m["target"],
+                id=m["id"],
+            ),
+        ),
+        (
+            r"target '(?P<target>[^']+)' is in maintenance window (?P<id>\d+) already "
+            r"\(started by (?P<who>[^)]+)\); end it first",
+            lambda m: _(
+                "target %(target)s is in maintenance window %(id)s already (started by "
+                "%(who)s); end it first",
+                target=m["target"],
+                id=m["id"],
+                who=m["who"],
+            ),
+        ),
+        (
+            r"silence (?P<id>\d+) is over already",
+            lambda m: _("silence %(id)s is over already", id=m["id"]),
+        ),
+        (
+            r"maintenance window (?P<id>\d+) is over already",
+            lambda m: _("maintenance window %(id)s is over already", id=m["id"]),
+        ),
+        (
+            r"(?P<name>\S+) is the last admin: make another admin first",
+            lambda m: _("%(name)s is the last admin: make another admin first", name=m["name"]),
+        ),
+        (
+            r"a user named '(?P<name>[^']+)' exists already",
+            lambda m: _("a user named %(name)s exists already", name=m["name"]),
+        ),
+        (
+            r"user (?P<name>\S+) is disabled already",
+            lambda m: _("user %(name)s is disabled already", name=m["name"]),
+        ),
+        (
+            r"user (?P<name>\S+) is not disabled",
+            lambda m: _("user %(name)s is not disabled", name=m["name"]),
+        ),
+        (
+            r"no user named '(?P<name>[^']+)'",
+            lambda m: _("there is no user %(name)s", name=m["name"]),
+        ),
+        (
+            "a token's expiry must be in the future",
+            lambda m: _("a token's expiry must be in the future"),
+        ),
     ]
     return tuple((re.compile(pattern), render) for pattern, render in rows)
 
