@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import random
 import re
@@ -54,8 +55,6 @@ from bench.status_crowd import (
     wrk_ms,
 )
 
-YEAR = 365 * 86400.0
-
 _PREPARE = """
 import json, random, secrets, sys, time
 from pathlib import Path
@@ -78,6 +77,12 @@ rng = random.Random(11)
 now = time.time()
 at = now - 365 * 86400.0
 step = 365 * 86400.0 / max(n_incidents, 1)
+def flush(conn, batch, members, lines, updates):
+    for table, rows in ((Incident, batch), (IncidentTarget, members), (IncidentEvent, lines),
+                        (CustomerUpdate, updates)):
+        if rows:
+            conn.execute(insert(table.__table__), rows)
+
 with db.begin() as conn:
     batch, members, lines, updates = [], [], [], []
     for i in range(1, n_incidents + 1):
@@ -105,18 +110,10 @@ with db.begin() as conn:
             updates.append({"incident_id": i, "published_at": at + 120, "published_by": "user:op07",
                             "text": {"en": "Carrier rerouting", "zh-CN": "运营商正在切换线路"}})
         if len(batch) >= 5000:
-            conn.execute(insert(Incident.__table__), batch)
-            conn.execute(insert(IncidentTarget.__table__), members)
-            conn.execute(insert(IncidentEvent.__table__), lines)
-            if updates:
-                conn.execute(insert(CustomerUpdate.__table__), updates)
+            flush(conn, batch, members, lines, updates)
             batch, members, lines, updates = [], [], [], []
     if batch:
-        conn.execute(insert(Incident.__table__), batch)
-        conn.execute(insert(IncidentTarget.__table__), members)
-        conn.execute(insert(IncidentEvent.__table__), lines)
-        if updates:
-            conn.execute(insert(CustomerUpdate.__table__), updates)
+        flush(conn, batch, members, lines, updates)
     conn.execute(text("ANALYZE"))
 db.dispose()
 print(json.dumps({"token": token, "seconds": time.perf_counter() - started}))
@@ -125,8 +122,6 @@ print(json.dumps({"token": token, "seconds": time.perf_counter() - started}))
 
 def prepare(tree: Path, data: Path, targets: int, incidents: int, audit: int) -> tuple[str, float]:
     """A state DB with the history, an admin and their API token, made by the tree's own code."""
-    import json
-
     data.mkdir(mode=0o700, parents=True)
     env = {**os.environ, "PYTHONPATH": str(tree)}
     args = [str(tree), str(data), str(targets), str(incidents), str(audit)]
