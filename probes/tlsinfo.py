@@ -19,6 +19,7 @@ EXPIRY_RULE = Rule(
     doc="days until the server certificate expires",
 )
 
+
 def expiry_limit(given: Limit | None, was_given: bool) -> Limit:
     """The target's ``cert_expiry_days`` merged with the defaults (``null`` = off).
 

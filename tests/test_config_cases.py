@@ -4,8 +4,10 @@ One file (or directory) per error class. In an expectation, ``{file}`` stands
 for the file's path as loaded and ``{dir}`` for its directory; ``{kinds}`` (the
 registered probe kinds), ``{tcp_keys}`` (the keys a tcp target allows) and
 ``{sections}`` (the top-level sections) grow as other probes, fields and
-sections land. Cases run with an empty environment so
-``${...}`` lookups do not depend on the machine.
+sections land. Cases are loaded with the build's schema (``dialwatch.schema``:
+monitor's sections and those of the packages above it, such as ``channels``)
+and an empty environment, so ``${...}`` lookups do not depend on the machine.
+``{channel_kinds}`` lists the registered channel kinds.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from dialwatch.schema import Config
 from monitor.config import ConfigError, load_config
-from monitor.config.schema import Config
+from notify.channels import CHANNELS
 from probes import PROBES
 from probes.tcp import TcpTarget
 
@@ -38,6 +41,7 @@ def expected_errors(case: Path) -> list[str]:
                     ("{file}", str(file)),
                     ("{dir}", str(file.parent)),
                     ("{kinds}", ", ".join(PROBES)),
+                    ("{channel_kinds}", ", ".join(CHANNELS)),
                     ("{tcp_keys}", ", ".join(sorted(TcpTarget.model_fields))),
                     ("{sections}", ", ".join(sorted(Config.model_fields))),
                 ):
@@ -55,5 +59,5 @@ def test_every_case_says_what_it_expects() -> None:
 @pytest.mark.parametrize("case", _case_paths(), ids=lambda p: p.name.removesuffix(".yaml"))
 def test_invalid_config_gives_exactly_the_expected_errors(case: Path) -> None:
     with pytest.raises(ConfigError) as raised:
-        load_config(case, env={})
+        load_config(case, env={}, schema=Config)
     assert raised.value.errors == expected_errors(case)

@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from core.config import Duration
+from dialwatch.schema import Config as BuildConfig
 from monitor.config import load_config
 from monitor.config.reference import END, START, attribute_docs, generate, main, splice, type_name
 from monitor.config.schema import Config
+from notify.channels import CHANNELS
 from probes import PROBES
 from probes.tcp import TcpTarget
 
@@ -86,11 +88,11 @@ def test_every_yaml_example_in_the_configuration_doc_loads(tmp_path: Path) -> No
     for index, block in enumerate(blocks):
         path = tmp_path / f"example-{index}.yaml"
         path.write_text(block, encoding="utf-8")
-        load_config(path, env={})
+        load_config(path, env={}, schema=BuildConfig)
 
 
 def test_every_reference_row_has_four_cells() -> None:
-    rows = [line for line in generate().splitlines() if line.startswith("| `")]
+    rows = [line for line in generate(BuildConfig).splitlines() if line.startswith("| `")]
     assert rows
     for row in rows:
         assert len(re.findall(r"(?<!\\)\|", row)) == 5, row
@@ -98,9 +100,29 @@ def test_every_reference_row_has_four_cells() -> None:
 
 def test_the_committed_reference_matches_the_models() -> None:
     # A model field added without regenerating the page fails here, with the fix.
+    # The page documents the build's schema: monitor's sections and those above it.
     doc = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
     text = doc.read_text(encoding="utf-8")
-    assert splice(text, generate()) == text, (
-        "docs/configuration.md is out of date: run "
-        "`.venv/bin/python -m monitor.config.reference --write docs/configuration.md`"
+    assert splice(text, generate(BuildConfig)) == text, (
+        "docs/configuration.md is out of date: run `.venv/bin/python -m "
+        "monitor.config.reference --schema dialwatch.schema:Config --write docs/configuration.md`"
     )
+
+
+def test_the_build_reference_has_the_sections_of_the_packages_above_monitor() -> None:
+    reference = generate(BuildConfig)
+    assert "### `channels:`" in reference
+    for kind in CHANNELS.values():
+        assert f"#### `kind: {kind.kind}` — {kind.summary}" in reference
+        for name, field in kind.model.model_fields.items():
+            assert f"| `{field.alias or name}` |" in reference, (kind.kind, name)
+    assert "### SmtpConfig" in reference
+
+
+def test_the_schema_to_document_is_named_on_the_command_line(tmp_path: Path) -> None:
+    doc = tmp_path / "configuration.md"
+    doc.write_text(f"{START}\n{END}\n", encoding="utf-8")
+    assert main(["--schema", "dialwatch.schema:Config", "--write", str(doc)]) == 0
+    assert "### `channels:`" in doc.read_text(encoding="utf-8")
+    with pytest.raises(SystemExit):
+        main(["--schema", "monitor.config.schema:Section"])

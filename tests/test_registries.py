@@ -20,9 +20,10 @@ from monitor.query_select import FallbackMetricsQuery, build_metrics_query
 from monitor.sinks import SINKS, build_sinks
 from monitor.sinks.base import MetricSink, SinkFactory
 from monitor.sinks.config import InfluxV1SinkConfig, SinkConfig
+from notify.channels import CHANNELS
 from probes import PROBES
 
-REGISTRIES = {"PROBES": PROBES, "SINKS": SINKS}
+REGISTRIES = {"PROBES": PROBES, "SINKS": SINKS, "CHANNELS": CHANNELS}
 
 
 @pytest.mark.parametrize("name", REGISTRIES)

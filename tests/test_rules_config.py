@@ -100,8 +100,10 @@ def test_a_rule_with_a_registered_action_loads_with_its_action_config(tmp_path: 
 def test_the_production_build_registers_no_action_kind() -> None:
     # Runbooks (run:) and notifications (escalate:) register theirs when they land.
     assert dialwatch.schema.RULE_ACTIONS == {}
-    assert dialwatch.schema.Config is Config
     assert dialwatch.schema.RuleConfig is RuleConfig
+    # The build's schema is monitor's plus the sections of the packages above it.
+    assert issubclass(dialwatch.schema.Config, Config)
+    assert dialwatch.schema.Config.model_fields["rules"].annotation == list[RuleConfig]
 
 
 def test_check_config_names_the_missing_action_package(

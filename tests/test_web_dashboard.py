@@ -367,4 +367,3 @@ def test_pages_load_nothing_from_outside_the_appliance(world, path: str) -> None
     assert refs, "the page links its own assets"
     assert [r for r in refs if not (r.startswith("/") or r.startswith("?"))] == []
     assert all(not r.startswith("//") for r in refs)
-

@@ -9,7 +9,7 @@ Entries too broken to read (no id, not a mapping) are left to validation.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from monitor.config.errors import KeyPath
@@ -167,11 +167,22 @@ def check_rules(data: dict[str, Any], report: Report) -> None:
                 )
 
 
-def cross_check(data: dict[str, Any], where: Callable[[KeyPath], str], report: Report) -> None:
-    """Run every cross-entry check on merged raw config data."""
+def cross_check(
+    data: dict[str, Any],
+    where: Callable[[KeyPath], str],
+    report: Report,
+    unique: Mapping[str, str] | None = None,
+) -> None:
+    """Run every cross-entry check on merged raw config data.
+
+    ``unique``: more sections whose entries' ids must be unique (section →
+    what an entry is called), for sections contributed by packages above monitor.
+    """
     check_unique(data, "targets", "target", where, report)
     check_unique(data, "components", "component", where, report)
     check_unique(data, "rules", "rule", where, report)
+    for section, what in (unique or {}).items():
+        check_unique(data, section, what, where, report)
     check_dependencies(data, report)
     check_components(data, report)
     check_rules(data, report)

@@ -221,7 +221,8 @@ def load_config(
         if key not in reported:
             merged.problems.append(Problem(merged.location(key), key, message))
 
-    cross_check(merged.data, lambda key: str(merged.location(key)), report)
+    unique = {key: s.unique_ids for key, s in schema.sections.items() if s.unique_ids}
+    cross_check(merged.data, lambda key: str(merged.location(key)), report, unique)
 
     if merged.problems or config is None:
         raise ConfigError(render_all(merged.problems, scrub=merged.secret_values))

@@ -2,9 +2,12 @@
 
 Each field's type, default and docstring (the string literal under it in the
 class body) come straight from the models, so the reference cannot drift from
-what the loader accepts. Regenerate after changing a model::
+what the loader accepts. The page documents the build's schema (the
+composition root's, with the sections and action kinds of the installed
+packages), named by ``--schema`` as the isolated loader names it, since monitor
+cannot import the package that assembles it. Regenerate after changing a model::
 
-    python -m monitor.config.reference --write docs/configuration.md
+    python -m monitor.config.reference --schema dialwatch.schema:Config --write docs/configuration.md
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import ast
 import functools
+import importlib
 import inspect
 import textwrap
 import types
@@ -225,7 +229,7 @@ def generate(config: type[BaseModel] | None = None) -> str:
             out += model_table(model)
             note_nested(model)
         else:
-            doc = config_docs.get(name) or (_doc(models[0]) if models else "")
+            doc = config_docs.get(name) or field.description or (_doc(models[0]) if models else "")
             if doc:
                 out += [doc, ""]
             if len(models) == 1:
@@ -245,8 +249,9 @@ def generate(config: type[BaseModel] | None = None) -> str:
                         else ()
                     )
                     title = f"`kind: {kinds[0]}`" if kinds else model.__name__
-                    if kinds and name == "metrics":
-                        title += f" — {SINKS[kinds[0]].summary}"
+                    registry = SINKS if name == "metrics" else _section_registry(config, name)
+                    if kinds and registry is not None and kinds[0] in registry:
+                        title += f" — {registry[kinds[0]].summary}"
                     out += ["", f"#### {title}", ""]
                     doc = _doc(model)
                     if doc:
@@ -273,6 +278,23 @@ def generate(config: type[BaseModel] | None = None) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def _section_registry(config: type[BaseModel], name: str) -> Any:
+    """The registry of a section contributed above monitor (``channels`` → ``CHANNELS``), or None."""
+    section = getattr(config, "sections", {}).get(name)
+    return section.registry if section is not None else None
+
+
+def load_schema(name: str) -> type[BaseModel]:
+    """``module:Name`` → that config model (the composition root's, named on the command line)."""
+    from monitor.config.schema import Config
+
+    module, _, attribute = name.partition(":")
+    schema = getattr(importlib.import_module(module), attribute, None)
+    if not (isinstance(schema, type) and issubclass(schema, Config)):
+        raise SystemExit(f"{name} is not a config schema (give module:Name of a Config model)")
+    return schema
+
+
 def splice(document: str, reference: str) -> str:
     """``document`` with the text between the markers replaced by ``reference``."""
     head, start, rest = document.partition(START)
@@ -285,8 +307,14 @@ def splice(document: str, reference: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", type=Path, help="splice into this Markdown file")
+    parser.add_argument(
+        "--schema",
+        metavar="MODULE:NAME",
+        help="the config model to document (the build's is dialwatch.schema:Config; "
+        "default: monitor's own)",
+    )
     args = parser.parse_args(argv)
-    reference = generate()
+    reference = generate(load_schema(args.schema) if args.schema else None)
     if args.write is None:
         print(reference, end="")
         return 0

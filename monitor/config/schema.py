@@ -5,21 +5,25 @@
 registered there is accepted here, with no list of models to keep in step.
 
 ``Config`` is monitor's own schema: its rules accept no action, since monitor
-performs none. The composition root builds the schema of a build with
-``config_model`` from the rule model of the installed action kinds
-(``monitor.config.rules.rule_model``).
+performs none, and it has only monitor's sections. The composition root
+builds the schema of a build with ``config_model`` from the rule model of
+the installed action kinds (``monitor.config.rules.rule_model``) and the
+sections that packages above monitor contribute (``Section``: ``channels:``
+from notify...), which monitor validates, reports and documents like its
+own without knowing them by name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Annotated
+from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, Field, PrivateAttr, create_model
 
 from core.config import SiteConfig, StrictModel, TargetBase
-from core.registry import config_union
+from core.registry import PluginKind, config_union
 from monitor.config.models import ComponentConfig, StorageConfig, WebConfig
 from monitor.config.rules import RuleConfig
 from monitor.sinks import SINKS
@@ -29,6 +33,26 @@ from probes.appliance import ApplianceConfig
 
 AnyTarget = config_union(PROBES)
 AnySink = config_union(SINKS)
+
+
+@dataclass(frozen=True)
+class Section:
+    """A top-level list section contributed by a package above monitor (``channels:``).
+
+    Each entry of the list is validated as ``entry`` (a registry's union,
+    ``core.registry.config_union``), with the same file:line:key errors as
+    monitor's own sections.
+    """
+
+    entry: Any
+    """The type of one entry of the list."""
+    doc: str
+    """What the section is for: shown under its heading in docs/configuration.md."""
+    registry: Mapping[str, PluginKind[Any, Any]] | None = None
+    """The registry ``entry`` is built from, for each kind's summary in the docs."""
+    unique_ids: str | None = None
+    """When entries have an ``id`` that must be unique: what one is called in the error
+    (``channel`` → "duplicate channel id 'mail' (first at ...)")."""
 
 
 class Config(StrictModel):
@@ -46,6 +70,9 @@ class Config(StrictModel):
     """Metric sinks besides the embedded store (InfluxDB v1/v2; see docs/metrics.md)."""
     rules: list[RuleConfig] = Field(default_factory=list)
     """When to act on events, and how: ``when:`` plus one key per action kind (see docs/rules.md)."""
+
+    sections: ClassVar[Mapping[str, Section]] = {}
+    """The sections contributed by packages above monitor (set by ``config_model``)."""
 
     _index: tuple[int, dict[str, TargetBase], dict[str, str]] | None = PrivateAttr(default=None)
 
@@ -69,19 +96,29 @@ class Config(StrictModel):
 
 
 def config_model(
-    rule: type[RuleConfig], *, name: str = "Config", module: str | None = None
+    rule: type[RuleConfig],
+    *,
+    sections: Mapping[str, Section] | None = None,
+    name: str = "Config",
+    module: str | None = None,
 ) -> type[Config]:
-    """``Config`` whose ``rules`` are ``rule`` models (from ``rule_model``).
+    """``Config`` whose ``rules`` are ``rule`` models (from ``rule_model``), with ``sections`` added.
 
-    For ``RuleConfig`` itself this is ``Config``. Otherwise a new model: bind
-    it at module level in ``module`` under ``name``, beside ``rule``, so that
-    pickle (the isolated loader) finds both.
+    For ``RuleConfig`` itself and no sections this is ``Config``. Otherwise a
+    new model: bind it at module level in ``module`` under ``name``, beside
+    ``rule``, so that pickle (the isolated loader) finds both. A section may
+    not take the name of one of monitor's.
     """
-    if rule is RuleConfig:
+    sections = dict(sections or {})
+    if rule is RuleConfig and not sections:
         return Config
-    return create_model(
-        name,
-        __base__=Config,
-        __module__=module or __name__,
-        rules=(list[rule], Field(default_factory=list)),  # type: ignore[valid-type]
-    )
+    fields: dict[str, Any] = {}
+    if rule is not RuleConfig:
+        fields["rules"] = (list[rule], Field(default_factory=list))  # type: ignore[valid-type]
+    for key, section in sections.items():
+        if key in Config.model_fields or hasattr(Config, key):
+            raise ValueError(f"section '{key}' is taken by one of monitor's sections or attributes")
+        fields[key] = (list[section.entry], Field(default_factory=list, description=section.doc))
+    model = create_model(name, __base__=Config, __module__=module or __name__, **fields)
+    model.sections = sections
+    return model

@@ -16,6 +16,7 @@ from pydantic import Field, field_validator, model_validator
 
 from core import __version__
 from core.config import Bool, Duration, FieldValueError, Interval, StrictModel, TargetBase, Timeout
+from core.net.address import parse_nameserver
 from probes.sip.message import parse_uri
 
 DEFAULT_WARN_CODES: tuple[int, ...] = (401, 403, 404, 405, 407, 420, 481, 484, 489)
@@ -105,29 +106,6 @@ class DnsOptions(StrictModel):
         for server in value:
             parse_nameserver(server)
         return value
-
-
-def parse_nameserver(text: str) -> tuple[str, int]:
-    """``192.0.2.53``, ``192.0.2.53:5353``, ``[2001:db8::53]:53`` → (ip, port)."""
-    host, port = text, 53
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        if rest:
-            if not rest.startswith(":") or not rest[1:].isdigit():
-                raise ValueError(f"{text!r} must be ip or ip:port")
-            port = int(rest[1:])
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-        if not port_text.isdigit():
-            raise ValueError(f"{text!r} must be ip or ip:port")
-        port = int(port_text)
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError(f"{text!r}: a nameserver must be an IP address (ip or ip:port)") from None
-    if not 0 < port < 65536:
-        raise ValueError(f"{text!r}: port must be a number from 1 to 65535")
-    return host, port
 
 
 class TestCallOptions(StrictModel):
