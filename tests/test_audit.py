@@ -625,7 +625,10 @@ def test_the_running_appliance_audits_its_start_and_reloads_and_logs_its_chain_h
 
     cfg = tmp_path / "dialwatch.yaml"
     cfg.write_text("targets: []\n", encoding="utf-8")
-    first_digest = load_config(cfg).digest
+    from dialwatch.schema import Config as ApplianceConfig
+
+    # The appliance's own schema: its sections (channels:...) are part of what is hashed.
+    first_digest = load_config(cfg, schema=ApplianceConfig).digest
     data = tmp_path / "data"
     output = tmp_path / "dialwatch.out"
     base = [sys.executable, "-m", "dialwatch.cli"]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from dialwatch.schema import Config as ApplianceConfig
 from monitor import audit
 from monitor.config import load_config
 from monitor.store import queries
@@ -29,7 +30,7 @@ def test_a_reload_through_the_api_is_audited_as_the_admin_from_their_address(
 ) -> None:
     cfg = tmp_path / "dialwatch.yaml"
     cfg.write_text("targets: []\n", encoding="utf-8")
-    first = load_config(cfg).digest
+    first = load_config(cfg, schema=ApplianceConfig).digest
     data = tmp_path / "data"
     output = tmp_path / "dialwatch.out"
     base = [sys.executable, "-m", "dialwatch.cli"]
@@ -90,7 +91,7 @@ def test_a_reload_through_the_api_is_audited_as_the_admin_from_their_address(
             for name in ("alice", "otto")
         }
         cfg.write_text("site: {name: NOC}\ntargets: []\n", encoding="utf-8")
-        second = load_config(cfg).digest
+        second = load_config(cfg, schema=ApplianceConfig).digest
         assert reload(made["otto"])[0] == 403  # an operator may not
         assert reload(made["alice"]) == (200, {"status": "reloaded"})
         wait_for("reload entry", lambda: any(e.action == "config.reload" for e in entries()))
