@@ -70,6 +70,7 @@ EVENT_LABELS: Mapping[str, Any] = {
     "customer_update": _l("Customer update"),
     "silenced": _l("Silence"),
     "maintenance": _l("Maintenance"),
+    "delivery": _l("Notification"),
 }
 """The timeline's kinds of line (``incident_event.kind``); another kind shows as stored."""
 STATE_LABELS: Mapping[str, Any] = {"open": _l("Open"), "resolved": _l("Resolved")}

@@ -416,3 +416,143 @@ class AuditAnchor(Base):
     """The id of the last pruned entry (the first kept one has a larger id)."""
     hash: Mapped[str] = mapped_column(String(64))
     at: Mapped[float] = mapped_column(Float)
+
+
+# -- paging (notify/: on-call pages, the delivery outbox) -------------------------------------
+PAGE_ARMED = "armed"
+"""A rule with ``for:`` selected the incident; paging starts if the hold lasts."""
+PAGE_PAGING = "paging"
+PAGE_ACKNOWLEDGED = "acknowledged"
+PAGE_ENDED = "ended"
+"""Resolved, merged into another incident, or the hold broke: nothing more is sent."""
+
+
+class Page(Base):
+    """One incident paged under one escalation policy (a rule's ``escalate:`` action)."""
+
+    __tablename__ = "page"
+    __table_args__ = (Index("ix_page_incident_policy", "incident_id", "policy_id", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[int] = mapped_column(Integer)
+    """No foreign key: the page's record outlives the incident until retention."""
+    rule_id: Mapped[str] = mapped_column(String(64))
+    policy_id: Mapped[str] = mapped_column(String(64))
+    target_id: Mapped[str] = mapped_column(String(64))
+    """The member whose hold armed the rule."""
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    hold_since: Mapped[float] = mapped_column(Float)
+    """When the target entered the health the rule selected (its ``for:`` counts from here)."""
+    check_at: Mapped[float | None] = mapped_column(Float, nullable=True, index=True)
+    """When to look again: the end of the hold (armed) or the next level (paging)."""
+    created_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    made: Mapped[list[Any]] = mapped_column(default=list)
+    """The notices made so far: ``[[round, level, person], ...]`` (what escalation needs)."""
+    paged: Mapped[list[Any]] = mapped_column(default=list)
+    """Everyone paged so far (person ids): they hear the acknowledgement and the resolution."""
+
+
+DELIVERY_PENDING = "pending"
+DELIVERY_SENDING = "sending"
+DELIVERY_SENT = "sent"
+DELIVERY_FAILED = "failed"
+DELIVERY_CANCELLED = "cancelled"
+
+
+class Delivery(Base):
+    """One message to one person: a row in the outbox before anything is sent.
+
+    It may carry several notices (grouped: 50 trunks failing together are one
+    message); it goes through the person's channels in order, each attempt a
+    ``delivery_attempt`` row.
+    """
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        Index("ix_delivery_state_due", "state", "due_at"),
+        Index("ix_delivery_person_state", "person_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    person_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    """opened | escalated | updated | acknowledged | resolved | test"""
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[float] = mapped_column(Float)
+    due_at: Mapped[float] = mapped_column(Float)
+    """Not sent before this: now, a retry's back-off, or the end of the person's rate window."""
+    sent_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    notices: Mapped[list[Any]] = mapped_column(default=list)
+    """What the message tells: ``[{incident_id, event_id, kind, level, target_id}, ...]``."""
+    channels: Mapped[list[Any]] = mapped_column(default=list)
+    """The channel ids to try, in order (the person's contact list when it was made)."""
+    channel_index: Mapped[int] = mapped_column(Integer, default=0)
+    tries: Mapped[int] = mapped_column(Integer, default=0)
+    """Attempts on the current channel."""
+    subject: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """The rendered message, fixed at its first attempt so every resend is the same."""
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    html: Mapped[str | None] = mapped_column(Text, nullable=True)
+    language: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    """Why it failed or was cancelled; the last attempt's reason while it is being retried."""
+
+
+class DeliveryIncident(Base):
+    """Which incidents a delivery is about (``GET /api/v1/deliveries?incident=ID``)."""
+
+    __tablename__ = "delivery_incident"
+
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("delivery.id", ondelete="CASCADE"), primary_key=True
+    )
+    incident_id: Mapped[int] = mapped_column(Integer, primary_key=True, index=True)
+
+
+ATTEMPT_IN_FLIGHT = "in_flight"
+ATTEMPT_SENT = "sent"
+ATTEMPT_FAILED = "failed"
+ATTEMPT_INTERRUPTED = "interrupted"
+"""The appliance stopped during the attempt: the provider may or may not have it."""
+
+
+class DeliveryAttempt(Base):
+    """One try of one delivery over one channel, written before the send and after it."""
+
+    __tablename__ = "delivery_attempt"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("delivery.id", ondelete="CASCADE"), index=True
+    )
+    channel_id: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[float] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    outcome: Mapped[str] = mapped_column(String(16), index=True)
+    permanent: Mapped[bool] = mapped_column(Boolean, default=False)
+    error_class: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    provider_id: Mapped[str | None] = mapped_column(Text, nullable=True)
+    answer: Mapped[str] = mapped_column(Text, default="")
+    """What the provider said (``250 2.0.0 Ok: queued as ...``, ``{"errcode":310000,...}``)."""
+
+
+class OncallOverride(Base):
+    """Someone covers a schedule for a while ("Li covers Zhang on Friday"), made in the console."""
+
+    __tablename__ = "oncall_override"
+    __table_args__ = (Index("ix_oncall_override_schedule_ends", "schedule_id", "ends_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    schedule_id: Mapped[str] = mapped_column(String(64))
+    person_id: Mapped[str] = mapped_column(String(64))
+    starts_at: Mapped[float] = mapped_column(Float)
+    ends_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    removed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    removed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)

@@ -70,6 +70,7 @@ EVENT_KINDS = (
     "customer_update",
     "silenced",
     "maintenance",
+    "delivery",
 )
 """Kinds of incident timeline lines (``incident_event``); the outbox's are ``monitor.events``."""
 
