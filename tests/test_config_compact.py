@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import pickle
 from pathlib import Path
 
+from pydantic import Field
+
+from core.config import StrictModel
 from monitor.config import load_config
+from monitor.config.compact import share_equal_parts
 from monitor.config.secrets import Secret
 
 
@@ -68,3 +73,38 @@ def test_values_of_other_types_are_not_merged(tmp_path: Path) -> None:
     a, b = load_config(cfg).config.targets
     assert (a.fail_after, b.fail_after) == (1, 2)
     assert a.tls is b.tls
+
+
+class Part(StrictModel):
+    name: str
+    tags: list[str] = Field(default_factory=list)
+
+
+class Dated(StrictModel):
+    start: dt.date
+    """A type the sharer does not know: the part is kept apart."""
+
+
+class Holder(StrictModel):
+    a: Part
+    b: Part
+    c: Dated
+    d: Dated
+    e: list[Dated]
+
+
+def test_equal_parts_are_shared_and_unknown_types_are_left_alone() -> None:
+    model = Holder(
+        a=Part(name="x", tags=["t"]),
+        b=Part(name="x", tags=["t"]),
+        c=Dated(start=dt.date(2026, 12, 1)),
+        d=Dated(start=dt.date(2026, 12, 2)),
+        e=[Dated(start=dt.date(2027, 1, 1))],
+    )
+    share_equal_parts(model)
+    assert model.a is model.b
+    # Models that cannot be keyed are never swapped for another unkeyable one (they once
+    # all became the first such model met: a schedule turned into a rotation).
+    assert (model.c.start, model.d.start) == (dt.date(2026, 12, 1), dt.date(2026, 12, 2))
+    assert [x.start for x in model.e] == [dt.date(2027, 1, 1)]
+    assert type(model.c) is Dated

@@ -46,6 +46,8 @@ class _Sharer:
             key: Key = (type(value), value)
         elif isinstance(value, BaseModel):
             key = self.model_fields_of(value)
+            if key is None:  # unshareable (a field of a type not known here): keep it apart
+                return value, None
         elif type(value) in (list, tuple):
             items = [self.shared(v) for v in value]
             value = type(value)(v for v, _ in items)
