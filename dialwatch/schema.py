@@ -2,12 +2,13 @@
 above it, and rules that know the action kinds the installed packages provide.
 
 ``RULE_ACTIONS`` is the one place an action kind is registered, as ``PROBES``
-is for probe kinds: ``run`` (runbooks) and ``escalate`` (notifications) are
-added here when those packages land. Today none is installed, so a rule that
-uses one is an error saying so.
+is for probe kinds: ``escalate`` (paging, ``notify.rule_action``); ``run``
+(runbooks) is added when that package lands, and until then a rule that uses
+it is an error saying so.
 
 ``SECTIONS`` adds the top-level sections of the packages above monitor, each
-built from its registry: ``channels:`` from ``notify.channels.CHANNELS``.
+built from its registry: ``channels:`` from ``notify.channels.CHANNELS``; ``people:``,
+``schedules:``, ``escalations:`` and ``paging:`` from ``notify``.
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ from core.registry import config_union
 from monitor.config.rules import ActionKind, rule_model
 from monitor.config.schema import Section, config_model
 from notify.channels import CHANNELS
+from notify.people import EscalationConfig, PersonConfig, ScheduleConfig
+from notify.roster import paging_problems
+from notify.rule_action import ESCALATE
+from notify.settings import PagingConfig
 
-RULE_ACTIONS: dict[str, ActionKind] = {}
+RULE_ACTIONS: dict[str, ActionKind] = {"escalate": ESCALATE}
 
 SECTIONS: dict[str, Section] = {
     "channels": Section(
@@ -26,6 +31,30 @@ SECTIONS: dict[str, Section] = {
         "and a `kind` (see docs/notify.md and docs/channels/).",
         registry=CHANNELS,
         unique_ids="channel",
+    ),
+    "people": Section(
+        PersonConfig,
+        "Staff who are paged: each tied to a console user, with contact channels in order "
+        "(see docs/oncall.md).",
+        unique_ids="person",
+        check=paging_problems,
+    ),
+    "schedules": Section(
+        ScheduleConfig,
+        "On-call rotations: who is on call at any moment (see docs/oncall.md).",
+        unique_ids="schedule",
+    ),
+    "escalations": Section(
+        EscalationConfig,
+        "Escalation policies: whom to page, level by level, until someone acknowledges "
+        "(see docs/oncall.md).",
+        unique_ids="escalation",
+    ),
+    "paging": Section(
+        PagingConfig,
+        "How pages are delivered: retries, the per-person rate limit, links, templates, "
+        "the heartbeat (see docs/notify.md).",
+        many=False,
     ),
 }
 

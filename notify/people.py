@@ -421,7 +421,7 @@ def reference_problems(
     schedules: Sequence[ScheduleConfig],
     escalations: Sequence[EscalationConfig],
     channel_ids: Collection[str],
-    user_names: Collection[str],
+    user_names: Collection[str] | None,
 ) -> list[tuple[KeyPath, str]]:
     """Every dangling reference between the sections, as (key path, message), in config order.
 
@@ -431,14 +431,15 @@ def reference_problems(
     found: list[tuple[KeyPath, str]] = []
     person_ids = list(dict.fromkeys(p.id for p in people))
     schedule_ids = list(dict.fromkeys(s.id for s in schedules))
-    channels, users = _ordered(channel_ids), _ordered(user_names)
+    # None: the console's users are not known here (check-config reads no state DB).
+    channels, users = _ordered(channel_ids), _ordered(user_names or ())
     known_people, known_schedules = set(person_ids), set(schedule_ids)
     known_channels, known_users = set(channels), set(users)
 
     found += _duplicates("people", "person", [p.id for p in people])
     user_of: dict[str, int] = {}
     for i, person in enumerate(people):
-        if person.user not in known_users:
+        if user_names is not None and person.user not in known_users:
             found.append((("people", i, "user"), _missing("user", "users", person.user, users)))
         elif person.user in user_of:
             other = people[user_of[person.user]]

@@ -26,6 +26,7 @@ from monitor.config.reference import generate
 from monitor.config.rules import EVENT_KINDS, ActionKind, RuleConfig, WhenConfig, rule_model
 from monitor.config.schema import Config, config_model
 from monitor.health import Health
+from notify.rule_action import ESCALATE
 from tests import rule_actions
 from tests.test_config_cases import expected_errors
 
@@ -97,32 +98,43 @@ def test_a_rule_with_a_registered_action_loads_with_its_action_config(tmp_path: 
     assert second.when.severity == ["down"]
 
 
-def test_the_production_build_registers_no_action_kind() -> None:
-    # Runbooks (run:) and notifications (escalate:) register theirs when they land.
-    assert dialwatch.schema.RULE_ACTIONS == {}
-    assert dialwatch.schema.RuleConfig is RuleConfig
+def test_the_production_build_registers_escalate_and_not_yet_run() -> None:
+    # Runbooks (run:) register theirs when they land.
+    assert list(dialwatch.schema.RULE_ACTIONS) == ["escalate"]
+    assert dialwatch.schema.RuleConfig.actions == {"escalate": ESCALATE}
     # The build's schema is monitor's plus the sections of the packages above it.
     assert issubclass(dialwatch.schema.Config, Config)
-    assert dialwatch.schema.Config.model_fields["rules"].annotation == list[RuleConfig]
+    assert (
+        dialwatch.schema.Config.model_fields["rules"].annotation
+        == list[dialwatch.schema.RuleConfig]
+    )
 
 
-def test_check_config_names_the_missing_action_package(
+def test_check_config_names_the_missing_action_package_and_the_policy_that_is_not_there(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = write(
         tmp_path,
         """\
         rules:
+          - id: fail-over
+            when: {event: opened}
+            run: {runbook: failover}
           - id: escalate-noc
             when: {event: opened}
-            escalate: {policy: noc}
+            escalate: noc
         """,
     )
     assert cli_main(["check-config", str(path)]) == 2
     assert capsys.readouterr().err == (
-        f"{path}:13: rules[0].escalate: unknown key; no package providing the 'escalate' action "
-        "is installed in this build (action kinds installed: none; "
+        f"{path}:13: rules[0].run: unknown key; no package providing the 'run' action "
+        "is installed in this build (action kinds installed: escalate; "
         "rule keys: description, enabled, id, when)\n"
+    )
+    ok = write(tmp_path, "rules:\n  - {id: e, when: {event: opened}, escalate: noc}\n")
+    assert cli_main(["check-config", str(ok)]) == 2
+    assert capsys.readouterr().err == (
+        f"{ok}:11: rules[0].escalate: no escalation policy 'noc' (escalations: none is configured)\n"
     )
 
 

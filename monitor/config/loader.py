@@ -223,6 +223,11 @@ def load_config(
 
     unique = {key: s.unique_ids for key, s in schema.sections.items() if s.unique_ids}
     cross_check(merged.data, lambda key: str(merged.location(key)), report, unique)
+    if config is not None:
+        for section in schema.sections.values():
+            if section.check is not None:
+                for key, message in section.check(config):
+                    report(key, message)
 
     if merged.problems or config is None:
         raise ConfigError(render_all(merged.problems, scrub=merged.secret_values))

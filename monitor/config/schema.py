@@ -15,7 +15,7 @@ own without knowing them by name.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Annotated, Any, ClassVar
@@ -24,6 +24,7 @@ from pydantic import AfterValidator, Field, PrivateAttr, create_model
 
 from core.config import SiteConfig, StrictModel, TargetBase
 from core.registry import PluginKind, config_union
+from monitor.config.errors import KeyPath
 from monitor.config.models import ComponentConfig, StorageConfig, WebConfig
 from monitor.config.rules import RuleConfig
 from monitor.sinks import SINKS
@@ -53,6 +54,13 @@ class Section:
     unique_ids: str | None = None
     """When entries have an ``id`` that must be unique: what one is called in the error
     (``channel`` → "duplicate channel id 'mail' (first at ...)")."""
+    many: bool = True
+    """A list of ``entry`` (``channels:``); False: one ``entry`` mapping (``paging:``),
+    whose defaults apply when the section is left out."""
+    check: Callable[[Any], Iterable[tuple[KeyPath, str]]] | None = None
+    """Checks across sections on the validated config (references between people,
+    schedules, channels...): each problem as (key path, message), given file and line
+    by the loader like any other error."""
 
 
 class Config(StrictModel):
@@ -118,7 +126,16 @@ def config_model(
     for key, section in sections.items():
         if key in Config.model_fields or hasattr(Config, key):
             raise ValueError(f"section '{key}' is taken by one of monitor's sections or attributes")
-        fields[key] = (list[section.entry], Field(default_factory=list, description=section.doc))
+        if section.many:
+            fields[key] = (
+                list[section.entry],
+                Field(default_factory=list, description=section.doc),
+            )
+        else:
+            fields[key] = (
+                section.entry,
+                Field(default_factory=section.entry, description=section.doc),
+            )
     model = create_model(name, __base__=Config, __module__=module or __name__, **fields)
     model.sections = sections
     return model
