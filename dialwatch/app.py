@@ -39,6 +39,8 @@ from monitor.store.repository import StateRepository
 from monitor.store.retention import register_state_history
 from monitor.tallies import tallies_subscriber
 from monitor.uptime import scope_following
+from notify.roster import unknown_users
+from notify.service import Notifications
 
 log = logging.getLogger("dialwatch")
 
@@ -93,6 +95,18 @@ class Appliance:
         register_state_history(
             self.retention, self.repo, scope_following(lambda: self.engine.config)
         )
+        self.box = SecretBox.from_file(data_dir / "keys" / "appliance.key")
+        # Paging: its subscriber turns events into deliveries (exactly once, in the
+        # cursor's transaction); its sender sends them.
+        self.notifications = Notifications(
+            self.repo,
+            self.box,
+            lambda: self.engine.config,
+            clock=self.engine.clock,
+            faults=self.audit.faults,
+            listen=listen,
+        )
+        self.dispatcher.add(self.notifications.paging.subscriber())
         self.web = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = asyncio.Event()
@@ -147,6 +161,8 @@ class Appliance:
                 return errors
             secret_mask.update(loaded.secret_values())
             await self.engine.apply_config(loaded)
+            self.notifications.apply(loaded.config)
+            self._check_people()
             long_lived()
             await self.engine.writer.run(
                 lambda: self.audit.reloaded(previous, loaded, actor=actor, address=address, via=via)
@@ -161,6 +177,15 @@ class Appliance:
             self.reload(actor, address, via="the API"), self._loop
         ).result(timeout=60)
 
+    def _check_people(self) -> None:
+        """People whose ``user:`` is not a console user: said at start and reload."""
+        from monitor.staff.users import list_users
+
+        with self.db.connect() as conn:
+            names = [u.name for u in list_users(conn)]
+        for line in unknown_users(self.engine.config, names):
+            log.warning("%s", line)
+
     # -- web -------------------------------------------------------------
     def _start_web(self) -> None:
         from web import create_app, status_snapshot
@@ -168,7 +193,7 @@ class Appliance:
         from web.services import WebServices
 
         host, port = self.listen
-        box = SecretBox.from_file(self.data_dir / "keys" / "appliance.key")
+        box = self.box
         setup = SetupCode(self.data_dir / "setup-code")
         services = WebServices(
             config=lambda: self.engine.config,
@@ -183,6 +208,7 @@ class Appliance:
             secret_key=box.derive_key("web csrf cookie"),
             setup=setup,
             faults=self.audit.faults,
+            notifications=self.notifications,
         )
         app = create_app(services)
         # Visitors are served the current status snapshot while a due rebuild runs
@@ -211,6 +237,8 @@ class Appliance:
         await self.engine.start()
         await self.engine.writer.run(self.audit.log_head, "start")
         await self.engine.writer.run(self.audit.started, self.engine.loaded, __version__)
+        await self.notifications.start()
+        self._check_people()
         retention = asyncio.create_task(
             self.retention.run_forever(self.engine.clock), name="retention"
         )
@@ -226,6 +254,7 @@ class Appliance:
         retention.cancel()  # a batch already on the DB thread finishes; no new one starts
         audit_jobs.cancel()
         await asyncio.gather(retention, audit_jobs, return_exceptions=True)
+        await self.notifications.stop()
         await self.engine.stop()
         # After the engine: the faults of its stop too; its writer thread is gone now.
         await _in_worker(self.audit.stopped)

@@ -73,6 +73,10 @@ class DbSubscriber:
     start: Start = "end"
     kinds: frozenset[EventKind] | None = None
     """Only these kinds (None: all), filtered in SQL."""
+    after_commit: Callable[[], None] | None = None
+    """Called (on its thread) after each batch's transaction has committed: a subscriber
+    whose rows another task acts on (paging's deliveries, the sender) wakes it here, when
+    the rows are visible, not from inside ``handle``, when they are not yet."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +321,11 @@ class _Runner:
             for event in batch:
                 sub.handle(repo, event)
             repo.set_cursor(sub.name, reach, time.time())
+        if sub.after_commit is not None:
+            try:
+                sub.after_commit()
+            except Exception:  # the batch is committed; a failed wake-up is only late
+                log.exception("event subscriber %s: after_commit failed", sub.name)
 
 
 def _joined(executor: ThreadPoolExecutor) -> asyncio.Future[None]:

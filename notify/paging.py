@@ -36,6 +36,7 @@ from core.config import TargetBase
 from monitor.components import members
 from monitor.config.models import ComponentConfig
 from monitor.config.rules import RuleConfig
+from monitor.dispatcher import DbSubscriber
 from monitor.events import Event, EventKind
 from monitor.rules import Facts, evaluate, recheck
 from monitor.store import queries
@@ -147,10 +148,15 @@ class Paging:
 
     # -- events (a DbSubscriber: inside the cursor's transaction) ------------------------
     def handle(self, repo: StateRepository, event: Event) -> None:
+        """Inside the dispatcher's transaction: the subscriber's ``after_commit`` wakes the
+        sender once the deliveries are committed (``subscriber``)."""
         with repo.transaction() as conn:
-            added = self._handle(conn, event)
-        if added:
-            self.on_delivery()
+            self._handle(conn, event)
+
+    def subscriber(self, name: str = "notify.paging") -> DbSubscriber:
+        return DbSubscriber(
+            name, self.handle, kinds=frozenset(PAGING_EVENTS), after_commit=self.on_delivery
+        )
 
     def _handle(self, conn: Connection, event: Event) -> int:
         roster = self.roster()
@@ -310,7 +316,7 @@ class Paging:
             page.made,
             schedules=roster.schedules,
             people=list(roster.people.values()),
-            overrides=_overrides(conn, now),
+            overrides=overrides_at(conn, now),
         )
         added = 0
         made = list(page.made)
@@ -440,7 +446,7 @@ def _silenced_until(conn: Connection, roster: Roster, page: PageRow, now: float)
     return max(ends) if ends else None
 
 
-def _overrides(conn: Connection, now: float) -> list[Override]:
+def overrides_at(conn: Connection, now: float) -> list[Override]:
     o = _OVERRIDE
     rows = conn.execute(
         select(o).where(o.c.removed_at.is_(None), o.c.ends_at > now - 86400).order_by(o.c.id)

@@ -115,7 +115,7 @@ def test_a_page_waits_out_for_then_escalates_until_acknowledged_then_tells_every
     assert paging.tick(repo, T0 + 29) == 0
     assert paging.tick(repo, T0 + 30) == 1
     assert deliveries(repo) == [(on_call, "opened", ["opened"])]
-    assert woken
+    assert woken  # the tick commits itself, then wakes the sender
     assert paging.tick(repo, T0 + 30 + 299) == 0
     assert paging.tick(repo, T0 + 30 + 300) == 1
     assert deliveries(repo)[1] == ("chen", "escalated", ["escalated"])

@@ -25,6 +25,8 @@ PUBLIC = {
     "login.setup_page",
     "login.setup_submit",
     "login.wall_open",
+    "ack.ack_page",  # the signed, expiring acknowledge link of a page (notify.ack_links)
+    "ack.ack_submit",  # its confirm form: the signed link and CSRF
 }
 """Endpoints anyone may call (each guards itself: CSRF, the setup code, a token)."""
 SELF_SERVICE = {

@@ -155,12 +155,14 @@ def create_app(services: WebServices) -> Flask:
     """Build the web app around the engine's services (see ``WebServices``)."""
     from web import (
         account,
+        ack_pages,
         admin_audit,
         admin_tokens,
         admin_users,
         api,
         api_audit,
         api_incidents,
+        api_paging,
         dashboard,
         incident_pages,
         login,
@@ -230,6 +232,8 @@ def create_app(services: WebServices) -> Flask:
     app.register_blueprint(admin_tokens.bp)
     app.register_blueprint(admin_audit.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(api_paging.bp)
+    app.register_blueprint(ack_pages.bp)
     app.before_request(guard.guard_request)
     app.register_error_handler(HTTPException, _handle_http_error)
     app.after_request(_remember_language)

@@ -249,6 +249,63 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
         "`before`, `after` (objects) and `detail` (text) are present where the entry has them.",
     ),
     "AuditPage": _page_of("AuditEntry"),
+    "OnCall": _object(
+        {
+            "at": _TIME,
+            "items": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "schedule": {"type": "string"},
+                        "name": {"type": "string"},
+                        "timezone": {"type": "string"},
+                        "now": {"type": ["object", "null"], "description": "person, from, until"},
+                        "next": {"type": ["object", "null"], "description": "person, from, until"},
+                    }
+                ),
+            },
+        }
+    ),
+    "Deliveries": _object(
+        {
+            "items": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "id": {"type": "integer"},
+                        "person": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "state": {"enum": ["pending", "sending", "sent", "failed", "cancelled"]},
+                        "channels": {"type": "array", "items": {"type": "string"}},
+                        "notices": {"type": "array", "items": {"type": "object"}},
+                        "attempts": {
+                            "type": "array",
+                            "items": _object(
+                                {
+                                    "channel": {"type": "string"},
+                                    "outcome": {
+                                        "enum": ["in_flight", "sent", "failed", "interrupted"]
+                                    },
+                                    "reason": {"type": "string"},
+                                    "answer": {"type": "string"},
+                                }
+                            ),
+                        },
+                    }
+                ),
+            }
+        }
+    ),
+    "Channels": _object({"items": {"type": "array", "items": {"type": "object"}}}),
+    "ChannelTest": _object(
+        {
+            "channel": {"type": "string"},
+            "person": {"type": ["string", "null"]},
+            "sent": {"type": "boolean"},
+            "answer": {"type": "string"},
+            "reason": {"type": "string"},
+        }
+    ),
     "Status": _object({"status": {"type": "string"}}),
     "OpenAPI": _object({"openapi": {"type": "string"}, "paths": {"type": "object"}}),
 }
@@ -401,6 +458,37 @@ DOCS: dict[str, Doc] = {
                 f"rows per page (at most {MAX_PER_PAGE})",
             ),
         ),
+    ),
+    "api_paging.oncall": Doc(
+        "Who is on call now and next, per schedule (overrides included)",
+        "OnCall",
+        tag="paging",
+        refusals=(501,),
+    ),
+    "api_paging.deliveries": Doc(
+        "Every delivery about an incident (or the newest), each with its attempts",
+        "Deliveries",
+        tag="paging",
+        query=(
+            _query("incident", {"type": "integer", "minimum": 1}, "only this incident's"),
+            _query(
+                "limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}, "rows"
+            ),
+        ),
+    ),
+    "api_paging.channels": Doc(
+        "Channels with their health from their last attempts",
+        "Channels",
+        tag="paging",
+        refusals=(501,),
+    ),
+    "api_paging.channel_test": Doc(
+        "Send a test message over one channel (operators)",
+        "ChannelTest",
+        tag="paging",
+        refusals=(404, 501),
+        description='Body `{}` (the channel alone) or `{"person": "zhang"}`. '
+        "`sent: false` with the provider's `reason` when it was refused.",
     ),
     "api_incidents.incident": Doc(
         "One incident: members, timeline (oldest first), customer updates (newest first)",

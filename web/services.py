@@ -18,6 +18,7 @@ from monitor.config.schema import Config
 from monitor.faults import NO_FAULTS, Faults
 from monitor.staff.setup_code import SetupCode
 from monitor.store.repository import StateRepository
+from notify.service import Notifications
 
 
 @dataclass(frozen=True)
@@ -50,4 +51,6 @@ class WebServices:
     """The first-start setup code; None: no setup page (users come from the CLI)."""
     clock: Callable[[], float] = time.time
     faults: Faults = NO_FAULTS
+    notifications: Notifications | None = None
+    """Paging: channels, people, the outbox's "send test"; None: no paging (tests of other parts)."""
     """Where an unhandled error of a view is reported (the appliance's audit fault log)."""

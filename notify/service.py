@@ -1,0 +1,176 @@
+"""Paging as one service for the running appliance: channels from the config, the paging subscriber,
+the sender and its clock, rebuilt on every reload.
+
+The one place that sends notifications is the sender (``notify.sender``);
+this module only builds what it needs from the config and the appliance
+(state DB, key file, clock, fault log) and keeps it current.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection
+
+from core.clock import Clock
+from core.secret_box import SecretBox
+from monitor.faults import Faults
+from monitor.store.repository import StateRepository
+from notify.channels import build_channel
+from notify.channels.base import Channel, DeliveryError, Message, Receipt
+from notify.compose import Composer
+from notify.messages import Writer, read_templates
+from notify.paging import Paging, Roster, overrides_at
+from notify.roster import roster_of
+from notify.schedules import Override
+from notify.sender import Sender
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Built:
+    channels: dict[str, Channel]
+    disabled: dict[str, str]
+    roster: Roster
+    composer: Composer
+
+
+class Notifications:
+    """Owns the paging subscriber and the sender; ``apply(config)`` on start and reload."""
+
+    def __init__(
+        self,
+        repo: StateRepository,
+        box: SecretBox,
+        config: Callable[[], Any],
+        *,
+        clock: Clock,
+        faults: Faults,
+        listen: tuple[str, int],
+    ) -> None:
+        self.repo = repo
+        self.config = config
+        self.faults = faults
+        self.listen = listen
+        self.ack_key = box.derive_key("ack-link")
+        self._built = self._build(config())
+        self.paging = Paging(lambda: self._built.roster, on_delivery=self._wake)
+        paging_config = config().paging
+        self.sender = Sender(
+            repo,
+            channels=self._built.channels,
+            disabled=self._built.disabled,
+            people=lambda pid: self._built.roster.people.get(pid),
+            render=lambda conn, d, p: self._built.composer(conn, d, p),
+            clock=clock,
+            retry=paging_config.retry_policy(),
+            rate=paging_config.rate(),
+            concurrency=paging_config.concurrency,
+            faults=faults,
+            tick=lambda now: self.paging.tick(repo, now),
+        )
+
+    def _wake(self) -> None:
+        self.sender.wake()
+
+    def _build(self, config: Any) -> Built:
+        channels: dict[str, Channel] = {}
+        disabled: dict[str, str] = {}
+        for entry in config.channels:
+            try:
+                channels[entry.id] = build_channel(entry)
+            except Exception as exc:  # one bad channel is off; the others work
+                disabled[entry.id] = f"{type(exc).__name__}: {exc}"
+                log.error("channel %s is disabled: %s", entry.id, disabled[entry.id])
+                self.faults.report(f"channel:{entry.id}", f"disabled: {exc}")
+        paging = config.paging
+        web = config.web
+        host, port = self.listen
+        base = (web.base_url or f"http://{host if ':' not in host else f'[{host}]'}:{port}").rstrip(
+            "/"
+        )
+        templates = {}
+        try:
+            templates = read_templates(paging.templates)
+        except OSError as exc:
+            self.faults.report("notify:templates", f"cannot read {paging.templates}: {exc}")
+        composer = Composer(
+            writer=Writer(templates, report=lambda p: self.faults.report("notify:templates", p)),
+            site=config.site.name,
+            timezone=config.site.timezone,
+            language=config.site.language,
+            base_url=base,
+            ack_key=self.ack_key,
+            ack_lifetime=paging.ack_link_lifetime,
+            target_names=lambda: config.target_names,
+        )
+        return Built(channels, disabled, roster_of(config), composer)
+
+    def apply(self, config: Any) -> None:
+        """A reloaded config: channels, people, policies and templates as it says."""
+        built = self._build(config)
+        self._built = built
+        self.sender.channels = built.channels
+        self.sender.disabled = built.disabled
+        self.sender.retry = config.paging.retry_policy()
+        self.sender.rate = config.paging.rate()
+        self.sender.wake()
+
+    async def start(self) -> None:
+        await self.sender.start()
+
+    async def stop(self) -> None:
+        await self.sender.stop()
+
+    # -- for the console and the API ------------------------------------------------
+    def channel(self, channel_id: str) -> Channel | None:
+        return self._built.channels.get(channel_id)
+
+    def disabled(self) -> dict[str, str]:
+        return dict(self._built.disabled)
+
+    def overrides(self, conn: Connection, now: float) -> list[Override]:
+        """The on-call overrides in force now or later (made in the console)."""
+        return overrides_at(conn, now)
+
+    @property
+    def roster(self) -> Roster:
+        return self._built.roster
+
+    def send_test(self, channel_id: str, person_id: str | None, actor: str, at: float) -> Receipt:
+        """Send a test message over one channel, to one person (or the channel alone: a
+        webhook); raises DeliveryError (or KeyError for an unknown channel/person)."""
+        if channel_id in self._built.disabled:
+            raise DeliveryError(
+                f"channel '{channel_id}' is disabled: {self._built.disabled[channel_id]}",
+                permanent=True,
+            )
+        channel = self._built.channels[channel_id]
+        person = self._built.roster.people[person_id] if person_id else None
+        config = self.config()
+        language = (person.language if person else None) or config.site.language
+        written = self._built.composer.writer.write(
+            "test",
+            language,
+            [],
+            {"site": config.site.name, "person": person.name if person else channel_id},
+        )
+        fields: dict[str, Any] = {}
+        if person is not None:
+            fields = {"name": person.name, "email": person.email, "phone": person.phone}
+            if "user" in Message.__dataclass_fields__:
+                fields["user"] = person.user
+        message = Message(
+            delivery_id=f"test-{channel_id}-{int(at * 1000)}",
+            subject=written.subject,
+            text=written.text,
+            html=written.html,
+            language=written.language,  # type: ignore[arg-type]
+            data={"kind": "test", "by": actor},
+            **fields,
+        )
+        return channel.send(message)
