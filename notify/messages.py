@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from jinja2 import DictLoader, StrictUndefined, TemplateError
+from jinja2 import DictLoader, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 log = logging.getLogger(__name__)
@@ -158,7 +158,6 @@ def _environment(sources: Mapping[str, str], autoescape: bool) -> SandboxedEnvir
     return SandboxedEnvironment(
         loader=DictLoader(dict(sources)),
         autoescape=autoescape,
-        undefined=StrictUndefined,
         keep_trailing_newline=True,
     )
 

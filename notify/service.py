@@ -106,7 +106,7 @@ class Notifications:
             base_url=base,
             ack_key=self.ack_key,
             ack_lifetime=paging.ack_link_lifetime,
-            target_names=lambda: config.target_names,
+            target_names=config.target_names,
         )
         return Built(channels, disabled, roster_of(config), composer)
 

@@ -47,6 +47,22 @@ def test_english_an_escalation_and_a_digest() -> None:
     assert d.text.count("\n- ") + d.text.startswith("- ") == 50
 
 
+@pytest.mark.parametrize(
+    ("kind", "language", "subject"),
+    [
+        ("acknowledged", "zh-CN", "[外呼中心] 已确认 #12：trunk-a down"),
+        ("updated", "en", "[外呼中心] Update #12: trunk-a down"),
+        ("resolved", "zh-CN", "[外呼中心] 已恢复 #12：trunk-a down"),
+    ],
+)
+def test_every_kind_renders_without_a_page_s_links(kind: str, language: str, subject: str) -> None:
+    notice = {k: v for k, v in NOTICE.items() if k not in ("ack_url", "level")}
+    notice.update(kind=kind, by="user:zhang", resolved_at="2026-12-02 22:10 CST")
+    w = Writer().write(kind, language, [notice], CONTEXT)
+    assert w.subject == subject
+    assert "/ack/" not in w.text + w.html
+
+
 def test_a_subject_cannot_carry_a_line_break_into_a_header() -> None:
     evil = dict(NOTICE, title="x\r\nBcc: someone@example.cn")
     w = Writer().write("opened", "en", [evil], CONTEXT)
