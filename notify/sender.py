@@ -181,7 +181,12 @@ class Sender:
         (The loop's one step; tests call it with a manual clock, then ``settle``.)"""
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
-        claimed, next_at = await self._in_db(self._claim)
+        # Claim only what can be sent now: an attempt is written "in flight" when claimed,
+        # so after a crash at most ``concurrency`` attempts are in doubt.
+        free = self.concurrency - len(self._inflight)
+        if free <= 0:
+            return None
+        claimed, next_at = await self._in_db(self._claim, free)
         for item in claimed:
             await self._slots.acquire()
             task = asyncio.create_task(self._deliver(item))
@@ -208,7 +213,7 @@ class Sender:
         self.interrupted = await self._in_db(self._recover)
         return self.interrupted
 
-    def _claim(self) -> tuple[list[Claimed], float | None]:
+    def _claim(self, limit: int = BATCH) -> tuple[list[Claimed], float | None]:
         """Due deliveries → sending, each with its in-flight attempt (one transaction)."""
         now = self.clock.time()
         if self.tick is not None:
@@ -219,7 +224,7 @@ class Sender:
                 self.faults.report("notify:paging", f"{type(exc).__name__}: {exc}")
         claimed: list[Claimed] = []
         with self.repo.transaction() as conn:
-            for delivery in outbox.due(conn, now, BATCH):
+            for delivery in outbox.due(conn, now, limit):
                 wait = rate_wait(
                     outbox.sent_since(conn, delivery.person_id, now - self.rate.window),
                     now,

@@ -38,6 +38,8 @@ class Receiver:
     scheme: str = "http"
     requests: list[Request] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
+    delay: float = 0.0
+    """Seconds each /hook request takes to answer (a slow provider: sends are in flight)."""
 
     def url(self, path: str = "/hook", host: str = "127.0.0.1") -> str:
         return f"{self.scheme}://{host}:{self.port}{path}"
@@ -72,6 +74,8 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
                 Request(self.path, {k.lower(): v for k, v in self.headers.items()}, body, signed)
             )
             if self.path == "/hook":
+                if receiver.delay:
+                    receiver.stop.wait(receiver.delay)
                 self._reply(204 if signed else 401)
             elif self.path.startswith("/status/"):
                 code = int(self.path.rsplit("/", 1)[1])
@@ -89,10 +93,10 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
 
 @contextmanager
 def webhook_receiver(
-    secret: str, *, cert: str | None = None, key: str | None = None
+    secret: str, *, cert: str | None = None, key: str | None = None, delay: float = 0.0
 ) -> Iterator[Receiver]:
     """The receiver on 127.0.0.1 and an ephemeral port (TLS with ``cert``/``key``)."""
-    receiver = Receiver(secret, scheme="https" if cert else "http")
+    receiver = Receiver(secret, scheme="https" if cert else "http", delay=delay)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(receiver))
     server.daemon_threads = True
     if cert is not None:
