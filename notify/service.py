@@ -27,6 +27,7 @@ from notify.paging import Paging, Roster, overrides_at
 from notify.roster import roster_of
 from notify.schedules import Override
 from notify.sender import Sender
+from notify.settings import PagingConfig
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,11 @@ class Built:
     disabled: dict[str, str]
     roster: Roster
     composer: Composer
+
+
+def paging_of(config: Any) -> PagingConfig:
+    """The ``paging:`` section (its defaults for a config of a schema without it)."""
+    return getattr(config, "paging", None) or PagingConfig()
 
 
 class Notifications:
@@ -59,7 +65,7 @@ class Notifications:
         self.ack_key = box.derive_key("ack-link")
         self._built = self._build(config())
         self.paging = Paging(lambda: self._built.roster, on_delivery=self._wake)
-        paging_config = config().paging
+        paging_config = paging_of(config())
         self.sender = Sender(
             repo,
             channels=self._built.channels,
@@ -80,14 +86,14 @@ class Notifications:
     def _build(self, config: Any) -> Built:
         channels: dict[str, Channel] = {}
         disabled: dict[str, str] = {}
-        for entry in config.channels:
+        for entry in getattr(config, "channels", []):
             try:
                 channels[entry.id] = build_channel(entry)
             except Exception as exc:  # one bad channel is off; the others work
                 disabled[entry.id] = f"{type(exc).__name__}: {exc}"
                 log.error("channel %s is disabled: %s", entry.id, disabled[entry.id])
                 self.faults.report(f"channel:{entry.id}", f"disabled: {exc}")
-        paging = config.paging
+        paging = paging_of(config)
         web = config.web
         host, port = self.listen
         base = (web.base_url or f"http://{host if ':' not in host else f'[{host}]'}:{port}").rstrip(
@@ -116,8 +122,8 @@ class Notifications:
         self._built = built
         self.sender.channels = built.channels
         self.sender.disabled = built.disabled
-        self.sender.retry = config.paging.retry_policy()
-        self.sender.rate = config.paging.rate()
+        self.sender.retry = paging_of(config).retry_policy()
+        self.sender.rate = paging_of(config).rate()
         self.sender.wake()
 
     async def start(self) -> None:

@@ -24,7 +24,7 @@ from monitor import audit
 from notify import outbox
 from notify.channels.base import DeliveryError
 from notify.schedules import on_call
-from notify.service import Notifications
+from notify.service import Notifications, paging_of
 from web import guard, params
 from web.guard import client_address, who
 from web.i18n import iso
@@ -144,11 +144,11 @@ def channels() -> Response:
     params.reject_unknown(request.args.to_dict(flat=False), ())
     service = notifications()
     config = current_services().config()
-    last = config.paging.degraded_after
+    last = paging_of(config).degraded_after
     disabled = service.disabled()
     items = []
     with current_services().db.connect() as conn:
-        for entry in config.channels:
+        for entry in getattr(config, "channels", []):
             outcomes = outbox.channel_outcomes(conn, entry.id, last)
             if entry.id in disabled:
                 health = "disabled"
@@ -185,8 +185,8 @@ def channel_test(channel_id: str) -> tuple[Response, int] | Response:
         known = ", ".join(service.roster.people) or "none"
         return json_error(f"no person {person!r} (people: {known})", 404)
     config = current_services().config()
-    if channel_id not in {c.id for c in config.channels}:
-        known = ", ".join(c.id for c in config.channels) or "none"
+    if channel_id not in {c.id for c in getattr(config, "channels", [])}:
+        known = ", ".join(c.id for c in getattr(config, "channels", [])) or "none"
         return json_error(f"no channel {channel_id!r} (channels: {known})", 404)
     current = who()
     assert current is not None  # the guard let only staff in
