@@ -20,8 +20,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field
+from pydantic import BaseModel, Field, ValidationError
 
+from core.config import FieldValueError
 from notify.channels.base import Message, Receipt
 from notify.channels.sms.aliyun import AliyunSms, AliyunSmsConfig
 from notify.channels.sms.common import SmsConfigBase
@@ -49,10 +50,70 @@ class SmsChannelConfig(SmsConfigBase):
     def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
         # This class stands for the union of the providers' models: validating an entry
         # gives the provider's model (strict in its own keys), chosen by ``provider``.
-        if cls.__name__ == "SmsChannelConfig":
-            union = Union[tuple(model for model, _ in PROVIDERS.values())]  # type: ignore[valid-type]  # noqa: UP007
-            return handler.generate_schema(Annotated[union, Field(discriminator="provider")])
-        return super().__get_pydantic_core_schema__(source, handler)
+        if cls.__name__ != "SmsChannelConfig":
+            return super().__get_pydantic_core_schema__(source, handler)
+        from pydantic_core import core_schema
+
+        union = Union[tuple(model for model, _ in PROVIDERS.values())]  # type: ignore[valid-type]  # noqa: UP007
+        inner = handler.generate_schema(Annotated[union, Field(discriminator="provider")])
+        # (a lambda: the function is defined below this class, which is built first)
+        return core_schema.no_info_wrap_validator_function(
+            lambda value, validate: _as_written(value, validate), inner
+        )
+
+
+def _as_written(value: Any, validate: Any) -> Any:
+    """Validate, reporting errors at the keys as written: without pydantic's union tag (the
+    provider's name) in their location, an unknown or missing provider at ``provider``, an
+    unknown key with the keys its provider allows. The loader words errors from the
+    location; a tag in it would read as a key of the entry."""
+    try:
+        return validate(value)
+    except ValidationError as exc:
+        provider = value.get("provider") if isinstance(value, dict) else None
+        errors = [_untagged(error, provider) for error in exc.errors()]
+        raise ValidationError.from_exception_data(exc.title, errors) from None
+
+
+def _untagged(error: Any, provider: Any) -> Any:
+    loc = tuple(error["loc"])
+    if loc and loc[0] in PROVIDERS:
+        loc = loc[1:]
+    kind = error["type"]
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        if provider is None:
+            return {"type": "missing", "loc": (*loc, "provider"), "input": error["input"]}
+        return {
+            "type": "literal_error",
+            "loc": (*loc, "provider"),
+            "input": provider,
+            "ctx": {"expected": ", ".join(repr(name) for name in PROVIDERS)},
+        }
+    if kind == "extra_forbidden" and loc:
+        model = _model_at(PROVIDERS[str(provider)][0], loc[:-1]) if provider in PROVIDERS else None
+        if model is not None:
+            keys = sorted(field.alias or name for name, field in model.model_fields.items())
+            problem = FieldValueError(
+                str(loc[-1]), f"unknown key for provider {provider}; allowed: {', '.join(keys)}"
+            )
+            return {"type": "value_error", "loc": loc[:-1], "input": error["input"],
+                    "ctx": {"error": problem}}  # fmt: skip
+    cleaned = {"type": kind, "loc": loc, "input": error["input"]}
+    if error.get("ctx"):
+        cleaned["ctx"] = error["ctx"]
+    return cleaned
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model that holds the key at the end of ``loc`` (nested models of a provider)."""
+    current: Any = model
+    for part in loc:
+        field = current.model_fields.get(part) if isinstance(part, str) else None
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        current = annotation
+    return current  # type: ignore[no-any-return]
 
 
 class SmsChannel:
