@@ -4,6 +4,7 @@ request the way the provider does and answers like it, error codes included."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterator
@@ -282,7 +283,7 @@ def test_a_form_gateway_gets_percent_encoded_values() -> None:
             content_type="application/x-www-form-urlencoded",
             body="to={{ phone }}&text={{ subject }}",
         )
-        channel.send(MESSAGE.__class__(**{**MESSAGE.__dict__, "subject": "a&b=c d"}))
+        channel.send(dataclasses.replace(MESSAGE, subject="a&b=c d"))
     [got] = peer.got
     assert got.form() == {"to": "+8613800138000", "text": "a&b=c d"}
 

@@ -198,7 +198,7 @@ class AliyunSms:
                 retry_after=THROTTLED[code],
             )
         # isp.* is Aliyun's side failing; a resend may well pass.
-        transient = code.startswith("isp.") and code not in AUTH or answer.status >= 500
+        transient = (code.startswith("isp.") and code not in AUTH) or answer.status >= 500
         raise DeliveryError(
             f"{exchange.where} refused the message: {said}",
             permanent=not transient,
