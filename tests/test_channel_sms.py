@@ -388,6 +388,13 @@ def test_a_5xx_is_a_transient_failure(any_peer: Peer) -> None:
     assert not error.permanent and "503" in error.reason
 
 
+def test_a_redirect_is_not_followed_and_fails_permanently(any_peer: Peer) -> None:
+    any_peer.mode = "redirect"
+    error = failure(sms(any_peer, any_peer.provider))
+    assert error.permanent and "redirects are not followed" in error.reason
+    assert len(any_peer.got) == 1  # the Location was not asked for
+
+
 def test_a_hanging_provider_is_a_timeout_within_the_channels_timeout(any_peer: Peer) -> None:
     any_peer.mode = "hang"
     started = time.monotonic()

@@ -17,7 +17,7 @@ Dialwatch relies on, so the channels can be tested against real sockets.
 - ``http``: a gateway that records what it got and answers ``{"result": {"code": 0}}``.
 
 ``mode`` makes a server misbehave for the next requests: ``throttle`` (the provider's
-rate-limit answer), ``garbage`` (an HTML page with 200), ``error500``, ``hang``
+rate-limit answer), ``garbage`` (an HTML page with 200), ``error500``, ``redirect`` (302 to another path), ``hang``
 (no answer until the server stops), ``refuse`` (a provider error: template / number).
 """
 
@@ -189,6 +189,10 @@ def _handler(peer: Peer) -> type[BaseHTTPRequestHandler]:
             if peer.mode == "garbage":
                 peer.got.append(Got(self.path, headers, body, "garbage"))
                 self._reply(200, b"<html>502 Bad Gateway</html>", {}, "text/html")
+                return
+            if peer.mode == "redirect":
+                peer.got.append(Got(self.path, headers, body, "redirect"))
+                self._reply(302, b"", {"Location": peer.url("/elsewhere")}, "text/plain")
                 return
             if peer.mode == "error500":
                 peer.got.append(Got(self.path, headers, body, "error500"))
