@@ -152,15 +152,25 @@ def test_bad_channel_entries_name_the_key(tmp_path: Path, entry: dict, error: st
 
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+SMS_ENV = {
+    "ALIYUN_AK": "LTAI5tExampleKeyId",
+    "ALIYUN_SK": "aliyun-Secret-0123456789",
+    "TC_SECRET_ID": "AKIDexample0123",
+    "TC_SECRET_KEY": "tencent-Key-0123456789",
+    "TWILIO_TOKEN": "twilio-Token-0123456789",
+    "SMS_GW_TOKEN": "gateway-Bearer-0123456789",
+}
 
 
-@pytest.mark.parametrize("page", ["notify.md", "channels/email.md", "channels/webhook.md"])
+@pytest.mark.parametrize(
+    "page", ["notify.md", "channels/email.md", "channels/webhook.md", "channels/sms.md"]
+)
 def test_every_yaml_example_in_the_notification_docs_loads(tmp_path: Path, page: str) -> None:
     from tests.test_config_reference import yaml_blocks
 
     blocks = yaml_blocks((DOCS / page).read_text(encoding="utf-8"))
     assert blocks
-    env = {"SMTP_PASSWORD": PASSWORD, "WEBHOOK_SECRET": HOOK_SECRET}
+    env = {"SMTP_PASSWORD": PASSWORD, "WEBHOOK_SECRET": HOOK_SECRET} | SMS_ENV
     for index, block in enumerate(blocks):
         path = tmp_path / f"example-{index}.yaml"
         path.write_text(block, encoding="utf-8")
@@ -172,3 +182,37 @@ def test_every_channel_kind_has_its_page() -> None:
 
     for kind in CHANNELS:
         assert (DOCS / "channels" / f"{kind}.md").is_file(), kind
+
+
+def test_sms_entries_load_as_their_providers_models_and_never_show_a_secret(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.test_config_reference import yaml_blocks
+
+    [block] = yaml_blocks((DOCS / "channels" / "sms.md").read_text(encoding="utf-8"))[:1]
+    path = tmp_path / "dialwatch.yaml"
+    path.write_text(block, encoding="utf-8")
+    loaded = load_config(path, env=SMS_ENV, schema=Config)
+    channels = loaded.config.channels  # type: ignore[attr-defined]
+    from notify.channels.sms import SmsChannel
+    from notify.channels.sms.aliyun import AliyunSmsConfig
+    from notify.channels.sms.gateway import GatewaySmsConfig
+    from notify.channels.sms.tencent import TencentSmsConfig
+    from notify.channels.sms.twilio import TwilioSmsConfig
+
+    assert [type(c) for c in channels] == [
+        AliyunSmsConfig, TencentSmsConfig, TwilioSmsConfig, GatewaySmsConfig
+    ]  # fmt: skip
+    assert channels[0].access_key_secret == SMS_ENV["ALIYUN_SK"]
+    assert channels[3].secret_headers == {"Authorization": f"Bearer {SMS_ENV['SMS_GW_TOKEN']}"}
+    logging.getLogger("test").warning("config %r %s", loaded.config, channels)
+    shown = [repr(loaded.config), str(loaded.redacted()), caplog.text]
+    shown += [repr(build_channel(c)) for c in channels]
+    assert all(isinstance(build_channel(c), SmsChannel) for c in channels)
+    for text in shown:
+        for key, secret in SMS_ENV.items():
+            if key not in ("ALIYUN_AK", "TC_SECRET_ID"):
+                assert secret not in text, key
+    redacted = loaded.redacted()["channels"]
+    assert redacted[0]["access_key_secret"] == "***" and redacted[2]["auth_token"] == "***"
+    assert redacted[3]["secret_headers"] == "***"

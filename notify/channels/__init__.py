@@ -16,6 +16,7 @@ from collections.abc import Callable
 from core.registry import PluginKind
 from notify.channels.base import Channel, ChannelConfig, DeliveryError, Message, Receipt
 from notify.channels.email import EmailChannel, EmailChannelConfig
+from notify.channels.sms import SmsChannel, SmsChannelConfig
 from notify.channels.webhook import WebhookChannel, WebhookChannelConfig
 
 ChannelKind = PluginKind[ChannelConfig, Callable[..., Channel]]
@@ -32,6 +33,12 @@ CHANNELS: dict[str, ChannelKind] = {
         WebhookChannelConfig,
         WebhookChannel,
         "a signed JSON POST to a URL of yours (private addresses refused unless allowed)",
+    ),
+    "sms": PluginKind(
+        "sms",
+        SmsChannelConfig,
+        SmsChannel,
+        "a text message to the recipient's phone: Aliyun, Tencent Cloud, Twilio or a gateway of yours",
     ),
 }
 
