@@ -39,6 +39,7 @@ from monitor.store.repository import StateRepository
 from monitor.store.retention import register_state_history
 from monitor.tallies import tallies_subscriber
 from monitor.uptime import scope_following
+from notify import vapid
 
 log = logging.getLogger("dialwatch")
 
@@ -169,6 +170,8 @@ class Appliance:
 
         host, port = self.listen
         box = SecretBox.from_file(self.data_dir / "keys" / "appliance.key")
+        # Made at install (`dialwatch vapid-key`), or here at the first start without it.
+        push_key = vapid.load_or_create(vapid.key_path(self.data_dir))
         setup = SetupCode(self.data_dir / "setup-code")
         services = WebServices(
             config=lambda: self.engine.config,
@@ -183,6 +186,7 @@ class Appliance:
             secret_key=box.derive_key("web csrf cookie"),
             setup=setup,
             faults=self.audit.faults,
+            vapid_key=push_key,
         )
         app = create_app(services)
         # Visitors are served the current status snapshot while a due rebuild runs

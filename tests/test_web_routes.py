@@ -25,15 +25,18 @@ PUBLIC = {
     "login.setup_page",
     "login.setup_submit",
     "login.wall_open",
+    "push.service_worker",
 }
 """Endpoints anyone may call (each guards itself: CSRF, the setup code, a token)."""
 SELF_SERVICE = {
     "account.change_password",
     "account.confirm_second_factor",
     "account.second_factor_off",
+    "push.subscribe",
+    "push.unsubscribe",
 }
 """State changes anyone logged in makes to their own account (each asks for the password
-or a code)."""
+or a code, or changes only what reaches that person: their own web push subscriptions)."""
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 
 

@@ -18,6 +18,7 @@ from monitor.config.schema import Config
 from monitor.faults import NO_FAULTS, Faults
 from monitor.staff.setup_code import SetupCode
 from monitor.store.repository import StateRepository
+from notify.vapid import VapidKey
 
 
 @dataclass(frozen=True)
@@ -51,3 +52,6 @@ class WebServices:
     clock: Callable[[], float] = time.time
     faults: Faults = NO_FAULTS
     """Where an unhandled error of a view is reported (the appliance's audit fault log)."""
+    vapid_key: VapidKey | None = None
+    """The appliance's VAPID key (``notify.vapid``) browsers subscribe to web push with;
+    None: no Subscribe button."""

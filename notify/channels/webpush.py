@@ -112,6 +112,18 @@ def host_allowed(host: str, allowed: Iterable[str]) -> bool:
     return False
 
 
+def endpoint_refusal(endpoint: str, allowed: Iterable[str]) -> str | None:
+    """Why a subscription's endpoint may not be pushed to (None: it may): its host must be
+    on ``allowed``, and plain http:// is for an IP address on the list (a lab receiver)."""
+    parts = urlsplit(endpoint)
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("https", "http") or not host or not host_allowed(host, allowed):
+        return f"{host or '?'} is not an allowed push service (allowed_hosts)"
+    if parts.scheme == "http" and not (_is_ip(host) and host in allowed):
+        return f"{host}: push services are reached over https:// only"
+    return None
+
+
 class WebPushChannelConfig(ChannelConfig):
     """Browser notifications to the console users who subscribed (service worker, VAPID)."""
 
@@ -289,9 +301,10 @@ class WebPushChannel:
         label = subscription.label
         parts = urlsplit(subscription.endpoint)
         host = parts.hostname or ""
-        if parts.scheme not in ("https", "http") or not host_allowed(host, self._allowed):
+        refusal = endpoint_refusal(subscription.endpoint, self._allowed)
+        if refusal is not None:
             # Before any lookup or connection: the allow-list is the SSRF guard.
-            return _Outcome(label, f"{host or '?'} is not an allowed push service (allowed_hosts)")
+            return _Outcome(label, refusal)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
             address = checked_address(
