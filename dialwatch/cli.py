@@ -182,12 +182,14 @@ def cmd_vapid_key(args: argparse.Namespace) -> int:
     from notify import vapid
 
     data_dir = resolve_data_dir(args.data, None)
-    os.umask(0o077)
+    previous = os.umask(0o077)  # a data directory made here is the appliance's own too
     try:
         key = vapid.load_or_create(vapid.key_path(data_dir))
     except vapid.VapidKeyError as exc:
         print(exc, file=sys.stderr)
         return 2
+    finally:
+        os.umask(previous)
     print(key.public_key)
     return 0
 

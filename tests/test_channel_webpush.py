@@ -321,3 +321,21 @@ def test_subscribing_checks_the_keys_and_endpoint(repo: StateRepository) -> None
         subs.add(repo, "user:zhang", "zhang", "https://fcm.googleapis.com/x", good_key, "AA", at=T0)
     with pytest.raises(ValueError, match="endpoint must be an https://"):
         subs.add(repo, "user:zhang", "zhang", "file:///etc/passwd", good_key, "A" * 22, at=T0)
+
+
+def test_the_cli_makes_the_key_once_and_prints_its_public_half(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dialwatch.cli import main
+
+    data = tmp_path / "var" / "dialwatch"
+    assert main(["vapid-key", "--data", str(data)]) == 0
+    first = capsys.readouterr().out.strip()
+    path = vapid.key_path(data)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert main(["vapid-key", "--data", str(data)]) == 0  # install.sh run again: same key
+    assert capsys.readouterr().out.strip() == first == vapid.load_or_create(path).public_key
+    path.write_text("damaged")
+    assert main(["vapid-key", "--data", str(data)]) == 2
+    assert "is not a PEM private key" in capsys.readouterr().err

@@ -21,6 +21,7 @@ from monitor.store.models import AuditEntry, PushSubscription
 from monitor.store.repository import StateRepository
 from notify import vapid
 from notify.channels import ChannelContext, Message, build_channel
+from tests.peers.chromium import chromium  # noqa: F401 - pytest fixture
 from tests.peers.push import PushClient, PushServer, push_service
 from tests.test_web_access import login
 from tests.test_web_support import BASE_CONFIG, STAFF, World, make_world
@@ -240,3 +241,55 @@ def test_a_browser_subscribed_through_the_api_gets_the_page(
         "url": "/incidents/3",
         "delivery_id": "d-1",
     }
+
+
+# -- in a real browser (headless Chromium) ------------------------------------------------
+_NO_SUBSCRIBE = """
+window.__subscribeCalls = 0;
+if (window.PushManager) {
+  PushManager.prototype.subscribe = function () {
+    window.__subscribeCalls += 1;
+    return Promise.reject(new Error("tests never contact a real push service"));
+  };
+}
+"""
+
+
+@pytest.mark.peer
+def test_the_account_page_registers_the_worker_and_shows_the_button_in_chromium(
+    tmp_path: Path,
+    chromium,  # noqa: ANN001, F811 - the fixture imported below
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.test_web_browser import _console_errors, browser_login
+    from web.server import serve
+
+    key = vapid.load_or_create(vapid.key_path(tmp_path / "data"))
+    config = ApplianceConfig.model_validate(
+        {**BASE_CONFIG, "channels": CHANNELS, "web": {"allowed_hosts": ["127.0.0.1"]}}
+    )
+    w = make_world(tmp_path, config=config, vapid_key=key)  # type: ignore[arg-type]
+    # Before any page script: PushManager.subscribe would reach Google's or Mozilla's
+    # push service, so it is replaced by one that only counts (and the test never clicks).
+    chromium.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": _NO_SUBSCRIBE})
+    handle = serve(w.app, "127.0.0.1", 0)
+    try:
+        browser_login(chromium, handle.url)
+        chromium.get(f"{handle.url}/account?lang=en")
+        wait = WebDriverWait(chromium, 10)
+        wait.until(lambda d: d.find_element(By.ID, "dw-push").is_displayed())
+        button = chromium.find_element(By.ID, "dw-push-button")
+        wait.until(lambda d: button.get_attribute("data-subscribed") == "0")
+        assert button.text == "Subscribe" and button.is_enabled()
+        assert "does not get notifications" in chromium.find_element(By.ID, "dw-push-state").text
+        scope = chromium.execute_async_script(
+            "var done = arguments[0];"
+            "navigator.serviceWorker.getRegistration('/').then(r => done(r ? r.scope : null));"
+        )
+        assert scope == f"{handle.url}/"
+        assert chromium.execute_script("return window.__subscribeCalls") == 0
+        assert _console_errors(chromium) == []
+    finally:
+        handle.close()
