@@ -75,6 +75,7 @@ MAX_PAYLOAD = 3993
 """Bytes of JSON a push may carry: push services take at most 4096 bytes of encrypted
 body, and ``aes128gcm`` adds 103 (86 header, 16 tag, 1 padding delimiter)."""
 MAX_TITLE = 200
+MAX_URL = 1000
 MAX_ANSWER_BYTES = 16 * 1024
 TRANSIENT = frozenset({408, 429})
 GONE = frozenset({404, 410})
@@ -162,12 +163,17 @@ class WebPushChannelConfig(ChannelConfig):
 
 
 def payload_of(message: Message) -> bytes:
-    """The JSON the service worker reads: at most ``MAX_PAYLOAD`` bytes (the body is cut)."""
+    """The JSON the service worker reads: at most ``MAX_PAYLOAD`` bytes (the body is cut).
+
+    ``url`` is the message's ``data["url"]`` (a console link such as ``/incidents/12``),
+    or ``/`` without one."""
     url = message.data.get("url")
+    if not isinstance(url, str) or not url or len(url) > MAX_URL:
+        url = "/"  # the console's start page: the worker opens pages of the console only
     document = {
         "title": shortened(message.subject, MAX_TITLE),
         "body": message.text,
-        "url": url if isinstance(url, str) and url else "/",
+        "url": url,
         "delivery_id": message.delivery_id,
     }
     raw = json.dumps(document, ensure_ascii=False).encode("utf-8")
