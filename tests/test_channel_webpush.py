@@ -339,3 +339,16 @@ def test_the_cli_makes_the_key_once_and_prints_its_public_half(
     path.write_text("damaged")
     assert main(["vapid-key", "--data", str(data)]) == 2
     assert "is not a PEM private key" in capsys.readouterr().err
+
+
+def test_an_ipv6_lab_address_may_be_listed_with_or_without_brackets() -> None:
+    from notify.channels.webpush import endpoint_refusal
+
+    for written in ("[::1]", "::1"):
+        config = WebPushChannelConfig.model_validate(
+            {"id": "push", "kind": "webpush", "allowed_hosts": [written]}
+        )
+        assert endpoint_refusal("http://[::1]:8080/push/x", config.allowed_hosts) is None
+    assert "https:// only" in (
+        endpoint_refusal("http://fcm.googleapis.com/x", PUSH_SERVICE_HOSTS) or ""
+    )

@@ -98,9 +98,9 @@ def test_the_public_key_is_the_appliances(world: World, tmp_path: Path) -> None:
     assert r.get_json() == {"public_key": expected}
 
 
-def test_no_key_is_a_501(tmp_path: Path) -> None:
+def test_no_key_is_a_404_saying_so(tmp_path: Path) -> None:
     r = make_world(tmp_path).client("viewer").get("/api/v1/push/key")
-    assert r.status_code == 501 and "no VAPID key" in r.get_json()["error"]
+    assert r.status_code == 404 and "no VAPID key" in r.get_json()["error"]
 
 
 def test_a_viewer_subscribes_and_unsubscribes_their_own_browser(world: World) -> None:

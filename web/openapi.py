@@ -507,7 +507,8 @@ DOCS: dict[str, Doc] = {
         "The appliance's VAPID public key, for PushManager.subscribe",
         "PushKey",
         tag="push",
-        refusals=(501,),
+        refusals=(404,),
+        description="404 when this appliance has no VAPID key (web push not set up).",
     ),
     "push.subscribe": Doc(
         "Subscribe a browser to web push for the person asking",
@@ -537,7 +538,7 @@ _REASONS = {
     401: "no (valid) session or API token",
     403: "a role too low (the reason names the role needed), a cross-site request, or a "
     "second factor still to set up",
-    404: "no such incident, silence, window, target or component",
+    404: "no such incident, silence, window, target, component or push subscription",
     409: "does not fit the current state (resolved already, acknowledged already, over already)",
     413: "the body is too large",
     415: "the body is not application/json",

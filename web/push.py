@@ -120,7 +120,8 @@ def public_key() -> tuple[Response, int]:
     params.reject_unknown(request.args.to_dict(flat=False), ())
     key = current_services().vapid_key
     if key is None:
-        return json_error("web push is not set up on this appliance (no VAPID key)", 501)
+        # 404, not 501: the route is there, the key is not (a 5xx would say the API broke).
+        return json_error("web push is not set up on this appliance (no VAPID key)", 404)
     return jsonify(public_key=key.public_key), 200
 
 

@@ -85,8 +85,10 @@ JWT_LIFETIME = 12 * 3600
 
 def _host_pattern(value: str) -> str:
     text = value.strip().lower().rstrip(".")
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]  # an IPv6 address is written bare here, as urlsplit gives it
     bare = text[2:] if text.startswith("*.") else text
-    if not bare or "/" in bare or ":" in bare.strip("[]") and not _is_ip(bare.strip("[]")):
+    if not bare or "/" in bare or (":" in bare and not _is_ip(bare)):
         raise ValueError(
             f"{value!r} is not a host name (e.g. fcm.googleapis.com, *.push.apple.com)"
         )
@@ -108,7 +110,7 @@ def host_allowed(host: str, allowed: Iterable[str]) -> bool:
         if pattern.startswith("*."):
             if name.endswith(pattern[1:]) and name != pattern[2:]:
                 return True
-        elif name == pattern.strip("[]"):
+        elif name == pattern:
             return True
     return False
 
