@@ -37,9 +37,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("endpoint", name=op.f("uq_push_subscription_endpoint")),
     )
     with op.batch_alter_table("push_subscription", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_push_subscription_user_id"), ["user_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_push_subscription_user_id"), ["user_id"], unique=False)
 
 
 def downgrade() -> None:
