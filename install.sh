@@ -140,6 +140,10 @@ if [ ! -e "$config" ]; then
     cp config/dialwatch.yaml "$config" || die "could not write $config"
 fi
 .venv/bin/dialwatch check-config "$config" || die "$config is not valid (see the errors above)"
+# The web push (VAPID) key: browsers subscribe to it, so it is made once and kept (0600).
+push_key=$(.venv/bin/dialwatch vapid-key --data "$data_dir") \
+    || die "could not make the web push key in $data_dir/keys (see above)"
+step "web push key $data_dir/keys/vapid.pem (public key $push_key)"
 fi
 
 # --- test peers ---------------------------------------------------------------

@@ -39,6 +39,7 @@ from monitor.store.repository import StateRepository
 from monitor.store.retention import register_state_history
 from monitor.tallies import tallies_subscriber
 from monitor.uptime import scope_following
+from notify import vapid
 from notify.roster import unknown_users
 from notify.service import Notifications
 
@@ -96,6 +97,9 @@ class Appliance:
             self.retention, self.repo, scope_following(lambda: self.engine.config)
         )
         self.box = SecretBox.from_file(data_dir / "keys" / "appliance.key")
+        # Made at install (`dialwatch vapid-key`), or here at the first start without it:
+        # the webpush channel signs with it.
+        vapid.load_or_create(vapid.key_path(data_dir))
         # Paging: its subscriber turns events into deliveries (exactly once, in the
         # cursor's transaction); its sender sends them.
         self.notifications = Notifications(
@@ -105,6 +109,7 @@ class Appliance:
             clock=self.engine.clock,
             faults=self.audit.faults,
             listen=listen,
+            data_dir=data_dir,
         )
         self.dispatcher.add(self.notifications.paging.subscriber())
         self.web = None
@@ -194,6 +199,8 @@ class Appliance:
 
         host, port = self.listen
         box = self.box
+        # Made at install (`dialwatch vapid-key`), or here at the first start without it.
+        push_key = vapid.load_or_create(vapid.key_path(self.data_dir))
         setup = SetupCode(self.data_dir / "setup-code")
         services = WebServices(
             config=lambda: self.engine.config,
@@ -209,6 +216,7 @@ class Appliance:
             setup=setup,
             faults=self.audit.faults,
             notifications=self.notifications,
+            vapid_key=push_key,
         )
         app = create_app(services)
         # Visitors are served the current status snapshot while a due rebuild runs

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 
 from core import __version__
@@ -42,6 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--config", required=True)
     probe.add_argument("target_id", metavar="TARGET_ID")
     probe.add_argument("--json", action="store_true", help="print the Observation as JSON")
+
+    key = sub.add_parser(
+        "vapid-key",
+        help="make the web push (VAPID) key in the data directory when missing; "
+        "print its public key",
+    )
+    key.add_argument("--data", default=None, help="data directory (as for `run`)")
 
     _staff_parsers(sub)
     return parser
@@ -167,6 +175,25 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0 if obs.status.value in ("ok", "warn") else 1
 
 
+def cmd_vapid_key(args: argparse.Namespace) -> int:
+    """``install.sh`` runs it, so the key exists before the first start (as the service's
+    user: the file must be the appliance's own, 0600)."""
+    from dialwatch.options import resolve_data_dir
+    from notify import vapid
+
+    data_dir = resolve_data_dir(args.data, None)
+    previous = os.umask(0o077)  # a data directory made here is the appliance's own too
+    try:
+        key = vapid.load_or_create(vapid.key_path(data_dir))
+    except vapid.VapidKeyError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    finally:
+        os.umask(previous)
+    print(key.public_key)
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from dialwatch.app import run_appliance
 
@@ -180,7 +207,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"run": cmd_run, "check-config": cmd_check_config, "probe": cmd_probe}
+    handlers = {
+        "run": cmd_run,
+        "check-config": cmd_check_config,
+        "probe": cmd_probe,
+        "vapid-key": cmd_vapid_key,
+    }
     if args.command in handlers:
         return handlers[args.command](args)
     from dialwatch import staff_cli  # argon2, SQLAlchemy: loaded only by these commands

@@ -379,7 +379,7 @@ class Sender:
 
 def _user(person: Recipient) -> dict[str, Any]:
     user = getattr(person, "user", None)
-    return {"user": user} if user is not None and "user" in Message.__dataclass_fields__ else {}
+    return {"user": user} if user is not None else {}
 
 
 def _facts(d: outbox.DeliveryRow) -> dict[str, Any]:

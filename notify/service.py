@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection
@@ -20,7 +21,7 @@ from core.secret_box import SecretBox
 from monitor.faults import Faults
 from monitor.store.repository import StateRepository
 from notify.channels import build_channel
-from notify.channels.base import Channel, DeliveryError, Message, Receipt
+from notify.channels.base import Channel, ChannelContext, DeliveryError, Message, Receipt
 from notify.compose import Composer
 from notify.messages import Writer, read_templates
 from notify.paging import Paging, Roster, overrides_at
@@ -57,8 +58,11 @@ class Notifications:
         clock: Clock,
         faults: Faults,
         listen: tuple[str, int],
+        data_dir: Path | None = None,
     ) -> None:
         self.repo = repo
+        self.data_dir = data_dir
+        self.clock = clock
         self.config = config
         self.faults = faults
         self.listen = listen
@@ -86,9 +90,15 @@ class Notifications:
     def _build(self, config: Any) -> Built:
         channels: dict[str, Channel] = {}
         disabled: dict[str, str] = {}
+        context = ChannelContext(
+            state=self.repo,
+            data_dir=self.data_dir,
+            base_url=config.web.base_url,
+            clock=self.clock.time,
+        )
         for entry in getattr(config, "channels", []):
             try:
-                channels[entry.id] = build_channel(entry)
+                channels[entry.id] = build_channel(entry, context)
             except Exception as exc:  # one bad channel is off; the others work
                 disabled[entry.id] = f"{type(exc).__name__}: {exc}"
                 log.error("channel %s is disabled: %s", entry.id, disabled[entry.id])
@@ -167,9 +177,12 @@ class Notifications:
         )
         fields: dict[str, Any] = {}
         if person is not None:
-            fields = {"name": person.name, "email": person.email, "phone": person.phone}
-            if "user" in Message.__dataclass_fields__:
-                fields["user"] = person.user
+            fields = {
+                "name": person.name,
+                "email": person.email,
+                "phone": person.phone,
+                "user": person.user,
+            }
         message = Message(
             delivery_id=f"test-{channel_id}-{int(at * 1000)}",
             subject=written.subject,

@@ -408,3 +408,5 @@ def test_a_first_start_prints_the_setup_code_and_keeps_its_files_private(
     ]
     assert loose == []
     assert (app.data / "keys" / "appliance.key").exists() and (app.data / "state.db").exists()
+    # The web push key is made at the first start too when install.sh did not make it.
+    assert (app.data / "keys" / "vapid.pem").exists()

@@ -27,15 +27,18 @@ PUBLIC = {
     "login.wall_open",
     "ack.ack_page",  # the signed, expiring acknowledge link of a page (notify.ack_links)
     "ack.ack_submit",  # its confirm form: the signed link and CSRF
+    "push.service_worker",
 }
 """Endpoints anyone may call (each guards itself: CSRF, the setup code, a token)."""
 SELF_SERVICE = {
     "account.change_password",
     "account.confirm_second_factor",
     "account.second_factor_off",
+    "push.subscribe",
+    "push.unsubscribe",
 }
 """State changes anyone logged in makes to their own account (each asks for the password
-or a code)."""
+or a code, or changes only what reaches that person: their own web push subscriptions)."""
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 
 

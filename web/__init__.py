@@ -167,6 +167,7 @@ def create_app(services: WebServices) -> Flask:
         incident_pages,
         login,
         openapi,
+        push,
         silences,
         status,
     )
@@ -234,6 +235,7 @@ def create_app(services: WebServices) -> Flask:
     app.register_blueprint(openapi.bp)
     app.register_blueprint(api_paging.bp)
     app.register_blueprint(ack_pages.bp)
+    app.register_blueprint(push.bp)
     app.before_request(guard.guard_request)
     app.register_error_handler(HTTPException, _handle_http_error)
     app.after_request(_remember_language)

@@ -1,11 +1,13 @@
-"""The logged-in user's own account: password, second factor (TOTP), sessions."""
+"""The logged-in user's own account: password, second factor (TOTP), sessions, web push."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_wtf.csrf import generate_csrf
 
 from monitor.staff import second_factor, sessions, users
+from web import push
 from web.guard import before_second_factor, client_address, repo, services, who
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -23,7 +25,37 @@ def _page(message: str | None = None, code: int = 200, **extra: object) -> tuple
     me = _me()
     with services().db.connect() as conn:
         live = sessions.list_live(conn, at=services().clock(), user_id=me.id)
-    return render_template("account.html", me=me, live=live, message=message, **extra), code
+    return render_template(
+        "account.html",
+        me=me,
+        live=live,
+        message=message,
+        push_subscriptions=push.own_subscriptions(),
+        push_config=_push_config(),
+        **extra,
+    ), code
+
+
+def _push_config() -> dict[str, object] | None:
+    """What static/push.js needs: the routes, the CSRF token and its sentences (translated
+    here: the script has no catalog). None: this appliance has no VAPID key."""
+    if services().vapid_key is None:
+        return None
+    return {
+        "worker": url_for("push.service_worker"),
+        "key": url_for("push.public_key"),
+        "subscriptions": url_for("push.subscribe"),
+        "csrf": generate_csrf(),
+        "text": {
+            "subscribe": _("Subscribe"),
+            "unsubscribe": _("Unsubscribe"),
+            "subscribed": _("This browser gets notifications."),
+            "not_subscribed": _("This browser does not get notifications."),
+            "unsupported": _("This browser cannot receive web push notifications."),
+            "denied": _("Notifications are blocked for this site in the browser's settings."),
+            "failed": _("That did not work: %(reason)s", reason="{reason}"),
+        },
+    }
 
 
 @bp.get("")

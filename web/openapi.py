@@ -24,7 +24,7 @@ from monitor.health import HEALTH_ORDER
 from monitor.store.models import INCIDENT_STATES
 from monitor.store.queries import MAX_PER_PAGE
 from probes import PROBES
-from web import api_incidents, params
+from web import api_incidents, params, push
 from web.bodies import MAX_ID, Body
 from web.i18n import LANGUAGES
 from web.views import current_services, json_error
@@ -69,6 +69,32 @@ def _page_of(item: str) -> dict[str, Any]:
 
 
 RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
+    "PushKey": _object(
+        {
+            "public_key": {
+                "type": "string",
+                "description": "uncompressed P-256 point, URL-safe base64 without padding",
+            }
+        },
+        "The applicationServerKey browsers subscribe with.",
+    ),
+    "PushSubscriptionCreated": _object(
+        {
+            "subscription": _object(
+                {
+                    "id": {"type": "integer"},
+                    "service": {
+                        "type": "string",
+                        "description": "the push service host and a digest of the endpoint",
+                    },
+                    "created_at": _TIME,
+                    "last_success_at": _TIME_OR_NULL,
+                    "user_agent": {"type": "string"},
+                }
+            )
+        }
+    ),
+    "PushSubscriptionRemoved": _object({"removed": {"type": "integer", "minimum": 1}}),
     "Error": _object(
         {"error": {"type": "string", "description": "the reason, naming the field at fault"}},
         "Every refusal: a 4xx (or 501) with the reason.",
@@ -565,6 +591,31 @@ DOCS: dict[str, Doc] = {
         tag="maintenance",
         refusals=_ACTION,
     ),
+    "push.public_key": Doc(
+        "The appliance's VAPID public key, for PushManager.subscribe",
+        "PushKey",
+        tag="push",
+        refusals=(404,),
+        description="404 when this appliance has no VAPID key (web push not set up).",
+    ),
+    "push.subscribe": Doc(
+        "Subscribe a browser to web push for the person asking",
+        "PushSubscriptionCreated",
+        201,
+        tag="push",
+        refusals=(404, 413, 415),
+        description="The body is the browser's PushSubscription.toJSON(). The endpoint's host "
+        "must be a push service on the webpush channel's allowed_hosts (400 naming the list "
+        "otherwise). Any logged-in user may subscribe their own browsers; the same endpoint "
+        "again replaces its row.",
+    ),
+    "push.unsubscribe": Doc(
+        "Unsubscribe a browser of the person asking",
+        "PushSubscriptionRemoved",
+        tag="push",
+        refusals=(404, 413, 415),
+        description="404 when the person asking has no subscription at that endpoint.",
+    ),
 }
 """Every documented route by endpoint."""
 
@@ -575,7 +626,7 @@ _REASONS = {
     401: "no (valid) session or API token",
     403: "a role too low (the reason names the role needed), a cross-site request, or a "
     "second factor still to set up",
-    404: "no such incident, silence, window, target or component",
+    404: "no such incident, silence, window, target, component or push subscription",
     409: "does not fit the current state (resolved already, acknowledged already, over already)",
     413: "the body is too large",
     415: "the body is not application/json",
@@ -622,7 +673,7 @@ def _operation(endpoint: str, method: str, doc: Doc, schemas: dict[str, Any]) ->
         op["description"] = doc.description
     if doc.query:
         op["parameters"] = list(doc.query)
-    model = api_incidents.ROUTE_BODIES.get(endpoint)
+    model = api_incidents.ROUTE_BODIES.get(endpoint) or push.ROUTE_BODIES.get(endpoint)
     if model is not None:
         op["requestBody"] = {
             "required": endpoint not in api_incidents.OPTIONAL_BODY,

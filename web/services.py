@@ -19,6 +19,7 @@ from monitor.faults import NO_FAULTS, Faults
 from monitor.staff.setup_code import SetupCode
 from monitor.store.repository import StateRepository
 from notify.service import Notifications
+from notify.vapid import VapidKey
 
 
 @dataclass(frozen=True)
@@ -54,3 +55,6 @@ class WebServices:
     notifications: Notifications | None = None
     """Paging: channels, people, the outbox's "send test"; None: no paging (tests of other parts)."""
     """Where an unhandled error of a view is reported (the appliance's audit fault log)."""
+    vapid_key: VapidKey | None = None
+    """The appliance's VAPID key (``notify.vapid``) browsers subscribe to web push with;
+    None: no Subscribe button."""

@@ -556,3 +556,29 @@ class OncallOverride(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     removed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     removed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+class PushSubscription(Base):
+    """A browser's web push subscription, made by a console user on their account page.
+
+    Pushes for that user go to every one of their subscriptions; a push service that
+    answers 404 or 410 for one means the browser dropped it, and the row is deleted.
+    """
+
+    __tablename__ = "push_subscription"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("staff_user.id", ondelete="CASCADE"), index=True
+    )
+    endpoint: Mapped[str] = mapped_column(String(1024), unique=True)
+    """The push service URL the browser gave (``PushSubscription.endpoint``)."""
+    p256dh: Mapped[str] = mapped_column(String(128))
+    """The browser's P-256 public key, URL-safe base64 (``keys.p256dh``)."""
+    auth: Mapped[str] = mapped_column(String(64))
+    """The browser's 16-byte auth secret, URL-safe base64 (``keys.auth``)."""
+    created_at: Mapped[float] = mapped_column(Float)
+    last_success_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """When a push service last accepted a message for it."""
+    user_agent: Mapped[str] = mapped_column(String(200), default="")
+    """A label for the user's list (the browser's User-Agent, shortened)."""

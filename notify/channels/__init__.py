@@ -14,10 +14,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from core.registry import PluginKind
-from notify.channels.base import Channel, ChannelConfig, DeliveryError, Message, Receipt
+from notify.channels.base import (
+    Channel,
+    ChannelConfig,
+    ChannelContext,
+    DeliveryError,
+    Message,
+    Receipt,
+)
 from notify.channels.email import EmailChannel, EmailChannelConfig
 from notify.channels.sms import SmsChannel, SmsChannelConfig
 from notify.channels.webhook import WebhookChannel, WebhookChannelConfig
+from notify.channels.webpush import WebPushChannel, WebPushChannelConfig
 
 ChannelKind = PluginKind[ChannelConfig, Callable[..., Channel]]
 
@@ -40,18 +48,32 @@ CHANNELS: dict[str, ChannelKind] = {
         SmsChannel,
         "a text message to the recipient's phone: Aliyun, Tencent Cloud, Twilio or a gateway of yours",
     ),
+    "webpush": PluginKind(
+        "webpush",
+        WebPushChannelConfig,
+        WebPushChannel,
+        "browser notifications to console users who pressed Subscribe (VAPID, encrypted)",
+    ),
 }
 
+WITH_CONTEXT = frozenset({"webpush"})
+"""Kinds built as ``Kind(config, context)``: they need the appliance (state DB, keys)."""
 
-def build_channel(config: ChannelConfig) -> Channel:
-    """The channel for one ``channels:`` entry."""
-    return CHANNELS[config.kind].implementation(config)
+
+def build_channel(config: ChannelConfig, context: ChannelContext | None = None) -> Channel:
+    """The channel for one ``channels:`` entry; ``context``: what the appliance gives the
+    kinds that need more than their config (``WITH_CONTEXT``)."""
+    implementation = CHANNELS[config.kind].implementation
+    if config.kind in WITH_CONTEXT:
+        return implementation(config, context or ChannelContext())
+    return implementation(config)
 
 
 __all__ = [
     "CHANNELS",
     "Channel",
     "ChannelConfig",
+    "ChannelContext",
     "ChannelKind",
     "DeliveryError",
     "Message",

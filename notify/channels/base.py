@@ -34,13 +34,18 @@ that was in flight when the appliance died can be sent again safely.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from core.config import Language, StrictModel, TargetId
 from core.observation import ErrorClass
+
+if TYPE_CHECKING:
+    from monitor.store.repository import StateRepository
 
 _DELIVERY_ID = re.compile(r"[A-Za-z0-9._:@-]{1,200}")
 
@@ -76,6 +81,9 @@ class Message:
     """The recipient's phone number, E.164 (``+8613800138000``)."""
     data: Mapping[str, Fact] = field(default_factory=dict)
     """Facts for machine receivers (incident id, target, health): the webhook's ``data``."""
+    user: str | None = None
+    """The recipient's console user name (``people[].user``): web push goes to that user's
+    subscriptions."""
 
     def __post_init__(self) -> None:
         # It goes into headers (Message-ID, X-Dialwatch-Delivery): no spaces, no line breaks.
@@ -119,6 +127,34 @@ class DeliveryError(Exception):
     def __repr__(self) -> str:
         kind = "permanent" if self.permanent else "transient"
         return f"DeliveryError({self.reason!r}, {kind})"
+
+
+@dataclass(frozen=True)
+class ChannelContext:
+    """What a channel kind may need from the running appliance besides its config.
+
+    E-mail and webhooks need nothing (they are built from their config alone);
+    web push reads and prunes subscriptions in the state DB and signs with the
+    appliance's VAPID key. ``build_channel(config, context)`` hands it to the
+    kinds that take one.
+    """
+
+    state: StateRepository | None = None
+    """The state DB (``state.engine`` for reads); None: channels that need it fail permanently."""
+    data_dir: Path | None = None
+    """The appliance's data directory (keys live under ``keys/``)."""
+    vapid_key: Path | None = None
+    """The VAPID private key file; default ``<data_dir>/keys/vapid.pem``."""
+    base_url: str | None = None
+    """The console's public URL (``web.base_url``), for links and the VAPID ``sub``."""
+    clock: Callable[[], float] = time.time
+    """Wall clock (epoch seconds): JWT expiry, ``last_success_at``."""
+
+    @property
+    def vapid_key_path(self) -> Path | None:
+        if self.vapid_key is not None:
+            return self.vapid_key
+        return None if self.data_dir is None else self.data_dir / "keys" / "vapid.pem"
 
 
 class ChannelConfig(StrictModel):
