@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from core.config import Duration, FieldValueError, StrictModel
+from core.config import Bool, Duration, FieldValueError, StrictModel
 from notify.fallback import RateLimit, RetryPolicy
 
 
@@ -21,7 +21,7 @@ class HeartbeatConfig(StrictModel):
     """Time between pings."""
     timeout: Duration = 10.0
     """Longest one ping may take."""
-    allow_private: bool = False
+    allow_private: Bool = False
     """Allow a receiver at a private or loopback address (refused by default, as webhooks)."""
 
 

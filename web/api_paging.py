@@ -23,6 +23,8 @@ from flask import Blueprint, Response, jsonify, request
 from monitor import audit
 from notify import outbox
 from notify.channels.base import DeliveryError
+from notify.paging import overrides_at
+from notify.roster import roster_of
 from notify.schedules import on_call
 from notify.service import Notifications, paging_of
 from web import guard, params
@@ -54,7 +56,8 @@ def _bad_param(exc: params.ParamError) -> tuple[Response, int]:
 
 @bp.errorhandler(NoPaging)
 def _no_paging(exc: NoPaging) -> tuple[Response, int]:
-    return json_error("paging is not running in this process", 501)
+    # The request was fine; this process (a test app, a tool) sends nothing.
+    return json_error("paging is not running in this process", 409)
 
 
 def _shift(shift: Any) -> dict[str, Any] | None:
@@ -70,11 +73,10 @@ def _shift(shift: Any) -> dict[str, Any] | None:
 @bp.get("/oncall")
 def oncall() -> Response:
     params.reject_unknown(request.args.to_dict(flat=False), ())
-    service = notifications()
-    roster = service.roster
+    roster = roster_of(current_services().config())
     now = current_services().clock()
     with current_services().db.connect() as conn:
-        overrides = service.overrides(conn, now)
+        overrides = overrides_at(conn, now)
     items = []
     for schedule in roster.schedules.values():
         found = on_call(schedule, now, overrides, horizon=ONCALL_HORIZON)
@@ -142,10 +144,10 @@ def deliveries() -> Response:
 @bp.get("/channels")
 def channels() -> Response:
     params.reject_unknown(request.args.to_dict(flat=False), ())
-    service = notifications()
+    service = current_services().notifications
     config = current_services().config()
     last = paging_of(config).degraded_after
-    disabled = service.disabled()
+    disabled = service.disabled() if service is not None else {}
     items = []
     with current_services().db.connect() as conn:
         for entry in getattr(config, "channels", []):

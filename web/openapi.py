@@ -489,7 +489,6 @@ DOCS: dict[str, Doc] = {
         "Who is on call now and next, per schedule (overrides included)",
         "OnCall",
         tag="paging",
-        refusals=(501,),
     ),
     "api_paging.deliveries": Doc(
         "Every delivery about an incident (or the newest), each with its attempts",
@@ -506,13 +505,12 @@ DOCS: dict[str, Doc] = {
         "Channels with their health from their last attempts",
         "Channels",
         tag="paging",
-        refusals=(501,),
     ),
     "api_paging.channel_test": Doc(
         "Send a test message over one channel (operators)",
         "ChannelTest",
         tag="paging",
-        refusals=(404, 501),
+        refusals=(404, 409),
         description='Body `{}` (the channel alone) or `{"person": "zhang"}`. '
         "`sent: false` with the provider's `reason` when it was refused.",
     ),
