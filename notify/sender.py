@@ -93,6 +93,7 @@ class Sender:
         faults: Faults = NO_FAULTS,
         disabled: Mapping[str, str] | None = None,
         tick: Callable[[float], object] | None = None,
+        degraded_after: int = 3,
     ) -> None:
         self.repo = repo
         self.channels = dict(channels)
@@ -100,6 +101,8 @@ class Sender:
         """Channel id → why it is off (its config was refused); attempts on it fail permanently."""
         self.people = people
         self.tick = tick
+        self.degraded_after = degraded_after
+        """A channel whose last this-many attempts failed is an appliance fault (degraded)."""
         """Runs first in every round, on the outbox thread (paging's clock: ``Paging.tick``)."""
         self.render = render
         self.clock = clock or SystemClock()
@@ -349,9 +352,17 @@ class Sender:
                     f"could not notify {d.person_id}: every channel failed (last: {error.reason})"
                 )
                 self._record(conn, d, now, line, "failed", {"reason": error.reason})
+            recent = outbox.channel_outcomes(conn, d.channel or "", self.degraded_after)
         if then.state == DELIVERY_FAILED:
             self.faults.report(
                 "notify:delivery", f"delivery {d.id} to {d.person_id} failed on every channel"
+            )
+        # Reported on every failure while it lasts; the fault log merges the repeats.
+        if len(recent) >= self.degraded_after and all(o == "failed" for o in recent):
+            self.faults.report(
+                f"channel:{d.channel}",
+                f"channel {d.channel} is degraded: its last {len(recent)} attempts failed "
+                f"(last: {error.reason})",
             )
 
     def _record(

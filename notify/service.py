@@ -8,6 +8,7 @@ this module only builds what it needs from the config and the appliance
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from monitor.store.repository import StateRepository
 from notify.channels import build_channel
 from notify.channels.base import Channel, ChannelContext, DeliveryError, Message, Receipt
 from notify.compose import Composer
+from notify.heartbeat import run_heartbeat
 from notify.messages import Writer, read_templates
 from notify.paging import Paging, Roster, overrides_at
 from notify.roster import roster_of
@@ -82,7 +84,10 @@ class Notifications:
             concurrency=paging_config.concurrency,
             faults=faults,
             tick=lambda now: self.paging.tick(repo, now),
+            degraded_after=paging_config.degraded_after,
         )
+        self._clock = clock
+        self._heartbeat: asyncio.Task[None] | None = None
 
     def _wake(self) -> None:
         self.sender.wake()
@@ -134,12 +139,20 @@ class Notifications:
         self.sender.disabled = built.disabled
         self.sender.retry = paging_of(config).retry_policy()
         self.sender.rate = paging_of(config).rate()
+        self.sender.degraded_after = paging_of(config).degraded_after
         self.sender.wake()
 
     async def start(self) -> None:
         await self.sender.start()
+        self._heartbeat = asyncio.create_task(
+            run_heartbeat(lambda: paging_of(self.config()).heartbeat, self._clock, self.faults),
+            name="notify-heartbeat",
+        )
 
     async def stop(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
         await self.sender.stop()
 
     # -- for the console and the API ------------------------------------------------

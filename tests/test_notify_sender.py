@@ -315,3 +315,28 @@ def test_pending_deliveries_are_not_claimed_twice(repo: StateRepository, db: Eng
         assert outbox.due(conn, T0, 10) == []
     with db.begin() as conn:
         conn.execute(update(Delivery).where(Delivery.id == did).values(state=DELIVERY_PENDING))
+
+
+def test_a_channel_failing_its_last_attempts_is_reported_degraded(
+    repo: StateRepository, db: Engine
+) -> None:
+    class Faults:
+        def __init__(self) -> None:
+            self.reports: list[tuple[str, str]] = []
+
+        def report(self, source: str, error: Any, **_: Any) -> None:
+            self.reports.append((source, str(error)))
+
+    faults = Faults()
+    clock = ManualClock(T0)
+    dead = Recording("ding", [DeliveryError("errcode 310000", permanent=True)] * 3)
+    mail = Recording("mail")
+    sender = make_sender(repo, clock, {"ding": dead, "mail": mail}, faults=faults, degraded_after=3)
+    for i in range(3):
+        add(repo, "zhang" if i % 2 else "li", incident(repo, f"t-{i}"), ["ding", "mail"], T0)
+        run(one_round(sender))
+        run(one_round(sender))
+    degraded = [r for r in faults.reports if r[0] == "channel:ding"]
+    assert len(degraded) == 1
+    assert "its last 3 attempts failed (last: errcode 310000)" in degraded[0][1]
+    assert len(mail.sent) == 3  # every delivery still arrived through the fallback
