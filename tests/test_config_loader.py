@@ -296,3 +296,29 @@ def test_loading_in_a_child_process_gives_the_same_config_digests_and_errors(
     with pytest.raises(ConfigError) as raised:
         load_config_isolated(cfg)
     assert raised.value.errors[0].startswith(f"{cfg}:4: targets[0].address:")
+
+
+def test_the_starter_configs_commented_paging_example_loads(tmp_path: Path) -> None:
+    """The paging example in config/dialwatch.yaml, uncommented, is a valid config."""
+    from dialwatch.schema import Config as ApplianceConfig
+
+    text = STARTER.read_text(encoding="utf-8")
+    start = text.index("# rules:\n")
+    lines = [line[2:] if line.startswith("# ") else "" for line in text[start:].splitlines()]
+    # Keep the YAML, drop the prose between the blocks ("On-call paging (值班呼叫) — see ...").
+    block = [line for line in lines if re.match(r"^([a-z_]+:|\s|$)", line)]
+    path = tmp_path / "paging.yaml"
+    target = (
+        "targets:\n  - {id: trunk-a, kind: tcp, address: '192.0.2.1:5060', tags: {role: trunk}}\n"
+    )
+    path.write_text(target + "\n".join(block) + "\n", encoding="utf-8")
+    env = {"DEADMAN_URL": "https://hc-ping.com/0000"}
+    (tmp_path / "smtp").write_text("pw", encoding="utf-8")
+    (tmp_path / "webhook").write_text("0123456789abcdef0123", encoding="utf-8")
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("/etc/dialwatch/secrets", str(tmp_path)),
+        encoding="utf-8",
+    )
+    config = load_config(path, env=env, schema=ApplianceConfig).config
+    assert [p.id for p in config.people] == ["zhang", "chen"]  # type: ignore[attr-defined]
+    assert config.rules[0].escalate.policy == "trunks"  # type: ignore[attr-defined]
