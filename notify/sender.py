@@ -397,6 +397,8 @@ def _facts(d: outbox.DeliveryRow) -> dict[str, Any]:
     incidents = sorted({n.incident_id for n in d.notices if n.incident_id is not None})
     return {
         "kind": d.kind,
+        # A console link for channels that open one (web push): the incident, or the list.
+        "url": f"/incidents/{incidents[0]}" if len(incidents) == 1 else "/incidents",
         "incident_id": incidents[0] if len(incidents) == 1 else None,
         "incidents": ",".join(str(i) for i in incidents),
         "notices": len(d.notices),

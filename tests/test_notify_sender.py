@@ -340,3 +340,17 @@ def test_a_channel_failing_its_last_attempts_is_reported_degraded(
     assert len(degraded) == 1
     assert "its last 3 attempts failed (last: errcode 310000)" in degraded[0][1]
     assert len(mail.sent) == 3  # every delivery still arrived through the fallback
+
+
+def test_a_message_carries_facts_for_machine_receivers_and_a_console_link(
+    repo: StateRepository, db: Engine
+) -> None:
+    clock = ManualClock(T0)
+    mail = Recording("mail")
+    sender = make_sender(repo, clock, {"mail": mail})
+    inc = incident(repo)
+    add(repo, "zhang", inc, ["mail"], T0)
+    run(one_round(sender))
+    [m] = mail.sent
+    assert m.data["incident_id"] == inc and m.data["url"] == f"/incidents/{inc}"
+    assert m.user == "zhang" and m.phone == "+8613800138000"

@@ -1,4 +1,8 @@
-"""Paging end to end: ``dialwatch run`` as a process, a target that goes down, real receivers.
+"""Paging end to end: ``dialwatch run`` as a process, a SIPp trunk that dies, real receivers.
+
+The trunk is a real SIPp answering OPTIONS; it is killed (the SIP probe
+sees no answer: the target goes down, an incident opens) and later started
+again on the same port (the incident resolves).
 
 The person on call has e-mail first (a real SMTP server that refuses the
 recipient) and a webhook second (a local receiver that checks the HMAC
@@ -12,12 +16,12 @@ outbox with its outcome.
 
 from __future__ import annotations
 
+import contextlib
 import http.cookiejar
 import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +35,7 @@ import pytest
 from monitor.store.db import open_database
 from notify import outbox
 from tests.peers import free_port
+from tests.peers.sipp import sipp_options_uas
 from tests.peers.smtp import Refusing, smtp_server
 from tests.peers.webhook import Request, webhook_receiver
 
@@ -52,13 +57,13 @@ def body(r: Request) -> dict[str, object]:
     return json.loads(r.body)
 
 
-def config(path: Path, port: int, smtp: int, hook: str) -> None:
+def config(path: Path, trunk: str, smtp: int, hook: str) -> None:
     path.write_text(
         f"""\
 site: {{name: 外呼中心, timezone: Asia/Shanghai, language: zh-CN}}
 appliance: {{interval: 24h}}
 targets:
-  - {{id: trunk-a, kind: tcp, address: "127.0.0.1:{port}", interval: 1s, timeout: 200ms,
+  - {{id: trunk-a, kind: sip, uri: "{trunk}", transport: udp, interval: 1s, timeout: 300ms,
       fail_after: 1, recover_after: 1, tags: {{role: trunk}}}}
 channels:
   - {{id: mail, kind: email, from: "NOC <noc@example.cn>", smtp: {{host: 127.0.0.1, port: {smtp}, tls: none}}}}
@@ -76,14 +81,6 @@ rules:
 """,
         encoding="utf-8",
     )
-
-
-def listener(port: int) -> socket.socket:
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    sock.listen(16)
-    return sock
 
 
 def acknowledge_through_the_link(link: str, web_port: int) -> str:
@@ -104,13 +101,13 @@ def acknowledge_through_the_link(link: str, web_port: int) -> str:
 def test_a_trunk_down_pages_falls_back_escalates_is_acknowledged_by_link_and_resolves(
     tmp_path: Path,
 ) -> None:
-    port = free_port()
     web_port = free_port()
-    sock = listener(port)
     refusing = Refusing()
+    trunk = contextlib.ExitStack()
+    uas = trunk.enter_context(sipp_options_uas(tmp_path))
     with smtp_server(refusing) as smtp, webhook_receiver(SECRET) as hook:
         cfg = tmp_path / "dialwatch.yaml"
-        config(cfg, port, smtp.port, hook.url())
+        config(cfg, uas.uri, smtp.port, hook.url())
         data = tmp_path / "data"
         log = (tmp_path / "app.log").open("wb")
         proc = subprocess.Popen(
@@ -122,7 +119,7 @@ def test_a_trunk_down_pages_falls_back_escalates_is_acknowledged_by_link_and_res
         try:
             time.sleep(0)  # the target is up while the appliance starts
             wait_for("the web server", lambda: _answers(web_port))
-            sock.close()  # the trunk goes down
+            uas.process.kill()  # the carrier's trunk dies
             first = wait_for("zhang's page on the webhook", lambda: hook.requests[:1])
             page = body(first[0])  # type: ignore[index]
             assert first[0].signed  # type: ignore[index]
@@ -142,7 +139,8 @@ def test_a_trunk_down_pages_falls_back_escalates_is_acknowledged_by_link_and_res
                 "the acknowledged notice",
                 lambda: [r for r in hook.requests if "已确认" in str(body(r)["subject"])],
             )
-            sock = listener(port)  # the trunk is back
+            trunk.close()
+            trunk.enter_context(sipp_options_uas(tmp_path, port=uas.port))  # the trunk is back
             wait_for(
                 "the resolved notices",
                 lambda: len([r for r in hook.requests if "已恢复" in str(body(r)["subject"])]) >= 2,
@@ -153,7 +151,7 @@ def test_a_trunk_down_pages_falls_back_escalates_is_acknowledged_by_link_and_res
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-            sock.close()
+            trunk.close()
     engine = open_database(None, data)
     try:
         with engine.connect() as conn:

@@ -82,11 +82,13 @@ def sipp_options_uas(
     reason: str = "OK",
     transport: str = "udp",
     provisional: bool = False,
+    port: int | None = None,
 ) -> Iterator[SippUas]:
-    """Run SIPp answering OPTIONS with ``code reason`` on 127.0.0.1; stopped on exit."""
+    """Run SIPp answering OPTIONS with ``code reason`` on 127.0.0.1 (on ``port``, e.g. to
+    bring a killed trunk back where it was; default: a free one); stopped on exit."""
     sipp = require_binary("sipp")
     kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
-    port = free_port(kind)
+    port = port or free_port(kind)
     scenario = workdir / f"options-{transport}-{code}-{port}.xml"
     scenario.write_text(options_scenario(code, reason, provisional))
     log = workdir / f"sipp-{port}.log"
