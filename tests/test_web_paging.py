@@ -204,3 +204,27 @@ def test_an_expired_link_says_so(world: tuple[World, Notifications]) -> None:
     r = w.anonymous().get(link(service, incident, at=NOW - 2 * 86400) + "?lang=en")
     assert r.status_code == 400 and "expired" in r.get_data(as_text=True)
     assert re.search(r"csrf_token", r.get_data(as_text=True)) is None  # no form to submit
+
+
+def test_the_incident_page_lists_its_notifications_with_each_attempt(
+    world: tuple[World, Notifications],
+) -> None:
+    w, service = world
+    incident = add_incident(w.db, ["trunk-a"], title="x")
+    with service.repo.transaction() as conn:
+        did = outbox.add(
+            conn, "zhang", [Notice("opened", incident, level=1)], ["dead", "hook"], NOW
+        )
+        [row] = outbox.due(conn, NOW, 5)
+        attempt = outbox.begin_attempt(conn, row, NOW, ("s", "t", None, "zh-CN"))
+        outbox.attempt_failed(
+            conn, did, attempt, NOW + 1, reason="HTTP 503 <script>", permanent=False,
+            error_class="response", answer="", then=("pending", 1, 0, NOW + 1),
+        )  # fmt: skip
+    html = w.client("viewer").get(f"/incidents/{incident}?lang=en").get_data(as_text=True)
+    section = html[html.index('id="deliveries"') :]
+    assert "zhang" in section and "Waiting" in section
+    assert "dead</span> Failed: HTTP 503 &lt;script&gt;" in section
+    empty = add_incident(w.db, ["trunk-a"], title="y")
+    page = w.client("viewer").get(f"/incidents/{empty}?lang=en").get_data(as_text=True)
+    assert "Nobody has been paged about this incident." in page

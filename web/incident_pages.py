@@ -32,6 +32,7 @@ from monitor.incident_actions import LANGUAGES, SEVERITIES
 from monitor.staff.roles import at_least
 from monitor.store import queries
 from monitor.store.models import INCIDENT_OPEN, INCIDENT_STATES
+from notify import outbox
 from web import guard, params
 from web import incident_ops as ops
 from web.actions import ActionRefused
@@ -74,6 +75,16 @@ EVENT_LABELS: Mapping[str, Any] = {
 }
 """The timeline's kinds of line (``incident_event.kind``); another kind shows as stored."""
 STATE_LABELS: Mapping[str, Any] = {"open": _l("Open"), "resolved": _l("Resolved")}
+DELIVERY_LABELS: Mapping[str, Any] = {
+    "pending": _l("Waiting"),
+    "sending": _l("Sending"),
+    "sent": _l("Sent"),
+    "failed": _l("Failed"),
+    "cancelled": _l("Cancelled"),
+    "in_flight": _l("In flight"),
+    "interrupted": _l("Interrupted by a restart"),
+}
+"""A delivery's state and an attempt's outcome (``notify.outbox``) as the page says them."""
 LANGUAGE_LABELS: Mapping[str, Any] = {"zh-CN": _l("Chinese (zh-CN)"), "en": _l("English (en)")}
 
 
@@ -229,6 +240,8 @@ def _incident_page(
         row=row,
         names=target_names(cfg),
         events=queries.incident_events(svc.db, incident_id),
+        deliveries=_deliveries(incident_id),
+        delivery_labels=DELIVERY_LABELS,
         updates=updates,
         affected=affected_components(cfg, row, lang),
         lasted=lasted(row, now),
@@ -246,6 +259,11 @@ def _incident_page(
         error=error,
         now=now,
     ), (error.status if error is not None else 200)
+
+
+def _deliveries(incident_id: int) -> list[outbox.DeliveryView]:
+    with current_services().db.connect() as conn:
+        return outbox.of_incident(conn, incident_id, limit=200)
 
 
 def _done(incident_id: int) -> Response:
