@@ -113,6 +113,13 @@ def test_bad_overrides_are_400_with_the_reason(
     assert oncall_now(world) == "zhang"
 
 
+def test_a_start_a_few_seconds_ago_is_taken_as_now(world: World) -> None:
+    body = {**BODY, "from": "2027-01-15T07:59:30Z"}
+    r = world.client("operator").post("/api/v1/oncall/overrides", json=body)
+    assert r.status_code == 201, r.get_json()
+    assert r.get_json()["from"] == "2027-01-15T08:00:00Z"
+
+
 def test_a_viewer_cannot_add_or_remove(world: World) -> None:
     assert world.client("viewer").post("/api/v1/oncall/overrides", json=BODY).status_code == 403
     made = world.client("operator").post("/api/v1/oncall/overrides", json=BODY).get_json()
@@ -136,6 +143,7 @@ def test_the_page_shows_now_next_and_the_week_the_form_only_for_operators(
     assert "李娜" in viewer and "张伟" in viewer and "Zhang at the dentist" in viewer
     assert "2027-01-15 20:00:00" in viewer  # the handoff back, in the site timezone
     assert 'id="form-override"' not in viewer and "/remove" not in viewer
+    assert f"<td>{STAFF['operator']}</td>" in viewer  # who made it: the token's user
     word = {"en": "On call", "zh-CN": "值班"}[lang]
     assert word in viewer
     operator = session(world, "operator").get(f"/oncall?lang={lang}").get_data(as_text=True)

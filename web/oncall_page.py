@@ -25,6 +25,7 @@ from web.actions import ActionRefused
 from web.api_paging import ONCALL_HORIZON
 from web.bodies import BodyError
 from web.incident_bodies import from_form
+from web.incident_ops import person as user_of
 from web.incident_pages import FormError, can_act, refusal
 from web.views import current_services
 
@@ -73,6 +74,7 @@ def _page(
         schedule_names={s.id: s.display_name for s in roster.schedules.values()},
         people=sorted(names.items(), key=lambda p: p[1]),
         person_name=lambda pid: names.get(pid, pid),
+        actor_name=lambda actor: user_of(actor) or actor,
         can_act=can_act(),
         values=values or {},
         error=error,
