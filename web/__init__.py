@@ -166,6 +166,7 @@ def create_app(services: WebServices) -> Flask:
         dashboard,
         incident_pages,
         login,
+        oncall_page,
         openapi,
         push,
         silences,
@@ -226,6 +227,7 @@ def create_app(services: WebServices) -> Flask:
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(incident_pages.bp)
     app.register_blueprint(silences.bp)
+    app.register_blueprint(oncall_page.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(api_incidents.bp)
     app.register_blueprint(api_audit.bp)

@@ -12,10 +12,15 @@
 - ``POST /api/v1/channels/<id>/test`` (operators): send a test message over
   one channel, to one person (``{"person": "zhang"}``) or to the channel
   itself; the answer is the provider's, and it is audited.
+- ``GET /api/v1/oncall/overrides``: the overrides in force and to come;
+  ``POST`` (operators) adds one (``{schedule, person, from, to, reason}``),
+  ``DELETE /api/v1/oncall/overrides/<id>`` (operators) removes one; both
+  audited (``web.oncall_ops``, the same the ``/oncall`` page calls).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -28,11 +33,15 @@ from notify.roster import roster_of
 from notify.schedules import on_call
 from notify.service import Notifications, paging_of
 from web import guard, params
+from web import oncall_ops as ops
+from web.actions import ActionRefused
+from web.bodies import Body, BodyError, parse_body
 from web.guard import client_address, who
 from web.i18n import iso
 from web.views import current_services, json_error
 
 bp = Blueprint("api_paging", __name__, url_prefix="/api/v1")
+bp.record_once(lambda state: state.app.url_map.converters.setdefault("id", params.IdConverter))
 
 ONCALL_HORIZON = 35 * 86400.0
 """How far ahead "next" is looked for: past the longest rotation in practice."""
@@ -52,6 +61,16 @@ def notifications() -> Notifications:
 @bp.errorhandler(params.ParamError)
 def _bad_param(exc: params.ParamError) -> tuple[Response, int]:
     return json_error(str(exc), 400)
+
+
+@bp.errorhandler(BodyError)
+def _bad_body(exc: BodyError) -> tuple[Response, int]:
+    return json_error(exc.reason, exc.status)
+
+
+@bp.errorhandler(ActionRefused)
+def _refused(exc: ActionRefused) -> tuple[Response, int]:
+    return json_error(exc.reason, exc.status)
 
 
 @bp.errorhandler(NoPaging)
@@ -90,6 +109,33 @@ def oncall() -> Response:
             }
         )
     return jsonify(items=items, at=iso(now))
+
+
+@bp.get("/oncall/overrides")
+def overrides() -> Response:
+    params.reject_unknown(request.args.to_dict(flat=False), ())
+    now = current_services().clock()
+    return jsonify(items=[ops.override_json(r, now) for r in ops.listed(now)])
+
+
+@bp.post("/oncall/overrides")
+@guard.require("operator")
+def add_override() -> tuple[Response, int]:
+    params.reject_unknown(request.args.to_dict(flat=False), ())
+    row = ops.add_override(parse_body(ops.OverrideBody))
+    return jsonify(ops.override_json(row, current_services().clock())), 201
+
+
+@bp.delete("/oncall/overrides/<id:override_id>")
+@guard.require("operator")
+def remove_override(override_id: int) -> Response:
+    params.reject_unknown(request.args.to_dict(flat=False), ())
+    row = ops.remove_override(override_id)
+    return jsonify(removed=ops.override_json(row, current_services().clock()))
+
+
+ROUTE_BODIES: Mapping[str, type[Body]] = {"api_paging.add_override": ops.OverrideBody}
+"""The body each route takes, by endpoint (for the OpenAPI document)."""
 
 
 def _attempt(a: outbox.AttemptRow) -> dict[str, Any]:

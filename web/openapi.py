@@ -24,7 +24,7 @@ from monitor.health import HEALTH_ORDER
 from monitor.store.models import INCIDENT_STATES
 from monitor.store.queries import MAX_PER_PAGE
 from probes import PROBES
-from web import api_incidents, params, push
+from web import api_incidents, api_paging, params, push
 from web.bodies import MAX_ID, Body
 from web.i18n import LANGUAGES
 from web.views import current_services, json_error
@@ -292,6 +292,21 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
             },
         }
     ),
+    "OncallOverride": _object(
+        {
+            "id": {"type": "integer"},
+            "schedule": {"type": "string"},
+            "person": {"type": "string"},
+            "from": _TIME,
+            "to": _TIME,
+            "created_by": {"type": "string"},
+            "created_at": _TIME,
+            "reason": {"type": "string"},
+            "active": {"type": "boolean", "description": "in force now"},
+        }
+    ),
+    "OncallOverrides": _object({"items": {"type": "array", "items": _ref("OncallOverride")}}),
+    "OncallOverrideRemoved": _object({"removed": _ref("OncallOverride")}),
     "Deliveries": _object(
         {
             "items": {
@@ -490,6 +505,28 @@ DOCS: dict[str, Doc] = {
         "OnCall",
         tag="paging",
     ),
+    "api_paging.overrides": Doc(
+        "On-call overrides in force now and to come, soonest first",
+        "OncallOverrides",
+        tag="paging",
+    ),
+    "api_paging.add_override": Doc(
+        "Put a person on call for a schedule for a while (operators)",
+        "OncallOverride",
+        201,
+        tag="paging",
+        refusals=(413, 415),
+        description="`from` and `to` are ISO 8601 (" + _INSTANT_TEXT + "). 400 with the "
+        "reason when the end is not after the start, the start is past, it lasts more "
+        "than 90 days, or the schedule or person is not in the config.",
+    ),
+    "api_paging.remove_override": Doc(
+        "Remove an on-call override (operators)",
+        "OncallOverrideRemoved",
+        tag="paging",
+        refusals=(404, 409),
+        description="409 when it was removed already or is over.",
+    ),
     "api_paging.deliveries": Doc(
         "Every delivery about an incident (or the newest), each with its attempts",
         "Deliveries",
@@ -624,7 +661,7 @@ _REASONS = {
     401: "no (valid) session or API token",
     403: "a role too low (the reason names the role needed), a cross-site request, or a "
     "second factor still to set up",
-    404: "no such incident, silence, window, target, component or push subscription",
+    404: "no such incident, silence, window, target, component, override or push subscription",
     409: "does not fit the current state (resolved already, acknowledged already, over already)",
     413: "the body is too large",
     415: "the body is not application/json",
@@ -671,7 +708,11 @@ def _operation(endpoint: str, method: str, doc: Doc, schemas: dict[str, Any]) ->
         op["description"] = doc.description
     if doc.query:
         op["parameters"] = list(doc.query)
-    model = api_incidents.ROUTE_BODIES.get(endpoint) or push.ROUTE_BODIES.get(endpoint)
+    model = (
+        api_incidents.ROUTE_BODIES.get(endpoint)
+        or push.ROUTE_BODIES.get(endpoint)
+        or api_paging.ROUTE_BODIES.get(endpoint)
+    )
     if model is not None:
         op["requestBody"] = {
             "required": endpoint not in api_incidents.OPTIONAL_BODY,
