@@ -228,3 +228,31 @@ def test_the_incident_page_lists_its_notifications_with_each_attempt(
     empty = add_incident(w.db, ["trunk-a"], title="y")
     page = w.client("viewer").get(f"/incidents/{empty}?lang=en").get_data(as_text=True)
     assert "Nobody has been paged about this incident." in page
+
+
+def test_the_oncall_page_lists_channels_and_an_operator_sends_a_test_from_it(
+    world: tuple[World, Notifications], hook: Receiver
+) -> None:
+    from tests.test_web_access import login
+    from tests.test_web_support import STAFF
+
+    w, _ = world
+    viewer = w.anonymous()
+    assert login(viewer, STAFF["viewer"]).status_code == 302
+    page = viewer.get("/oncall?lang=en").get_data(as_text=True)
+    assert 'id="channel-rows"' in page and "Not used yet" in page
+    assert "Send test" not in page  # viewers see the channels, not the button
+    operator = w.anonymous()
+    assert login(operator, STAFF["operator"]).status_code == 302
+    token = csrf_of(operator, "/oncall")
+    r = operator.post(
+        "/oncall/channels/hook/test?lang=en", data={"csrf_token": token, "person": "zhang"}
+    )
+    assert r.status_code == 200
+    assert "Test message on hook accepted" in r.get_data(as_text=True)
+    assert len(hook.requests) == 1
+    r = operator.post("/oncall/channels/dead/test?lang=en", data={"csrf_token": token})
+    assert "Test message on dead failed: webhook" in r.get_data(as_text=True)
+    r = operator.post("/oncall/channels/nope/test?lang=en", data={"csrf_token": token})
+    assert r.status_code == 404 and "no channel &#39;nope&#39;" in r.get_data(as_text=True)
+    assert viewer.post("/oncall/channels/hook/test", data={"csrf_token": token}).status_code == 403

@@ -187,9 +187,8 @@ def deliveries() -> Response:
     return jsonify(items=[delivery_json(v) for v in views])
 
 
-@bp.get("/channels")
-def channels() -> Response:
-    params.reject_unknown(request.args.to_dict(flat=False), ())
+def channel_rows() -> list[dict[str, Any]]:
+    """Each configured channel with its health from its last attempts (the API and /oncall)."""
     service = current_services().notifications
     config = current_services().config()
     last = paging_of(config).degraded_after
@@ -216,26 +215,32 @@ def channels() -> Response:
                     "last_outcomes": outcomes,
                 }
             )
-    return jsonify(items=items)
+    return items
 
 
-@bp.post("/channels/<channel_id>/test")
-@guard.require("operator")
-def channel_test(channel_id: str) -> tuple[Response, int] | Response:
-    service = notifications()
-    body = request.get_json(silent=True)
-    if body is None:
-        body = {}
-    if not isinstance(body, dict) or set(body) - {"person"}:
-        return json_error('the body must be {} or {"person": "<person id>"}', 400)
-    person = body.get("person")
+class TestRefused(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def send_test(channel_id: str, person: object) -> dict[str, Any]:
+    """Send a test message over one channel (to one person, or None), audited; the outcome
+    as a dict (``sent``, ``answer`` or ``reason``). TestRefused for an unknown channel or
+    person, or when paging does not run here."""
+    service = current_services().notifications
+    if service is None:
+        raise TestRefused(409, "paging is not running in this process")
     if person is not None and (not isinstance(person, str) or person not in service.roster.people):
         known = ", ".join(service.roster.people) or "none"
-        return json_error(f"no person {person!r} (people: {known})", 404)
+        raise TestRefused(404, f"no person {person!r} (people: {known})")
     config = current_services().config()
-    if channel_id not in {c.id for c in getattr(config, "channels", [])}:
-        known = ", ".join(c.id for c in getattr(config, "channels", [])) or "none"
-        return json_error(f"no channel {channel_id!r} (channels: {known})", 404)
+    channel_ids = [c.id for c in getattr(config, "channels", [])]
+    if channel_id not in channel_ids:
+        raise TestRefused(
+            404, f"no channel {channel_id!r} (channels: {', '.join(channel_ids) or 'none'})"
+        )
     current = who()
     assert current is not None  # the guard let only staff in
     now = current_services().clock()
@@ -265,4 +270,24 @@ def channel_test(channel_id: str) -> tuple[Response, int] | Response:
             object=f"channel:{channel_id}",
             after={"person": person, **{k: v for k, v in result.items() if k != "answer"}},
         )
-    return jsonify(channel=channel_id, person=person, at=iso(now), **result)
+    return {"channel": channel_id, "person": person, "at": iso(now), **result}
+
+
+@bp.get("/channels")
+def channels() -> Response:
+    params.reject_unknown(request.args.to_dict(flat=False), ())
+    return jsonify(items=channel_rows())
+
+
+@bp.post("/channels/<channel_id>/test")
+@guard.require("operator")
+def channel_test(channel_id: str) -> tuple[Response, int] | Response:
+    body = request.get_json(silent=True)
+    if body is None:
+        body = {}
+    if not isinstance(body, dict) or set(body) - {"person"}:
+        return json_error('the body must be {} or {"person": "<person id>"}', 400)
+    try:
+        return jsonify(send_test(channel_id, body.get("person")))
+    except TestRefused as exc:
+        return json_error(exc.reason, exc.status)

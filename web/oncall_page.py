@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint, Response, redirect, render_template, request, url_for
+from flask_babel import lazy_gettext as _l
 
 from notify.paging import overrides_at
 from notify.roster import roster_of
@@ -22,7 +23,7 @@ from notify.schedules import on_call, timeline
 from web import guard, params
 from web import oncall_ops as ops
 from web.actions import ActionRefused
-from web.api_paging import ONCALL_HORIZON
+from web.api_paging import ONCALL_HORIZON, TestRefused, channel_rows, send_test
 from web.bodies import BodyError
 from web.incident_bodies import from_form
 from web.incident_ops import person as user_of
@@ -33,6 +34,12 @@ bp = Blueprint("oncall", __name__)
 bp.record_once(lambda state: state.app.url_map.converters.setdefault("id", params.IdConverter))
 
 WEEK = 7 * 86400.0
+HEALTH_LABELS: Mapping[str, Any] = {
+    "ok": _l("Working"),
+    "degraded": _l("Degraded: its last attempts failed"),
+    "disabled": _l("Disabled"),
+    "unknown": _l("Not used yet"),
+}
 MAX_FIELD = 5000
 FIELDS = ("schedule", "person", "from", "to", "reason")
 
@@ -42,7 +49,10 @@ def _form(name: str) -> str:
 
 
 def _page(
-    error: FormError | None = None, values: Mapping[str, str] | None = None
+    error: FormError | None = None,
+    values: Mapping[str, str] | None = None,
+    tested: Mapping[str, Any] | None = None,
+    status: int = 200,
 ) -> tuple[str, int]:
     svc = current_services()
     roster = roster_of(svc.config())
@@ -79,7 +89,10 @@ def _page(
         values=values or {},
         error=error,
         now=now,
-    ), (error.status if error is not None else 200)
+        channels=channel_rows(),
+        health_labels=HEALTH_LABELS,
+        tested=tested,
+    ), (error.status if error is not None else status)
 
 
 def _act(form: str, change: Any) -> Response | tuple[str, int]:
@@ -107,6 +120,21 @@ def add_override() -> Response | tuple[str, int]:
         ops.add_override(from_form(ops.OverrideBody, data))
 
     return _act("override", add)
+
+
+@bp.post("/oncall/channels/<channel_id>/test")
+@guard.require("operator")
+def test_channel(channel_id: str) -> tuple[str, int]:
+    """Send a test message from the page: the result is shown at the channel's row."""
+    try:
+        params.reject_unknown(request.args.to_dict(flat=False), ("lang",))
+        person = _form("person").strip() or None
+        result = send_test(channel_id, person)
+    except params.ParamError as exc:
+        return render_template("error.html", code=400, message=str(exc)), 400
+    except TestRefused as exc:
+        return _page(FormError("channels", exc.reason, exc.status))
+    return _page(tested=result)
 
 
 @bp.post("/oncall/overrides/<id:override_id>/remove")
