@@ -574,3 +574,23 @@ def test_ssh_and_snmp_libraries_load_only_when_a_target_uses_them() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_an_idle_cpu_between_polls_reads_zero_busy_not_a_counter_reset(monkeypatch):
+    # Real /proc/stat figures where only idle moved: total minus idle steps back by
+    # a rounding error (857144.7200000002 then 857144.7199999997), which once read
+    # as a counter reset and left cpu_percent out of a poll.
+    Times = type(psutil.cpu_times())
+    zero = dict.fromkeys(Times._fields, 0.0)
+    readings = iter(
+        [
+            Times(**{**zero, "user": 798269.56, "system": 58875.16, "idle": 4107896.53}),
+            Times(**{**zero, "user": 798269.56, "system": 58875.16, "idle": 4107896.83}),
+        ]
+    )
+    monkeypatch.setattr(local.psutil, "cpu_times", lambda: next(readings))
+    t = target()
+    first, second = local.read(t), local.read(t)
+    assert first.cpu is not None and second.cpu is not None
+    assert second.cpu.busy >= first.cpu.busy
+    assert busy_percent(first.cpu.total, first.cpu.busy, second.cpu.total, second.cpu.busy) == 0.0

@@ -47,11 +47,13 @@ def _loop(server: Any, stop: threading.Event) -> None:
         while not stop.is_set():
             server.asyncore.loop(timeout=1.0, map=server._map, count=1)
     finally:
+        # Workers first: a request finishing after its trigger is closed would die
+        # with EBADF in the worker thread (waitress's own close() keeps this order).
+        server.task_dispatcher.shutdown(timeout=2)
         for channel in list(server._map.values()):
             if channel is not server:
                 channel.close()
         server.close()
-        server.task_dispatcher.shutdown(timeout=2)
 
 
 def serve(app: Any, host: str = "127.0.0.1", port: int = 8080, threads: int = 8) -> ServerHandle:

@@ -23,6 +23,10 @@ from probes.server.config import ServerTarget
 from probes.server.filters import pick, pick_mounts
 from probes.server.sample import CpuTimes, DiskUsage, NetCounters, ServerSample, SourceError
 
+# psutil's busy CPU counters on Linux; guest and guest_nice are already inside
+# user and nice, so they are left out as psutil's own cpu_percent does.
+BUSY_FIELDS = ("user", "nice", "system", "irq", "softirq", "steal")
+
 _in_flight: dict[str, float] = {}  # target id -> monotonic start of its running reading
 _lock = threading.Lock()
 
@@ -63,17 +67,19 @@ def _release(key: str) -> None:
 def read(target: ServerTarget) -> ServerSample:
     """One blocking reading of this machine (call it from a thread)."""
     times = psutil.cpu_times()
-    # On Linux guest time is already inside user/nice; psutil's own cpu_percent
-    # leaves it out of the total the same way.
-    total = sum(times) - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
+    # Busy time is a sum of the busy counters, never total minus idle: a sum of
+    # counters that only grow only grows, while the float difference can step back
+    # by a rounding error on an idle machine and read as a counter reset.
+    busy = sum(getattr(times, name, 0.0) for name in BUSY_FIELDS)
     idle = times.idle + getattr(times, "iowait", 0.0)
+    total = busy + idle
     memory = psutil.virtual_memory()
     swap = psutil.swap_memory()
     return ServerSample(
         taken_at=time.time(),
         boot_time=psutil.boot_time(),
         cpu_count=psutil.cpu_count(logical=True),
-        cpu=CpuTimes(total=total, busy=total - idle),
+        cpu=CpuTimes(total=total, busy=busy),
         load=psutil.getloadavg(),
         memory_percent=float(memory.percent),
         memory_available_bytes=int(memory.available),
