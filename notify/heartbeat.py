@@ -13,52 +13,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
-from core import __version__
 from core.clock import Clock
-from core.net.outbound import OutboundRefused, checked_address, pinned_pool, pinned_url
 from monitor.faults import Faults
+from notify.channels.base import DeliveryError
+from notify.channels.exchange import Exchange
 from notify.settings import HeartbeatConfig
 
 log = logging.getLogger(__name__)
 
 
 def ping(config: HeartbeatConfig) -> str:
-    """One ping; returns the answer's status line, raises ``OSError``-like ``RuntimeError``."""
-    from core.net.http import HttpFailure, request, shown_url
-
-    deadline = time.monotonic() + config.timeout
-    parts = urlsplit(config.url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    """One ping; returns the answer's status line, raises ``RuntimeError`` with the reason."""
+    exchange = Exchange(
+        config.url, label="heartbeat", timeout=config.timeout, allow_private=config.allow_private
+    )
     try:
-        address = checked_address(
-            parts.hostname or "", port, deadline=deadline, allow_private=config.allow_private
-        )
-    except OutboundRefused as exc:
-        raise RuntimeError(f"heartbeat {shown_url(config.url)}: {exc.reason}") from None
-    pinned = pinned_url(config.url, address)
-    pool = pinned_pool(pinned, True, None)
-    try:
-        answer = request(
-            pool,
-            "GET",
-            pinned.url,
-            deadline=deadline,
-            max_bytes=4096,
-            headers={"Host": pinned.host_header, "User-Agent": f"Dialwatch/{__version__}"},
-            redirects="none",
-        )
-    except HttpFailure as exc:
-        raise RuntimeError(
-            "heartbeat " + exc.detail.replace(shown_url(pinned.url), shown_url(config.url))
-        ) from None
-    finally:
-        pool.clear()
-    if not 200 <= answer.status < 300:
-        raise RuntimeError(f"heartbeat {shown_url(config.url)} answered HTTP {answer.status}")
+        answer = exchange.send("GET", max_bytes=4096)
+    except DeliveryError as exc:
+        raise RuntimeError(exc.reason) from None
+    if not answer.ok:
+        raise RuntimeError(f"{exchange.where} answered HTTP {answer.status}")
     return f"HTTP {answer.status}"
 
 

@@ -116,7 +116,7 @@ def test_a_section_may_not_take_the_name_of_one_of_monitors() -> None:
         ),
         pytest.param(
             {"kind": "webhook", "url": "https://u:p@hooks.example.cn/", "secret": HOOK_SECRET},
-            "channels[0].url: must not hold a user or password; the secret signs each request",
+            "channels[0].url: must not hold a user or password (put credentials in their own keys)",
             id="webhook-credentials-in-url",
         ),
         pytest.param(

@@ -45,9 +45,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from core import __version__
 from core.config import Bool, Timeout
-from core.net.outbound import OutboundRefused, checked_address, pinned_pool, pinned_url
 from core.observation import ErrorClass
 from notify.channels.base import (
     ChannelConfig,
@@ -57,6 +55,7 @@ from notify.channels.base import (
     Receipt,
     shortened,
 )
+from notify.channels.exchange import TRANSIENT_4XX, Exchange
 
 if TYPE_CHECKING:
     from monitor.staff.push_subscriptions import Subscription
@@ -77,7 +76,6 @@ body, and ``aes128gcm`` adds 103 (86 header, 16 tag, 1 padding delimiter)."""
 MAX_TITLE = 200
 MAX_URL = 1000
 MAX_ANSWER_BYTES = 16 * 1024
-TRANSIENT = frozenset({408, 429})
 GONE = frozenset({404, 410})
 JWT_LIFETIME = 12 * 3600
 """Seconds a VAPID JWT is valid (push services refuse more than 24 h)."""
@@ -304,8 +302,6 @@ class WebPushChannel:
     ) -> _Outcome:
         from pywebpush import WebPusher, WebPushException
 
-        from core.net.http import HttpFailure, request, shown_url
-
         label = subscription.label
         parts = urlsplit(subscription.endpoint)
         host = parts.hostname or ""
@@ -313,17 +309,20 @@ class WebPushChannel:
         if refusal is not None:
             # Before any lookup or connection: the allow-list is the SSRF guard.
             return _Outcome(label, refusal)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        exchange = Exchange(
+            subscription.endpoint,
+            label="push service",
+            timeout=self.config.timeout,
+            deadline=deadline,
+            verify_tls=self.config.verify_tls,
+            # An address written on the list is meant (a lab receiver); a name must
+            # not resolve to an internal address.
+            allow_private=_is_ip(host.strip("[]")),
+            shown=host,  # the endpoint's path is the subscription's secret
+        )
         try:
-            address = checked_address(
-                host,
-                port,
-                deadline=deadline,
-                # An address written on the list is meant (a lab receiver); a name must
-                # not resolve to an internal address.
-                allow_private=_is_ip(host.strip("[]")),
-            )
-        except OutboundRefused as exc:
+            exchange.pin()
+        except DeliveryError as exc:
             return _Outcome(label, exc.reason, permanent=exc.permanent)
         try:
             body = WebPusher(subscription.info()).encode(payload, "aes128gcm")["body"]
@@ -332,10 +331,7 @@ class WebPushChannel:
         origin = f"{parts.scheme}://{parts.netloc}"
         now = int(self.context.clock())
         auth = vapid.sign({"aud": origin, "exp": now + JWT_LIFETIME, "sub": self._contact()})
-        pinned = pinned_url(subscription.endpoint, address)
         headers = {
-            "Host": pinned.host_header,
-            "User-Agent": f"Dialwatch/{__version__}",
             "Content-Type": "application/octet-stream",
             "Content-Encoding": "aes128gcm",
             "TTL": str(self.config.ttl),
@@ -343,42 +339,16 @@ class WebPushChannel:
             "Topic": topic_of(delivery_id),
             "Authorization": auth["Authorization"],
         }
-        pool = pinned_pool(pinned, self.config.verify_tls, None)
         try:
-            answer = request(
-                pool,
-                "POST",
-                pinned.url,
-                deadline=deadline,
-                max_bytes=MAX_ANSWER_BYTES,
-                headers=headers,
-                body=body,
-                redirects="none",
-            )
-        except HttpFailure as exc:
-            # The client names the address it connected to; the label names the service.
-            reason = exc.detail.replace(shown_url(pinned.url), parts.hostname or "")
-            return _Outcome(label, reason, permanent=False)
-        finally:
-            pool.clear()
-        text = shortened(answer.body.decode("utf-8", "replace"), 120)
-        said = f"HTTP {answer.status} {answer.reason}".rstrip() + (f": {text}" if text else "")
-        if 200 <= answer.status < 300:
+            answer = exchange.send("POST", headers, body, max_bytes=MAX_ANSWER_BYTES)
+        except DeliveryError as exc:
+            return _Outcome(label, exc.reason, permanent=False)
+        said = answer.said
+        if answer.ok:
             return _Outcome(label, said, accepted=True, location=answer.headers.get("location"))
         if answer.status in GONE:
             return _Outcome(
                 label, said + " (the browser dropped it; subscription removed)", gone=True
             )
-        transient = answer.status >= 500 or answer.status in TRANSIENT
-        return _Outcome(
-            label,
-            said,
-            permanent=not transient,
-            retry_after=_retry_after(answer.headers.get("retry-after")),
-        )
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None or not value.strip().isdigit():
-        return None
-    return float(value.strip())
+        transient = answer.status >= 500 or answer.status in TRANSIENT_4XX
+        return _Outcome(label, said, permanent=not transient, retry_after=answer.retry_after)

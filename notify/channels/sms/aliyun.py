@@ -37,11 +37,11 @@ from pydantic import Field, field_validator
 from core.observation import ErrorClass
 from notify.channels.base import DeliveryError, Message, Receipt, shortened
 from notify.channels.sms.common import (
-    Exchange,
     SmsConfigBase,
     check_fact_names,
     facts,
     http_url,
+    provider_exchange,
     recipient,
     template_values,
 )
@@ -175,7 +175,7 @@ class AliyunSms:
         parameters = self.parameters(message, phone)
         parameters["Signature"] = signature(config.access_key_secret, "POST", parameters)
         body = "&".join(f"{percent(k)}={percent(v)}" for k, v in parameters.items())
-        exchange = Exchange(config, config.endpoint, "aliyun")
+        exchange = provider_exchange(config, config.endpoint, "aliyun")
         answer = exchange.send(
             "POST",
             {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},

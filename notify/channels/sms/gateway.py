@@ -43,6 +43,7 @@ from notify.channels.sms.common import (
     facts,
     free_text,
     http_url,
+    provider_exchange,
     recipient,
     retry_after,
 )
@@ -203,7 +204,7 @@ class GatewaySms:
                 f"SMS (http): the body template failed for this message: {_template_error(exc)}",
                 permanent=True,
             ) from None
-        exchange = Exchange(config, config.url, "http")
+        exchange = provider_exchange(config, config.url, "http")
         headers = {**config.headers, **config.secret_headers}
         if not any(name.lower() == "content-type" for name in headers):
             headers["Content-Type"] = f"{config.content_type}; charset=utf-8"

@@ -40,6 +40,7 @@ from notify.channels.sms.common import (
     SmsConfigBase,
     facts,
     http_url,
+    provider_exchange,
     recipient,
     truncated,
 )
@@ -182,7 +183,7 @@ class TencentSms:
         config = self.config
         phone = recipient(message, "tencent")
         payload = self.body(message, phone)
-        exchange = Exchange(config, config.endpoint, "tencent")
+        exchange = provider_exchange(config, config.endpoint, "tencent")
         pinned = exchange.pin()
         timestamp = int(self.clock())
         headers = {

@@ -27,10 +27,10 @@ from core.observation import ErrorClass
 from notify.channels.base import DeliveryError, Message, Receipt, shortened
 from notify.channels.sms.common import (
     E164,
-    Exchange,
     SmsConfigBase,
     free_text,
     http_url,
+    provider_exchange,
     recipient,
     retry_after,
 )
@@ -104,7 +104,7 @@ class TwilioSms:
         config = self.config
         phone = recipient(message, "twilio")
         path = f"2010-04-01/Accounts/{quote(config.account_sid)}/Messages.json"
-        exchange = Exchange(config, urljoin(config.endpoint, path), "twilio")
+        exchange = provider_exchange(config, urljoin(config.endpoint, path), "twilio")
         answer = exchange.send(
             "POST",
             {
