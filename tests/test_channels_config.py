@@ -159,11 +159,26 @@ SMS_ENV = {
     "TC_SECRET_KEY": "tencent-Key-0123456789",
     "TWILIO_TOKEN": "twilio-Token-0123456789",
     "SMS_GW_TOKEN": "gateway-Bearer-0123456789",
+    "DINGTALK_URL": "https://oapi.dingtalk.com/robot/send?access_token=0123abcd",
+    "DINGTALK_SECRET": "SEC0123456789abcdef",
+    "WECOM_URL": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=0123-abcd",
+    "FEISHU_URL": "https://open.feishu.cn/open-apis/bot/v2/hook/0123-abcd",
+    "FEISHU_SECRET": "feishu-secret-0123",
+    "LARK_URL": "https://open.larksuite.com/open-apis/bot/v2/hook/0123-abcd",
 }
 
 
 @pytest.mark.parametrize(
-    "page", ["notify.md", "channels/email.md", "channels/webhook.md", "channels/sms.md"]
+    "page",
+    [
+        "notify.md",
+        "channels/email.md",
+        "channels/webhook.md",
+        "channels/sms.md",
+        "channels/dingtalk.md",
+        "channels/wecom.md",
+        "channels/feishu.md",
+    ],
 )
 def test_every_yaml_example_in_the_notification_docs_loads(tmp_path: Path, page: str) -> None:
     from tests.test_config_reference import yaml_blocks

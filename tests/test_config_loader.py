@@ -315,6 +315,10 @@ def test_the_starter_configs_commented_paging_example_loads(tmp_path: Path) -> N
     env = {"DEADMAN_URL": "https://hc-ping.com/0000"}
     (tmp_path / "smtp").write_text("pw", encoding="utf-8")
     (tmp_path / "webhook").write_text("0123456789abcdef0123", encoding="utf-8")
+    (tmp_path / "dingtalk-url").write_text(
+        "https://oapi.dingtalk.com/robot/send?access_token=0123", encoding="utf-8"
+    )
+    (tmp_path / "dingtalk-secret").write_text("SEC0123456789abcdef", encoding="utf-8")
     path.write_text(
         path.read_text(encoding="utf-8").replace("/etc/dialwatch/secrets", str(tmp_path)),
         encoding="utf-8",

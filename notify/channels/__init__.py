@@ -22,10 +22,13 @@ from notify.channels.base import (
     Message,
     Receipt,
 )
+from notify.channels.dingtalk import DingTalkChannel, DingTalkChannelConfig
 from notify.channels.email import EmailChannel, EmailChannelConfig
+from notify.channels.feishu import FeishuChannel, FeishuChannelConfig
 from notify.channels.sms import SmsChannel, SmsChannelConfig
 from notify.channels.webhook import WebhookChannel, WebhookChannelConfig
 from notify.channels.webpush import WebPushChannel, WebPushChannelConfig
+from notify.channels.wecom import WeComChannel, WeComChannelConfig
 
 ChannelKind = PluginKind[ChannelConfig, Callable[..., Channel]]
 
@@ -54,10 +57,29 @@ CHANNELS: dict[str, ChannelKind] = {
         WebPushChannel,
         "browser notifications to console users who pressed Subscribe (VAPID, encrypted)",
     ),
+    "dingtalk": PluginKind(
+        "dingtalk",
+        DingTalkChannelConfig,
+        DingTalkChannel,
+        "a DingTalk (钉钉) group robot, signed with its secret; an error code is a failed delivery",
+    ),
+    "wecom": PluginKind(
+        "wecom",
+        WeComChannelConfig,
+        WeComChannel,
+        "a WeCom (企业微信) group robot; an error code is a failed delivery",
+    ),
+    "feishu": PluginKind(
+        "feishu",
+        FeishuChannelConfig,
+        FeishuChannel,
+        "a Feishu / Lark (飞书) group bot, signed with its secret; an error code is a failed delivery",
+    ),
 }
 
-WITH_CONTEXT = frozenset({"webpush"})
-"""Kinds built as ``Kind(config, context)``: they need the appliance (state DB, keys)."""
+WITH_CONTEXT = frozenset({"webpush", "dingtalk", "feishu", "wecom"})
+"""Kinds built as ``Kind(config, context)``: they need the appliance (state DB, keys) or
+its clock (the robots sign with the time)."""
 
 
 def build_channel(config: ChannelConfig, context: ChannelContext | None = None) -> Channel:
