@@ -130,12 +130,12 @@ class FieldValueError(ValueError):
 
 SECRET_KEY_RE = re.compile(
     r"(^|_)(token|password|passwd|secret|community|auth_key|priv_key|privkey|api_key|apikey|"
-    r"credentials?|passphrase|webhook)($|_)",
+    r"credentials?|passphrase|webhook|apprise_url)($|_)",
     re.IGNORECASE,
 )
 """Key names whose values are secrets wherever they appear: hidden in repr and in
 ``LoadedConfig.redacted()``, even when written literally in the YAML. (``webhook``: a
-chat robot's URL holds its token.)"""
+chat robot's URL holds its token; so does an ``apprise_url``.)"""
 
 
 class StrictModel(BaseModel):

@@ -165,6 +165,8 @@ SMS_ENV = {
     "FEISHU_URL": "https://open.feishu.cn/open-apis/bot/v2/hook/0123-abcd",
     "FEISHU_SECRET": "feishu-secret-0123",
     "LARK_URL": "https://open.larksuite.com/open-apis/bot/v2/hook/0123-abcd",
+    "TELEGRAM_URL": "tgram://123456789:AAHexampleToken_0123/-1001234567",
+    "SLACK_URL": "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ/#noc",
 }
 
 
@@ -178,6 +180,7 @@ SMS_ENV = {
         "channels/dingtalk.md",
         "channels/wecom.md",
         "channels/feishu.md",
+        "channels/apprise.md",
     ],
 )
 def test_every_yaml_example_in_the_notification_docs_loads(tmp_path: Path, page: str) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from core.registry import PluginKind
+from notify.channels.apprise import AppriseChannel, AppriseChannelConfig
 from notify.channels.base import (
     Channel,
     ChannelConfig,
@@ -74,6 +75,12 @@ CHANNELS: dict[str, ChannelKind] = {
         FeishuChannelConfig,
         FeishuChannel,
         "a Feishu / Lark (飞书) group bot, signed with its secret; an error code is a failed delivery",
+    ),
+    "apprise": PluginKind(
+        "apprise",
+        AppriseChannelConfig,
+        AppriseChannel,
+        "the long tail (Slack, Teams, Telegram...) through one Apprise URL; trusted config, unchecked",
     ),
 }
 
