@@ -17,6 +17,7 @@ from core.registry import config_union
 from monitor.config.rules import ActionKind, rule_model
 from monitor.config.schema import Section, config_model
 from notify.channels import CHANNELS
+from notify.channels.disabled import stand_in as channel_stand_in
 from notify.people import EscalationConfig, PersonConfig, ScheduleConfig
 from notify.roster import paging_problems
 from notify.rule_action import ESCALATE
@@ -31,6 +32,7 @@ SECTIONS: dict[str, Section] = {
         "and a `kind` (see docs/notify.md and docs/channels/).",
         registry=CHANNELS,
         unique_ids="channel",
+        stand_in=channel_stand_in,
     ),
     "people": Section(
         PersonConfig,

@@ -21,7 +21,7 @@ from core.clock import Clock
 from core.secret_box import SecretBox
 from monitor.faults import Faults
 from monitor.store.repository import StateRepository
-from notify.channels import build_channel
+from notify.channels import ChannelOff, build_channel
 from notify.channels.base import Channel, ChannelContext, DeliveryError, Message, Receipt
 from notify.compose import Composer
 from notify.heartbeat import run_heartbeat
@@ -105,9 +105,10 @@ class Notifications:
             try:
                 channels[entry.id] = build_channel(entry, context)
             except Exception as exc:  # one bad channel is off; the others work
-                disabled[entry.id] = f"{type(exc).__name__}: {exc}"
-                log.error("channel %s is disabled: %s", entry.id, disabled[entry.id])
-                self.faults.report(f"channel:{entry.id}", f"disabled: {exc}")
+                reason = str(exc) if isinstance(exc, ChannelOff) else f"{type(exc).__name__}: {exc}"
+                disabled[entry.id] = reason
+                log.error("channel %s is disabled: %s", entry.id, reason)
+                self.faults.report(f"channel:{entry.id}", f"disabled: {reason}")
         paging = paging_of(config)
         web = config.web
         host, port = self.listen

@@ -81,9 +81,8 @@ def test_the_isolated_loader_takes_the_build_schema_with_channels(
 
 
 def test_a_missing_secret_is_an_error_that_does_not_echo_the_others(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError) as raised:
-        load_config(write(tmp_path), env={}, schema=Config)
-    assert raised.value.errors == [
+    loaded = load_config(write(tmp_path), env={}, schema=Config)
+    assert list(loaded.disabled) == [
         f"{tmp_path / 'dialwatch.yaml'}:5: channels[0].smtp.password: "
         "environment variable SMTP_PASSWORD is not set"
     ]
@@ -146,9 +145,10 @@ def test_bad_channel_entries_name_the_key(tmp_path: Path, entry: dict, error: st
 
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"channels": [{"id": "c", **entry}]}), encoding="utf-8")
-    with pytest.raises(ConfigError) as raised:
-        load_config(path, env={}, schema=Config)
-    assert [e.split(": ", 1)[1] for e in raised.value.errors] == [error]
+    loaded = load_config(path, env={}, schema=Config)
+    assert [e.split(": ", 1)[1] for e in loaded.disabled] == [error]
+    [channel] = loaded.config.channels  # type: ignore[attr-defined]
+    assert channel.kind == "disabled" and error in channel.reason
 
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -234,3 +234,75 @@ def test_sms_entries_load_as_their_providers_models_and_never_show_a_secret(
     redacted = loaded.redacted()["channels"]
     assert redacted[0]["access_key_secret"] == "***" and redacted[2]["auth_token"] == "***"
     assert redacted[3]["secret_headers"] == "***"
+
+
+def _write_yaml(tmp_path: Path, data: dict) -> Path:
+    import yaml
+
+    path = tmp_path / "dialwatch.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+BAD_MAIL = {"id": "mail", "kind": "email", "from": "NOC <noc@example.cn>", "smtp": {"prot": 1}}
+GOOD_HOOK = {"id": "hook", "kind": "webhook", "url": "https://h.example.cn/", "secret": HOOK_SECRET}
+
+
+def test_a_bad_channel_entry_is_off_and_the_rest_loads(tmp_path: Path) -> None:
+    person = {"id": "zhang", "user": "zhang", "name": "张伟", "contact": ["mail", "hook"]}
+    loaded = load_config(
+        _write_yaml(tmp_path, {"channels": [BAD_MAIL, GOOD_HOOK], "people": [person]}),
+        env={},
+        schema=Config,
+    )
+    mail, hook = loaded.config.channels  # type: ignore[attr-defined]
+    assert (mail.id, mail.kind) == ("mail", "disabled")
+    assert isinstance(hook, WebhookChannelConfig)
+    assert loaded.config.people[0].contact == ["mail", "hook"]  # type: ignore[attr-defined]
+    assert [line.split(": ", 1)[1] for line in loaded.disabled] == [
+        "channels[0].smtp.host: required",
+        "channels[0].smtp.prot: unknown key; allowed: ca_file, helo, host, password, port, "
+        "timeout, tls, username, verify_tls",
+    ]
+    from notify.channels import ChannelOff
+
+    with pytest.raises(ChannelOff, match="its config does not load: .*smtp.prot: unknown key"):
+        build_channel(mail)
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        pytest.param(
+            {"channels": [{"kind": "email"}, GOOD_HOOK]}, "channels[0].id: required", id="no-id"
+        ),
+        pytest.param(
+            {"channels": [BAD_MAIL, {**GOOD_HOOK, "id": "mail"}]},
+            "channels[1].id: duplicate channel id 'mail'",
+            id="duplicate-id",
+        ),
+        pytest.param(
+            {"channels": [BAD_MAIL], "targets": [{"id": "t", "kind": "tcp"}]},
+            "targets[0].address: required",
+            id="bad-target-too",
+        ),
+    ],
+)
+def test_a_bad_channel_still_refuses_the_config_when_something_else_is_wrong(
+    tmp_path: Path, data: dict, error: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config(_write_yaml(tmp_path, data), env={}, schema=Config)
+    assert any(error in line for line in raised.value.errors), raised.value.errors
+
+
+def test_check_config_reports_an_off_channel_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from monitor.config.loader import check_config_main
+
+    path = _write_yaml(tmp_path, {"channels": [BAD_MAIL, GOOD_HOOK]})
+    assert check_config_main(path, schema=Config) == 2
+    err = capsys.readouterr().err
+    assert "channels[0].smtp.prot: unknown key" in err
+    assert "2 error(s); the appliance would run with those entries off" in err

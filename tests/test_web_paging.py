@@ -256,3 +256,84 @@ def test_the_oncall_page_lists_channels_and_an_operator_sends_a_test_from_it(
     r = operator.post("/oncall/channels/nope/test?lang=en", data={"csrf_token": token})
     assert r.status_code == 404 and "no channel &#39;nope&#39;" in r.get_data(as_text=True)
     assert viewer.post("/oncall/channels/hook/test", data={"csrf_token": token}).status_code == 403
+
+
+def test_a_channel_entry_that_does_not_load_is_off_and_its_people_fall_back(
+    tmp_path: Path, hook: Receiver
+) -> None:
+    """One bad ``channels:`` entry: the config loads, the channel shows disabled with the
+    error, an appliance fault names it, and a page to a person who lists it first
+    falls back to their next channel at once."""
+    import asyncio
+
+    import yaml
+
+    from monitor.config import load_config
+
+    path = tmp_path / "dialwatch.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                **BASE_CONFIG,
+                "channels": [
+                    {"id": "ding", "kind": "dingtalk", "webhook": "oapi.dingtalk.com/robot"},
+                    {
+                        "id": "hook",
+                        "kind": "webhook",
+                        "url": hook.url(),
+                        "secret": SECRET,
+                        "allow_private": True,
+                    },
+                ],
+                "people": [
+                    {"id": "zhang", "user": "zhang", "name": "张伟", "contact": ["ding", "hook"]}
+                ],
+            }
+        ),  # fmt: skip
+        encoding="utf-8",
+    )
+    loaded = load_config(path, env={}, schema=ApplianceConfig)
+    [error] = loaded.disabled
+    assert "channels[0].webhook: must be an http:// or https:// URL" in error
+    w = make_world(tmp_path, config=loaded.config, clock=lambda: NOW)
+    faults = w.app.extensions["dialwatch"].faults
+    reported: list[tuple[str, str]] = []
+    real_report = faults.report
+
+    def report(source: str, error: Any, *args: Any, **kwargs: Any) -> None:
+        reported.append((source, str(error)))
+        real_report(source, error, *args, **kwargs)
+
+    faults.report = report  # type: ignore[method-assign]
+    service = Notifications(
+        StateRepository(w.db),
+        SecretBox.from_file(tmp_path / "keys" / "appliance.key"),
+        lambda: loaded.config,
+        clock=ManualClock(NOW),
+        faults=faults,
+        listen=("127.0.0.1", 8080),
+    )
+    w.app.extensions["dialwatch"] = dataclasses.replace(
+        w.app.extensions["dialwatch"], notifications=service
+    )
+    assert [s for s, e in reported if "its config does not load" in e] == ["channel:ding"]
+    items = {c["id"]: c for c in w.client("viewer").get("/api/v1/channels").get_json()["items"]}
+    assert items["ding"]["health"] == "disabled"
+    assert "must be an http:// or https:// URL" in items["ding"]["disabled"]
+    assert items["hook"]["health"] != "disabled"
+
+    incident = add_incident(w.db, ["trunk-a"], title="Carrier A down")
+    with service.repo.transaction() as conn:
+        outbox.add(conn, "zhang", [Notice("opened", incident, level=1)], ["ding", "hook"], NOW)
+
+    async def send_all() -> None:
+        for _ in range(3):  # the first attempt fails at once; the fallback is due at once
+            await service.sender.round()
+            await service.sender.settle()
+
+    asyncio.run(send_all())
+    assert [r.path for r in hook.requests] == ["/hook"]  # delivered on the second channel
+    r = w.client("viewer").get(f"/api/v1/deliveries?incident={incident}").get_json()
+    [delivery] = r["items"]
+    assert delivery["state"] == "sent"
+    assert [a["channel"] for a in delivery["attempts"]] == ["ding", "hook"]

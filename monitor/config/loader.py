@@ -48,6 +48,9 @@ class LoadedConfig:
     """Key paths whose values came from ``${...}``."""
     _target_digests: dict[str, str] = field(default_factory=dict)
     _secret_values: frozenset[str] = frozenset()
+    disabled: tuple[str, ...] = ()
+    """Error lines of entries that were stood in for (``Section.stand_in``: a channel
+    whose entry does not validate is loaded as off, the rest work)."""
 
     def secret_values(self) -> frozenset[str]:
         """The texts ``${...}`` brought in (the substituted parts, not whole values),
@@ -201,21 +204,22 @@ def load_config(
     if () not in merged.lines:  # no file could be read at all: nothing to validate
         raise ConfigError(render_all(merged.problems))
 
-    config: Config | None = None
     # Keys that already have an error: a failed ${...} leaves an empty value
     # behind, and saying it is also "required" or "unknown" would only confuse.
     reported: set[KeyPath] = set(merged.failed_paths)
-    try:
-        config = schema.model_validate(merged.data)
-    except ValidationError as exc:
-        for error in exc.errors():
-            translated = _translate(schema, error, merged.secret_paths)
-            if translated.path in merged.failed_paths:
-                continue
-            reported.add(translated.path)
-            merged.problems.append(
-                Problem(merged.location(translated.path), translated.path, translated.message)
-            )
+    config, problems = _validate(schema, merged, reported)
+    disabled: list[str] = []
+    standing_in = _stand_ins(schema, merged, merged.problems + problems)
+    if standing_in:
+        # Every problem is inside entries that can be stood in for (a bad channel):
+        # load the rest, and say which entries are off and why.
+        disabled = render_all(merged.problems + problems, scrub=merged.secret_values)
+        for (section, index), entry in standing_in.items():
+            merged.data[section][index] = entry
+        merged.problems.clear()
+        reported = set()
+        config, problems = _validate(schema, merged, reported)
+    merged.problems.extend(problems)
 
     def report(key: KeyPath, message: str) -> None:
         if key not in reported:
@@ -244,7 +248,57 @@ def load_config(
         frozenset(merged.secret_paths),
         target_digests,
         frozenset(merged.secret_values),
+        tuple(disabled),
     )
+
+
+def _validate(
+    schema: type[Config], merged: _Merged, reported: set[KeyPath]
+) -> tuple[Config | None, list[Problem]]:
+    """The validated config, or None and the problems (each path added to ``reported``)."""
+    try:
+        return schema.model_validate(merged.data), []
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            translated = _translate(schema, error, merged.secret_paths)
+            if translated.path in merged.failed_paths:
+                continue
+            reported.add(translated.path)
+            problems.append(
+                Problem(merged.location(translated.path), translated.path, translated.message)
+            )
+        return None, problems
+
+
+def _stand_ins(
+    schema: type[Config], merged: _Merged, problems: list[Problem]
+) -> dict[tuple[str, int], Any]:
+    """The stand-in for each entry with a problem, when every problem is inside an entry
+    of a section that takes stand-ins and has a usable ``id``; else nothing."""
+    if not problems:
+        return {}
+    by_entry: dict[tuple[str, int], list[Problem]] = {}
+    for problem in problems:
+        path = problem.path
+        if not path or len(path) < 2 or not isinstance(path[1], int):
+            return {}
+        section = schema.sections.get(str(path[0]))
+        if section is None or section.stand_in is None:
+            return {}
+        by_entry.setdefault((str(path[0]), path[1]), []).append(problem)
+    stand_ins: dict[tuple[str, int], Any] = {}
+    for (key, index), found in by_entry.items():
+        entries = merged.data.get(key)
+        entry = entries[index] if isinstance(entries, list) and index < len(entries) else None
+        ident = entry.get("id") if isinstance(entry, dict) else None
+        if (key, index, "id") in {p.path for p in found} or not isinstance(ident, str):
+            return {}  # an entry without a good id cannot be named, so cannot be off
+        reason = "; ".join(render_all(found, scrub=merged.secret_values))
+        stand_in = schema.sections[key].stand_in
+        assert stand_in is not None
+        stand_ins[(key, index)] = dict(stand_in(ident, reason))
+    return stand_ins
 
 
 def check_config_main(path: str | Path, schema: type[Config] = Config) -> int:
@@ -256,6 +310,15 @@ def check_config_main(path: str | Path, schema: type[Config] = Config) -> int:
             print(line, file=sys.stderr)
         return 2
     config = loaded.config
+    if loaded.disabled:
+        # The appliance would start (the rest works), but the config is not right.
+        for line in loaded.disabled:
+            print(line, file=sys.stderr)
+        print(
+            f"{len(loaded.disabled)} error(s); the appliance would run with those entries off",
+            file=sys.stderr,
+        )
+        return 2
     files = ", ".join(str(f) for f in loaded.files)
     print(f"OK: {len(config.targets)} targets, {len(config.components)} components ({files})")
     return 0

@@ -61,6 +61,11 @@ class Section:
     """Checks across sections on the validated config (references between people,
     schedules, channels...): each problem as (key path, message), given file and line
     by the loader like any other error."""
+    stand_in: Callable[[str, str], Mapping[str, Any]] | None = None
+    """For a list section whose bad entries must not stop the rest (``channels:``): the
+    entry that takes the place of one that does not validate, made from its ``id`` and
+    the error lines. The loader then loads the config with the stand-in and lists the
+    error lines in ``LoadedConfig.disabled``; without it a bad entry refuses the config."""
 
 
 class Config(StrictModel):

@@ -24,6 +24,7 @@ from notify.channels.base import (
     Receipt,
 )
 from notify.channels.dingtalk import DingTalkChannel, DingTalkChannelConfig
+from notify.channels.disabled import ChannelOff, DisabledChannel, DisabledChannelConfig
 from notify.channels.email import EmailChannel, EmailChannelConfig
 from notify.channels.feishu import FeishuChannel, FeishuChannelConfig
 from notify.channels.sms import SmsChannel, SmsChannelConfig
@@ -82,6 +83,12 @@ CHANNELS: dict[str, ChannelKind] = {
         AppriseChannel,
         "the long tail (Slack, Teams, Telegram...) through one Apprise URL; trusted config, unchecked",
     ),
+    "disabled": PluginKind(
+        "disabled",
+        DisabledChannelConfig,
+        DisabledChannel,
+        "a channel that is off, with its reason (also what a channel entry that does not load becomes)",
+    ),
 }
 
 WITH_CONTEXT = frozenset({"webpush", "dingtalk", "feishu", "wecom"})
@@ -104,6 +111,7 @@ __all__ = [
     "ChannelConfig",
     "ChannelContext",
     "ChannelKind",
+    "ChannelOff",
     "DeliveryError",
     "Message",
     "Receipt",
