@@ -112,6 +112,8 @@ class Appliance:
             data_dir=data_dir,
         )
         self.dispatcher.add(self.notifications.paging.subscriber())
+        # A paging channel off or degraded makes the appliance's own check warn.
+        self.engine.alert_sources.append(self.notifications.alerts)
         self.web = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = asyncio.Event()

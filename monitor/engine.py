@@ -27,7 +27,7 @@ import gc
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -151,6 +151,9 @@ class Engine:
         self.vitals = EngineVitals(self)
         self.targets: dict[str, TargetRuntime] = {}
         self.appliance_alerts: dict[str, str] = {}
+        self.alert_sources: list[Callable[[], Mapping[str, str]]] = []
+        """Parts above the engine that the appliance check warns about (the composition
+        root adds notify's channels that are off or degraded): each returns key → sentence."""
         self.writer = StoreWriter(repo)
         self.dispatcher = dispatcher or Dispatcher(repo)
         self.keeper = IncidentKeeper(

@@ -42,6 +42,11 @@ class EngineParts(Protocol):
         """Targets whose latest probe could not run -> the alert sentence."""
         ...
 
+    @property
+    def alert_sources(self) -> Sequence[Callable[[], Mapping[str, str]]]:
+        """Other parts' alerts (channels off or degraded): each key -> sentence."""
+        ...
+
 
 class _Rate:
     """Per-second rate of a monotonic counter over the last ``window`` seconds."""
@@ -110,3 +115,12 @@ class EngineVitals:
 
     def probe_errors(self) -> dict[str, str]:
         return dict(self._engine.appliance_alerts)
+
+    def part_alerts(self) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for source in self._engine.alert_sources:
+            try:
+                found.update(source())
+            except Exception as exc:  # a broken source is itself worth a warning
+                found[f"source:{id(source)}"] = f"an alert source failed: {exc!r}"
+        return found

@@ -121,6 +121,9 @@ class Sender:
         self._stopping = False
         self.interrupted: list[outbox.AttemptRow] = []
         """The attempts a crash left in flight, found at start (sent again, named here)."""
+        self.degraded: dict[str, str] = {}
+        """Channel id → the sentence, while its last ``degraded_after`` attempts all failed
+        (cleared by its next success): read by the appliance's own health check."""
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -321,6 +324,7 @@ class Sender:
             )
             line = f"notified {d.person_id} via {d.channel} ({d.kind})"
             self._record(conn, d, now, line, "ok", {"channel": d.channel, "answer": receipt.answer})
+        self.degraded.pop(d.channel or "", None)
 
     def _failed(self, item: Claimed, error: DeliveryError) -> None:
         now = self.clock.time()
@@ -359,11 +363,12 @@ class Sender:
             )
         # Reported on every failure while it lasts; the fault log merges the repeats.
         if len(recent) >= self.degraded_after and all(o == "failed" for o in recent):
-            self.faults.report(
-                f"channel:{d.channel}",
+            sentence = (
                 f"channel {d.channel} is degraded: its last {len(recent)} attempts failed "
-                f"(last: {error.reason})",
+                f"(last: {error.reason})"
             )
+            self.degraded[d.channel or ""] = sentence
+            self.faults.report(f"channel:{d.channel}", sentence)
 
     def _record(
         self,

@@ -163,6 +163,18 @@ class Notifications:
     def disabled(self) -> dict[str, str]:
         return dict(self._built.disabled)
 
+    def alerts(self) -> dict[str, str]:
+        """What the appliance's own health check warns about: each channel that is off or
+        degraded, as ``channel:<id>`` → a sentence (an engine alert source)."""
+        found = {
+            f"channel:{cid}": f"channel {cid} is disabled: {reason}"
+            for cid, reason in self._built.disabled.items()
+        }
+        for cid, sentence in self.sender.degraded.items():
+            if cid in self._built.channels:  # a channel removed by a reload is no alert
+                found[f"channel:{cid}"] = sentence
+        return found
+
     def overrides(self, conn: Connection, now: float) -> list[Override]:
         """The on-call overrides in force now or later (made in the console)."""
         return overrides_at(conn, now)

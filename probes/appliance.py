@@ -10,7 +10,9 @@ on the ``appliance`` target overrides it. What is judged:
 - probes erroring (the probe itself crashed): warn above ``max_errored_per_second``;
 - free space of the data directory's filesystem: fail below ``min_free_disk_mb``;
 - state DB size: warn above ``max_state_db_mb``;
-- a metric sink that is down: warn, with the sink's own message.
+- a metric sink that is down: warn, with the sink's own message;
+- another part in trouble (``part_alerts``: a paging channel that is off or
+  whose last attempts all failed): warn, with its sentence.
 """
 
 from __future__ import annotations
@@ -88,6 +90,11 @@ class EngineStats(Protocol):
 
     def probe_errors(self) -> Mapping[str, str]:
         """Targets whose latest probe could not run -> the health machine's alert sentence."""
+        ...
+
+    def part_alerts(self) -> Mapping[str, str]:
+        """Other parts of the appliance in trouble (a paging channel off or degraded) ->
+        a sentence."""
         ...
 
 
@@ -174,6 +181,7 @@ class Reading:
     free_bytes: int | None  # None: the data directory does not exist
     total_bytes: int | None
     probe_errors: tuple[str, ...] = ()  # sentences naming the targets whose probe could not run
+    part_alerts: tuple[str, ...] = ()  # other parts in trouble: "channel sms is degraded: ..."
 
 
 def judge_reading(reading: Reading, limits: Limits) -> tuple[Status, str, tuple[MetricPoint, ...]]:
@@ -207,10 +215,13 @@ def judge_reading(reading: Reading, limits: Limits) -> tuple[Status, str, tuple[
         more = len(reading.probe_errors) - len(shown)
         sentences += shown + ([f"and {more} more probes could not run"] if more else [])
     sentences += [f"sink {sink.name}: {sink.alert}" for sink in alerting]
+    sentences += list(reading.part_alerts)
     status = worst(
         [
             Status.FAIL if missing_dir else Status.OK,
-            Status.WARN if down or alerting or reading.probe_errors else Status.OK,
+            Status.WARN
+            if down or alerting or reading.probe_errors or reading.part_alerts
+            else Status.OK,
             *(breach.status for breach in ordered),
         ]
     )
@@ -298,6 +309,7 @@ async def check(target: ApplianceTarget, ctx: ProbeContext) -> Observation:
         state_db_bytes=engine.state_db_bytes(),
         sinks=tuple(engine.sink_health()),
         probe_errors=tuple(sorted((getattr(engine, "probe_errors", dict)() or {}).values())),
+        part_alerts=tuple(sorted(engine.part_alerts().values())),
         free_bytes=free,
         total_bytes=total,
     )

@@ -71,3 +71,25 @@ def test_the_appliance_registers_the_state_db_history_with_one_retention_job(
         appliance.embedded.close()
         appliance.repo.close()
         appliance.db.dispose()
+
+
+def test_a_paging_channel_that_is_off_makes_the_appliances_own_check_warn(
+    tmp_path: Path,
+) -> None:
+    from dialwatch.schema import Config as ApplianceConfig
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "channels:\n  - {id: ding, kind: dingtalk, webhook: not-a-url}\n",
+        encoding="utf-8",
+    )
+    loaded = load_config(cfg, schema=ApplianceConfig)
+    appliance = Appliance(str(cfg), loaded, tmp_path / "data", ("127.0.0.1", 0))
+    try:
+        alerts = appliance.engine.vitals.part_alerts()
+        assert list(alerts) == ["channel:ding"]
+        assert "channel ding is disabled: its config does not load" in alerts["channel:ding"]
+    finally:
+        appliance.embedded.close()
+        appliance.repo.close()
+        appliance.db.dispose()

@@ -40,6 +40,7 @@ class Facts:
     state_db: Path | None = None
     sinks: list[BatchingSink] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+    alerts: dict[str, str] = field(default_factory=dict)
 
     def scheduler_lag_seconds(self) -> float:
         return self.lag
@@ -61,6 +62,9 @@ class Facts:
 
     def probe_errors(self) -> dict[str, str]:
         return self.errors
+
+    def part_alerts(self) -> dict[str, str]:
+        return self.alerts
 
 
 class WorkingSink(BatchingSink):
@@ -315,3 +319,17 @@ def test_bad_appliance_config_is_an_error(fields: dict, message: str):
     with pytest.raises(ValidationError) as info:
         appliance(**fields)
     assert message in str(info.value)
+
+
+def test_a_paging_channel_in_trouble_makes_the_appliance_warn_with_its_sentence(facts: Facts):
+    facts.alerts = {
+        "channel:sms": "channel sms is degraded: its last 3 attempts failed (last: HTTP 503)",
+        "channel:ding": "channel ding is disabled: its config does not load: ...",
+    }
+    observation = run(appliance(), facts)
+    assert observation.status is Status.WARN
+    assert observation.error_class is ErrorClass.THRESHOLD
+    assert "channel sms is degraded: its last 3 attempts failed" in observation.detail
+    assert "channel ding is disabled" in observation.detail
+    facts.alerts = {}
+    assert run(appliance(), facts).status is Status.OK

@@ -340,6 +340,12 @@ def test_a_channel_failing_its_last_attempts_is_reported_degraded(
     assert len(degraded) == 1
     assert "its last 3 attempts failed (last: errcode 310000)" in degraded[0][1]
     assert len(mail.sent) == 3  # every delivery still arrived through the fallback
+    # While it lasts the appliance's own check warns about it; a success clears it.
+    assert sender.degraded == {"ding": degraded[0][1]}
+    assert dead.failures == []  # the robot works again
+    add(repo, "zhang", incident(repo, "t-9"), ["ding", "mail"], T0)
+    run(one_round(sender))
+    assert sender.degraded == {}
 
 
 def test_a_message_carries_facts_for_machine_receivers_and_a_console_link(

@@ -317,6 +317,9 @@ def test_a_channel_entry_that_does_not_load_is_off_and_its_people_fall_back(
         w.app.extensions["dialwatch"], notifications=service
     )
     assert [s for s, e in reported if "its config does not load" in e] == ["channel:ding"]
+    # The appliance's own check warns about it (the engine reads this alert source).
+    assert list(service.alerts()) == ["channel:ding"]
+    assert service.alerts()["channel:ding"].startswith("channel ding is disabled: its config")
     items = {c["id"]: c for c in w.client("viewer").get("/api/v1/channels").get_json()["items"]}
     assert items["ding"]["health"] == "disabled"
     assert "must be an http:// or https:// URL" in items["ding"]["disabled"]
