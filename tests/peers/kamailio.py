@@ -209,3 +209,94 @@ def kamailio_record_routing_proxy(workdir: Path, gateway_port: int) -> Iterator[
     """
     with run_kamailio(workdir, _PROXY, gateway_port=gateway_port) as instance:
         yield instance
+
+
+_DISPATCHER = """tcp_accept_no_cl=yes
+loadmodule "rr.so"
+loadmodule "dispatcher.so"
+loadmodule "xhttp.so"
+loadmodule "jsonrpcs.so"
+modparam("dispatcher", "list_file", "{list_file}")
+modparam("dispatcher", "ds_ping_interval", {ping_interval})
+modparam("dispatcher", "ds_probing_threshold", {probing_threshold})
+modparam("dispatcher", "ds_probing_mode", {probing_mode})
+modparam("jsonrpcs", "pretty_format", 0)
+modparam("jsonrpcs", "transport", 1)
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{
+        sl_send_reply("483", "Too Many Hops");
+        exit;
+    }}
+    if (has_totag()) {{
+        if (loose_route()) {{
+            t_relay();
+            exit;
+        }}
+        if (is_method("ACK") && t_check_trans()) {{
+            t_relay();
+        }}
+        exit;
+    }}
+    if (is_method("OPTIONS") && $rU == $null) {{
+        sl_send_reply("200", "OK");
+        exit;
+    }}
+    if (is_method("CANCEL")) {{
+        if (t_check_trans()) {{
+            t_relay();
+        }}
+        exit;
+    }}
+    # Priority order among the active destinations of set 1.
+    if (!ds_select_dst("1", "8")) {{
+        sl_send_reply("503", "No Destination");
+        exit;
+    }}
+    record_route();
+    t_relay();
+    exit;
+}}
+event_route[xhttp:request] {{
+{auth_check}
+    if ($hu =~ "^/RPC") {{
+        jsonrpc_dispatch();
+    }} else {{
+        xhttp_reply("404", "Not Found", "text/plain", "no such path");
+    }}
+}}
+"""
+
+
+@contextlib.contextmanager
+def kamailio_dispatcher(
+    workdir: Path,
+    gateways: list[tuple[str, int]],
+    *,
+    ping_interval: int = 0,
+    probing_threshold: int = 2,
+    basic_auth: str | None = None,
+) -> Iterator[Kamailio]:
+    """A proxy routing new requests over dispatcher set 1 in priority order, with the
+    ``gateways`` (URI, priority) as its list; JSON-RPC at ``http://127.0.0.1:<tcp_port>/RPC``
+    (no authentication, as Kamailio ships it) and the ctl socket for ``kamcmd``.
+    ``ping_interval`` > 0 turns on Kamailio's own OPTIONS probing of the gateways.
+    ``basic_auth`` (an ``Authorization`` value): the HTTP route answers 401 to any
+    request without it, as a proxy in front of JSON-RPC would."""
+    list_file = workdir / f"dispatcher-{len(gateways)}-{free_port()}.list"
+    list_file.write_text("".join(f"1 {uri} 0 {priority}\n" for uri, priority in gateways))
+    with run_kamailio(
+        workdir,
+        _DISPATCHER,
+        list_file=list_file,
+        ping_interval=ping_interval,
+        probing_threshold=probing_threshold,
+        probing_mode=1 if ping_interval else 0,
+        auth_check=(
+            f'    if ($hdr(Authorization) != "{basic_auth}") {{\n'
+            '        xhttp_reply("401", "Unauthorized", "text/plain", "who are you");\n'
+            "        exit;\n    }"
+            if basic_auth
+            else ""
+        ),
+    ) as instance:
+        yield instance
