@@ -28,6 +28,7 @@ from dialwatch.schema import Config
 from monitor.config import ConfigError, LoadedConfig, load_config_isolated
 from monitor.dispatcher import Dispatcher
 from monitor.engine import Engine
+from monitor.health import HealthState
 from monitor.logs import secret_mask, setup_logging
 from monitor.points import Enricher, FieldTypes
 from monitor.retention import RetentionJob
@@ -42,6 +43,7 @@ from monitor.uptime import scope_following
 from notify import vapid
 from notify.roster import unknown_users
 from notify.service import Notifications
+from runbooks.failover.service import FailoverService
 
 log = logging.getLogger("dialwatch")
 
@@ -114,6 +116,14 @@ class Appliance:
         self.dispatcher.add(self.notifications.paging.subscriber())
         # A paging channel off or degraded makes the appliance's own check warn.
         self.engine.alert_sources.append(self.notifications.alerts)
+        self.failover = FailoverService(
+            self.repo,
+            lambda: self.engine.config,
+            self._health_of,
+            clock=self.engine.clock,
+            faults=self.audit.faults,
+        )
+        self.dispatcher.add(self.failover.subscriber())
         self.web = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = asyncio.Event()
@@ -238,6 +248,10 @@ class Appliance:
             base = self.engine.config.web.base_url or url
             log.warning(startup.setup_line(base, code, setup.path, self.config_path, self.data_dir))
 
+    def _health_of(self, target_id: str) -> HealthState | None:
+        runtime = self.engine.targets.get(target_id)
+        return runtime.state if runtime is not None else None
+
     # -- run -------------------------------------------------------------
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -248,6 +262,7 @@ class Appliance:
         await self.engine.writer.run(self.audit.log_head, "start")
         await self.engine.writer.run(self.audit.started, self.engine.loaded, __version__)
         await self.notifications.start()
+        await self.failover.start()
         self._check_people()
         retention = asyncio.create_task(
             self.retention.run_forever(self.engine.clock), name="retention"
@@ -264,6 +279,7 @@ class Appliance:
         retention.cancel()  # a batch already on the DB thread finishes; no new one starts
         audit_jobs.cancel()
         await asyncio.gather(retention, audit_jobs, return_exceptions=True)
+        await self.failover.stop()
         await self.notifications.stop()
         await self.engine.stop()
         # After the engine: the faults of its stop too; its writer thread is gone now.

@@ -8,7 +8,8 @@ it is an error saying so.
 
 ``SECTIONS`` adds the top-level sections of the packages above monitor, each
 built from its registry: ``channels:`` from ``notify.channels.CHANNELS``; ``people:``,
-``schedules:``, ``escalations:`` and ``paging:`` from ``notify``.
+``schedules:``, ``escalations:`` and ``paging:`` from ``notify``; ``failover:`` from
+``runbooks.failover``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from notify.people import EscalationConfig, PersonConfig, ScheduleConfig
 from notify.roster import paging_problems
 from notify.rule_action import ESCALATE
 from notify.settings import PagingConfig
+from runbooks.failover.config import FailoverGroupConfig, failover_problems
 
 RULE_ACTIONS: dict[str, ActionKind] = {"escalate": ESCALATE}
 
@@ -57,6 +59,13 @@ SECTIONS: dict[str, Section] = {
         "How pages are delivered: retries, the per-person rate limit, links, templates, "
         "the heartbeat (see docs/notify.md).",
         many=False,
+    ),
+    "failover": Section(
+        FailoverGroupConfig,
+        "Trunk failover groups: carriers behind one SIP proxy, taken out when their own "
+        "health is down and put back when stable (see docs/failover.md).",
+        unique_ids="failover group",
+        check=failover_problems,
     ),
 }
 

@@ -582,3 +582,24 @@ class PushSubscription(Base):
     """When a push service last accepted a message for it."""
     user_agent: Mapped[str] = mapped_column(String(200), default="")
     """A label for the user's list (the browser's User-Agent, shortened)."""
+
+
+class FailoverMember(Base):
+    """What Dialwatch wants for one member of a trunk failover group in the proxy, and why.
+
+    A row exists once Dialwatch took the member out (or put it back); no row means
+    "active, as configured". Kept so a restart remembers which trunks it took out and
+    since when, so failback still waits for stable recovery and is never skipped.
+    """
+
+    __tablename__ = "failover_member"
+
+    group_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    target_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    wanted: Mapped[str] = mapped_column(String(16))
+    """``active`` or ``inactive``."""
+    changed_at: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    approved_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    """Who approved putting it back (``failback: approve``), until it is back."""
+    approved_at: Mapped[float | None] = mapped_column(Float, nullable=True)

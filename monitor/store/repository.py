@@ -71,6 +71,7 @@ EVENT_KINDS = (
     "silenced",
     "maintenance",
     "delivery",
+    "failover",
 )
 """Kinds of incident timeline lines (``incident_event``); the outbox's are ``monitor.events``."""
 

@@ -129,7 +129,7 @@ def decide(members: Sequence[MemberView], rules: GroupRules, now: float) -> Deci
                 f"fewer than min_active ({rules.min_active}) active members"
             )
             continue
-        changes.append(Change(member.target, Wanted.INACTIVE, "down: calls move to the others"))
+        changes.append(Change(member.target, Wanted.INACTIVE, "its own health is down"))
         active_after -= 1
     return Decision(tuple(changes), tuple(waiting), tuple(notes))
 
