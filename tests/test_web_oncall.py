@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from dialwatch.schema import Config as ApplianceConfig
 from monitor.store.models import AuditEntry, OncallOverride
+from tests.peers.chromium import chromium  # noqa: F401 - pytest fixture
 from tests.test_web_access import csrf_of, login
 from tests.test_web_support import BASE_CONFIG, STAFF, World, make_world
 
@@ -20,10 +21,8 @@ NOW = 1_800_000_000.0  # 2027-01-15 08:00 UTC, 16:00 in Asia/Shanghai
 HOUR = 3600.0
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> World:
-    config = ApplianceConfig.model_validate(
-        {
+def world_config() -> dict[str, Any]:
+    return {
             **BASE_CONFIG,
             "channels": [{"id": "hook", "kind": "webhook", "url": "http://127.0.0.1:9/",
                           "secret": "0123456789abcdef0123456789", "allow_private": True}],
@@ -35,8 +34,12 @@ def world(tmp_path: Path) -> World:
                 {"id": "noc", "name": "NOC", "timezone": "Asia/Shanghai",
                  "rotation": {"every": "1w", "handoff": "mon 09:00", "members": ["zhang"]}},
             ],
-        }
-    )  # fmt: skip
+        }  # fmt: skip
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    config = ApplianceConfig.model_validate(world_config())
     return make_world(tmp_path, config=config, clock=lambda: NOW)
 
 
@@ -175,3 +178,61 @@ def test_the_page_form_adds_and_removes_and_shows_a_refusal(world: World) -> Non
     assert oncall_now(world) == "zhang"
     twice = operator.post(path + "?lang=en", data={"csrf_token": csrf_of(operator, "/oncall")})
     assert twice.status_code == 409
+
+
+@pytest.mark.peer
+def test_an_operator_adds_and_removes_an_override_in_chromium(
+    tmp_path: Path,
+    chromium,  # noqa: ANN001, F811 - the fixture imported below
+) -> None:
+    """The page as a person uses it: a plain title, who is on call, the override form (a
+    datetime-local input, so the value is set the way the browser's picker sets it), the
+    row with its Remove button, a channel's Send test refused with its reason; no script errors."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.test_web_browser import _console_errors, browser_login
+    from web.server import serve
+
+    config = ApplianceConfig.model_validate(
+        {**world_config(), "web": {"allowed_hosts": ["127.0.0.1"]}}
+    )
+    w = make_world(tmp_path, config=config, clock=lambda: NOW)
+    handle = serve(w.app, "127.0.0.1", 0)
+    try:
+        browser_login(chromium, handle.url, role="operator")
+        chromium.get(f"{handle.url}/oncall?lang=en")
+        assert chromium.title.startswith("On call · ")
+        now = chromium.find_element(By.CSS_SELECTOR, "#schedule-noc .oncall-now")
+        assert now.text.startswith("张伟")
+        form = chromium.find_element(By.ID, "form-override")
+        form.find_element(By.CSS_SELECTOR, "select[name=person] option[value=li]").click()
+        for name, value in (("from", "2027-01-15T16:00"), ("to", "2027-01-15T18:00")):
+            field = form.find_element(By.NAME, name)
+            chromium.execute_script("arguments[0].value = arguments[1]", field, value)
+        form.find_element(By.NAME, "reason").send_keys("<b>cover</b>")
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        # A page being replaced by the next one leaves stale elements for a moment.
+        wait = WebDriverWait(chromium, 10, ignored_exceptions=(StaleElementReferenceException,))
+        wait.until(lambda d: d.find_element(By.ID, "override-count").text == "1")
+        assert oncall_now(w) == "li"
+        assert chromium.find_element(By.CSS_SELECTOR, "#schedule-noc .oncall-now").text.startswith(
+            "李娜"
+        )
+        [row] = chromium.find_elements(By.CSS_SELECTOR, "#override-rows tbody tr[data-id]")
+        assert "<b>cover</b>" in row.text  # the reason shown as typed, not as markup
+        assert row.find_elements(By.TAG_NAME, "b") == []
+        row.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait.until(lambda d: d.find_element(By.ID, "override-count").text == "0")
+        assert oncall_now(w) == "zhang"
+        assert _console_errors(chromium) == []
+        channel = chromium.find_element(By.CSS_SELECTOR, "#channel-rows tr[data-id=hook]")
+        channel.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        # This world runs no paging service, so the refusal is what the row shows.
+        refusal = wait.until(lambda d: d.find_element(By.ID, "error-channels"))
+        assert refusal.text == "paging is not running in this process"
+        [refused] = _console_errors(chromium)  # the page came back as a 409, nothing else
+        assert "/oncall/channels/hook/test" in refused and "409" in refused
+    finally:
+        handle.close()

@@ -92,3 +92,28 @@ def test_every_state_changing_route_refuses_a_viewer(world) -> None:  # noqa: AN
         if r.status_code != 403:
             let_through.append((endpoint, method, url, r.status_code))
     assert let_through == []
+
+
+def test_every_console_page_has_one_plain_text_title(world) -> None:  # noqa: ANN001
+    """A block left open in a template swallows the page into <title> (it happened to
+    /oncall): the tests that look for strings in the body still pass, the tab does not."""
+    import re
+
+    from tests.test_web_access import login
+    from tests.test_web_support import STAFF
+
+    client = world.anonymous()
+    assert login(client, STAFF["admin"]).status_code == 302
+    pages, bad = 0, []
+    for endpoint, method, url in routes(world.app):
+        if method != "GET" or url.startswith("/api/") or endpoint == "login.logout":
+            continue
+        r = client.get(url)
+        if r.status_code != 200 or r.mimetype != "text/html":
+            continue
+        pages += 1
+        titles = re.findall(r"<title>(.*?)</title>", r.get_data(as_text=True), re.S)
+        if len(titles) != 1 or "<" in titles[0] or not titles[0].strip():
+            bad.append((endpoint, titles))
+    assert pages >= 10
+    assert bad == []
