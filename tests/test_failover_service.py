@@ -14,10 +14,13 @@ from sqlalchemy import select
 from core.clock import ManualClock
 from dialwatch.schema import Config
 from monitor.health import Health, HealthState
+from monitor.incident_actions import Conflict
 from monitor.store import queries
 from monitor.store.db import open_database
 from monitor.store.models import AuditEntry
-from monitor.store.repository import StateRepository
+from monitor.store.repository import NotFound, StateRepository
+from runbooks.failover.approvals import approve_failback, member_states
+from runbooks.failover.config import FailoverGroupConfig
 from runbooks.failover.service import FailoverService
 from runbooks.kamailio import CtlDispatcher, KamailioError
 from tests.peers.kamailio import Kamailio, kamailio_dispatcher
@@ -173,11 +176,64 @@ def test_failback_waits_for_approval_when_the_group_asks(tmp_path: Path, proxy: 
     w = World(tmp_path, proxy, failback="approve")
     w.set("trunk-ct", Health.DOWN)
     w.set("trunk-cu", Health.UP)
+    incident = w.repo.open_incident("trunk-ct", "down", "trunk-ct down", T0)
+    w.round()
+    [group] = w.config.failover
+    # Approved while still down: the approval waits for stable recovery, it does not force.
+    approve_failback(w.repo, "li", group, "trunk-ct", at=w.clock.time())
+    w.round()
+    assert w.active()[CT] is False
+    with pytest.raises(Conflict, match="approved already by li"):
+        approve_failback(w.repo, "zhang", group, "trunk-ct", at=w.clock.time())
+    w.set("trunk-ct", Health.UP)
+    w.advance(299)
+    w.round()
+    assert w.active()[CT] is False
+    w.advance(1)
+    w.round()
+    assert w.active()[CT] is True
+    lines = w.timeline(incident)
+    assert any("li approved putting trunk-ct back" in line for line in lines)
+    with pytest.raises(Conflict, match="in the proxy already"):
+        approve_failback(w.repo, "li", group, "trunk-ct", at=w.clock.time())
+
+
+@pytest.mark.peer
+def test_without_approval_a_stable_member_waits_and_the_timeline_says_so(
+    tmp_path: Path, proxy: Kamailio
+) -> None:
+    w = World(tmp_path, proxy, failback="approve")
+    w.set("trunk-ct", Health.DOWN)
+    w.set("trunk-cu", Health.UP)
+    incident = w.repo.open_incident("trunk-ct", "down", "trunk-ct down", T0)
     w.round()
     w.set("trunk-ct", Health.UP)
     w.advance(3600)
     w.round()
+    w.round()
     assert w.active()[CT] is False
+    waiting = [line for line in w.timeline(incident) if "waits for a person to approve" in line]
+    assert len(waiting) == 1
+    [state] = [
+        s for s in member_states(w.repo.engine, w.config.failover[0]) if s.wanted != "active"
+    ]
+    assert state.target == "trunk-ct" and state.approved_by is None
+
+
+def test_approval_is_refused_where_it_has_no_meaning(tmp_path: Path) -> None:
+    repo = StateRepository(open_database(None, tmp_path))
+    auto = FailoverGroupConfig.model_validate(
+        {"id": "g", "proxy": {"kind": "kamailio", "ctl": "unix:/run/k.sock", "set": 1},
+         "members": [{"target": "a", "destination": "sip:192.0.2.1"},
+                     {"target": "b", "destination": "sip:192.0.2.2"}]}
+    )  # fmt: skip
+    with pytest.raises(Conflict, match="puts members back by itself"):
+        approve_failback(repo, "li", auto, "a", at=T0)
+    with pytest.raises(NotFound, match="'c' is not a member"):
+        approve_failback(repo, "li", auto, "c", at=T0)
+    manual = auto.model_copy(update={"failback": "approve"})
+    with pytest.raises(Conflict, match="in the proxy already"):
+        approve_failback(repo, "li", manual, "a", at=T0)
 
 
 @pytest.mark.peer

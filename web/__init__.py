@@ -161,6 +161,7 @@ def create_app(services: WebServices) -> Flask:
         admin_users,
         api,
         api_audit,
+        api_failover,
         api_incidents,
         api_paging,
         dashboard,
@@ -236,6 +237,7 @@ def create_app(services: WebServices) -> Flask:
     app.register_blueprint(admin_audit.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(api_paging.bp)
+    app.register_blueprint(api_failover.bp)
     app.register_blueprint(ack_pages.bp)
     app.register_blueprint(push.bp)
     app.before_request(guard.guard_request)

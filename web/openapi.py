@@ -20,7 +20,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
-from monitor.health import HEALTH_ORDER
+from monitor.health import HEALTH_ORDER, Health
 from monitor.store.models import INCIDENT_STATES
 from monitor.store.queries import MAX_PER_PAGE
 from probes import PROBES
@@ -307,6 +307,45 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
     ),
     "OncallOverrides": _object({"items": {"type": "array", "items": _ref("OncallOverride")}}),
     "OncallOverrideRemoved": _object({"removed": _ref("OncallOverride")}),
+    "FailoverMember": _object(
+        {
+            "target": {"type": "string"},
+            "destination": {"type": "string", "description": "the SIP URI in the proxy"},
+            "health": {"enum": [h.value for h in Health]},
+            "wanted": {
+                "enum": ["active", "inactive"],
+                "description": "what Dialwatch wants in the proxy",
+            },
+            "changed_at": _TIME_OR_NULL,
+            "reason": {"type": ["string", "null"]},
+            "approved_by": {"type": ["string", "null"]},
+            "approved_at": _TIME_OR_NULL,
+        }
+    ),
+    "FailoverGroups": _object(
+        {
+            "items": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "id": {"type": "string"},
+                        "name": {"type": "string"},
+                        "proxy": _object(
+                            {
+                                "kind": {"enum": ["kamailio"]},
+                                "via": {"enum": ["ctl", "rpc"]},
+                                "set": {"type": "integer"},
+                            }
+                        ),
+                        "failback": {"enum": ["auto", "approve"]},
+                        "failback_after": {"type": "number", "description": "seconds"},
+                        "min_active": {"type": "integer"},
+                        "members": {"type": "array", "items": _ref("FailoverMember")},
+                    }
+                ),
+            }
+        }
+    ),
     "Deliveries": _object(
         {
             "items": {
@@ -550,6 +589,21 @@ DOCS: dict[str, Doc] = {
         refusals=(404, 409),
         description='Body `{}` (the channel alone) or `{"person": "zhang"}`. '
         "`sent: false` with the provider's `reason` when it was refused.",
+    ),
+    "api_failover.failover": Doc(
+        "Trunk failover groups: each member's health and what Dialwatch wants in the proxy",
+        "FailoverGroups",
+        tag="failover",
+    ),
+    "api_failover.approve_route": Doc(
+        "Approve putting a member taken out back into the proxy (operators)",
+        "FailoverMember",
+        tag="failover",
+        refusals=(404, 409),
+        description="For groups with `failback: approve`: the member goes back once it has "
+        "been up for `failback_after` (an approval never puts back a failing trunk). 409 "
+        "when the group puts members back by itself, the member is in the proxy, or it "
+        "was approved already.",
     ),
     "api_incidents.incident": Doc(
         "One incident: members, timeline (oldest first), customer updates (newest first)",

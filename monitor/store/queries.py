@@ -51,6 +51,7 @@ from monitor.store.models import (
     AuditEntry,
     CustomerUpdate,
     EventRecord,
+    FailoverMember,
     Incident,
     IncidentEvent,
     IncidentTarget,
@@ -80,6 +81,7 @@ _UPDATE: Table = CustomerUpdate.__table__  # type: ignore[assignment]
 _OUTBOX: Table = EventRecord.__table__  # type: ignore[assignment]
 _SILENCE: Table = Silence.__table__  # type: ignore[assignment]
 _WINDOW: Table = ManualMaintenance.__table__  # type: ignore[assignment]
+_FAILOVER: Table = FailoverMember.__table__  # type: ignore[assignment]
 
 Role = Literal["root", "affected"]
 
@@ -1041,3 +1043,33 @@ def _window_row(r: Any) -> MaintenanceRow:
         ended_at=r.ended_at,
         ended_by=r.ended_by,
     )
+
+
+# -- trunk failover ------------------------------------------------------------------
+@dataclass(frozen=True)
+class FailoverMemberRow:
+    """What Dialwatch wants for one member of a failover group (a row exists once it
+    took the member out or put it back; none means active, as configured)."""
+
+    group_id: str
+    target_id: str
+    wanted: str
+    changed_at: float
+    reason: str
+    approved_by: str | None
+    approved_at: float | None
+
+
+def failover_members(
+    db: StateDB, group_id: str | None = None
+) -> dict[tuple[str, str], FailoverMemberRow]:
+    """The stored member rows by (group, target); of one group when ``group_id`` is given."""
+    f = _FAILOVER
+    stmt = select(
+        f.c.group_id, f.c.target_id, f.c.wanted, f.c.changed_at, f.c.reason,
+        f.c.approved_by, f.c.approved_at,
+    )  # fmt: skip
+    if group_id is not None:
+        stmt = stmt.where(f.c.group_id == group_id)
+    with _connected(db) as conn:
+        return {(r.group_id, r.target_id): FailoverMemberRow(*r) for r in conn.execute(stmt)}

@@ -157,7 +157,12 @@ class FailoverService:
             now = self.clock.time()
             rules = GroupRules(group.failback_after, group.failback, group.min_active)
             decision = decide(self.views(group), rules, now)
-            self._new_notes(group, decision.notes, now)
+            waiting = tuple(
+                f"{target} is up and stable: it waits for a person to approve putting it back "
+                "(failback: approve)"
+                for target in decision.waiting
+            )
+            self._new_notes(group, decision.notes + waiting, now)
             made: list[Change] = []
             for change in decision.changes:
                 if await self._apply(group, change):
