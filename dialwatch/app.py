@@ -44,6 +44,8 @@ from notify import vapid
 from notify.roster import unknown_users
 from notify.service import Notifications
 from runbooks.failover.service import FailoverService
+from runbooks.service import Runbooks
+from runbooks.steps.base import StepServices
 
 log = logging.getLogger("dialwatch")
 
@@ -124,6 +126,22 @@ class Appliance:
             faults=self.audit.faults,
         )
         self.dispatcher.add(self.failover.subscriber())
+        # Runbooks: rules queue runs (exactly once, in the cursor's transaction); the
+        # engine executes them, one task per run, on the engine's loop.
+        self.runbooks = Runbooks(
+            self.repo,
+            lambda: self.engine.config,
+            clock=self.engine.clock,
+            services=StepServices(
+                shared=self.engine.shared,
+                health_of=self._health_of,
+                repo=self.repo,
+                data_dir=data_dir,
+            ),
+            faults=self.audit.faults,
+            mask=secret_mask.mask,
+        )
+        self.dispatcher.add(self.runbooks.subscriber())
         self.web = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = asyncio.Event()
@@ -263,6 +281,7 @@ class Appliance:
         await self.engine.writer.run(self.audit.started, self.engine.loaded, __version__)
         await self.notifications.start()
         await self.failover.start()
+        await self.runbooks.start()
         self._check_people()
         retention = asyncio.create_task(
             self.retention.run_forever(self.engine.clock), name="retention"
@@ -279,6 +298,7 @@ class Appliance:
         retention.cancel()  # a batch already on the DB thread finishes; no new one starts
         audit_jobs.cancel()
         await asyncio.gather(retention, audit_jobs, return_exceptions=True)
+        await self.runbooks.stop()
         await self.failover.stop()
         await self.notifications.stop()
         await self.engine.stop()

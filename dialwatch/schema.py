@@ -2,14 +2,14 @@
 above it, and rules that know the action kinds the installed packages provide.
 
 ``RULE_ACTIONS`` is the one place an action kind is registered, as ``PROBES``
-is for probe kinds: ``escalate`` (paging, ``notify.rule_action``); ``run``
-(runbooks) is added when that package lands, and until then a rule that uses
-it is an error saying so.
+is for probe kinds: ``escalate`` (paging, ``notify.rule_action``) and ``run``
+(runbooks, ``runbooks.rule_action``).
 
 ``SECTIONS`` adds the top-level sections of the packages above monitor, each
 built from its registry: ``channels:`` from ``notify.channels.CHANNELS``; ``people:``,
 ``schedules:``, ``escalations:`` and ``paging:`` from ``notify``; ``failover:`` from
-``runbooks.failover``.
+``runbooks.failover``; ``runbooks:`` (steps from ``runbooks.steps.STEPS``) and
+``runbook_settings:`` from ``runbooks``.
 """
 
 from __future__ import annotations
@@ -23,9 +23,12 @@ from notify.people import EscalationConfig, PersonConfig, ScheduleConfig
 from notify.roster import paging_problems
 from notify.rule_action import ESCALATE
 from notify.settings import PagingConfig
+from runbooks.config import RunbookConfig, RunbookSettings, runbook_problems
 from runbooks.failover.config import FailoverGroupConfig, failover_problems
+from runbooks.rule_action import RUN
+from runbooks.steps import STEPS
 
-RULE_ACTIONS: dict[str, ActionKind] = {"escalate": ESCALATE}
+RULE_ACTIONS: dict[str, ActionKind] = {"escalate": ESCALATE, "run": RUN}
 
 SECTIONS: dict[str, Section] = {
     "channels": Section(
@@ -66,6 +69,21 @@ SECTIONS: dict[str, Section] = {
         "health is down and put back when stable (see docs/failover.md).",
         unique_ids="failover group",
         check=failover_problems,
+    ),
+    "runbooks": Section(
+        RunbookConfig,
+        "Runbooks: steps that act (a SIP proxy, a host over SSH, a dialer's API...), with "
+        "rollback steps and the emergency plan for people (see docs/runbooks.md and "
+        "docs/steps/).",
+        registry=STEPS,
+        unique_ids="runbook",
+        check=runbook_problems,
+    ),
+    "runbook_settings": Section(
+        RunbookSettings,
+        "How runbooks may act here: the local commands a shell step may run, how many "
+        "runs execute at once (see docs/runbooks.md).",
+        many=False,
     ),
 }
 

@@ -78,6 +78,9 @@ class EventKind(enum.StrEnum):
     """Notifications about a target or incident held back, or no longer (payload: state...)."""
     MAINTENANCE = "maintenance"
     """A maintenance window was started or ended by hand (payload: state, window_id...)."""
+    RUN = "run"
+    """A runbook run changed: started, a step began or ended, waits for a person, ended
+    (payload: run, runbook, state; step, position, summary for a step)."""
 
 
 def parse_kind(value: str) -> EventKind:

@@ -27,6 +27,7 @@ from monitor.config.rules import EVENT_KINDS, ActionKind, RuleConfig, WhenConfig
 from monitor.config.schema import Config, config_model
 from monitor.health import Health
 from notify.rule_action import ESCALATE
+from runbooks.rule_action import RUN
 from tests import rule_actions
 from tests.test_config_cases import expected_errors
 
@@ -98,10 +99,9 @@ def test_a_rule_with_a_registered_action_loads_with_its_action_config(tmp_path: 
     assert second.when.severity == ["down"]
 
 
-def test_the_production_build_registers_escalate_and_not_yet_run() -> None:
-    # Runbooks (run:) register theirs when they land.
-    assert list(dialwatch.schema.RULE_ACTIONS) == ["escalate"]
-    assert dialwatch.schema.RuleConfig.actions == {"escalate": ESCALATE}
+def test_the_production_build_registers_escalate_and_run() -> None:
+    assert list(dialwatch.schema.RULE_ACTIONS) == ["escalate", "run"]
+    assert dialwatch.schema.RuleConfig.actions == {"escalate": ESCALATE, "run": RUN}
     # The build's schema is monitor's plus the sections of the packages above it.
     assert issubclass(dialwatch.schema.Config, Config)
     assert (
@@ -110,7 +110,7 @@ def test_the_production_build_registers_escalate_and_not_yet_run() -> None:
     )
 
 
-def test_check_config_names_the_missing_action_package_and_the_policy_that_is_not_there(
+def test_check_config_names_the_runbook_and_the_policy_that_are_not_there(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = write(
@@ -127,9 +127,9 @@ def test_check_config_names_the_missing_action_package_and_the_policy_that_is_no
     )
     assert cli_main(["check-config", str(path)]) == 2
     assert capsys.readouterr().err == (
-        f"{path}:13: rules[0].run: unknown key; no package providing the 'run' action "
-        "is installed in this build (action kinds installed: escalate; "
-        "rule keys: description, enabled, id, when)\n"
+        f"{path}:13: rules[0].run.runbook: no runbook 'failover'\n"
+        f"{path}:16: rules[1].escalate: no escalation policy 'noc' (escalations: none is "
+        "configured)\n"
     )
     ok = write(tmp_path, "rules:\n  - {id: e, when: {event: opened}, escalate: noc}\n")
     assert cli_main(["check-config", str(ok)]) == 2

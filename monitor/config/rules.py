@@ -40,14 +40,16 @@ EventKind = Literal[
     "resolved_by_hand",
     "silenced",
     "maintenance",
+    "run",
 ]
 """The kinds of event a rule can select: a target's change of health (``transition``),
 what happens to an incident, silences and maintenance started by hand."""
 
 EVENT_KINDS: tuple[str, ...] = EventKind.__args__  # type: ignore[attr-defined]
 
-TARGET_EVENTS: frozenset[str] = frozenset({"transition", "maintenance"})
-"""Event kinds about a target alone; the others may concern an incident and carry its severity."""
+TARGET_EVENTS: frozenset[str] = frozenset({"transition", "maintenance", "run"})
+"""Event kinds that carry no severity (about a target alone, or a runbook run); the others
+may concern an incident and carry its severity."""
 
 # From the enum and the incidents' own type, so a new health or severity is
 # selectable without a second list to keep in step.

@@ -603,3 +603,96 @@ class FailoverMember(Base):
     approved_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     """Who approved putting it back (``failback: approve``), until it is back."""
     approved_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+RUN_ARMED = "armed"
+"""Started by a rule with a ``for:`` that has not elapsed yet (``check_at``)."""
+RUN_PENDING_APPROVAL = "pending_approval"
+"""Started by a rule in ``mode: approve``: waits for a person to approve the start."""
+RUN_QUEUED = "queued"
+RUN_RUNNING = "running"
+RUN_WAITING = "waiting"
+"""A step waits for a person (``approve``, ``manual``)."""
+RUN_INTERRUPTED = "interrupted"
+"""The appliance stopped while a step ran: waits for an operator to resume, roll back
+or abort; never re-run by itself."""
+RUN_SUCCEEDED = "succeeded"
+RUN_FAILED = "failed"
+RUN_ABORTED = "aborted"
+RUN_REJECTED = "rejected"
+RUN_ROLLED_BACK = "rolled_back"
+RUN_DROPPED = "dropped"
+"""Armed by a rule whose hold broke before its ``for:`` elapsed: never started."""
+RUN_ACTIVE_STATES = (
+    RUN_ARMED,
+    RUN_PENDING_APPROVAL,
+    RUN_QUEUED,
+    RUN_RUNNING,
+    RUN_WAITING,
+    RUN_INTERRUPTED,
+)
+"""States in which a run holds its (runbook, target): one such run at a time."""
+
+
+class RunbookRun(Base):
+    """One execution of a runbook: who or which rule started it, for which target and
+    incident, with what parameters, and where it is."""
+
+    __tablename__ = "runbook_run"
+    __table_args__ = (Index("ix_runbook_run_runbook_target", "runbook_id", "target_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    runbook_id: Mapped[str] = mapped_column(String(64))
+    target_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    incident_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    rule_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    started_by: Mapped[str] = mapped_column(String(128))
+    """``user:<name>``, ``token:<name>`` or ``rule:<id>``: approvals check it."""
+    state: Mapped[str] = mapped_column(String(24), index=True)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    phase: Mapped[str] = mapped_column(String(16), default="main")
+    """``main`` or ``rollback``: which list of steps ``position`` is in."""
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    """The step to run next (the one running, waiting or interrupted)."""
+    created_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    check_at: Mapped[float | None] = mapped_column(Float, nullable=True, index=True)
+    """Armed runs: when the rule's ``for:`` ends."""
+    hold_since: Mapped[float | None] = mapped_column(Float, nullable=True)
+    requested: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    """What a person asked of a running run (``abort``); the engine acts on it."""
+    error: Mapped[str] = mapped_column(Text, default="")
+    """Why it ended as it did (or was not started), one sentence."""
+    decided_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    """Who approved or rejected the start (``mode: approve``)."""
+
+
+class RunbookStep(Base):
+    """One attempt of one step of a run, with its result and output (secrets masked)."""
+
+    __tablename__ = "runbook_step"
+    __table_args__ = (Index("ix_runbook_step_run", "run_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(Integer)
+    phase: Mapped[str] = mapped_column(String(16))
+    position: Mapped[int] = mapped_column(Integer)
+    step_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    state: Mapped[str] = mapped_column(String(16))
+    """``running``, ``waiting``, ``succeeded``, ``failed``, ``timed_out``,
+    ``interrupted``, ``skipped``."""
+    started_at: Mapped[float] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    summary: Mapped[str] = mapped_column(String(1000), default="")
+    output: Mapped[str] = mapped_column(Text, default="")
+    waiting_for: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    """``approve`` or ``manual`` while a person is asked."""
+    role: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    prompt: Mapped[str] = mapped_column(Text, default="")
+    decision: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    decided_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    note: Mapped[str] = mapped_column(Text, default="")

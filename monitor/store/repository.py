@@ -72,6 +72,7 @@ EVENT_KINDS = (
     "maintenance",
     "delivery",
     "failover",
+    "runbook",
 )
 """Kinds of incident timeline lines (``incident_event``); the outbox's are ``monitor.events``."""
 

@@ -36,6 +36,10 @@ MAX_OUTPUT = 64 * 1024
 """Characters of a step's output kept in the run (the end, where errors are)."""
 
 
+StepTimeout = Annotated[Duration, Field(gt=0, le=7 * 86400)]
+"""A step's timeout: more than 0, at most 7 days."""
+
+
 class StepConfig(StrictModel):
     """The fields every step has, whatever its kind."""
 
@@ -45,7 +49,7 @@ class StepConfig(StrictModel):
     default ``step-<n>``."""
     name: str | None = None
     """What the console shows; default the id."""
-    timeout: Annotated[Duration, Field(gt=0, le=7 * 86400)] = 60.0
+    timeout: StepTimeout = 60.0
     """Longest one attempt may take; it is stopped at this time."""
     retries: Annotated[int, Field(ge=0, le=10)] = 0
     """Attempts after the first when it fails (not when it is refused for good)."""
@@ -112,6 +116,8 @@ class PersonDecision:
     decision: Literal["approved", "rejected", "done", "timed_out"]
     by: str | None = None
     note: str = ""
+    at: float | None = None
+    """When the person answered (epoch seconds)."""
 
 
 class WaitForPerson(Protocol):
