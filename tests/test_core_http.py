@@ -225,3 +225,24 @@ def test_a_new_pool_trusts_the_system_cas_or_only_ca_file_or_checks_nothing(
     assert untrusted.value.error_class is ErrorClass.TLS
     assert isinstance(untrusted.value.cause, urllib3.exceptions.SSLError)
     assert (trusted.status, unchecked.status) == (200, 200)
+
+
+def test_a_keep_alive_connection_stays_usable_after_a_redirect_and_a_cut_error_body() -> None:
+    # An HTTP/1.1 server keeps the connection open: an answer left unread on it
+    # (a redirect's body, the rest of a long error page) broke the next request.
+    from tests.peers.http_api import Answer, http_api
+
+    with http_api() as api:
+        api.routes[("GET", "/old")] = Answer(301, b"moved", headers={"Location": "/new"})
+        api.routes[("GET", "/new")] = Answer(200, b"here")
+        api.routes[("GET", "/long-error")] = Answer(500, b"e" * 5000)
+        manager = urllib3.PoolManager(maxsize=1)
+        try:
+            moved = _get(manager, api.url("/old"))
+            cut = _get(manager, api.url("/long-error"))
+            after = _get(manager, api.url("/new"))
+        finally:
+            manager.clear()
+    assert (moved.status, moved.body) == (200, b"here")
+    assert cut.status == 500 and cut.truncated
+    assert (after.status, after.body) == (200, b"here")

@@ -159,10 +159,16 @@ def request(
                     )
                 if response.status in (301, 302, 303) and verb not in ("GET", "HEAD"):
                     verb, payload = "GET", None  # what browsers and curl do
+                # Read the redirect's (small) body: a keep-alive connection released with
+                # its answer unread breaks the next request on it (http.client's
+                # ResponseNotReady), and the next request here is to the same origin.
+                response.drain_conn()
                 current = target
                 continue
             content = response.read(max_bytes + 1, decode_content=True)
             truncated = len(content) > max_bytes
+            if truncated:
+                response.close()  # the rest is unread: this connection must not be reused
             if truncated and response.status < 400:
                 raise HttpFailure(
                     f"the answer from {shown_url(current)} is larger than {max_bytes} bytes",
