@@ -286,7 +286,13 @@ class AmiConnection:
                     return message
                 continue  # stray blank lines between messages are harmless
             key, value = parse_line(line)
-            message.setdefault(key, value)
+            if key in message and key.lower() == "output":
+                # ``Command`` answers one ``Output:`` line per line of CLI output
+                # (Asterisk 14+): keep them all, in order. Any other repeated key
+                # keeps its first value.
+                message[key] += "\n" + value
+            else:
+                message.setdefault(key, value)
         self.broken = True
         raise AmiError(
             f"the AMI peer sent a message longer than {MAX_MESSAGE_LINES} lines",

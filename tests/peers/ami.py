@@ -16,7 +16,16 @@ What it speaks, as the Asterisk documentation describes it:
   with ``EventList: Complete`` and ``ListItems``; every message of an action
   echoes its ``ActionID``;
 - ``Action: Ping`` -> ``Response: Success``, ``Ping: Pong``; ``Action: Logoff``
-  -> ``Response: Goodbye`` and close; unknown actions -> ``Message: Invalid/unknown command``.
+  -> ``Response: Goodbye`` and close; unknown actions -> ``Message: Invalid/unknown command``;
+- ``Action: DBPut`` (``Family``, ``Key``, ``Val``) as manager.c's ``action_dbput``:
+  ``No family specified`` / ``No key specified`` errors, else the value is stored
+  (``AmiPeer.db``) and ``Message: Updated database successfully``;
+- ``Action: Reload`` (optional ``Module``) as ``action_reload``: a module not in
+  ``AmiPeer.modules`` -> ``Message: No such module``, else ``Message: Module Reloaded``
+  (recorded in ``AmiPeer.reloads``, ``"all"`` for no Module);
+- ``Action: Command`` (``Command``) as Asterisk 14+ answers it: ``Message: Command output
+  follows`` and one ``Output:`` line per line of ``AmiPeer.commands[command]``; a command
+  it does not know -> ``Response: Error`` with ``Output: No such command …``.
 
 The queue data is whatever the test sets (``AmiPeer.queues``); QueueSummary's
 numbers are derived from it as Asterisk's ``manager_queues_summary`` does
@@ -83,6 +92,12 @@ class AmiPeer:
         self.logins = 0
         self.connections = 0
         self.received: list[dict[str, str]] = []
+        self.db: dict[tuple[str, str], str] = {}
+        self.modules: set[str] = {"app_queue", "chan_pjsip", "res_pjsip"}
+        self.reloads: list[str] = []
+        self.commands: dict[str, str] = {
+            "core show version": f"Asterisk 20.5.0 built by stand-in (AMI {self.version})"
+        }
         self.lock = threading.Lock()
         self.release = threading.Event()
         """Set to free handlers stuck in a ``hang_*`` mode."""
@@ -170,6 +185,8 @@ class AmiPeer:
                     sock, [("Response", "Goodbye"), ("Message", "Thanks for all the fish.")], aid
                 )
                 return
+            elif action in ("dbput", "reload", "command"):
+                self._send(sock, self._act(action, message), aid)
             elif action in ("queuesummary", "queuestatus") and mode == "deny_lists":
                 # A manager user without `read = agent` (or `reporting`) gets this.
                 self._send(sock, [("Response", "Error"), ("Message", "Permission denied")], aid)
@@ -180,6 +197,37 @@ class AmiPeer:
                 self._send(
                     sock, [("Response", "Error"), ("Message", "Invalid/unknown command")], aid
                 )
+
+    def _act(self, action: str, message: dict[str, str]) -> list[tuple[str, str]]:
+        """DBPut, Reload and Command, answered as Asterisk's manager.c does."""
+        if action == "dbput":
+            family, key = message.get("Family", ""), message.get("Key", "")
+            if not family:
+                return [("Response", "Error"), ("Message", "No family specified")]
+            if not key:
+                return [("Response", "Error"), ("Message", "No key specified")]
+            with self.lock:
+                self.db[(family, key)] = message.get("Val", "")
+            return [("Response", "Success"), ("Message", "Updated database successfully")]
+        if action == "reload":
+            module = message.get("Module", "")
+            if module and module.removesuffix(".so") not in self.modules:
+                return [("Response", "Error"), ("Message", "No such module")]
+            with self.lock:
+                self.reloads.append(module or "all")
+            return [("Response", "Success"), ("Message", "Module Reloaded")]
+        command = message.get("Command", "")
+        known = self.commands.get(command)
+        if known is None:
+            return [
+                ("Response", "Error"),
+                ("Message", "Command output follows"),
+                ("Output", f"No such command '{command}' (type 'core show help {command}' "
+                 "for other possible commands)"),
+            ]  # fmt: skip
+        return [("Response", "Success"), ("Message", "Command output follows")] + [
+            ("Output", line) for line in known.splitlines()
+        ]
 
     def _list(
         self, sock: socket.socket, action: str, only: str | None, aid: str | None, mode: str
