@@ -7,6 +7,7 @@ import base64
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from core.clock import SYSTEM_CLOCK
 from runbooks.steps.base import StepContext, StepFailed, StepResult, StepServices
 from runbooks.steps.http import HttpStep, HttpStepConfig
 from tests.peers.http_api import Answer, Api, http_api
+from tests.peers.https import TestPki, serve
 
 
 @pytest.fixture
@@ -308,3 +310,15 @@ def test_a_templated_url_is_checked_once_rendered() -> None:
     failed = failure(rendered)
     assert "must be an http:// or https:// URL" in failed.reason
     assert failed.retry is False
+
+
+def test_tls_is_checked_against_ca_file_and_an_untrusted_server_is_not_retried(
+    tmp_path: Path,
+) -> None:
+    pki = TestPki(tmp_path)
+    with serve(pki.leaf("dialer")) as site:
+        untrusted = failure(config(url=site.url()))
+        trusted = run(config(url=site.url(), ca_file=str(pki.ca_file)))
+    assert "TLS with https://127.0.0.1" in untrusted.reason
+    assert untrusted.retry is False
+    assert trusted.data["status"] == 200

@@ -289,7 +289,7 @@ class HttpStep:
             )
         except HttpFailure as exc:
             retry = exc.error_class not in (ErrorClass.TLS, ErrorClass.RESPONSE)
-            raise StepFailed(self._scrub(f"{c.method} {exc.detail}"), retry=retry) from None
+            raise StepFailed(self._scrub(f"{c.method} failed: {exc.detail}"), retry=retry) from None
         except ValueError as exc:  # a header urllib3 refuses, after rendering
             raise StepFailed(f"{c.method} {where}: {exc}", retry=False) from None
         text = self._scrub(answer.body.decode("utf-8", "replace"))
