@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from core.registry import PluginKind
+from runbooks.steps.ami import AmiStep, AmiStepConfig
 from runbooks.steps.approve import ApproveStep, ApproveStepConfig
 from runbooks.steps.base import Step, StepConfig
+from runbooks.steps.http import HttpStep, HttpStepConfig
 from runbooks.steps.incident_update import IncidentUpdateStep, IncidentUpdateStepConfig
 from runbooks.steps.kamailio import KamailioStep, KamailioStepConfig
 from runbooks.steps.manual import ManualStep, ManualStepConfig
@@ -30,6 +32,20 @@ STEPS: dict[str, StepKind] = {
         KamailioStepConfig,
         KamailioStep,
         "a Kamailio dispatcher: set_state, reload or list, over kamcmd (ctl) or JSON-RPC",
+    ),
+    "http": PluginKind(
+        "http",
+        HttpStepConfig,
+        HttpStep,
+        "one HTTP request to an API (pause a campaign, switch a carrier): expected status, "
+        "JSON values checked",
+    ),
+    "ami": PluginKind(
+        "ami",
+        AmiStepConfig,
+        AmiStep,
+        "one Asterisk manager (AMI) action (Reload, DBPut, Originate, Command), Response: "
+        "Success expected",
     ),
     "wait_for": PluginKind(
         "wait_for",
