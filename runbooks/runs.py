@@ -98,6 +98,9 @@ class RunRow:
     requested: str | None
     error: str
     decided_by: str | None
+    check_at: float | None = None
+    hold_since: float | None = None
+    hold_health: str | None = None
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,7 @@ def _run_row(r: Any) -> RunRow:
     return RunRow(
         r.id, r.runbook_id, r.target_id, r.incident_id, r.rule_id, r.started_by, r.state,
         dict(r.params or {}), r.phase, r.position, r.created_at, r.started_at, r.ended_at,
-        r.requested, r.error, r.decided_by,
+        r.requested, r.error, r.decided_by, r.check_at, r.hold_since, r.hold_health,
     )  # fmt: skip
 
 
@@ -245,6 +248,7 @@ def start_run(
     state: str = RUN_QUEUED,
     check_at: float | None = None,
     hold_since: float | None = None,
+    hold_health: str | None = None,
 ) -> RunRow:
     """A new run, queued for the engine (or armed / pending approval for a rule)."""
     resolved = resolve_params(runbook, params or {})
@@ -260,7 +264,7 @@ def start_run(
                 runbook_id=runbook.id, target_id=target_id, incident_id=incident_id,
                 rule_id=rule_id, started_by=actor, state=state, params=resolved,
                 phase="main", position=0, created_at=at, check_at=check_at,
-                hold_since=hold_since, error="",
+                hold_since=hold_since, hold_health=hold_health, error="",
             )
         ).inserted_primary_key[0]  # fmt: skip
         run = get_run(conn, run_id)

@@ -31,6 +31,7 @@ from monitor import audit
 from monitor.components import members
 from monitor.dispatcher import DbSubscriber
 from monitor.events import Event, EventKind
+from monitor.health import Health
 from monitor.rules import Facts, evaluate, recheck
 from monitor.store import queries
 from monitor.store.models import (
@@ -161,7 +162,7 @@ class RunTriggers:
             run = runs.start_run(
                 repo, actor, runbook, at=at, target_id=target, incident_id=incident_id,
                 params=action.params, rule_id=rule.id, state=state, check_at=check_at,
-                hold_since=facts.since,
+                hold_since=facts.since, hold_health=facts.health.value,
             )  # fmt: skip
         except ValueError as exc:  # its params do not fit the runbook (a reload changed it)
             log.warning("rule %s could not start %s: %s", rule.id, runbook.id, exc)
@@ -178,9 +179,7 @@ class RunTriggers:
         started = 0
         with repo.transaction() as conn:
             due = runs.runs(conn, states=(RUN_ARMED,), limit=500)
-            for run in [
-                r for r in due if (r_check := _check_at(conn, r.id)) is not None and r_check <= now
-            ]:
+            for run in [r for r in due if r.check_at is not None and r.check_at <= now]:
                 found = rules.get(run.rule_id or "")
                 current = (
                     self._facts(conn, run.target_id, "opened", None) if run.target_id else None
@@ -191,8 +190,15 @@ class RunTriggers:
                     )
                     continue
                 rule, action = found
+                # The hold was armed by an event the rule selects; which one does not
+                # change the verdict, only that it is one of them.
+                current = Facts(
+                    event=rule.when.event[0], target_id=current.target_id, health=current.health,
+                    since=current.since, tags=current.tags, components=current.components,
+                )  # fmt: skip
                 armed = Facts(
-                    event=current.event, target_id=current.target_id, health=current.health,
+                    event=current.event, target_id=current.target_id,
+                    health=Health(run.hold_health) if run.hold_health else current.health,
                     since=run.hold_since if run.hold_since is not None else current.since,
                     tags=current.tags, components=current.components,
                 )  # fmt: skip
@@ -239,10 +245,6 @@ class RunTriggers:
 
 def _state_of(action: RunActionConfig) -> str:
     return RUN_PENDING_APPROVAL if action.mode == "approve" else RUN_QUEUED
-
-
-def _check_at(conn: Connection, run_id: int) -> float | None:
-    return conn.execute(select(_RUN.c.check_at).where(_RUN.c.id == run_id)).scalar()
 
 
 def _incident_for(conn: Connection, event: Event) -> queries.IncidentRow | None:

@@ -660,6 +660,8 @@ class RunbookRun(Base):
     check_at: Mapped[float | None] = mapped_column(Float, nullable=True, index=True)
     """Armed runs: when the rule's ``for:`` ends."""
     hold_since: Mapped[float | None] = mapped_column(Float, nullable=True)
+    hold_health: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    """Armed runs: the health the hold is in (the ``for:`` counts while it stays)."""
     requested: Mapped[str | None] = mapped_column(String(16), nullable=True)
     """What a person asked of a running run (``abort``); the engine acts on it."""
     error: Mapped[str] = mapped_column(Text, default="")

@@ -34,6 +34,7 @@ def upgrade() -> None:
         sa.Column("ended_at", sa.Float(), nullable=True),
         sa.Column("check_at", sa.Float(), nullable=True),
         sa.Column("hold_since", sa.Float(), nullable=True),
+        sa.Column("hold_health", sa.String(length=16), nullable=True),
         sa.Column("requested", sa.String(length=16), nullable=True),
         sa.Column("error", sa.Text(), nullable=False),
         sa.Column("decided_by", sa.String(length=128), nullable=True),
