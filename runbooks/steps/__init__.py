@@ -22,6 +22,7 @@ from runbooks.steps.manual import ManualStep, ManualStepConfig
 from runbooks.steps.notify import NotifyStep, NotifyStepConfig
 from runbooks.steps.set_maintenance import SetMaintenanceStep, SetMaintenanceStepConfig
 from runbooks.steps.shell import ShellStep, ShellStepConfig
+from runbooks.steps.ssh import SshStep, SshStepConfig
 from runbooks.steps.wait_for import WaitForStep, WaitForStepConfig
 
 StepKind = PluginKind[StepConfig, Callable[..., Step]]
@@ -32,6 +33,13 @@ STEPS: dict[str, StepKind] = {
         KamailioStepConfig,
         KamailioStep,
         "a Kamailio dispatcher: set_state, reload or list, over kamcmd (ctl) or JSON-RPC",
+    ),
+    "ssh": PluginKind(
+        "ssh",
+        SshStepConfig,
+        SshStep,
+        "one command on a host over SSH, checked by exit code and output, stopped there at "
+        "the timeout",
     ),
     "http": PluginKind(
         "http",
