@@ -246,6 +246,7 @@ class Appliance:
             setup=setup,
             faults=self.audit.faults,
             notifications=self.notifications,
+            runbooks=self.runbooks,
             vapid_key=push_key,
         )
         app = create_app(services)

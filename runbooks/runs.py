@@ -50,9 +50,10 @@ MAX_NOTE = 2000
 
 
 def user_of(actor: str) -> str | None:
-    """The person behind an actor (``user:li`` → ``li``); None for rules and the engine."""
+    """The person behind a session actor (``user:li`` → ``li``); None for tokens (whose
+    owner the caller knows), rules and the engine."""
     kind, _, name = actor.partition(":")
-    return name if kind in ("user", "token") and name else None
+    return name if kind == "user" and name else None
 
 
 def resolve_params(runbook: RunbookConfig, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -101,6 +102,7 @@ class RunRow:
     check_at: float | None = None
     hold_since: float | None = None
     hold_health: str | None = None
+    started_user: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,7 @@ def _run_row(r: Any) -> RunRow:
         r.id, r.runbook_id, r.target_id, r.incident_id, r.rule_id, r.started_by, r.state,
         dict(r.params or {}), r.phase, r.position, r.created_at, r.started_at, r.ended_at,
         r.requested, r.error, r.decided_by, r.check_at, r.hold_since, r.hold_health,
+        r.started_user,
     )  # fmt: skip
 
 
@@ -249,8 +252,10 @@ def start_run(
     check_at: float | None = None,
     hold_since: float | None = None,
     hold_health: str | None = None,
+    user: str | None = None,
 ) -> RunRow:
-    """A new run, queued for the engine (or armed / pending approval for a rule)."""
+    """A new run, queued for the engine (or armed / pending approval for a rule).
+    ``user``: the console user starting it (default: the one a session actor names)."""
     resolved = resolve_params(runbook, params or {})
     with repo.transaction() as conn:
         busy = active_run(conn, runbook.id, target_id)
@@ -262,7 +267,8 @@ def start_run(
         run_id = conn.execute(
             insert(_RUN).values(
                 runbook_id=runbook.id, target_id=target_id, incident_id=incident_id,
-                rule_id=rule_id, started_by=actor, state=state, params=resolved,
+                rule_id=rule_id, started_by=actor, started_user=user or user_of(actor),
+                state=state, params=resolved,
                 phase="main", position=0, created_at=at, check_at=check_at,
                 hold_since=hold_since, hold_health=hold_health, error="",
             )
@@ -280,14 +286,21 @@ def start_run(
 
 
 def decide_start(
-    repo: StateRepository, actor: str, run_id: int, approve: bool, *, at: float, note_text: str = ""
+    repo: StateRepository,
+    actor: str,
+    run_id: int,
+    approve: bool,
+    *,
+    at: float,
+    note_text: str = "",
+    user: str | None = None,
 ) -> RunRow:
     """Approve (queue) or reject a run a rule started in ``mode: approve``."""
     with repo.transaction() as conn:
         run = get_run(conn, run_id)
         if run.state != RUN_PENDING_APPROVAL:
             raise Conflict(f"run {run_id} is {run.state}: it does not wait for an approval")
-        _not_self(actor, run)
+        _not_self(user or user_of(actor), run)
         state = RUN_QUEUED if approve else RUN_REJECTED
         _set(conn, run_id, state=state, decided_by=actor,
              **({} if approve else {"ended_at": at, "error": f"rejected by {actor}"}))  # fmt: skip
@@ -298,9 +311,8 @@ def decide_start(
         return get_run(conn, run_id)
 
 
-def _not_self(actor: str, run: RunRow) -> None:
-    person = user_of(actor)
-    if person is not None and person == user_of(run.started_by):
+def _not_self(person: str | None, run: RunRow) -> None:
+    if person is not None and person == run.started_user:
         raise Conflict(f"{person} started run {run.id}: someone else must approve it (four eyes)")
 
 
@@ -313,6 +325,7 @@ def decide_step(
     at: float,
     note_text: str = "",
     role_ok: Any = None,
+    user: str | None = None,
 ) -> StepRow:
     """A person's answer to the step a run waits on: ``approved`` / ``rejected`` for an
     ``approve`` step, ``done`` for a ``manual`` one. ``role_ok(role)`` says whether the
@@ -339,7 +352,7 @@ def decide_step(
         if step.decision is not None:
             raise Conflict(f"step {step.step_id} was answered already by {step.decided_by}")
         if step.waiting_for == "approve":
-            _not_self(actor, run)
+            _not_self(user or user_of(actor), run)
         if role_ok is not None and step.role and not role_ok(step.role):
             raise Conflict(f"step {step.step_id} needs the {step.role} role")
         conn.execute(

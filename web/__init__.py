@@ -164,6 +164,7 @@ def create_app(services: WebServices) -> Flask:
         api_failover,
         api_incidents,
         api_paging,
+        api_runbooks,
         dashboard,
         incident_pages,
         login,
@@ -238,6 +239,7 @@ def create_app(services: WebServices) -> Flask:
     app.register_blueprint(openapi.bp)
     app.register_blueprint(api_paging.bp)
     app.register_blueprint(api_failover.bp)
+    app.register_blueprint(api_runbooks.bp)
     app.register_blueprint(ack_pages.bp)
     app.register_blueprint(push.bp)
     app.before_request(guard.guard_request)

@@ -24,7 +24,7 @@ from monitor.health import HEALTH_ORDER, Health
 from monitor.store.models import INCIDENT_STATES
 from monitor.store.queries import MAX_PER_PAGE
 from probes import PROBES
-from web import api_incidents, api_paging, params, push
+from web import api_incidents, api_paging, api_runbooks, params, push
 from web.bodies import MAX_ID, Body
 from web.i18n import LANGUAGES
 from web.views import current_services, json_error
@@ -307,6 +307,71 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
     ),
     "OncallOverrides": _object({"items": {"type": "array", "items": _ref("OncallOverride")}}),
     "OncallOverrideRemoved": _object({"removed": _ref("OncallOverride")}),
+    "Runbooks": _object(
+        {
+            "items": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "id": {"type": "string"},
+                        "name": {"type": "object", "description": "per language"},
+                        "description": {"type": "string"},
+                        "emergency_plan": {"type": "object", "description": "per language"},
+                        "parameters": {"type": "object"},
+                        "steps": {"type": "array", "items": {"type": "object"}},
+                        "rollback": {"type": "array", "items": {"type": "object"}},
+                        "cooldown": {"type": "number", "description": "seconds"},
+                    }
+                ),
+            }
+        }
+    ),
+    "Run": _object(
+        {
+            "id": {"type": "integer"},
+            "runbook": {"type": "string"},
+            "target": {"type": ["string", "null"]},
+            "incident": {"type": ["integer", "null"]},
+            "rule": {"type": ["string", "null"]},
+            "started_by": {"type": "string"},
+            "state": {"enum": list(api_runbooks.RUN_STATES)},
+            "params": {"type": "object"},
+            "phase": {"enum": ["main", "rollback"]},
+            "position": {"type": "integer", "description": "the step to run next (0-based)"},
+            "created_at": _TIME,
+            "started_at": _TIME_OR_NULL,
+            "ended_at": _TIME_OR_NULL,
+            "requested": {"type": ["string", "null"]},
+            "error": {"type": ["string", "null"], "description": "why it ended as it did"},
+            "decided_by": {"type": ["string", "null"]},
+        }
+    ),
+    "Runs": _object({"items": {"type": "array", "items": _ref("Run")}}),
+    "RunDetail": {
+        "allOf": [
+            _ref("Run"),
+            _object(
+                {
+                    "steps": {
+                        "type": "array",
+                        "items": {"type": "object"},
+                        "description": "every attempt of every step, in order",
+                    }
+                }
+            ),
+        ]
+    },
+    "RunPlan": _object(
+        {
+            "runbook": {"type": "string"},
+            "dry_run": {"const": True},
+            "plan": {
+                "type": "array",
+                "items": {"type": "object"},
+                "description": "each step with `does` (its values resolved) or `error`",
+            },
+        }
+    ),
     "FailoverMember": _object(
         {
             "target": {"type": "string"},
@@ -590,6 +655,64 @@ DOCS: dict[str, Doc] = {
         description='Body `{}` (the channel alone) or `{"person": "zhang"}`. '
         "`sent: false` with the provider's `reason` when it was refused.",
     ),
+    "api_runbooks.list_runbooks": Doc(
+        "Runbooks: names, parameters, steps, rollback steps, the emergency plan",
+        "Runbooks",
+        tag="runbooks",
+    ),
+    "api_runbooks.start": Doc(
+        "Start a runbook by hand, or see its plan with dry_run (operators)",
+        "Run",
+        201,
+        tag="runbooks",
+        refusals=(404, 409, 413, 415),
+        description="With `dry_run: true` the answer is 200 with the plan (every value "
+        "resolved, nothing executed or stored). 409 when a run of this runbook for this "
+        "target is active already.",
+    ),
+    "api_runbooks.list_runs": Doc(
+        "Runs, newest first",
+        "Runs",
+        tag="runbooks",
+        query=(
+            {"name": "state", "in": "query", "schema": {"enum": list(api_runbooks.RUN_STATES)}},
+            {"name": "incident", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+            {"name": "runbook", "in": "query", "schema": {"type": "string"}},
+        ),
+    ),
+    "api_runbooks.get_run": Doc(
+        "One run with every attempt of every step (secrets masked)",
+        "RunDetail",
+        tag="runbooks",
+        refusals=(404,),
+    ),
+    "api_runbooks.decide": Doc(
+        "Answer a run that waits for a person (operators)",
+        "Run",
+        tag="runbooks",
+        refusals=(404, 409, 413, 415),
+        description="`approved` / `rejected` for a start in `mode: approve` or an approve "
+        "step (never by the person who started the run), `done` for a manual step. 409 "
+        "when nothing waits, it was answered already, or the step needs the admin role.",
+    ),
+    "api_runbooks.abort": Doc(
+        "Abort a run (operators): at once, or its running step is stopped",
+        "Run",
+        tag="runbooks",
+        refusals=(404, 409),
+    ),
+    "api_runbooks.resume": Doc(
+        "Resume an interrupted run at the step it stopped at (operators)",
+        "Run",
+        tag="runbooks",
+        refusals=(404, 409),
+    ),
+    "api_runbooks.rollback": Doc(
+        "Roll back an interrupted or failed run: its rollback steps run (operators)",
+        "Run",
+        tag="runbooks",
+        refusals=(404, 409),
+    ),
     "api_failover.failover": Doc(
         "Trunk failover groups: each member's health and what Dialwatch wants in the proxy",
         "FailoverGroups",
@@ -766,6 +889,7 @@ def _operation(endpoint: str, method: str, doc: Doc, schemas: dict[str, Any]) ->
         api_incidents.ROUTE_BODIES.get(endpoint)
         or push.ROUTE_BODIES.get(endpoint)
         or api_paging.ROUTE_BODIES.get(endpoint)
+        or api_runbooks.ROUTE_BODIES.get(endpoint)
     )
     if model is not None:
         op["requestBody"] = {

@@ -20,6 +20,7 @@ from monitor.staff.setup_code import SetupCode
 from monitor.store.repository import StateRepository
 from notify.service import Notifications
 from notify.vapid import VapidKey
+from runbooks.service import Runbooks
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,9 @@ class WebServices:
     notifications: Notifications | None = None
     """Paging: channels, people, the outbox's "send test"; None: no paging (tests of other parts)."""
     """Where an unhandled error of a view is reported (the appliance's audit fault log)."""
+    runbooks: Runbooks | None = None
+    """The runbook engine, woken after a person starts or answers a run, and its dry-run
+    plans; None: runs are queued and wait for an engine (tests of other parts)."""
     vapid_key: VapidKey | None = None
     """The appliance's VAPID key (``notify.vapid``) browsers subscribe to web push with;
     None: no Subscribe button."""

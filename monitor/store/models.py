@@ -647,7 +647,10 @@ class RunbookRun(Base):
     incident_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     rule_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     started_by: Mapped[str] = mapped_column(String(128))
-    """``user:<name>``, ``token:<name>`` or ``rule:<id>``: approvals check it."""
+    """``user:<name>``, ``token:<id>`` or ``rule:<id>``."""
+    started_user: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    """The console user behind ``started_by`` (a token's owner too); None for a rule.
+    That user cannot approve the run (four eyes)."""
     state: Mapped[str] = mapped_column(String(24), index=True)
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     phase: Mapped[str] = mapped_column(String(16), default="main")

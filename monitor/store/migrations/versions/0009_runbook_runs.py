@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("incident_id", sa.Integer(), nullable=True),
         sa.Column("rule_id", sa.String(length=64), nullable=True),
         sa.Column("started_by", sa.String(length=128), nullable=False),
+        sa.Column("started_user", sa.String(length=128), nullable=True),
         sa.Column("state", sa.String(length=24), nullable=False),
         sa.Column("params", sa.JSON(), nullable=False),
         sa.Column("phase", sa.String(length=16), nullable=False),
