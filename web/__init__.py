@@ -171,6 +171,7 @@ def create_app(services: WebServices) -> Flask:
         oncall_page,
         openapi,
         push,
+        runbook_pages,
         silences,
         status,
     )
@@ -230,6 +231,7 @@ def create_app(services: WebServices) -> Flask:
     app.register_blueprint(incident_pages.bp)
     app.register_blueprint(silences.bp)
     app.register_blueprint(oncall_page.bp)
+    app.register_blueprint(runbook_pages.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(api_incidents.bp)
     app.register_blueprint(api_audit.bp)
