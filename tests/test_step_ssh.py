@@ -123,7 +123,7 @@ def read_pid(path: Path) -> int:
         pytest.param({"host": "h", "user": "u", "password": "p", "command": "  "},
                      "must be a command line", id="blank-command"),
         pytest.param({"host": "h", "user": "u", "password": "p", "command": "echo {{ x"},
-                     "command: template:", id="broken-template"),
+                     "template: unexpected end of template", id="broken-template"),
         pytest.param({"host": "h", "user": "u", "password": "p", "command": "x",
                       "expect_exit": 256}, "less than or equal to 255", id="exit-above-255"),
         pytest.param({"host": "h", "user": "u", "password": "p", "command": "x",

@@ -26,7 +26,7 @@ from typing import Annotated, Any, ClassVar, Literal, Protocol
 from pydantic import Field, StringConstraints, model_validator
 
 from core.clock import Clock
-from core.config import Duration, StrictModel, format_duration
+from core.config import Duration, FieldValueError, StrictModel, format_duration
 from core.shared import SharedResources
 from runbooks import template
 
@@ -76,12 +76,16 @@ class StepConfig(StrictModel):
         return self.name or self.id or f"step-{position + 1}"
 
 
+def _alias(name: str) -> str:
+    return {"json_body": "json", "not_": "not", "for_": "for"}.get(name, name)
+
+
 def _check_all(value: Any, name: str) -> None:
     if isinstance(value, str):
         try:
             template.check(value)
         except template.TemplateRefused as exc:
-            raise ValueError(f"{name}: {exc}") from None
+            raise FieldValueError(_alias(name), str(exc)) from None
     elif isinstance(value, Mapping):
         for item in value.values():
             _check_all(item, name)
