@@ -56,6 +56,7 @@ def test_the_appliance_registers_the_state_db_history_with_one_retention_job(
             "manual_maintenance",
             "audit",
             "staff_sessions",
+            "runbook_runs",
         )
         # One run through the appliance's own runners: reads on a worker thread,
         # deletes on the engine's DB writer thread.

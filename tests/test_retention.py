@@ -86,6 +86,7 @@ KINDS = (
     "manual_maintenance",
     "audit",
     "staff_sessions",
+    "runbook_runs",
 )
 """The state DB's kinds of history, in the order they are pruned."""
 
@@ -264,7 +265,7 @@ def test_registering_a_kind_without_a_policy_says_how_to_add_one() -> None:
     assert str(raised.value) == (
         "no retention policy 'deliveries': storage.retention has transitions, events, "
         "incident_timelines, incidents, uptime, silences, manual_maintenance, audit, "
-        "staff_sessions; "
+        "staff_sessions, runbook_runs; "
         "add a RetentionPolicy field for it to RetentionConfig (monitor/config/models.py)"
     )
     with pytest.raises(ValueError, match="no retention policy 'batch'"):
@@ -916,3 +917,37 @@ def test_beyond_max_rows_the_earliest_ended_go_and_active_ones_neither_count_nor
         pass
     assert ids(by_hand.engine, model) == [active]
     assert pruner.plan(policy(), clock.time()) is None
+
+
+def test_runs_that_ended_long_ago_go_with_their_steps_and_an_interrupted_one_never(
+    by_hand: StateRepository,
+) -> None:
+    from sqlalchemy import insert as sql_insert
+
+    from monitor.store.models import RunbookRun, RunbookStep
+
+    clock = ManualClock(start=T0)
+
+    def add_run(state: str, ended: float | None) -> int:
+        with by_hand.transaction() as conn:
+            run_id = conn.execute(sql_insert(RunbookRun).values(
+                runbook_id="rb", target_id=None, started_by="user:alice", state=state,
+                params={}, created_at=T0, ended_at=ended, error="",
+            )).inserted_primary_key[0]  # fmt: skip
+            conn.execute(sql_insert(RunbookStep).values(
+                run_id=run_id, phase="main", position=0, step_id="s", kind="shell",
+                state="succeeded", started_at=T0, summary="", output="x" * 100,
+            ))  # fmt: skip
+        return int(run_id)
+
+    old = add_run("succeeded", T0 + H)
+    interrupted = add_run("interrupted", None)
+    days(clock, 10)
+    recent = add_run("failed", clock.time() - H)
+    job = job_for(by_hand, retention(runbook_runs={"max_age": "5d"}))
+    report = run(job, now=clock.time())
+    assert report.deleted["runbook_runs"] == 1 and report.failed == []
+    assert ids(by_hand.engine, RunbookRun) == [interrupted, recent]
+    with by_hand.reading() as conn:
+        left = sorted(conn.execute(select(RunbookStep.run_id)).scalars())
+    assert left == [interrupted, recent] and old not in left

@@ -128,6 +128,19 @@ class StaffSessionsRetention(RetentionPolicy):
     """At most this many ended sessions are kept (~250–500 bytes each, by user agent)."""
 
 
+class RunbookRunsRetention(RetentionPolicy):
+    """Runbook runs that have ended (succeeded, failed, aborted, rejected, rolled back,
+    dropped) with every attempt of their steps; an active or interrupted run is never
+    deleted."""
+
+    max_age: Duration | None = 400 * DAY
+    """Runs that ended longer ago than this are deleted (kept as long as incidents: they
+    say what was done about one)."""
+    max_rows: PositiveInt | None = 100_000
+    """At most this many ended runs are kept (each with its steps' output, up to 64 KiB
+    a step)."""
+
+
 class AuditRetention(RetentionPolicy):
     """The audit log (``audit_entry``): who did what, with what result.
 
@@ -175,6 +188,8 @@ class RetentionConfig(StrictModel):
     """The audit log."""
     staff_sessions: StaffSessionsRetention = Field(default_factory=StaffSessionsRetention)
     """Login sessions that have ended or expired."""
+    runbook_runs: RunbookRunsRetention = Field(default_factory=RunbookRunsRetention)
+    """Runbook runs that have ended, with their steps."""
     every: Duration = 3600.0
     """How often the job runs (the first run is a minute after start)."""
     batch: int = Field(default=1000, ge=10, le=100_000)

@@ -74,6 +74,8 @@ from monitor.store.models import (
     IncidentEvent,
     IncidentTarget,
     ManualMaintenance,
+    RunbookRun,
+    RunbookStep,
     Silence,
     StaffSession,
     TargetState,
@@ -94,6 +96,8 @@ _OUTBOX: Table = EventRecord.__table__  # type: ignore[assignment]
 _SILENCE: Table = Silence.__table__  # type: ignore[assignment]
 _WINDOW: Table = ManualMaintenance.__table__  # type: ignore[assignment]
 _STAFF_SESSION: Table = StaffSession.__table__  # type: ignore[assignment]
+_RUN: Table = RunbookRun.__table__  # type: ignore[assignment]
+_RUN_STEP: Table = RunbookStep.__table__  # type: ignore[assignment]
 
 RETENTION_LOCK_KEY = 0x4469_616D
 """First key of the PostgreSQL advisory locks the retention batches take (the second is the kind's)."""
@@ -501,6 +505,33 @@ def staff_sessions_pruner(repo: StateRepository) -> EndedPruner:
     return EndedPruner(repo, "staff_sessions", s, ended)
 
 
+class RunsPruner(EndedPruner):
+    """``storage.retention.runbook_runs``: runs that ended before the cutoff go, each with
+    the rows of its steps in the same transaction; one still active (``ended_at`` NULL,
+    interrupted ones too) never does."""
+
+    def __init__(self, repo: StateRepository) -> None:
+        super().__init__(repo, "runbook_runs", _RUN, _RUN.c.ended_at)
+
+    def delete_batch(self, cutoff: float, limit: int) -> Batch:
+        with batch_transaction(self._repo, self._kind) as conn:
+            if conn is None:
+                return _DONE
+            ids = list(
+                conn.execute(
+                    select(_RUN.c.id)
+                    .where(_RUN.c.ended_at < cutoff)
+                    .order_by(_RUN.c.id)
+                    .limit(limit)
+                ).scalars()
+            )
+            if not ids:
+                return Batch(0, False)
+            conn.execute(delete(_RUN_STEP).where(_RUN_STEP.c.run_id.in_(ids)))
+            conn.execute(delete(_RUN).where(_RUN.c.id.in_(ids)))
+        return Batch(len(ids), True)
+
+
 def _delete_some(
     conn: Connection, table: Table, key: list[Any], where: ColumnElement[bool], limit: int
 ) -> int:
@@ -530,6 +561,7 @@ def register_state_history(
     job.register("manual_maintenance", manual_maintenance_pruner(repo))
     job.register("audit", AuditPruner(repo))
     job.register("staff_sessions", staff_sessions_pruner(repo))
+    job.register("runbook_runs", RunsPruner(repo))
     return uptime
 
 
