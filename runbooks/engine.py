@@ -366,6 +366,8 @@ class RunbookEngine:
             configured = {t.id: t for t in getattr(self.config(), "targets", [])}
             found = configured.get(run.target_id)
             state = self.services.health_of(run.target_id)
+            with self.repo.reading() as conn:
+                stored = queries.target(conn, run.target_id)
             target = {
                 "id": run.target_id,
                 "name": getattr(found, "name", None) or run.target_id,
@@ -373,6 +375,9 @@ class RunbookEngine:
                 "tags": dict(getattr(found, "tags", {}) or {}),
                 "address": _address_of(found),
                 "health": getattr(getattr(state, "health", None), "value", None),
+                # What the last check said, in the peer's words (a carrier's reason
+                # phrase): data, shell-quoted where it reaches a command.
+                "detail": stored.last_detail if stored is not None else None,
             }
         incident: dict[str, Any] = {}
         if run.incident_id is not None:

@@ -198,3 +198,46 @@ def test_a_rule_runs_a_runbook_and_a_kill_9_mid_step_leaves_it_interrupted_until
         assert done
     finally:
         app.stop()
+
+
+@pytest.mark.e2e
+def test_a_carriers_503_reason_phrase_reaches_a_command_as_one_inert_word(tmp_path: Path) -> None:
+    from tests.peers.sipp import sipp_options_uas
+
+    work = tmp_path / "work"
+    work.mkdir()
+    pwned = tmp_path / "pwned"
+    phrase = f"; touch {pwned}"
+    cfg = tmp_path / "dialwatch.yaml"
+    with sipp_options_uas(tmp_path, code=503, reason=phrase) as carrier:
+        cfg.write_text(
+            f"""\
+appliance: {{interval: 24h}}
+targets:
+  - {{id: trunk-a, kind: sip, uri: "{carrier.uri}", interval: 1s, timeout: 500ms,
+      fail_after: 1, recover_after: 1, tags: {{role: trunk}}}}
+runbooks:
+  - id: tell
+    steps:
+      - kind: shell
+        command: "/bin/sh -c 'printf %s \\"$1\\" > {work}/said' sh {{{{ target.detail }}}}"
+runbook_settings:
+  shell_allow: [/bin/sh]
+rules:
+  - {{id: trunk-down, when: {{event: opened, tags: {{role: trunk}}}}, run: tell}}
+""",
+            encoding="utf-8",
+        )
+        app = Appliance(tmp_path, cfg, free_port())
+        app.start()
+        try:
+            said = wait_for("the step's file", lambda: (work / "said").exists() and
+                            (work / "said").read_text())  # fmt: skip
+            run, steps = wait_for(
+                "the run to end", lambda: (r := the_run(app.data)) and r[0].ended_at and r
+            )  # type: ignore[misc]
+        finally:
+            app.stop()
+    assert phrase in str(said)  # the whole phrase arrived, as one argument
+    assert not pwned.exists()  # and the shell never ran it
+    assert run.state == "succeeded" and steps[0].state == "succeeded"
