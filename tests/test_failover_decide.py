@@ -67,6 +67,24 @@ def changes(members: list[MemberView], **rules: object) -> list[tuple[str, Wante
             id="back-one-makes-room-for-the-other",
         ),
         pytest.param([m("ct", DOWN, wanted=OFF), m("cu", UP)], {}, [], id="already-out-stays-out"),
+        pytest.param(
+            [m("ct", DOWN, wanted=OFF), m("cu", DOWN)],
+            {},
+            [("ct", ON)],
+            id="every-member-down-puts-back-the-one-taken-out",
+        ),
+        pytest.param(
+            [m("ct", UP, ago=1, wanted=OFF), m("cu", DOWN)],
+            {"failback": "approve"},
+            [("ct", ON), ("cu", OFF)],
+            id="up-again-while-nothing-in-the-proxy-is-goes-back-at-once",
+        ),
+        pytest.param(
+            [m("ct", UP, ago=1, wanted=OFF), m("cu", DOWN, parent="uplink")],
+            {},
+            [("ct", ON)],
+            id="nothing-in-the-proxy-up-counts-a-parents-failure-too",
+        ),
     ],
 )
 def test_the_decision_table(

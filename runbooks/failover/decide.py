@@ -10,7 +10,11 @@ wait for an approval, and why nothing happens when nothing may:
   the appliance's own uplink, say) is never disabled: the trunk is probably
   fine and the problem is ours;
 - when every member is down, nothing is disabled (there is nowhere to move
-  calls to, and a proxy with no destination refuses every call);
+  calls to, and a proxy with no destination refuses every call), and a
+  member taken out earlier is put back;
+- a member taken out that is up again while no member in the proxy is up
+  goes back at once (without ``failback_after`` or an approval: it is
+  better than none);
 - at least ``min_active`` members stay active, counting only members that
   are up as places calls can go;
 - a disabled member that has been up for ``failback_after`` is enabled
@@ -86,8 +90,31 @@ def decide(members: Sequence[MemberView], rules: GroupRules, now: float) -> Deci
 
     # Put back first: a member coming back makes room to take another out.
     active_up = {m.target for m in members if m.wanted is Wanted.ACTIVE and m.health is Health.UP}
+    nothing_in_works = not active_up
+    every_down = all(m.health is Health.DOWN for m in members)
     for member in members:
-        if member.wanted is not Wanted.INACTIVE or member.health is not Health.UP:
+        if member.wanted is not Wanted.INACTIVE:
+            continue
+        if every_down:
+            # Taken out when another could take its calls; now none can, so nothing stays
+            # disabled: the proxy has every member again, as if none had failed.
+            changes.append(
+                Change(member.target, Wanted.ACTIVE, "every member is down: none stays taken out")
+            )
+            continue
+        if member.health is not Health.UP:
+            continue
+        if nothing_in_works:
+            # The members in the proxy are all failing: a trunk that is up again is
+            # better than none, stable or approved or not.
+            changes.append(
+                Change(
+                    member.target,
+                    Wanted.ACTIVE,
+                    "up again while no member in the proxy is: put back at once",
+                )
+            )
+            active_up.add(member.target)
             continue
         stable_for = now - member.since if member.since is not None else 0.0
         if stable_for < rules.failback_after:
