@@ -13,66 +13,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
-import socket
 import subprocess
 import sys
-import time
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from runbooks.kamailio import CtlDispatcher
+from tests.failover_lab import ROOT, routed_to, wait_for
 from tests.peers import free_port
 from tests.peers.kamailio import kamailio_dispatcher
 from tests.peers.sipp import sipp_options_uas
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def wait_for(what: str, check: Callable[[], object], timeout: float = 30.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def routed_to(proxy_port: int) -> int | None:
-    """Send one routed request through Kamailio; the port of the trunk that answered."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.settimeout(2.0)
-        port = sock.getsockname()[1]
-        call = uuid.uuid4().hex
-        request = (
-            f"OPTIONS sip:caller@127.0.0.1:{proxy_port} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{call[:12]};rport\r\n"
-            "Max-Forwards: 70\r\n"
-            f"From: <sip:lab@127.0.0.1>;tag={call[:8]}\r\n"
-            f"To: <sip:caller@127.0.0.1:{proxy_port}>\r\n"
-            f"Call-ID: {call}@lab\r\n"
-            "CSeq: 1 OPTIONS\r\n"
-            f"Contact: <sip:lab@127.0.0.1:{port}>\r\n"
-            "Content-Length: 0\r\n\r\n"
-        )
-        sock.sendto(request.encode(), ("127.0.0.1", proxy_port))
-        try:
-            while True:
-                data = sock.recv(65535).decode("utf-8", "replace")
-                if not data.startswith("SIP/2.0 1"):  # skip provisional answers
-                    break
-        except TimeoutError:
-            return None
-    if not data.startswith("SIP/2.0 200"):
-        return None
-    contact = re.search(r"^Contact: <sip:127\.0\.0\.1:(\d+)", data, re.MULTILINE)
-    return int(contact[1]) if contact else None
 
 
 def config(path: Path, primary: str, backup: str, ctl: Path) -> None:

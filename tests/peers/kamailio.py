@@ -121,6 +121,16 @@ class Kamailio:
     ctl: Path
     process: subprocess.Popen[bytes]
     log: Path
+    command: tuple[str, ...] = ()
+    """How it was started: ``restart`` starts it again the same way."""
+
+    def restart(self) -> None:
+        """Stop Kamailio and start it again with the same config, ports and ctl socket, as
+        ``systemctl restart kamailio`` would: it forgets every state set over RPC (the
+        dispatcher list is read from its file again)."""
+        stop_process(self.process, 10)
+        self.ctl.unlink(missing_ok=True)
+        self.process = _start(self.command, self.log, self.port, self.tcp_port, self.ctl)
 
     def rpc(self, *args: str) -> str:
         """Run a control command (``ul.add``, ``ul.dump``...) over the ctl socket."""
@@ -153,12 +163,23 @@ def run_kamailio(workdir: Path, body: str, **values: object) -> Iterator[Kamaili
         _HEAD.format(port=port, tcp_port=tcp_port, modules=MODULES, ctl=ctl) + body.format(**values)
     )
     log = workdir / f"kamailio-{port}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [kamailio, "-f", str(cfg), "-DD", "-E", "-w", str(workdir), "-Y", str(workdir)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    command = (kamailio, "-f", str(cfg), "-DD", "-E", "-w", str(workdir), "-Y", str(workdir))
+    instance = Kamailio(
+        port, tcp_port, ctl, _start(command, log, port, tcp_port, ctl), log, command
+    )
+    try:
+        yield instance
+    finally:
+        stop_process(instance.process, 10)
+
+
+def _start(
+    command: tuple[str, ...], log: Path, port: int, tcp_port: int, ctl: Path
+) -> subprocess.Popen[bytes]:
+    """Start Kamailio (its output appended to ``log``) and wait until it listens on its
+    UDP and TCP ports and has made its ctl socket."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 15
         while not (port_bound(port, "udp") and port_bound(tcp_port, "tcp") and ctl.exists()):
@@ -167,9 +188,10 @@ def run_kamailio(workdir: Path, body: str, **values: object) -> Iterator[Kamaili
             if time.monotonic() > deadline:
                 raise TimeoutError(f"kamailio did not start within 15 s: {log.read_text()[-2000:]}")
             time.sleep(0.05)
-        yield Kamailio(port, tcp_port, ctl, process, log)
-    finally:
+    except BaseException:
         stop_process(process, 10)
+        raise
+    return process
 
 
 @contextlib.contextmanager

@@ -5,6 +5,12 @@ OPTIONS and answers with a chosen status (optionally preceded by ``100
 Trying``), over UDP or TCP. SIPp's built-in ``uas`` scenario expects INVITE,
 hence our own scenario.
 
+``sipp_trunk_uas`` is a carrier trunk for the failover lab: one SIPp that
+answers OPTIONS and takes calls (INVITE, 100/180/200, ACK, BYE), tracing every
+message so a test can tell which trunk an INVITE reached
+(``requests_received``); ``sipp_calls`` is the caller, a batch of calls
+through a record-routing proxy.
+
 ``DroppingUdpRelay`` sits in front of a UDP peer and drops the first N
 datagrams from the client. SIPp itself treats a retransmitted request as a
 duplicate of one it never answered, so "lose the first copy" has to happen
@@ -16,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import ipaddress
+import re
 import selectors
 import socket
 import subprocess
@@ -68,6 +75,8 @@ class SippUas:
     transport: str
     process: subprocess.Popen[bytes]
     log: Path
+    messages: Path | None = None
+    """SIPp's ``-trace_msg`` file: every message it received and sent (``sipp_trunk_uas``)."""
 
     @property
     def uri(self) -> str:
@@ -375,6 +384,173 @@ def sipp_call_uas(workdir: Path, behaviour: str, ring_ms: int = 200) -> Iterator
         yield SippUas(port, "udp", process, log)
     finally:
         stop_process(process, 5)
+
+
+def trunk_scenario(ring_ms: int = 100) -> str:
+    """SIPp UAS scenario XML for a carrier trunk in a failover lab: it answers both.
+
+    - an OPTIONS (a keep-alive probe, Dialwatch's ``sip`` probe): 200 OK;
+    - an INVITE (a call): 100, 180, after ``ring_ms`` a 200 with SDP, then ACK and
+      BYE (200). Record-Route is echoed, so the ACK and BYE come back through the proxy.
+
+    Each new Call-ID starts the scenario at the top; an optional ``recv`` OPTIONS
+    jumps to the OPTIONS answer, anything else must be an INVITE.
+    """
+    no_tag = ";tag=[pid]SIPpTag[call_number]"  # the BYE's To has the tag already
+    steps = [
+        '  <recv request="OPTIONS" optional="true" next="options"/>\n',
+        '  <recv request="INVITE" crlf="true"/>\n',
+        _send("100 Trying"),
+        _send("180 Ringing"),
+        f'  <pause milliseconds="{ring_ms}"/>\n',
+        _send("200 OK", sdp=True, retrans=True),
+        '  <recv request="ACK" crlf="true"/>\n',
+        '  <recv request="BYE"/>\n',
+        _send("200 OK").replace(no_tag, "").replace("<send>", '<send next="done">'),
+        '  <label id="options"/>\n',
+        _send("200 OK").replace("Server: SIPp call-uas", "Server: SIPp trunk-uas"),
+        '  <label id="done"/>\n',
+    ]
+    return (
+        '<?xml version="1.0" encoding="ISO-8859-1" ?>\n'
+        '<scenario name="dialwatch lab trunk">\n' + "".join(steps) + "</scenario>\n"
+    )
+
+
+@contextlib.contextmanager
+def sipp_trunk_uas(workdir: Path, port: int | None = None, ring_ms: int = 100) -> Iterator[SippUas]:
+    """Run SIPp as a carrier trunk (UDP, 127.0.0.1) answering OPTIONS and calls (see
+    ``trunk_scenario``), on ``port`` (to bring a killed trunk back where it was; default a
+    free one). Every message is traced to ``messages``: ``requests_received`` reads it."""
+    sipp = require_binary("sipp")
+    port = port or free_port(socket.SOCK_DGRAM)
+    scenario = workdir / f"trunk-{port}.xml"
+    scenario.write_text(trunk_scenario(ring_ms))
+    log = workdir / f"sipp-trunk-{port}.log"
+    messages = workdir / f"sipp-trunk-{port}-messages-{time.monotonic_ns()}.log"
+    cmd = [
+        sipp, "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(port), "-t", "u1",
+        "-cp", str(free_port(socket.SOCK_DGRAM)), "-nostdin",
+        "-trace_msg", "-message_file", str(messages),
+    ]  # fmt: skip
+    with log.open("ab") as out:
+        process = subprocess.Popen(cmd, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 10
+        while not port_bound(port, "udp"):
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"sipp exited with {process.returncode}: {log.read_text()[-2000:]}"
+                )
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"sipp did not bind udp port {port} within 10 s")
+            time.sleep(0.02)
+        yield SippUas(port, "udp", process, log, messages)
+    finally:
+        stop_process(process, 5)
+
+
+_CALL_ID = re.compile(r"^Call-ID:\s*(\S+)", re.MULTILINE | re.IGNORECASE)
+
+
+def requests_received(uas: SippUas, method: str = "INVITE") -> list[str]:
+    """The Call-IDs of the ``method`` requests (INVITE, ACK, BYE, OPTIONS) this trunk
+    received, from its message trace, in order; a retransmitted request once."""
+    assert uas.messages is not None, "only sipp_trunk_uas traces its messages"
+    if not uas.messages.exists():
+        return []
+    seen: list[str] = []
+    # SIPp writes one entry per message, each after a line of dashes.
+    for entry in re.split(r"^-{20,}.*$", uas.messages.read_text(errors="replace"), flags=re.M):
+        body = entry.split("\n\n", 1)[-1].lstrip()
+        if entry.lstrip().startswith(("UDP message received", "TCP message received")) and (
+            body.startswith(f"{method} ")
+        ):
+            found = _CALL_ID.search(body)
+            if found and found[1] not in seen:
+                seen.append(found[1])
+    return seen
+
+
+def caller_scenario(pause_ms: int = 50) -> str:
+    """SIPp UAC scenario XML for calls through a record-routing proxy: INVITE (to the
+    ``-s`` service), 100/180 optional, 200, ACK and, after ``pause_ms``, BYE, both along
+    the recorded route (``rrs``, ``[next_url]``, ``[routes]``), then the BYE's 200.
+
+    (SIPp's built-in ``uac`` sends ACK and BYE to the proxy's own address without a
+    Route set, which a proxy that record-routes does not relay.)"""
+    dialog = """      From: <sip:caller@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>{peer_tag}
+      Call-ID: [call_id]
+      CSeq: {cseq}
+      Contact: <sip:caller@[local_ip]:[local_port];transport=[transport]>
+      Max-Forwards: 70
+      Content-Length: 0"""
+
+    def request(line: str, cseq: str, in_dialog: bool, retrans: bool) -> str:
+        attrs = ' retrans="500"' if retrans else ""
+        via = "      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]"
+        headers = dialog.format(peer_tag="[peer_tag_param]" if in_dialog else "", cseq=cseq)
+        route = "\n      [routes]" if in_dialog else ""
+        return (
+            f"  <send{attrs}>\n    <![CDATA[\n      {line}\n{via}\n{headers}{route}\n\n"
+            "    ]]>\n  </send>\n"
+        )
+
+    steps = [
+        request("INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0", "1 INVITE", False, True),
+        '  <recv response="100" optional="true"/>\n',
+        '  <recv response="180" optional="true"/>\n',
+        '  <recv response="200" rrs="true"/>\n',
+        request("ACK [next_url] SIP/2.0", "1 ACK", True, False),
+        f'  <pause milliseconds="{pause_ms}"/>\n',
+        request("BYE [next_url] SIP/2.0", "2 BYE", True, True),
+        '  <recv response="200" crlf="true"/>\n',
+    ]
+    return (
+        '<?xml version="1.0" encoding="ISO-8859-1" ?>\n'
+        '<scenario name="dialwatch lab caller">\n' + "".join(steps) + "</scenario>\n"
+    )
+
+
+@dataclass(frozen=True)
+class CallBatch:
+    call_ids: list[str]
+    returncode: int
+    """SIPp's: 0 when every call completed, 1 when one failed."""
+    output: str
+
+
+def sipp_calls(
+    workdir: Path, proxy: str, calls: int, label: str, *, rate: int = 50, timeout: float = 15.0
+) -> CallBatch:
+    """Run SIPp as a caller: ``calls`` calls (``-m``, ``rate`` per second) to
+    ``sip:lab@<proxy>`` (``proxy`` is ``host:port``), each a full INVITE/ACK/BYE dialog (see
+    ``caller_scenario``). The Call-IDs start with ``label`` so the trunks' traces show
+    which batch reached whom. Waits for SIPp to finish."""
+    sipp = require_binary("sipp")
+    scenario = workdir / "lab-caller.xml"
+    if not scenario.exists():
+        scenario.write_text(caller_scenario())
+    cmd = [
+        sipp, "-sf", str(scenario), "-s", "lab", "-i", "127.0.0.1",
+        "-p", str(free_port(socket.SOCK_DGRAM)), "-t", "u1",
+        "-cp", str(free_port(socket.SOCK_DGRAM)), "-nostdin",
+        "-m", str(calls), "-r", str(rate), "-l", str(calls),
+        "-cid_str", f"{label}-%u-%p@%s",
+        "-timeout", f"{timeout:g}s", "-timeout_error",
+        proxy,
+    ]  # fmt: skip
+    with subprocess.Popen(
+        cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as process:
+        try:
+            output, _ = process.communicate(timeout=timeout + 10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate()
+    call_ids = [f"{label}-{n}-{process.pid}@127.0.0.1" for n in range(1, calls + 1)]
+    return CallBatch(call_ids, process.returncode, output[-3000:])
 
 
 # -- test certificates for the TLS front ---------------------------------
