@@ -109,7 +109,8 @@ class RunbookConfig(StrictModel):
 
     def step_ids(self, phase: str) -> list[str]:
         steps = self.steps if phase == "main" else self.rollback
-        return [s.id or f"step-{i + 1}" for i, s in enumerate(steps)]
+        default = "step" if phase == "main" else "rollback"
+        return [s.id or f"{default}-{i + 1}" for i, s in enumerate(steps)]
 
 
 class RunbookSettings(StrictModel):
@@ -136,14 +137,16 @@ def runbook_problems(config: Any) -> Iterable[tuple[KeyPath, str]]:
     settings = getattr(config, "runbook_settings", None)
     allowed = set(settings.shell_allow) if settings is not None else set()
     for r, runbook in enumerate(runbooks):
+        yield from _parameter_problems(runbook, r)
+        seen: set[str] = set()  # one namespace for both lists: steps.<id> in templates
         for phase in ("steps", "rollback"):
-            seen: set[str] = set()
             for s, step in enumerate(getattr(runbook, phase)):
                 key: KeyPath = ("runbooks", r, phase, s)
                 if step.id is not None:
                     if step.id in seen:
-                        yield (*key, "id"), f"step id '{step.id}' is used twice in {phase}"
+                        yield (*key, "id"), f"step id '{step.id}' is used twice in this runbook"
                     seen.add(step.id)
+                yield from _reference_problems(config, step, key)
                 if step.kind == "shell":
                     command = _argv0(step.command)
                     if command not in allowed:
@@ -152,12 +155,62 @@ def runbook_problems(config: Any) -> Iterable[tuple[KeyPath, str]]:
                             (*key, "command"),
                             f"'{command}' is not in runbook_settings.shell_allow (allowed: {shown})",
                         )
+    by_id = {rb.id: rb for rb in runbooks}
     for r, rule in enumerate(getattr(config, "rules", [])):
         run = getattr(rule, "run", None)
-        if run is not None and run.runbook not in ids:
+        if run is None:
+            continue
+        if run.runbook not in ids:
             close = difflib.get_close_matches(run.runbook, ids, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             yield ("rules", r, "run", "runbook"), f"no runbook '{run.runbook}'{hint}"
+            continue
+        wanted = by_id[run.runbook].parameters
+        for name, value in run.params.items():
+            key = ("rules", r, "run", "params", name)
+            if name not in wanted:
+                shown = ", ".join(wanted) or "none"
+                yield (
+                    key,
+                    f"runbook '{run.runbook}' has no parameter '{name}' (parameters: {shown})",
+                )
+            elif wanted[name].choices is not None and str(value) not in wanted[name].choices:
+                yield key, f"'{value}' is not one of {', '.join(wanted[name].choices or [])}"
+        for name, spec in wanted.items():
+            if spec.required and name not in run.params:
+                yield ("rules", r, "run"), f"runbook '{run.runbook}' needs parameter '{name}'"
+
+
+def _parameter_problems(runbook: RunbookConfig, r: int) -> Iterable[tuple[KeyPath, str]]:
+    for name, spec in runbook.parameters.items():
+        choices = spec.choices
+        if choices is not None and spec.default is not None and str(spec.default) not in choices:
+            yield (
+                ("runbooks", r, "parameters", name, "default"),
+                f"'{spec.default}' is not one of its choices: {', '.join(choices)}",
+            )
+
+
+def _reference_problems(config: Any, step: Any, key: KeyPath) -> Iterable[tuple[KeyPath, str]]:
+    """A step's names of targets, people and schedules must be in the config."""
+    target = getattr(step, "target", None)
+    if step.kind in ("wait_for", "set_maintenance") and target is not None:
+        targets = sorted(t.id for t in getattr(config, "targets", []))
+        if target not in targets:
+            close = difflib.get_close_matches(target, targets, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            yield (*key, "target"), f"no target '{target}'{hint}"
+    if step.kind == "notify":
+        known = {
+            "person": sorted(p.id for p in getattr(config, "people", [])),
+            "schedule": sorted(s.id for s in getattr(config, "schedules", [])),
+        }
+        for n, recipient in enumerate(step.to):
+            kind, _, ident = recipient.partition(":")
+            if ident not in known[kind]:
+                section = "people" if kind == "person" else "schedules"
+                shown = ", ".join(known[kind]) or "none"
+                yield (*key, "to", n), f"no {kind} '{ident}' ({section}: {shown})"
 
 
 def _argv0(command: str | list[str]) -> str:

@@ -89,8 +89,10 @@ def render_step(step: StepConfig, values: Mapping[str, Any]) -> StepConfig:
     return step.model_copy(update=update_) if update_ else step
 
 
-def step_key(step: StepConfig, position: int) -> str:
-    return step.id or f"step-{position + 1}"
+def step_key(step: StepConfig, position: int, phase: str = "main") -> str:
+    """How a step is named in the run and to templates: its id, else ``step-<n>``
+    (``rollback-<n>`` for a rollback step, so the two lists never share a name)."""
+    return step.id or (f"step-{position + 1}" if phase == "main" else f"rollback-{position + 1}")
 
 
 def _iso(at: float | None) -> str | None:
@@ -140,6 +142,7 @@ class RunbookEngine:
         self.faults = faults
         self.mask = mask
         self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._asking: set[int] = set()  # runs whose task waits for a person
         self._loop_task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -244,7 +247,9 @@ class RunbookEngine:
                 started.append(self._spawn(run.id))
         limit = self.settings().max_parallel
         for run in sorted(queued, key=lambda r: r.id):
-            if len(self._tasks) >= limit:
+            # Runs waiting for a person hold no slot: eight pending approvals must not
+            # stall every other run.
+            if len(self._tasks) - len(self._asking & set(self._tasks)) >= limit:
                 break
             if run.id not in self._tasks:
                 started.append(self._spawn(run.id))
@@ -296,10 +301,15 @@ class RunbookEngine:
                 runs.note(self.repo, conn, run, RUN_RUNNING,
                           f"run {run_id} ({runbook.display_name()}) executing", now)  # fmt: skip
         phase, position = run.phase, run.position
+        passed_over: list[str] = []
         while True:
             steps = runbook.steps if phase == "main" else runbook.rollback
             if position >= len(steps):
-                if phase == "main":
+                if phase == "main" and passed_over:
+                    self._end(run, RUN_SUCCEEDED,
+                              f"done; {len(passed_over)} of {len(steps)} steps failed and were "
+                              f"passed over (on_failure: continue): {', '.join(passed_over)}")  # fmt: skip
+                elif phase == "main":
                     self._end(run, RUN_SUCCEEDED, f"all {len(steps)} steps succeeded")
                 else:
                     self._end(run, RUN_ROLLED_BACK, "rolled back: every rollback step succeeded")
@@ -310,11 +320,12 @@ class RunbookEngine:
                 position += 1
                 self._move(run, phase, position)
                 continue
-            name = step.title(position)
+            name = step.name or step_key(step, position, phase)
             if phase == "rollback":
                 self._end(run, RUN_FAILED, f"rollback step {name} failed: {outcome.reason}")
                 return
             if step.on_failure == "continue":
+                passed_over.append(name)
                 position += 1
                 self._move(run, phase, position)
                 continue
@@ -417,7 +428,7 @@ class RunbookEngine:
         step: StepConfig,
         values: dict[str, Any],
     ) -> _Outcome:
-        key = step_key(step, position)
+        key = step_key(step, position, phase)
         attempts = 1 if step.WAITS_FOR_PERSON else step.retries + 1
         waiting = self._waiting_row(run.id, phase, position)
         for attempt in range(1, attempts + 1):
@@ -457,8 +468,11 @@ class RunbookEngine:
             except StepFailed as exc:
                 state, summary, output, retry = "failed", exc.reason, exc.output, exc.retry
             except asyncio.CancelledError:
-                self._close_step(row_id, "aborted" if not self._stopping else "interrupted",
-                                 "stopped", "\n".join(lines))  # fmt: skip
+                if not (self._stopping and self._is_waiting(row_id)):
+                    # A clean stop leaves a question to a person open: after the restart
+                    # the same row is asked again, with the time it had left.
+                    self._close_step(row_id, "aborted" if not self._stopping else "interrupted",
+                                     "stopped", "\n".join(lines))  # fmt: skip
                 raise
             except Exception as exc:  # a step's bug is that step's failure
                 log.exception("run %d step %s", run.id, key)
@@ -479,6 +493,11 @@ class RunbookEngine:
             pause = step.backoff * 2 ** (attempt - 1)
             await self.clock.sleep(pause)
         return _Outcome(False, "no attempt left")  # pragma: no cover - the loop returns
+
+    def _is_waiting(self, row_id: int) -> bool:
+        with self.repo.reading() as conn:
+            state = conn.execute(select(_STEP.c.state).where(_STEP.c.id == row_id)).scalar()
+        return state == "waiting"
 
     def _waiting_row(self, run_id: int, phase: str, position: int) -> StepRow | None:
         with self.repo.reading() as conn:
@@ -502,7 +521,7 @@ class RunbookEngine:
             again = f" (attempt {attempt})" if attempt > 1 else ""
             runs.note(
                 self.repo, conn, run, RUN_RUNNING,
-                f"run {run.id}: step {step.title(position)} ({step.kind}) started{again}", at,
+                f"run {run.id}: step {step.title(position, phase)} ({step.kind}) started{again}", at,
                 step={"step": key, "position": position, "phase": phase, "summary": "started"},
             )  # fmt: skip
         return int(row_id)
@@ -547,6 +566,13 @@ class RunbookEngine:
                     step={"step": row.step_id, "position": row.position, "phase": row.phase,
                           "summary": f"waiting ({what})"},
                 )  # fmt: skip
+        self._asking.add(run.id)
+        try:
+            return await self._answer(run, row_id, deadline)
+        finally:
+            self._asking.discard(run.id)
+
+    async def _answer(self, run: RunRow, row_id: int, deadline: float) -> PersonDecision:
         while True:
             with self.repo.reading() as conn:
                 row = conn.execute(select(_STEP).where(_STEP.c.id == row_id)).one()
@@ -567,10 +593,10 @@ class RunbookEngine:
         planned = []
         for phase, steps in (("main", runbook.steps), ("rollback", runbook.rollback)):
             for position, step in enumerate(steps):
-                key = step_key(step, position)
+                key = step_key(step, position, phase)
                 common = dict(
                     phase=phase, position=position, id=key, kind=step.kind,
-                    title=step.title(position), on_failure=step.on_failure,
+                    title=step.title(position, phase), on_failure=step.on_failure,
                     timeout=step.timeout, retries=step.retries,
                 )  # fmt: skip
                 try:

@@ -36,9 +36,12 @@ _KAMCMD_ERROR = re.compile(r"^error:\s*(.*)$", re.MULTILINE)
 class KamailioError(Exception):
     """The proxy did not do what was asked; ``reason`` is a sentence with its own words."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, refused: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.refused = refused
+        """Kamailio (or what is in front of it) answered and said no, or this machine
+        cannot ask at all: trying again the same way cannot help."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,9 @@ class Dispatcher(Protocol):
 
 def _check_state(state: str) -> str:
     if state not in STATES:
-        raise KamailioError(f"state {state!r} is not one of {', '.join(sorted(STATES))}")
+        raise KamailioError(
+            f"state {state!r} is not one of {', '.join(sorted(STATES))}", refused=True
+        )
     return state
 
 
@@ -149,7 +154,8 @@ class CtlDispatcher:
             )
         except FileNotFoundError:
             raise KamailioError(
-                f"kamcmd is not installed here ({self.kamcmd}); apt install kamailio"
+                f"kamcmd is not installed here ({self.kamcmd}); apt install kamailio",
+                refused=True,
             ) from None
         except subprocess.TimeoutExpired:
             raise KamailioError(
@@ -157,7 +163,9 @@ class CtlDispatcher:
             ) from None
         said = _KAMCMD_ERROR.search(done.stdout)
         if said:
-            raise KamailioError(f"kamailio ({self.socket}) {args[0]}: {said.group(1).strip()}")
+            raise KamailioError(
+                f"kamailio ({self.socket}) {args[0]}: {said.group(1).strip()}", refused=True
+            )
         if done.returncode != 0:
             detail = " ".join((done.stderr or done.stdout).split())[:300]
             raise KamailioError(f"kamcmd {args[0]} on {self.socket} failed: {detail}")
@@ -234,12 +242,14 @@ class RpcDispatcher:
             error = document["error"]
             raise KamailioError(
                 f"kamailio ({where}) {method}: {error.get('code', answer.status)} - "
-                f"{error.get('message', answer.reason)}"
+                f"{error.get('message', answer.reason)}",
+                refused=True,
             )
         if answer.status == 401:
             raise KamailioError(
                 f"kamailio JSON-RPC {where} answered 401: the proxy in front wants "
-                "username and password"
+                "username and password",
+                refused=True,
             )
         if not 200 <= answer.status < 300 or not isinstance(document, dict):
             text = " ".join(answer.body.decode("utf-8", "replace").split())[:200]

@@ -400,6 +400,12 @@ def resume(repo: StateRepository, actor: str, run_id: int, *, rollback: bool, at
                 f"{'rolled back (or a failed one)' if rollback else 'resumed'}"
             )
         if rollback:
+            busy = active_run(conn, run.runbook_id, run.target_id)
+            if busy is not None and busy.id != run_id:
+                raise Conflict(
+                    f"run {busy.id} of {run.runbook_id} for {run.target_id or 'no target'} is "
+                    f"{busy.state}: one run per runbook and target at a time"
+                )
             _set(conn, run_id, state=RUN_QUEUED, phase="rollback", position=0, ended_at=None,
                  requested=None)  # fmt: skip
             line = f"run {run_id}: {actor} asked to roll it back"

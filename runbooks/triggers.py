@@ -211,6 +211,15 @@ class RunTriggers:
                 if not verdict.fires:
                     self._drop(repo, conn, run, verdict.reason, now)
                     continue
+                runbook = self._runbooks().get(run.runbook_id)
+                last = runs.last_ended_at(conn, run.runbook_id, run.target_id)
+                if runbook is not None and last is not None and now - last < runbook.cooldown:
+                    why = (
+                        f"the last run ended {format_duration(round(now - last))} ago "
+                        f"(cooldown {format_duration(runbook.cooldown)})"
+                    )
+                    self._drop(repo, conn, run, why, now)
+                    continue
                 state = _state_of(action)
                 conn.execute(
                     update(_RUN).where(_RUN.c.id == run.id).values(state=state, check_at=None)

@@ -388,9 +388,90 @@ def test_a_dry_run_resolves_every_value_masks_secrets_and_runs_nothing(tmp_path:
         ("main", "t"),
         ("main", "step-2"),
         ("main", "step-3"),
-        ("rollback", "step-1"),
+        ("rollback", "rollback-1"),
     ]
     assert plan[1].lines == (f"run on this appliance: {ECHO} noc '<output of t>' ***",)
     assert plan[2].error == "template: 'nope' is undefined"
     assert not touched.exists()
     assert w.steps(run.id) == []
+
+
+def test_a_command_that_writes_much_is_read_to_its_end_and_never_blocks(tmp_path: Path) -> None:
+    w = World(tmp_path, {"id": "rb", "steps": [
+        {"id": "much", "kind": "shell",
+         "command": SH + " -c 'echo first; head -c 400000 /dev/zero | tr \"\\\\0\" x; echo; echo last'"},
+    ]})  # fmt: skip
+    run = w.start("rb")
+    done = asyncio.run(execute(w, run.id))
+    [step] = w.steps(run.id)
+    assert done.state == "succeeded"
+    assert step.output.rstrip().endswith("last")  # the end is kept (64 KiB of it)
+    assert step.output.startswith("…") and len(step.output) == 64 * 1024
+
+
+def test_failures_passed_over_are_named_at_the_end(tmp_path: Path) -> None:
+    w = World(tmp_path, {"id": "rb", "steps": [
+        {"id": "flaky", "kind": "shell", "command": FALSE, "on_failure": "continue"},
+        {"kind": "shell", "command": ECHO},
+    ]})  # fmt: skip
+    run = w.start("rb")
+    done = asyncio.run(execute(w, run.id))
+    assert done.state == "succeeded"
+    assert done.error == (
+        "done; 1 of 2 steps failed and were passed over (on_failure: continue): flaky"
+    )
+
+
+def test_runs_waiting_for_people_hold_no_slot(tmp_path: Path) -> None:
+    w = World(
+        tmp_path,
+        {"id": "ask", "steps": [{"kind": "approve"}]},
+        {"id": "work", "steps": [{"kind": "shell", "command": ECHO + " done"}]},
+    )
+    w.config = config(*w.config.model_dump(mode="json")["runbooks"])
+    w.config = w.config.model_copy(
+        update={
+            "runbook_settings": w.config.runbook_settings.model_copy(update={"max_parallel": 1})
+        }
+    )
+    asking = w.start("ask")
+    work = w.start("work")
+
+    async def scenario() -> None:
+        await w.engine.start()
+        await until(lambda: w.run(asking.id).state == "waiting")
+        w.engine.wake()
+        await until(ended(w, work.id))
+        await w.engine.stop()
+
+    asyncio.run(scenario())
+    assert w.run(work.id).state == "succeeded"
+
+
+def test_a_clean_stop_leaves_a_question_open_and_the_restart_asks_it_again(tmp_path: Path) -> None:
+    w = World(tmp_path, {"id": "rb", "steps": [{"kind": "approve", "timeout": "10m"}]})
+    run = w.start("rb", actor="rule:r")
+
+    async def first_life() -> None:
+        await w.engine.start()
+        await until(lambda: w.run(run.id).state == "waiting")
+        await w.clock.advance(120)
+        await w.engine.stop()
+
+    asyncio.run(first_life())
+    [row] = w.steps(run.id)
+    assert (w.run(run.id).state, row.state) == ("waiting", "waiting")
+
+    async def second_life() -> None:
+        w.engine = w.make_engine()
+        await w.engine.start()
+        await asyncio.sleep(0.1)
+        await w.clock.advance(479)
+        assert w.run(run.id).state == "waiting"  # 2 + 8 minutes of its 10 so far
+        await w.clock.advance(1)
+        await until(ended(w, run.id))
+        await w.engine.stop()
+
+    asyncio.run(second_life())
+    [row] = w.steps(run.id)  # the same row, asked once
+    assert row.state == "failed" and row.summary == "no answer in time (on_timeout: abort)"

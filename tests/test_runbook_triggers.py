@@ -188,3 +188,18 @@ def test_a_disabled_rule_or_a_running_run_starts_nothing(tmp_path: Path) -> None
 def test_a_runbook_needs_steps(runbook: dict[str, Any], message: str) -> None:
     with pytest.raises(Exception, match="at least 1 item"):
         Config.model_validate({"runbooks": [runbook]})
+
+
+def test_a_hold_that_ends_inside_the_cooldown_is_dropped(tmp_path: Path) -> None:
+    when = {"event": "transition", "tags": {"role": "trunk"}, "health": ["down"], "for": "30s"}
+    w = World(tmp_path, when=when)
+    w.handle(w.transition("trunk-a", "down", T0))
+    w.triggers.tick(w.repo, T0 + 30)
+    [first] = w.runs()
+    w.end(first.id, T0 + 60)
+    w.handle(w.transition("trunk-a", "up", T0 + 61))
+    w.handle(w.transition("trunk-a", "down", T0 + 100))
+    w.triggers.tick(w.repo, T0 + 130)  # held for 30 s, but 70 s after the last run ended
+    second = w.runs()[1]
+    assert second.state == "dropped"
+    assert second.error == "not started: the last run ended 70s ago (cooldown 10m)"

@@ -83,7 +83,7 @@ def test_a_dry_run_resolves_values_hides_secrets_and_stores_nothing(world: World
     assert r.status_code == 200, r.get_data(as_text=True)
     plan = r.get_json()["plan"]
     assert [(p["phase"], p["id"]) for p in plan] == [
-        ("main", "ask"), ("main", "pause"), ("rollback", "step-1"),
+        ("main", "ask"), ("main", "pause"), ("rollback", "rollback-1"),
     ]  # fmt: skip
     assert "Pause c7?" in " ".join(plan[0]["does"])
     assert any("/campaigns/c7/pause" in line for line in plan[1]["does"])

@@ -106,8 +106,9 @@ def _runbook(runbook_id: str) -> RunbookConfig:
 
 def _steps_json(runbook: RunbookConfig, phase: str) -> list[dict[str, Any]]:
     steps = runbook.steps if phase == "main" else runbook.rollback
+    ids = runbook.step_ids(phase)
     return [
-        {"id": s.id or f"step-{i + 1}", "kind": s.kind, "title": s.title(i),
+        {"id": ids[i], "kind": s.kind, "title": s.name or ids[i],
          "timeout": s.timeout, "retries": s.retries, "on_failure": s.on_failure}
         for i, s in enumerate(steps)
     ]  # fmt: skip

@@ -72,8 +72,9 @@ class StepConfig(StrictModel):
             _check_all(getattr(self, name), name)
         return self
 
-    def title(self, position: int) -> str:
-        return self.name or self.id or f"step-{position + 1}"
+    def title(self, position: int, phase: str = "main") -> str:
+        default = "step" if phase == "main" else "rollback"
+        return self.name or self.id or f"{default}-{position + 1}"
 
 
 def _alias(name: str) -> str:

@@ -102,7 +102,7 @@ class KamailioStep:
             )
             found = await asyncio.to_thread(self.dispatcher.list)
         except KamailioError as exc:
-            raise StepFailed(exc.reason) from exc
+            raise StepFailed(exc.reason, retry=not exc.refused) from exc
         mine = [d for d in found if d.set_id == self._set() and d.uri == c.destination]
         if not mine:
             raise StepFailed(

@@ -33,7 +33,17 @@ from pydantic import Field
 
 from runbooks.steps.base import StepConfig, StepContext, StepFailed, StepResult, tail
 
-MAX_READ = 1024 * 1024
+MAX_KEEP = 256 * 1024
+"""Bytes of output kept (the end); the run stores the last 64 KiB of them."""
+
+
+async def _collect(stream: asyncio.StreamReader) -> bytes:
+    kept = bytearray()
+    while chunk := await stream.read(65536):
+        kept += chunk
+        if len(kept) > MAX_KEEP:
+            del kept[: len(kept) - MAX_KEEP]
+    return bytes(kept)
 
 
 class ShellStepConfig(StepConfig):
@@ -85,15 +95,18 @@ class ShellStep:
             raise StepFailed(
                 f"{argv[0]} could not start: {exc.strerror or exc}", retry=False
             ) from exc
+        assert proc.stdout is not None
+        # Read to the end, keeping the last MAX_KEEP bytes: a command that writes much
+        # must never block on a full pipe (nor its wait, which waits for the pipe too).
+        reader = asyncio.create_task(_collect(proc.stdout))
         try:
-            assert proc.stdout is not None
-            out = await proc.stdout.read(MAX_READ)
             code = await proc.wait()
+            out = await reader
         except asyncio.CancelledError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             with contextlib.suppress(Exception):
-                await asyncio.shield(proc.wait())
+                await asyncio.wait_for(asyncio.shield(asyncio.gather(reader, proc.wait())), 5)
             raise
         text = tail(out.decode(errors="replace"))
         if code not in self.config.expect_exit:
