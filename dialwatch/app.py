@@ -136,6 +136,10 @@ class Appliance:
                 shared=self.engine.shared,
                 health_of=self._health_of,
                 repo=self.repo,
+                # notify steps go out through paging's outbox and fallback channels
+                notify=lambda to, subject, text: self.notifications.tell(
+                    to, subject, text, at=self.engine.clock.time()
+                ),
                 data_dir=data_dir,
             ),
             faults=self.audit.faults,

@@ -170,9 +170,15 @@ def add(
     now: float,
     *,
     group: bool = True,
+    subject: str | None = None,
+    text: str | None = None,
 ) -> int:
     """Store ``notices`` for ``person_id``: joined to their untried pending delivery when
-    ``group``, else (or when there is none) a new delivery due now. Returns its id."""
+    ``group``, else (or when there is none) a new delivery due now. Returns its id.
+    ``subject`` / ``text``: the message written already (a runbook's ``notify`` step);
+    it is sent as it is, never grouped."""
+    if subject is not None:
+        group = False
     if not notices:
         raise ValueError("a delivery needs at least one notice")
     incidents = {n.incident_id for n in notices if n.incident_id is not None}
@@ -210,6 +216,8 @@ def add(
             channel_index=0,
             tries=0,
             reason="",
+            subject=subject,
+            text=text,
         )
     ).inserted_primary_key[0]
     _link(conn, int(delivery_id), incidents)

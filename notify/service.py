@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,14 +21,16 @@ from core.clock import Clock
 from core.secret_box import SecretBox
 from monitor.faults import Faults
 from monitor.store.repository import StateRepository
+from notify import outbox
 from notify.channels import ChannelOff, build_channel
 from notify.channels.base import Channel, ChannelContext, DeliveryError, Message, Receipt
 from notify.compose import Composer
 from notify.heartbeat import run_heartbeat
 from notify.messages import Writer, read_templates
+from notify.outbox import Notice
 from notify.paging import Paging, Roster, overrides_at
 from notify.roster import roster_of
-from notify.schedules import Override
+from notify.schedules import Override, on_call_at
 from notify.sender import Sender
 from notify.settings import PagingConfig
 
@@ -182,6 +184,38 @@ class Notifications:
     @property
     def roster(self) -> Roster:
         return self._built.roster
+
+    def tell(self, recipients: Sequence[str], subject: str, text: str, at: float) -> list[str]:
+        """Queue a written message (a runbook's ``notify`` step) for ``person:<id>`` and
+        whoever is on call now for ``schedule:<id>``, through the outbox and each person's
+        channels in order; returns the people it was queued for. ValueError naming a
+        recipient that is not in the config."""
+        roster = self._built.roster
+        subject = " ".join(subject.split())[:200]
+        with self.repo.transaction() as conn:
+            overrides = overrides_at(conn, at)
+            people: list[str] = []
+            for recipient in recipients:
+                kind, _, ident = recipient.partition(":")
+                if kind == "person":
+                    if ident not in roster.people:
+                        raise ValueError(f"no person '{ident}' in people:")
+                    found: str | None = ident
+                elif kind == "schedule":
+                    if ident not in roster.schedules:
+                        raise ValueError(f"no schedule '{ident}' in schedules:")
+                    found = on_call_at(roster.schedules[ident], at, overrides)
+                else:
+                    raise ValueError(f"{recipient!r}: use person:<id> or schedule:<id>")
+                if found is not None and found not in people:
+                    people.append(found)
+            for person_id in people:
+                person = roster.people[person_id]
+                outbox.add(conn, person_id, [Notice("message", None)], list(person.contact), at,
+                           subject=subject, text=text + "\n")  # fmt: skip
+        if people:
+            self._wake()
+        return people
 
     def send_test(self, channel_id: str, person_id: str | None, actor: str, at: float) -> Receipt:
         """Send a test message over one channel, to one person (or the channel alone: a
