@@ -146,6 +146,7 @@ class Appliance:
             mask=secret_mask.mask,
         )
         self.dispatcher.add(self.runbooks.subscriber())
+        self.failover.wake_runbooks = self.runbooks.wake  # its pause/resume runs
         self.web = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = asyncio.Event()

@@ -266,3 +266,18 @@ class RpcDispatcher:
 
     def reload(self) -> str:
         return str(self.call("dispatcher.reload"))
+
+
+def dispatcher_of(proxy: Any) -> Dispatcher:
+    """The client for a ``KamailioProxyConfig`` (``runbooks.failover.config``), as it says."""
+    if proxy.ctl is not None:
+        return CtlDispatcher(proxy.ctl, timeout=proxy.timeout)
+    assert proxy.rpc is not None
+    return RpcDispatcher(
+        proxy.rpc,
+        timeout=proxy.timeout,
+        username=proxy.username,
+        password=proxy.password,
+        verify_tls=proxy.verify_tls,
+        ca_file=proxy.ca_file,
+    )

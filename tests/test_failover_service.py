@@ -46,6 +46,16 @@ def proxy(tmp_path: Path) -> Iterator[Kamailio]:
 def config(proxy: Kamailio, **group: Any) -> Any:
     return Config.model_validate(
         {
+            "runbooks": [
+                {
+                    "id": "pause",
+                    "steps": [{"kind": "wait_for", "health": ["up"], "target": "trunk-ct"}],
+                },
+                {
+                    "id": "resume",
+                    "steps": [{"kind": "wait_for", "health": ["up"], "target": "trunk-ct"}],
+                },
+            ],
             "targets": [
                 {"id": "trunk-ct", "kind": "tcp", "address": "192.0.2.1:5060"},
                 {"id": "trunk-cu", "kind": "tcp", "address": "192.0.2.2:5060"},
@@ -279,3 +289,34 @@ def test_the_docs_example_loads(tmp_path: Path) -> None:
     path.write_text(block, encoding="utf-8")
     [group] = load_config(path, env={}, schema=Config).config.failover  # type: ignore[attr-defined]
     assert (group.id, group.failback_after, group.min_active) == ("carriers-sz", 300.0, 1)
+
+
+@pytest.mark.peer
+def test_every_member_down_pauses_the_campaigns_and_one_back_resumes_them(
+    tmp_path: Path, proxy: Kamailio
+) -> None:
+    from runbooks import runs
+
+    w = World(tmp_path, proxy, when_all_down="pause", when_back={"runbook": "resume"})
+    woken: list[int] = []
+    w.service.wake_runbooks = lambda: woken.append(1)
+    incident = w.repo.open_incident("trunk-ct", "down", "trunk-ct down", T0)
+    w.set("trunk-ct", Health.DOWN)
+    w.set("trunk-cu", Health.UP)
+    w.round()
+    w.set("trunk-cu", Health.DOWN)
+    w.round()
+    w.round()  # still every member down: started once
+
+    def started() -> list[tuple[str, str, int | None]]:
+        with w.repo.reading() as conn:
+            return [(r.runbook_id, r.started_by, r.incident_id)
+                    for r in sorted(runs.runs(conn), key=lambda r: r.id)]  # fmt: skip
+
+    assert started() == [("pause", "failover:carriers", incident)]
+    w.set("trunk-cu", Health.UP)
+    w.round()
+    assert started() == [("pause", "failover:carriers", incident),
+                         ("resume", "failover:carriers", incident)]  # fmt: skip
+    assert len(woken) == 2
+    assert any("every member is down: started pause" in line for line in w.timeline(incident))

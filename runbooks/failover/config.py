@@ -65,6 +65,19 @@ class MemberConfig(StrictModel):
     """The trunk's destination exactly as it is in the proxy's dispatcher list."""
 
 
+class GroupRunConfig(StrictModel):
+    """A runbook the group starts by itself (pause or resume the campaigns)."""
+
+    runbook: TargetId
+    """The id of an entry in ``runbooks:``."""
+    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, value: Any) -> Any:
+        return {"runbook": value} if isinstance(value, str) else value
+
+
 class FailoverGroupConfig(StrictModel):
     """Trunks behind one SIP proxy that replace each other."""
 
@@ -82,6 +95,12 @@ class FailoverGroupConfig(StrictModel):
     verify_every: Duration = 120.0
     """Read the proxy's view back this often; a mismatch (a restart that forgot the
     state) is set right again and audited."""
+    when_all_down: GroupRunConfig | None = None
+    """A runbook started when every member is down (pause the campaigns: there is no
+    carrier to call through); write it so that running it twice does no harm."""
+    when_back: GroupRunConfig | None = None
+    """A runbook started when a member is up again after every one was down (resume the
+    campaigns)."""
 
     @field_validator("members")
     @classmethod
@@ -121,3 +140,10 @@ def failover_problems(config: Any) -> Iterable[tuple[KeyPath, str]]:
                 yield key, f"target '{member.target}' is already in group '{owner[member.target]}'"
             else:
                 owner[member.target] = group.id
+        runbooks = sorted(r.id for r in getattr(config, "runbooks", []))
+        for key_name in ("when_all_down", "when_back"):
+            run = getattr(group, key_name)
+            if run is not None and run.runbook not in runbooks:
+                close = difflib.get_close_matches(run.runbook, runbooks, n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                yield ("failover", g, key_name, "runbook"), f"no runbook '{run.runbook}'{hint}"

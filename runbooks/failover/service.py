@@ -38,28 +38,14 @@ from monitor.store.models import FailoverMember
 from monitor.store.repository import StateRepository
 from runbooks.failover.config import FailoverGroupConfig, KamailioProxyConfig
 from runbooks.failover.decide import Change, GroupRules, MemberView, Wanted, decide
-from runbooks.kamailio import CtlDispatcher, Dispatcher, KamailioError, RpcDispatcher
+from runbooks.kamailio import Dispatcher, KamailioError, dispatcher_of
+from runbooks.runs import start_run
 
 log = logging.getLogger(__name__)
 
 TICK = 5.0
 """Seconds between rounds that need no event (failback after stable time, verify)."""
 _MEMBER = FailoverMember.__table__
-
-
-def dispatcher_of(proxy: KamailioProxyConfig) -> Dispatcher:
-    """The client for a group's proxy, as its config says."""
-    if proxy.ctl is not None:
-        return CtlDispatcher(proxy.ctl, timeout=proxy.timeout)
-    assert proxy.rpc is not None
-    return RpcDispatcher(
-        proxy.rpc,
-        timeout=proxy.timeout,
-        username=proxy.username,
-        password=proxy.password,
-        verify_tls=proxy.verify_tls,
-        ca_file=proxy.ca_file,
-    )
 
 
 class FailoverService:
@@ -74,6 +60,7 @@ class FailoverService:
         clock: Clock,
         faults: Faults = NO_FAULTS,
         dispatcher_for: Callable[[KamailioProxyConfig], Dispatcher] = dispatcher_of,
+        wake_runbooks: Callable[[], None] = lambda: None,
     ) -> None:
         self.repo = repo
         self.config = config
@@ -85,6 +72,8 @@ class FailoverService:
         self._notes: dict[str, frozenset[str]] = {}
         self._verified_at: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
+        self.wake_runbooks = wake_runbooks
+        self._all_down: dict[str, bool] = {}
 
     # -- wiring ----------------------------------------------------------------------------
     def groups(self) -> list[FailoverGroupConfig]:
@@ -163,6 +152,7 @@ class FailoverService:
                 for target in decision.waiting
             )
             self._new_notes(group, decision.notes + waiting, now)
+            self._group_runs(group, now)
             made: list[Change] = []
             for change in decision.changes:
                 if await self._apply(group, change):
@@ -226,6 +216,42 @@ class FailoverService:
             }:
                 self._timeline(target, line, now)
         self._notes[group.id] = current
+
+    def _group_runs(self, group: FailoverGroupConfig, now: float) -> None:
+        """``when_all_down`` as every member goes down, ``when_back`` as one is up again."""
+        states = [self.health_of(m.target) for m in group.members]
+        all_down = all(s is not None and s.health is Health.DOWN for s in states)
+        any_up = any(s is not None and s.health is Health.UP for s in states)
+        was = self._all_down.get(group.id, False)
+        if not was and all_down:
+            self._all_down[group.id] = True
+            wanted, why = group.when_all_down, "every member is down"
+        elif was and any_up:
+            self._all_down[group.id] = False
+            wanted, why = group.when_back, "a member is up again"
+        else:
+            return
+        if wanted is None:
+            return
+        runbook = next((r for r in getattr(self.config(), "runbooks", [])
+                        if r.id == wanted.runbook), None)  # fmt: skip
+        if runbook is None:
+            return
+        incident = next((i.id for i in self.repo.open_incidents()
+                         if set(i.member_ids) & {m.target for m in group.members}), None)  # fmt: skip
+        try:
+            run = start_run(
+                self.repo, f"failover:{group.id}", runbook, at=now, target_id=None,
+                incident_id=incident, params=wanted.params,
+            )  # fmt: skip
+        except ValueError as exc:  # one already active, or its params no longer fit
+            self.faults.report(f"failover:{group.id}", f"{wanted.runbook} not started: {exc}")
+            return
+        line = f"failover {group.id}: {why}: started {runbook.id} (run {run.id})"
+        log.warning("%s", line)
+        for member in group.members:
+            self._timeline(member.target, line, now)
+        self.wake_runbooks()
 
     # -- verifying -------------------------------------------------------------------------
     async def verify(self, group: FailoverGroupConfig) -> list[str]:

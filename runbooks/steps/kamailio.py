@@ -23,8 +23,7 @@ from typing import Literal
 from pydantic import model_validator
 
 from runbooks.failover.config import KamailioProxyConfig
-from runbooks.failover.service import dispatcher_of
-from runbooks.kamailio import STATES, Destination, Dispatcher, KamailioError
+from runbooks.kamailio import STATES, Destination, Dispatcher, KamailioError, dispatcher_of
 from runbooks.steps.base import StepConfig, StepContext, StepFailed, StepResult
 
 
