@@ -41,7 +41,7 @@ loadmodule "xlog.so"
 loadmodule "ctl.so"
 loadmodule "kex.so"
 modparam("ctl", "binrpc", "unix:{ctl}")
-modparam("tm", "fr_timer", 2000)
+modparam("tm", "fr_timer", {fr_timer})
 modparam("tm", "fr_inv_timer", 20000)
 """
 
@@ -152,15 +152,18 @@ class Kamailio:
 
 
 @contextlib.contextmanager
-def run_kamailio(workdir: Path, body: str, **values: object) -> Iterator[Kamailio]:
-    """Start Kamailio with the common head plus ``body`` (formatted with ``values``)."""
+def run_kamailio(
+    workdir: Path, body: str, *, fr_timer: int = 2000, **values: object
+) -> Iterator[Kamailio]:
+    """Start Kamailio with the common head plus ``body`` (formatted with ``values``).
+    ``fr_timer``: tm's final-response timeout in ms (2 s here; Kamailio ships 30 s)."""
     kamailio = require_binary("kamailio")
     port = free_port(socket.SOCK_DGRAM)
     tcp_port = free_port()
     ctl = workdir / f"kamailio-{port}.ctl"
     cfg = workdir / f"kamailio-{port}.cfg"
     cfg.write_text(
-        _HEAD.format(port=port, tcp_port=tcp_port, modules=MODULES, ctl=ctl) + body.format(**values)
+        _HEAD.format(port=port, tcp_port=tcp_port, modules=MODULES, ctl=ctl, fr_timer=fr_timer) + body.format(**values)
     )
     log = workdir / f"kamailio-{port}.log"
     command = (kamailio, "-f", str(cfg), "-DD", "-E", "-w", str(workdir), "-Y", str(workdir))
@@ -297,6 +300,7 @@ def kamailio_dispatcher(
     ping_interval: int = 0,
     probing_threshold: int = 2,
     basic_auth: str | None = None,
+    fr_timer: int = 2000,
 ) -> Iterator[Kamailio]:
     """A proxy routing new requests over dispatcher set 1 in priority order, with the
     ``gateways`` (URI, priority) as its list; JSON-RPC at ``http://127.0.0.1:<tcp_port>/RPC``
@@ -309,6 +313,7 @@ def kamailio_dispatcher(
     with run_kamailio(
         workdir,
         _DISPATCHER,
+        fr_timer=fr_timer,
         list_file=list_file,
         ping_interval=ping_interval,
         probing_threshold=probing_threshold,
