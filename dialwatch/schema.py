@@ -78,6 +78,7 @@ SECTIONS: dict[str, Section] = {
         registry=STEPS,
         unique_ids="runbook",
         check=runbook_problems,
+        files_from="runbook_settings.dir",
     ),
     "runbook_settings": Section(
         RunbookSettings,

@@ -119,7 +119,12 @@ class RunbookSettings(StrictModel):
     shell_allow: list[Annotated[str, StringConstraints(min_length=1)]] = Field(default_factory=list)
     """Absolute paths of the local commands a ``shell`` step may run; nothing else."""
     max_parallel: Annotated[int, Field(ge=1, le=64)] = 8
-    """Runs executing at once; more wait in the queue."""
+    """Runs executing at once (runs waiting for a person do not count); more wait in the
+    queue."""
+    dir: str | None = None
+    """A directory of runbook files (``*.yaml``, each with a ``runbooks:`` list), beside
+    those in the config; relative to the config's directory. Checked like the config,
+    with errors naming the file and line; read again on every reload."""
 
     @field_validator("shell_allow")
     @classmethod

@@ -203,6 +203,7 @@ def load_config(
         merged.add(source, found)
     if () not in merged.lines:  # no file could be read at all: nothing to validate
         raise ConfigError(render_all(merged.problems))
+    files += _section_files(schema, Path(path), merged, env)
 
     # Keys that already have an error: a failed ${...} leaves an empty value
     # behind, and saying it is also "required" or "unknown" would only confuse.
@@ -250,6 +251,56 @@ def load_config(
         frozenset(merged.secret_values),
         tuple(disabled),
     )
+
+
+def _section_files(
+    schema: type[Config], path: Path, merged: _Merged, env: Mapping[str, str]
+) -> list[Path]:
+    """The files of sections kept in a directory of their own (``Section.files_from``),
+    merged like config files: each may hold that section's key only."""
+    found: list[Path] = []
+    for name, section in schema.sections.items():
+        if section.files_from is None:
+            continue
+        outer, inner = section.files_from.split(".", 1)
+        holder = merged.data.get(outer)
+        folder = holder.get(inner) if isinstance(holder, dict) else None
+        if not isinstance(folder, str) or not folder:
+            continue
+        base = path if path.is_dir() else path.parent
+        where = Path(folder) if Path(folder).is_absolute() else base / folder
+        if not where.is_dir():
+            merged.problems.append(
+                Problem(
+                    merged.location((outer, inner)), (outer, inner), f"no such directory: {where}"
+                )  # fmt: skip
+            )
+            continue
+        try:
+            files = config_files(where)
+        except ConfigError:  # an empty directory: no entries from there (yet)
+            files = []
+        for file in files:
+            source, problems = read_yaml(file)
+            merged.problems.extend(problems)
+            if source is None:
+                continue
+            others = [k for k in source.data if k != name and not k.startswith("x-")]
+            if others:
+                merged.problems.append(
+                    Problem(
+                        source.location((others[0],)), (others[0],),
+                        f"a file in {section.files_from} ({where}) holds {name}: only; "
+                        f"put {others[0]}: in the main config",
+                    )
+                )  # fmt: skip
+                continue
+            substituted = substitute(source, env)
+            merged.problems.extend(substituted.problems)
+            merged.secret_values |= substituted.secret_values
+            merged.add(source, substituted)
+            found.append(file)
+    return found
 
 
 def _validate(

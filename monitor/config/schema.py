@@ -61,6 +61,10 @@ class Section:
     """Checks across sections on the validated config (references between people,
     schedules, channels...): each problem as (key path, message), given file and line
     by the loader like any other error."""
+    files_from: str | None = None
+    """``outer.key`` naming a directory whose ``*.yaml`` files hold more entries of this
+    list section (``runbook_settings.dir`` for ``runbooks:``): each such file has this
+    section's key only, and its errors name that file and line."""
     stand_in: Callable[[str, str], Mapping[str, Any]] | None = None
     """For a list section whose bad entries must not stop the rest (``channels:``): the
     entry that takes the place of one that does not validate, made from its ``id`` and
