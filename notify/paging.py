@@ -204,7 +204,7 @@ class Paging:
         """An event that can start paging: every escalating rule weighed on its target."""
         if not roster.rules or event.target_id is None and event.incident_id is None:
             return 0
-        incident = _incident_for(conn, event)
+        incident = queries.incident_of_event(conn, event.incident_id, event.target_id)
         if incident is None or incident.state != INCIDENT_OPEN:
             return 0
         target_id = event.target_id or incident.root_target_id
@@ -413,17 +413,6 @@ class Paging:
 def _user_of(actor: str) -> str | None:
     kind, _, name = actor.partition(":")
     return name if kind == "user" and name else None
-
-
-def _incident_for(conn: Connection, event: Event) -> queries.IncidentRow | None:
-    if event.incident_id is not None:
-        return queries.incident(conn, event.incident_id)
-    if event.target_id is None:
-        return None
-    for incident in queries.incidents_for_target(conn, event.target_id, limit=1):
-        if incident.state == INCIDENT_OPEN:
-            return incident
-    return None
 
 
 def _silenced_until(conn: Connection, roster: Roster, page: PageRow, now: float) -> float | None:

@@ -103,7 +103,7 @@ class RunTriggers:
         if not rules:
             return
         with repo.transaction() as conn:
-            incident = _incident_for(conn, event)
+            incident = queries.incident_of_event(conn, event.incident_id, event.target_id)
             target_id = event.target_id or (incident.root_target_id if incident else None)
             if target_id is None:
                 return
@@ -254,14 +254,3 @@ class RunTriggers:
 
 def _state_of(action: RunActionConfig) -> str:
     return RUN_PENDING_APPROVAL if action.mode == "approve" else RUN_QUEUED
-
-
-def _incident_for(conn: Connection, event: Event) -> queries.IncidentRow | None:
-    if event.incident_id is not None:
-        return queries.incident(conn, event.incident_id)
-    if event.target_id is None:
-        return None
-    for incident in queries.incidents_for_target(conn, event.target_id, limit=1):
-        if incident.state == INCIDENT_OPEN:
-            return incident
-    return None

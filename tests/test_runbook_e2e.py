@@ -19,10 +19,8 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,19 +29,10 @@ import pytest
 from monitor.store import queries
 from monitor.store.db import open_database
 from runbooks import runs
+from tests.failover_lab import wait_for
 from tests.peers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def wait_for(what: str, check: Callable[[], object], timeout: float = 30.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def config(path: Path, port: int, work: Path) -> None:

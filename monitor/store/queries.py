@@ -636,6 +636,21 @@ def open_incidents(db: StateDB) -> tuple[IncidentRow, ...]:
         )
 
 
+def incident_of_event(
+    db: StateDB, incident_id: int | None, target_id: str | None
+) -> IncidentRow | None:
+    """The incident an event names, or else the open incident its target is in (a
+    transition names no incident): what a rule's action acts on."""
+    if incident_id is not None:
+        return incident(db, incident_id)
+    if target_id is None:
+        return None
+    for found in incidents_for_target(db, target_id, limit=1):
+        if found.state == INCIDENT_OPEN:
+            return found
+    return None
+
+
 def incident(db: StateDB, incident_id: int) -> IncidentRow | None:
     with _connected(db) as conn:
         found = _incidents(conn, select(_INCIDENT).where(_INCIDENT.c.id == incident_id))

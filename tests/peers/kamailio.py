@@ -163,7 +163,8 @@ def run_kamailio(
     ctl = workdir / f"kamailio-{port}.ctl"
     cfg = workdir / f"kamailio-{port}.cfg"
     cfg.write_text(
-        _HEAD.format(port=port, tcp_port=tcp_port, modules=MODULES, ctl=ctl, fr_timer=fr_timer) + body.format(**values)
+        _HEAD.format(port=port, tcp_port=tcp_port, modules=MODULES, ctl=ctl, fr_timer=fr_timer)
+        + body.format(**values)
     )
     log = workdir / f"kamailio-{port}.log"
     command = (kamailio, "-f", str(cfg), "-DD", "-E", "-w", str(workdir), "-Y", str(workdir))
