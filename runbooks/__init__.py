@@ -1,1 +1,2 @@
-"""Runbook engine and built-in runbooks (later issues)."""
+"""What is done: runbooks (config, step kinds, runs, the engine that executes them, the rule
+triggers that start them) and trunk failover groups."""
