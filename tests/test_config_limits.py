@@ -8,6 +8,7 @@ tests/config_cases/; these tests check that no model or kind escapes the rule.
 
 from __future__ import annotations
 
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -57,9 +58,12 @@ def _field_type(field: FieldInfo) -> Any:
 
 
 def _mentions_bool(tp: Any) -> bool:
-    return tp is bool or any(
-        _mentions_bool(a) for a in typing.get_args(tp) if not isinstance(a, str)
-    )
+    args = [a for a in typing.get_args(tp) if not isinstance(a, str)]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and str in args:
+        # A value that may be text or a number or true/false (a runbook parameter, a
+        # header): "yes" is text there, not a boolean written loosely.
+        return False
+    return tp is bool or any(_mentions_bool(a) for a in args)
 
 
 def _boolean_fields() -> list[Any]:
