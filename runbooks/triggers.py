@@ -219,6 +219,9 @@ class RunTriggers:
                         f"(cooldown {format_duration(runbook.cooldown)})"
                     )
                     self._drop(repo, conn, run, why, now)
+                    runs.note(repo, conn, run, RUN_DROPPED,
+                              f"rule {rule.id} did not start {run.runbook_id} for "
+                              f"{run.target_id}: {why}", now, actor=f"rule:{rule.id}")  # fmt: skip
                     continue
                 state = _state_of(action)
                 conn.execute(

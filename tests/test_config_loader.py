@@ -263,12 +263,20 @@ def test_the_starter_configs_commented_trunk_and_component_load_when_uncommented
 
 
 # The variables the examples say to set.
-EXAMPLE_ENV = {"INFLUX_TOKEN": "example-influx-token"}
+EXAMPLE_ENV = {
+    "INFLUX_TOKEN": "example-influx-token",
+    "DIALER_TOKEN": "example-dialer-token",
+    "NOC_WEBHOOK_SECRET": "example-webhook-secret-0123",
+}
 
 
 @pytest.mark.parametrize("example", sorted(EXAMPLES.iterdir()), ids=lambda p: p.name)
 def test_every_shipped_example_loads(example: Path) -> None:
-    loaded = load_config(example, env=EXAMPLE_ENV)
+    # With the appliance's schema, as `dialwatch check-config` and `run` load them:
+    # channels, runbooks, failover groups and rule actions included.
+    from dialwatch.schema import Config as ApplianceConfig
+
+    loaded = load_config(example, env=EXAMPLE_ENV, schema=ApplianceConfig)
     assert loaded.config.targets
     for value in EXAMPLE_ENV.values():
         assert value not in str(loaded.redacted())

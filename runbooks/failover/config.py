@@ -143,7 +143,24 @@ def failover_problems(config: Any) -> Iterable[tuple[KeyPath, str]]:
         runbooks = sorted(r.id for r in getattr(config, "runbooks", []))
         for key_name in ("when_all_down", "when_back"):
             run = getattr(group, key_name)
-            if run is not None and run.runbook not in runbooks:
+            if run is None:
+                continue
+            if run.runbook not in runbooks:
                 close = difflib.get_close_matches(run.runbook, runbooks, n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 yield ("failover", g, key_name, "runbook"), f"no runbook '{run.runbook}'{hint}"
+                continue
+            [runbook] = [r for r in getattr(config, "runbooks", []) if r.id == run.runbook]
+            for name in run.params:
+                if name not in runbook.parameters:
+                    shown = ", ".join(runbook.parameters) or "none"
+                    yield (
+                        ("failover", g, key_name, "params", name),
+                        f"runbook '{run.runbook}' has no parameter '{name}' (parameters: {shown})",
+                    )
+            for name, spec in runbook.parameters.items():
+                if spec.required and name not in run.params:
+                    yield (
+                        ("failover", g, key_name),
+                        f"runbook '{run.runbook}' needs parameter '{name}'",
+                    )

@@ -46,7 +46,8 @@ class StepConfig(StrictModel):
     kind: str
     id: StepId | None = None
     """Names the step in the run and to later steps (``{{ steps.<id>.output }}``);
-    default ``step-<n>``."""
+    default ``step-<n>`` (``rollback-<n>`` among the rollback steps); unique in the
+    runbook."""
     name: str | None = None
     """What the console shows; default the id."""
     timeout: StepTimeout = 60.0
