@@ -57,6 +57,8 @@ def test_set_state_takes_a_destination_out_and_reads_it_back(proxy: Kamailio, ho
     assert done.summary.startswith(f"{PRIMARY} is IX in set 1")
     assert CtlDispatcher(str(proxy.ctl)).list()[0].flags == "IX"
     run({"proxy": way(proxy, how), "action": "set_state", "state": "a", "destination": PRIMARY})
+    reloaded = run({"proxy": way(proxy, how), "action": "reload"})
+    assert reloaded.summary.startswith("dispatcher reloaded")
     listed = run({"proxy": way(proxy, how), "action": "list"})
     assert [d["uri"] for d in listed.data["destinations"]] == [PRIMARY, BACKUP]
     assert all(d["active"] for d in listed.data["destinations"])
