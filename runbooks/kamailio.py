@@ -72,6 +72,11 @@ class Dispatcher(Protocol):
     def reload(self) -> str: ...
 
 
+def _transient(words: str) -> bool:
+    """Kamailio said no for now, not for good: a reload within ``reload_delta`` of the last."""
+    return "Ongoing reload" in words
+
+
 def _check_state(state: str) -> str:
     if state not in STATES:
         raise KamailioError(
@@ -163,8 +168,9 @@ class CtlDispatcher:
             ) from None
         said = _KAMCMD_ERROR.search(done.stdout)
         if said:
+            words = said.group(1).strip()
             raise KamailioError(
-                f"kamailio ({self.socket}) {args[0]}: {said.group(1).strip()}", refused=True
+                f"kamailio ({self.socket}) {args[0]}: {words}", refused=not _transient(words)
             )
         if done.returncode != 0:
             detail = " ".join((done.stderr or done.stdout).split())[:300]
@@ -240,10 +246,9 @@ class RpcDispatcher:
             document = None
         if isinstance(document, dict) and isinstance(document.get("error"), dict):
             error = document["error"]
+            words = f"{error.get('code', answer.status)} - {error.get('message', answer.reason)}"
             raise KamailioError(
-                f"kamailio ({where}) {method}: {error.get('code', answer.status)} - "
-                f"{error.get('message', answer.reason)}",
-                refused=True,
+                f"kamailio ({where}) {method}: {words}", refused=not _transient(words)
             )
         if answer.status == 401:
             raise KamailioError(

@@ -57,8 +57,6 @@ def test_set_state_takes_a_destination_out_and_reads_it_back(proxy: Kamailio, ho
     assert done.summary.startswith(f"{PRIMARY} is IX in set 1")
     assert CtlDispatcher(str(proxy.ctl)).list()[0].flags == "IX"
     run({"proxy": way(proxy, how), "action": "set_state", "state": "a", "destination": PRIMARY})
-    reloaded = run({"proxy": way(proxy, how), "action": "reload"})
-    assert reloaded.summary.startswith("dispatcher reloaded")
     listed = run({"proxy": way(proxy, how), "action": "list"})
     assert [d["uri"] for d in listed.data["destinations"]] == [PRIMARY, BACKUP]
     assert all(d["active"] for d in listed.data["destinations"])
@@ -74,6 +72,16 @@ def test_a_wrong_destination_is_refused_in_kamailios_words_and_not_retried(
              "destination": "sip:198.51.100.7:5060"})  # fmt: skip
     assert "State Update Failed" in raised.value.reason
     assert raised.value.retry is False
+
+
+@pytest.mark.peer
+def test_reload_and_a_second_one_too_soon_is_retried_later(tmp_path: Path) -> None:
+    with kamailio_dispatcher(tmp_path, [(PRIMARY, 10)]) as fresh:
+        done = run({"proxy": way(fresh, "ctl"), "action": "reload"})
+        assert done.summary.startswith("dispatcher reloaded")
+        with pytest.raises(StepFailed) as raised:  # Kamailio's reload_delta: 5 s by default
+            run({"proxy": way(fresh, "rpc"), "action": "reload"})
+    assert "Ongoing reload" in raised.value.reason and raised.value.retry is True
 
 
 @pytest.mark.peer
