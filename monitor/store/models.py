@@ -701,3 +701,47 @@ class RunbookStep(Base):
     decided_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     decided_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     note: Mapped[str] = mapped_column(Text, default="")
+
+
+SUBSCRIBER_PENDING = "pending"
+"""Asked to subscribe, not confirmed yet (the e-mail link, the SMS code)."""
+SUBSCRIBER_ACTIVE = "active"
+SUBSCRIBER_UNSUBSCRIBED = "unsubscribed"
+SUBSCRIBER_RETIRED = "retired"
+"""The address bounced or the push endpoint is gone: no more notices, counted."""
+
+
+class Subscriber(Base):
+    """A customer who asked to hear about components of the status page.
+
+    The address (e-mail, phone number, push endpoint) is personal data: stored sealed
+    with the appliance's key file, found again by a keyed digest, shown masked.
+    """
+
+    __tablename__ = "subscriber"
+    __table_args__ = (
+        Index("ix_subscriber_channel_digest", "channel", "address_digest", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    """``email``, ``sms`` or ``webpush``."""
+    address_sealed: Mapped[str] = mapped_column(Text)
+    address_digest: Mapped[str] = mapped_column(String(64))
+    """HMAC-SHA256 of the normalised address with a key derived from the key file."""
+    masked: Mapped[str] = mapped_column(String(128))
+    """What the console shows (``z***@example.cn``, ``+86 138****8000``)."""
+    language: Mapped[str] = mapped_column(String(8))
+    components: Mapped[list[Any]] = mapped_column(default=list)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    confirmed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """When it was unsubscribed or retired."""
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    """Why it was retired (the bounce, the push service's 410)."""
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    code_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """An SMS verification code waiting (keyed digest), until confirmed."""
+    code_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    code_tries: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,335 @@
+"""Status page subscribers: the customers who asked to hear about components.
+
+Their addresses are personal data, so they are kept the way the issue asks:
+
+- **sealed** with the appliance's key file (``core.secret_box``), the row's
+  id-free context ``subscriber:<channel>`` binding each to its kind;
+- **found again by a keyed digest** (HMAC-SHA256 of the normalised address with
+  a key derived from the key file), so a lookup never decrypts every row and
+  the DB alone tells nobody who subscribed;
+- **shown masked** in the console (``z***@example.cn``, ``+86 138****8000``),
+  opened only to send a notice or for an admin's export.
+
+Links in messages (confirm, manage, unsubscribe) carry a signed token, not
+the address: ``<id>.<purpose>.<expires>.<mac>``. A confirm link expires (24 h);
+the unsubscribe link never does (RFC 8058: a one-click unsubscribe must keep
+working). Asking to subscribe an address that is already subscribed answers
+the same as a new one (no way to learn who is subscribed) and changes nothing
+until the link sent to that address is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import phonenumbers
+from sqlalchemy import Connection, delete, insert, select, update
+
+from core.secret_box import SecretBox
+from monitor.incident_actions import Conflict
+from monitor.store.models import (
+    SUBSCRIBER_ACTIVE,
+    SUBSCRIBER_PENDING,
+    SUBSCRIBER_RETIRED,
+    SUBSCRIBER_UNSUBSCRIBED,
+    Subscriber,
+)
+from monitor.store.repository import NotFound, StateRepository
+
+Channel = Literal["email", "sms", "webpush"]
+Purpose = Literal["confirm", "manage", "unsubscribe"]
+CONFIRM_FOR = 24 * 3600.0
+MAX_COMPONENTS = 100
+_TABLE = Subscriber.__table__
+_EMAIL = re.compile(
+    r"^[^@\s<>()\[\],;:\"\\]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
+
+
+class AddressRefused(ValueError):
+    """An address that cannot be subscribed, said in a sentence for the page."""
+
+
+class TokenRefused(ValueError):
+    """A link that is not ours, is for something else, or has expired."""
+
+
+def normalize(channel: Channel, address: str, region: str = "CN") -> str:
+    """The address as it is stored and looked up: e-mail with its domain in lower case,
+    a phone number in E.164 (numbers without ``+`` are read in ``region``)."""
+    text = address.strip()
+    if channel == "email":
+        if len(text) > 254 or not _EMAIL.fullmatch(text):
+            raise AddressRefused("this is not an e-mail address")
+        local, _, domain = text.rpartition("@")
+        return f"{local}@{domain.lower()}"
+    if channel == "sms":
+        try:
+            number = phonenumbers.parse(text, None if text.startswith("+") else region)
+        except phonenumbers.NumberParseException:
+            raise AddressRefused("this is not a phone number") from None
+        if not phonenumbers.is_valid_number(number):
+            raise AddressRefused("this is not a valid phone number")
+        kind = phonenumbers.number_type(number)
+        if kind not in (phonenumbers.PhoneNumberType.MOBILE,
+                        phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE):  # fmt: skip
+            raise AddressRefused("text messages need a mobile number")
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if not text.startswith("https://") or len(text) > 2000:
+        raise AddressRefused("a push endpoint is an https:// URL")
+    return text
+
+
+def mask(channel: Channel, normalized: str) -> str:
+    """What the console shows of an address."""
+    if channel == "email":
+        local, _, domain = normalized.rpartition("@")
+        return f"{local[:1]}***@{domain}"
+    if channel == "sms":
+        number = phonenumbers.parse(normalized, None)
+        national = str(number.national_number)
+        hidden = national[:3] + "*" * max(0, len(national) - 7) + national[-4:]
+        return f"+{number.country_code} {hidden}"
+    host = re.sub(r"^https://([^/]+).*$", r"\1", normalized)
+    return f"push via {host}"
+
+
+# -- keys and links ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Keys:
+    """The keys subscribers need, each derived from the key file for its one job."""
+
+    box: SecretBox
+    lookup: bytes
+    links: bytes
+
+    @classmethod
+    def of(cls, box: SecretBox) -> Keys:
+        return cls(box, box.derive_key("subscriber lookup"), box.derive_key("subscriber links"))
+
+    def digest(self, channel: str, normalized: str) -> str:
+        return hmac.new(self.lookup, f"{channel}:{normalized}".encode(), hashlib.sha256).hexdigest()
+
+    def token(self, subscriber_id: int, purpose: Purpose, at: float) -> str:
+        expires = int(at + CONFIRM_FOR) if purpose == "confirm" else 0
+        payload = f"{subscriber_id}.{purpose}.{expires}"
+        return f"{payload}.{self._mac(payload)}"
+
+    def read(self, token: str, purpose: Purpose, at: float) -> int:
+        """The subscriber a link is for; ``TokenRefused`` otherwise."""
+        parts = token.split(".")
+        if len(parts) != 4 or not parts[0].isdigit() or not parts[2].isdigit():
+            raise TokenRefused("this link is not one of ours")
+        payload = ".".join(parts[:3])
+        if not hmac.compare_digest(parts[3], self._mac(payload)):
+            raise TokenRefused("this link is not one of ours")
+        if parts[1] != purpose:
+            raise TokenRefused("this link is for something else")
+        if int(parts[2]) and at > int(parts[2]):
+            raise TokenRefused("this link has expired: subscribe again for a new one")
+        return int(parts[0])
+
+    def _mac(self, payload: str) -> str:
+        return hmac.new(self.links, payload.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+# -- rows ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SubscriberRow:
+    id: int
+    channel: str
+    masked: str
+    language: str
+    components: tuple[str, ...]
+    state: str
+    created_at: float
+    confirmed_at: float | None
+    ended_at: float | None
+    reason: str
+    failures: int
+
+
+def _row(r: Any) -> SubscriberRow:
+    return SubscriberRow(
+        r.id, r.channel, r.masked, r.language, tuple(r.components or ()), r.state,
+        r.created_at, r.confirmed_at, r.ended_at, r.reason, r.failures,
+    )  # fmt: skip
+
+
+def get(conn: Connection, subscriber_id: int) -> SubscriberRow:
+    row = conn.execute(select(_TABLE).where(_TABLE.c.id == subscriber_id)).first()
+    if row is None:
+        raise NotFound(f"no subscriber {subscriber_id}")
+    return _row(row)
+
+
+def address_of(conn: Connection, keys: Keys, subscriber_id: int) -> str:
+    """The address, opened (to send a notice, or for an admin's export)."""
+    row = conn.execute(
+        select(_TABLE.c.channel, _TABLE.c.address_sealed).where(_TABLE.c.id == subscriber_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"no subscriber {subscriber_id}")
+    return keys.box.open(row.address_sealed, f"subscriber:{row.channel}")
+
+
+def active_for(conn: Connection, component_id: str) -> list[SubscriberRow]:
+    """Everyone who hears about ``component_id`` now."""
+    rows = conn.execute(
+        select(_TABLE).where(_TABLE.c.state == SUBSCRIBER_ACTIVE).order_by(_TABLE.c.id)
+    )
+    return [s for s in (_row(r) for r in rows) if component_id in s.components]
+
+
+def listed(conn: Connection, limit: int = 500) -> list[SubscriberRow]:
+    rows = conn.execute(select(_TABLE).order_by(_TABLE.c.id.desc()).limit(limit))
+    return [_row(r) for r in rows]
+
+
+# -- changes -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Asked:
+    """What a subscribe request did: the row, and whether a confirmation must be sent."""
+
+    subscriber: SubscriberRow
+    confirm: bool
+    """Send the confirm link (a new or pending address); else send the manage link (it
+    is subscribed already: whoever asked learns nothing, the owner can change it)."""
+
+
+def _components(components: Sequence[str], known: Sequence[str]) -> list[str]:
+    chosen = list(dict.fromkeys(components))
+    if not chosen:
+        raise AddressRefused("choose at least one component")
+    if len(chosen) > MAX_COMPONENTS:
+        raise AddressRefused(f"at most {MAX_COMPONENTS} components")
+    unknown = [c for c in chosen if c not in known]
+    if unknown:
+        raise AddressRefused(f"no component {unknown[0]!r} on this status page")
+    return chosen
+
+
+def subscribe(
+    repo: StateRepository,
+    keys: Keys,
+    channel: Channel,
+    address: str,
+    components: Sequence[str],
+    language: str,
+    *,
+    known: Sequence[str],
+    at: float,
+    region: str = "CN",
+) -> Asked:
+    """Ask to subscribe ``address`` to ``components`` (pending until confirmed)."""
+    normalized = normalize(channel, address, region)
+    chosen = _components(components, known)
+    digest = keys.digest(channel, normalized)
+    with repo.transaction() as conn:
+        row = conn.execute(
+            select(_TABLE).where(_TABLE.c.channel == channel, _TABLE.c.address_digest == digest)
+        ).first()
+        if row is not None and row.state == SUBSCRIBER_ACTIVE:
+            return Asked(_row(row), confirm=False)
+        values = dict(
+            state=SUBSCRIBER_PENDING, components=chosen, language=language, created_at=at,
+            confirmed_at=None, ended_at=None, reason="", failures=0,
+        )  # fmt: skip
+        if row is None:
+            subscriber_id = conn.execute(
+                insert(_TABLE).values(
+                    channel=channel, address_digest=digest, masked=mask(channel, normalized),
+                    address_sealed=keys.box.seal(normalized, f"subscriber:{channel}"), **values,
+                )
+            ).inserted_primary_key[0]  # fmt: skip
+        else:
+            subscriber_id = row.id
+            conn.execute(update(_TABLE).where(_TABLE.c.id == row.id).values(**values))
+        return Asked(get(conn, int(subscriber_id)), confirm=True)
+
+
+def confirm(repo: StateRepository, subscriber_id: int, *, at: float) -> SubscriberRow:
+    with repo.transaction() as conn:
+        row = get(conn, subscriber_id)
+        if row.state == SUBSCRIBER_ACTIVE:
+            return row  # a second click on the link is fine
+        if row.state != SUBSCRIBER_PENDING:
+            raise Conflict("this subscription has ended: subscribe again")
+        conn.execute(
+            update(_TABLE)
+            .where(_TABLE.c.id == subscriber_id)
+            .values(state=SUBSCRIBER_ACTIVE, confirmed_at=at)
+        )
+        return get(conn, subscriber_id)
+
+
+def set_components(
+    repo: StateRepository, subscriber_id: int, components: Sequence[str], *,
+    known: Sequence[str], at: float,
+) -> SubscriberRow:  # fmt: skip
+    chosen = _components(components, known)
+    with repo.transaction() as conn:
+        row = get(conn, subscriber_id)
+        if row.state not in (SUBSCRIBER_ACTIVE, SUBSCRIBER_PENDING):
+            raise Conflict("this subscription has ended: subscribe again")
+        conn.execute(update(_TABLE).where(_TABLE.c.id == subscriber_id).values(components=chosen))
+        return get(conn, subscriber_id)
+
+
+def unsubscribe(repo: StateRepository, subscriber_id: int, *, at: float) -> SubscriberRow:
+    """Stop every notice to this subscriber (one click; a second click changes nothing)."""
+    with repo.transaction() as conn:
+        row = get(conn, subscriber_id)
+        if row.state in (SUBSCRIBER_ACTIVE, SUBSCRIBER_PENDING):
+            conn.execute(
+                update(_TABLE)
+                .where(_TABLE.c.id == subscriber_id)
+                .values(state=SUBSCRIBER_UNSUBSCRIBED, ended_at=at)
+            )
+        return get(conn, subscriber_id)
+
+
+def retire(repo: StateRepository, subscriber_id: int, reason: str, *, at: float) -> SubscriberRow:
+    """No more notices to an address that bounced or a push endpoint that is gone."""
+    with repo.transaction() as conn:
+        get(conn, subscriber_id)
+        conn.execute(
+            update(_TABLE)
+            .where(_TABLE.c.id == subscriber_id)
+            .values(
+                state=SUBSCRIBER_RETIRED,
+                ended_at=at,
+                reason=reason[:500],
+                failures=_TABLE.c.failures + 1,
+            )  # fmt: skip
+        )
+        return get(conn, subscriber_id)
+
+
+def erase(repo: StateRepository, subscriber_id: int) -> None:
+    """Delete a subscriber and their address for good (an admin, on request)."""
+    with repo.transaction() as conn:
+        get(conn, subscriber_id)
+        conn.execute(delete(_TABLE).where(_TABLE.c.id == subscriber_id))
+
+
+def export(conn: Connection, keys: Keys, subscriber_id: int) -> dict[str, Any]:
+    """Everything kept about one subscriber, the address opened (an admin, on request)."""
+    row = get(conn, subscriber_id)
+    return {
+        "id": row.id,
+        "channel": row.channel,
+        "address": address_of(conn, keys, subscriber_id),
+        "language": row.language,
+        "components": list(row.components),
+        "state": row.state,
+        "created_at": row.created_at,
+        "confirmed_at": row.confirmed_at,
+        "ended_at": row.ended_at,
+        "reason": row.reason,
+    }

@@ -1,0 +1,138 @@
+"""Status page subscribers in a real state DB: addresses sealed and found by a keyed
+digest, shown masked; confirm / manage / unsubscribe links signed; no way to learn who
+is subscribed by asking again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+
+from core.secret_box import SecretBox
+from monitor.incident_actions import Conflict
+from monitor.store.db import open_database
+from monitor.store.models import Subscriber
+from monitor.store.repository import StateRepository
+from notify import subscribers as subs
+from notify.subscribers import AddressRefused, Keys, TokenRefused
+
+T0 = 1_800_000_000.0
+COMPONENTS = ["outbound", "crm"]
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> tuple[StateRepository, Keys]:
+    repo = StateRepository(open_database(None, tmp_path))
+    return repo, Keys.of(SecretBox.from_file(tmp_path / "keys" / "appliance.key"))
+
+
+def ask(repo: StateRepository, keys: Keys, address: str = "Zhang.Wei@Example.CN",
+        channel: str = "email", components: list[str] | None = None) -> subs.Asked:  # fmt: skip
+    return subs.subscribe(repo, keys, channel, address, components or ["outbound"], "zh-CN",  # type: ignore[arg-type]
+                          known=COMPONENTS, at=T0)  # fmt: skip
+
+
+def test_the_address_is_sealed_found_by_digest_and_shown_masked(
+    world: tuple[StateRepository, Keys],
+) -> None:
+    repo, keys = world
+    asked = ask(repo, keys)
+    assert asked.confirm and asked.subscriber.state == "pending"
+    assert asked.subscriber.masked == "Z***@example.cn"
+    with repo.reading() as conn:
+        raw = conn.execute(text("SELECT * FROM subscriber")).mappings().one()
+        assert "Zhang" not in str(dict(raw)) and "example.cn" not in raw["address_sealed"]
+        assert subs.address_of(conn, keys, asked.subscriber.id) == "Zhang.Wei@example.cn"
+    # The same address again, written otherwise: the same row (the domain's case is not the address).
+    again = ask(repo, keys, " Zhang.Wei@EXAMPLE.cn ")
+    assert again.subscriber.id == asked.subscriber.id
+
+
+def test_confirming_makes_it_active_and_asking_again_tells_nothing(
+    world: tuple[StateRepository, Keys],
+) -> None:
+    repo, keys = world
+    asked = ask(repo, keys)
+    token = keys.token(asked.subscriber.id, "confirm", T0)
+    subscriber_id = keys.read(token, "confirm", T0 + 3600)
+    assert subs.confirm(repo, subscriber_id, at=T0 + 3600).state == "active"
+    assert subs.confirm(repo, subscriber_id, at=T0 + 3601).state == "active"  # a second click
+    # Someone else asks for the same address with other components: nothing changes, and
+    # the answer (a mail to that address) is the manage link, not a confirmation.
+    other = ask(repo, keys, components=["crm"])
+    assert not other.confirm and other.subscriber.components == ("outbound",)
+    with repo.reading() as conn:
+        assert [s.id for s in subs.active_for(conn, "outbound")] == [subscriber_id]
+        assert subs.active_for(conn, "crm") == []
+
+
+def test_links_are_signed_for_one_purpose_and_the_confirm_link_expires(
+    world: tuple[StateRepository, Keys],
+) -> None:
+    repo, keys = world
+    sid = ask(repo, keys).subscriber.id
+    confirm = keys.token(sid, "confirm", T0)
+    with pytest.raises(TokenRefused, match="expired"):
+        keys.read(confirm, "confirm", T0 + 25 * 3600)
+    with pytest.raises(TokenRefused, match="for something else"):
+        keys.read(confirm, "unsubscribe", T0)
+    forged = confirm.replace(f"{sid}.", f"{sid + 1}.", 1)
+    with pytest.raises(TokenRefused, match="not one of ours"):
+        keys.read(forged, "confirm", T0)
+    never = keys.token(sid, "unsubscribe", T0)
+    assert keys.read(never, "unsubscribe", T0 + 10 * 365 * 86400) == sid  # RFC 8058: always works
+
+
+def test_unsubscribe_manage_retire_export_and_erase(world: tuple[StateRepository, Keys]) -> None:
+    repo, keys = world
+    sid = ask(repo, keys, "+86 138 0013 8000", channel="sms").subscriber.id
+    subs.confirm(repo, sid, at=T0)
+    assert subs.set_components(
+        repo, sid, ["crm", "outbound"], known=COMPONENTS, at=T0
+    ).components == ("crm", "outbound")
+    with pytest.raises(AddressRefused, match="no component 'billing'"):
+        subs.set_components(repo, sid, ["billing"], known=COMPONENTS, at=T0)
+    with repo.reading() as conn:
+        exported = subs.export(conn, keys, sid)
+        assert exported["address"] == "+8613800138000" and exported["channel"] == "sms"
+        assert subs.get(conn, sid).masked == "+86 138****8000"
+    assert subs.unsubscribe(repo, sid, at=T0 + 5).state == "unsubscribed"
+    assert subs.unsubscribe(repo, sid, at=T0 + 6).ended_at == T0 + 5  # once
+    with pytest.raises(Conflict, match="has ended"):
+        subs.set_components(repo, sid, ["crm"], known=COMPONENTS, at=T0)
+    mail = ask(repo, keys, "li@example.cn").subscriber.id
+    retired = subs.retire(repo, mail, "550 5.1.1 no such user", at=T0)
+    assert (retired.state, retired.failures, retired.reason) == (
+        "retired",
+        1,
+        "550 5.1.1 no such user",
+    )
+    subs.erase(repo, mail)
+    with repo.reading() as conn:
+        assert [r.id for r in conn.execute(select(Subscriber.id))] == [sid]
+
+
+@pytest.mark.parametrize(
+    ("channel", "address", "words"),
+    [
+        ("email", "not an address", "not an e-mail address"),
+        ("email", "a@b", "not an e-mail address"),
+        ("email", "x@example.cn<script>", "not an e-mail address"),
+        ("sms", "12345", "not a valid phone number"),
+        ("sms", "+86 10 6552 9988", "text messages need a mobile number"),
+        ("webpush", "http://push.example/x", "https://"),
+    ],
+)
+def test_junk_is_refused_with_a_sentence(
+    world: tuple[StateRepository, Keys], channel: str, address: str, words: str
+) -> None:
+    repo, keys = world
+    with pytest.raises(AddressRefused, match=words):
+        ask(repo, keys, address, channel=channel)
+
+
+def test_components_must_be_on_the_page(world: tuple[StateRepository, Keys]) -> None:
+    repo, keys = world
+    with pytest.raises(AddressRefused, match="choose at least one component"):
+        subs.subscribe(repo, keys, "email", "a@example.cn", [], "en", known=COMPONENTS, at=T0)
