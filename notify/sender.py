@@ -94,8 +94,11 @@ class Sender:
         disabled: Mapping[str, str] | None = None,
         tick: Callable[[float], object] | None = None,
         degraded_after: int = 3,
+        extra_data: Callable[[outbox.DeliveryRow], dict[str, Any]] | None = None,
     ) -> None:
         self.repo = repo
+        self.extra_data = extra_data
+        """More for a message's ``data`` by delivery (a subscriber's unsubscribe link)."""
         self.channels = dict(channels)
         self.disabled = dict(disabled or {})
         """Channel id → why it is off (its config was refused); attempts on it fail permanently."""
@@ -279,7 +282,7 @@ class Sender:
             name=person.name,
             email=person.email,
             phone=person.phone,
-            data=_facts(delivery),
+            data=_facts(delivery) | (self.extra_data(delivery) if self.extra_data else {}),
             **_user(person),
         )
         return Claimed(delivery, attempt_id, message)

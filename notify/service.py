@@ -20,8 +20,9 @@ from sqlalchemy import Connection
 from core.clock import Clock
 from core.secret_box import SecretBox
 from monitor.faults import Faults
+from monitor.store.models import SUBSCRIBER_ACTIVE, SUBSCRIBER_PENDING
 from monitor.store.repository import StateRepository
-from notify import outbox
+from notify import outbox, subscribers
 from notify.channels import ChannelOff, build_channel
 from notify.channels.base import Channel, ChannelContext, DeliveryError, Message, Receipt
 from notify.compose import Composer
@@ -31,10 +32,23 @@ from notify.outbox import Notice
 from notify.paging import Paging, Roster, overrides_at
 from notify.roster import roster_of
 from notify.schedules import Override, on_call_at
-from notify.sender import Sender
+from notify.sender import Recipient, Sender
 from notify.settings import PagingConfig
+from notify.subscribers import Keys
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SubscriberRecipient:
+    """A status page subscriber as the sender sees a recipient: an address, a language."""
+
+    id: str
+    email: str | None = None
+    phone: str | None = None
+    language: str = "zh-CN"
+    name: str | None = None
+    user: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,7 @@ class Notifications:
         self.faults = faults
         self.listen = listen
         self.ack_key = box.derive_key("ack-link")
+        self.subscriber_keys = Keys.of(box)
         self._built = self._build(config())
         self.paging = Paging(lambda: self._built.roster, on_delivery=self._wake)
         paging_config = paging_of(config())
@@ -78,7 +93,7 @@ class Notifications:
             repo,
             channels=self._built.channels,
             disabled=self._built.disabled,
-            people=lambda pid: self._built.roster.people.get(pid),
+            people=self.recipient,
             render=lambda conn, d, p: self._built.composer(conn, d, p),
             clock=clock,
             retry=paging_config.retry_policy(),
@@ -87,9 +102,38 @@ class Notifications:
             faults=faults,
             tick=lambda now: self.paging.tick(repo, now),
             degraded_after=paging_config.degraded_after,
+            extra_data=self._extra_data,
         )
         self._clock = clock
         self._heartbeat: asyncio.Task[None] | None = None
+
+    def recipient(self, recipient_id: str) -> Recipient | None:
+        """A person of the config, or a status page subscriber (``subscriber:<id>``, whose
+        address is opened only here, to send)."""
+        kind, _, ident = recipient_id.partition(":")
+        if kind != "subscriber" or not ident.isdigit():
+            return self._built.roster.people.get(recipient_id)
+        with self.repo.reading() as conn:
+            try:
+                row = subscribers.get(conn, int(ident))
+                address = subscribers.address_of(conn, self.subscriber_keys, row.id)
+            except LookupError:
+                return None
+        if row.state != SUBSCRIBER_ACTIVE and row.state != SUBSCRIBER_PENDING:
+            return None
+        return SubscriberRecipient(
+            recipient_id,
+            email=address if row.channel == "email" else None,
+            phone=address if row.channel == "sms" else None,
+            language=row.language,
+        )
+
+    def _extra_data(self, delivery: outbox.DeliveryRow) -> dict[str, Any]:
+        kind, _, ident = delivery.person_id.partition(":")
+        if kind != "subscriber" or not ident.isdigit():
+            return {}
+        token = self.subscriber_keys.token(int(ident), "unsubscribe", self.clock.time())
+        return {"unsubscribe_url": f"{self._built.composer.base_url}/status/unsubscribe/{token}"}
 
     def _wake(self) -> None:
         self.sender.wake()

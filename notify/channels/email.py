@@ -182,6 +182,12 @@ def _headers(config: EmailChannelConfig, message: Message, recipient: Address) -
     mail["Message-ID"] = message_id(message.delivery_id, domain)
     # RFC 3834: an automatic message; vacation responders must not answer it.
     mail["Auto-Submitted"] = "auto-generated"
+    unsubscribe = message.data.get("unsubscribe_url")
+    if isinstance(unsubscribe, str) and unsubscribe.startswith(("https://", "http://")):
+        # RFC 2369 and RFC 8058: mail clients show an unsubscribe button that POSTs
+        # "List-Unsubscribe=One-Click" to the link, with no page in between.
+        mail["List-Unsubscribe"] = f"<{unsubscribe}>"
+        mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     mail["X-Dialwatch-Delivery"] = message.delivery_id
     return mail
 
