@@ -19,6 +19,7 @@ from monitor.config.rules import ActionKind, rule_model
 from monitor.config.schema import Section, config_model
 from notify.channels import CHANNELS
 from notify.channels.disabled import stand_in as channel_stand_in
+from notify.customer_settings import CustomersConfig, customers_problems
 from notify.people import EscalationConfig, PersonConfig, ScheduleConfig
 from notify.roster import paging_problems
 from notify.rule_action import ESCALATE
@@ -62,6 +63,14 @@ SECTIONS: dict[str, Section] = {
         "How pages are delivered: retries, the per-person rate limit, links, templates, "
         "the heartbeat (see docs/notify.md).",
         many=False,
+    ),
+    "customers": Section(
+        CustomersConfig,
+        "How the center's customers who subscribed on the status page are told: channels, "
+        "auto or manual notices, the all-clear settle time, quiet hours, abuse limits "
+        "(see docs/customers.md).",
+        many=False,
+        check=customers_problems,
     ),
     "failover": Section(
         FailoverGroupConfig,

@@ -128,6 +128,20 @@ class Notifications:
             language=row.language,
         )
 
+    def to_subscriber(self, subscriber_id: int, subject: str, text: str, at: float) -> int:
+        """Queue a written message for one subscriber over the ``customers:`` channel of
+        their kind; returns the delivery id. ValueError when no such channel is set."""
+        customers = getattr(self.config(), "customers", None)
+        with self.repo.transaction() as conn:
+            row = subscribers.get(conn, subscriber_id)
+            channel = customers.channel_for(row.channel) if customers is not None else None
+            if channel is None:
+                raise ValueError(f"no customers.{row.channel}_channel is set")
+            delivery = outbox.add(conn, f"subscriber:{subscriber_id}", [Notice("customer", None)],
+                                  [channel], at, subject=subject, text=text)  # fmt: skip
+        self._wake()
+        return delivery
+
     def _extra_data(self, delivery: outbox.DeliveryRow) -> dict[str, Any]:
         kind, _, ident = delivery.person_id.partition(":")
         if kind != "subscriber" or not ident.isdigit():

@@ -34,6 +34,7 @@ def service(tmp_path: Path, port: int) -> tuple[Notifications, StateRepository]:
                             "targets": []}],
             "channels": [{"id": "mail", "kind": "email", "from": "Status <status@example.cn>",
                           "smtp": {"host": "127.0.0.1", "port": port, "tls": "none"}}],
+            "customers": {"email_channel": "mail"},
         }
     )  # fmt: skip
     repo = StateRepository(open_database(None, tmp_path))
@@ -91,3 +92,25 @@ def test_a_subscriber_who_left_gets_nothing_and_the_delivery_says_why(tmp_path: 
     with repo.reading() as conn:
         [state] = conn.execute(select(Delivery.state)).scalars()
     assert state == "failed"
+
+
+def test_a_confirmation_in_the_subscribers_language_through_the_customers_channel(
+    tmp_path: Path,
+) -> None:
+    from notify import customer_messages
+
+    accepting = Accepting()
+    with smtp_server(accepting) as smtp:
+        notes, repo = service(tmp_path, smtp.port)
+        asked = subscribers.subscribe(repo, notes.subscriber_keys, "email", "wang@example.cn",
+                                      ["outbound"], "zh-CN", known=["outbound"], at=T0)  # fmt: skip
+        link = "https://status.example.cn/status/confirm/" + notes.subscriber_keys.token(
+            asked.subscriber.id, "confirm", T0
+        )
+        written = customer_messages.confirmation("zh-CN", "外呼中心", ["外呼线路"], link)
+        notes.to_subscriber(asked.subscriber.id, written.subject, written.text, at=T0)
+        send(notes)  # pending subscribers get their confirmation
+    [mail] = accepting.received
+    assert mail.message["Subject"] == "外呼中心：请确认订阅"
+    body = mail.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert link in body and "外呼线路" in body and "24 小时内有效" in body

@@ -1,0 +1,102 @@
+"""The words customers read: confirmation, manage-link and notice messages, zh-CN and en.
+
+Plain text only (no HTML part, so nothing a customer or a staff member typed
+can become markup in a mail client), each with the links it needs. Notices
+carry what the status page shows and nothing else: the component's name, the
+published cause, ETA and summary — never target ids, addresses, internal
+notes or probe details (the caller passes only those fields).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+_WORDS: dict[str, dict[str, str]] = {
+    "zh-CN": {
+        "confirm.subject": "{site}：请确认订阅",
+        "confirm.text": "您申请订阅 {site} 以下服务的状态通知：{components}。\n\n"
+        "请打开以下链接确认（24 小时内有效）：\n{link}\n\n"
+        "如果不是您本人申请，请忽略本邮件，您不会收到任何通知。",
+        "manage.subject": "{site}：您的订阅",
+        "manage.text": "有人（可能是您）再次申请订阅 {site} 的状态通知。您已订阅。\n\n"
+        "更改订阅的服务或退订：\n{link}",
+        "outage": "{component}：服务异常，我们正在处理。",
+        "update": "{component}：最新进展。",
+        "resolved": "{component}：已恢复正常。",
+        "maintenance": "{component}：维护通知。",
+        "cause": "原因：{cause}",
+        "eta": "预计恢复时间：{eta}",
+        "footer": "更改订阅：{manage}\n退订：{unsubscribe}",
+    },
+    "en": {
+        "confirm.subject": "{site}: please confirm your subscription",
+        "confirm.text": "You asked to hear about these services of {site}: {components}.\n\n"
+        "Open this link to confirm (it works for 24 hours):\n{link}\n\n"
+        "If it was not you, ignore this message: you will hear nothing.",
+        "manage.subject": "{site}: your subscription",
+        "manage.text": "Someone (perhaps you) asked again to subscribe to {site}. You are "
+        "subscribed already.\n\nChange what you hear about, or unsubscribe:\n{link}",
+        "outage": "{component}: we are investigating a problem.",
+        "update": "{component}: an update.",
+        "resolved": "{component}: resolved.",
+        "maintenance": "{component}: maintenance.",
+        "cause": "Cause: {cause}",
+        "eta": "Expected back: {eta}",
+        "footer": "Change your subscription: {manage}\nUnsubscribe: {unsubscribe}",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Written:
+    subject: str
+    text: str
+
+
+def _words(language: str) -> dict[str, str]:
+    return _WORDS.get(language) or _WORDS["en"]
+
+
+def confirmation(language: str, site: str, components: list[str], link: str) -> Written:
+    w = _words(language)
+    sep = "、" if language == "zh-CN" else ", "
+    return Written(
+        w["confirm.subject"].format(site=site),
+        w["confirm.text"].format(site=site, components=sep.join(components), link=link),
+    )
+
+
+def manage_link(language: str, site: str, link: str) -> Written:
+    w = _words(language)
+    return Written(
+        w["manage.subject"].format(site=site), w["manage.text"].format(site=site, link=link)
+    )
+
+
+def notice(
+    language: str,
+    kind: str,
+    *,
+    component: str,
+    cause: str | None = None,
+    eta: float | None = None,
+    summary: str | None = None,
+    timezone: str = "Asia/Shanghai",
+    manage: str,
+    unsubscribe: str,
+) -> Written:
+    """One notice about one component: what the status page says, and the links."""
+    w = _words(language)
+    subject = w[kind].format(component=component)
+    lines = [subject]
+    if summary:
+        lines += ["", summary]
+    if cause and kind != "resolved":
+        lines.append(w["cause"].format(cause=cause))
+    if eta is not None and kind != "resolved":
+        when = datetime.fromtimestamp(eta, ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")
+        lines.append(w["eta"].format(eta=f"{when} ({timezone})"))
+    lines += ["", w["footer"].format(manage=manage, unsubscribe=unsubscribe)]
+    return Written(subject, "\n".join(lines) + "\n")
