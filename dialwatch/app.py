@@ -116,6 +116,7 @@ class Appliance:
             data_dir=data_dir,
         )
         self.dispatcher.add(self.notifications.paging.subscriber())
+        self.dispatcher.add(self.notifications.customers.subscriber())  # status page subscribers
         # A paging channel off or degraded makes the appliance's own check warn.
         self.engine.alert_sources.append(self.notifications.alerts)
         self.failover = FailoverService(

@@ -26,6 +26,7 @@ from notify import outbox, subscribers
 from notify.channels import ChannelOff, build_channel
 from notify.channels.base import Channel, ChannelContext, DeliveryError, Message, Receipt
 from notify.compose import Composer
+from notify.customer_notices import CustomerNotices
 from notify.heartbeat import run_heartbeat
 from notify.messages import Writer, read_templates
 from notify.outbox import Notice
@@ -88,6 +89,9 @@ class Notifications:
         self.subscriber_keys = Keys.of(box)
         self._built = self._build(config())
         self.paging = Paging(lambda: self._built.roster, on_delivery=self._wake)
+        self.customers = CustomerNotices(
+            config, self.subscriber_keys, lambda: self._built.composer.base_url, wake=self._wake
+        )
         paging_config = paging_of(config())
         self.sender = Sender(
             repo,
@@ -100,7 +104,7 @@ class Notifications:
             rate=paging_config.rate(),
             concurrency=paging_config.concurrency,
             faults=faults,
-            tick=lambda now: self.paging.tick(repo, now),
+            tick=lambda now: (self.paging.tick(repo, now), self.customers.tick(repo, now)),
             degraded_after=paging_config.degraded_after,
             extra_data=self._extra_data,
         )

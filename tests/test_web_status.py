@@ -24,7 +24,7 @@ from tests.test_web_support import (
 )
 from web import WebServices, create_app
 from web.components import ComponentState, component_state, overall_state
-from web.redact import MASK, redact, sensitive_strings
+from monitor.redact import MASK, redact, sensitive_strings
 
 S = ComponentState
 

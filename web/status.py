@@ -32,7 +32,7 @@ from probes import PROBES
 from web import components as comp
 from web import guard
 from web.i18n import LOCALES, iso, lang_tag
-from web.redact import redact, sensitive_strings
+from monitor.redact import redact, sensitive_strings
 from web.services import WebServices
 from web.status_snapshot import Rendered, conditional_response, snapshots_of
 from web.views import current_services

@@ -229,7 +229,7 @@ class WebConfig(StrictModel):
     token: str | None = None
     """Removed: a config file that sets it is rejected (``monitor.config.removed``) with a
     pointer to ``dialwatch token create``; staff log in. Always unset when loaded from a
-    file (the field stays while ``web.redact`` still reads it)."""
+    file (the field stays while ``monitor.redact`` still reads it)."""
     public_status: Bool = True
     """Serve the public status page to anyone; ``false``: staff only."""
     base_url: str | None = None

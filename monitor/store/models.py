@@ -745,3 +745,15 @@ class Subscriber(Base):
     """An SMS verification code waiting (keyed digest), until confirmed."""
     code_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     code_tries: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class CustomerThread(Base):
+    """What one subscriber has heard about one component, and when to look again
+    (``notify.customer_policy.Thread``, kept so a restart neither repeats nor forgets)."""
+
+    __tablename__ = "customer_thread"
+
+    subscriber_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    component_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    check_at: Mapped[float | None] = mapped_column(Float, nullable=True, index=True)
