@@ -95,8 +95,12 @@ class Sender:
         tick: Callable[[float], object] | None = None,
         degraded_after: int = 3,
         extra_data: Callable[[outbox.DeliveryRow], dict[str, Any]] | None = None,
+        on_gone: Callable[[Connection, str, str, float], None] | None = None,
     ) -> None:
         self.repo = repo
+        self.on_gone = on_gone
+        """Told (in the failure's transaction) of a recipient whose last channel refused
+        for good: a status page subscriber is retired then."""
         self.extra_data = extra_data
         """More for a message's ``data`` by delivery (a subscriber's unsubscribe link)."""
         self.channels = dict(channels)
@@ -359,6 +363,9 @@ class Sender:
                     f"could not notify {d.person_id}: every channel failed (last: {error.reason})"
                 )
                 self._record(conn, d, now, line, "failed", {"reason": error.reason})
+                if error.permanent and self.on_gone is not None:
+                    # The address refused for good (a bounce, a push endpoint gone).
+                    self.on_gone(conn, d.person_id, error.reason, now)
             recent = outbox.channel_outcomes(conn, d.channel or "", self.degraded_after)
         if then.state == DELIVERY_FAILED:
             self.faults.report(

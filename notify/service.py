@@ -107,6 +107,7 @@ class Notifications:
             tick=lambda now: (self.paging.tick(repo, now), self.customers.tick(repo, now)),
             degraded_after=paging_config.degraded_after,
             extra_data=self._extra_data,
+            on_gone=self._gone,
         )
         self._clock = clock
         self._heartbeat: asyncio.Task[None] | None = None
@@ -145,6 +146,12 @@ class Notifications:
                                   [channel], at, subject=subject, text=text)  # fmt: skip
         self._wake()
         return delivery
+
+    def _gone(self, conn: Connection, recipient_id: str, reason: str, at: float) -> None:
+        kind, _, ident = recipient_id.partition(":")
+        if kind == "subscriber" and ident.isdigit():
+            subscribers.retire(self.repo, int(ident), reason, at=at)
+            log.info("subscriber %s retired: %s", ident, reason)
 
     def _extra_data(self, delivery: outbox.DeliveryRow) -> dict[str, Any]:
         kind, _, ident = delivery.person_id.partition(":")

@@ -114,3 +114,19 @@ def test_a_confirmation_in_the_subscribers_language_through_the_customers_channe
     assert mail.message["Subject"] == "外呼中心：请确认订阅"
     body = mail.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert link in body and "外呼线路" in body and "24 小时内有效" in body
+
+
+def test_an_address_that_bounces_for_good_is_retired_and_counted(tmp_path: Path) -> None:
+    from tests.peers.smtp import Refusing
+
+    with smtp_server(Refusing()) as smtp:
+        notes, repo = service(tmp_path, smtp.port)
+        asked = subscribers.subscribe(repo, notes.subscriber_keys, "email", "gone@example.cn",
+                                      ["outbound"], "en", known=["outbound"], at=T0)  # fmt: skip
+        subscribers.confirm(repo, asked.subscriber.id, at=T0)
+        queue(repo, asked.subscriber.id)
+        send(notes)
+    with repo.reading() as conn:
+        row = subscribers.get(conn, asked.subscriber.id)
+    assert (row.state, row.failures) == ("retired", 1)
+    assert "550" in row.reason
