@@ -156,7 +156,9 @@ def test_calls_leave_a_dead_primary_trunk_and_come_back_when_it_is_stable(
 
         lb.kill_primary()
         wait_for("the primary to be taken out", lambda: lb.flags() == ["IX", "AX"], 15)
-        assert members(app)["trunk-ct"]["wanted"] == "inactive"
+        # The proxy is changed first, then what Dialwatch wants is stored: a moment apart.
+        wait_for("the wanted state stored",
+                 lambda: members(app)["trunk-ct"]["wanted"] == "inactive", 5)  # fmt: skip
         lb.calls("failed-over", reach=lb.backup)
 
         lb.revive_primary()
