@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -44,6 +45,11 @@ from monitor.store.repository import NotFound, StateRepository
 Channel = Literal["email", "sms", "webpush"]
 Purpose = Literal["confirm", "manage", "unsubscribe"]
 CONFIRM_FOR = 24 * 3600.0
+CODE_FOR = 600.0
+"""How long an SMS verification code works."""
+CODE_TRIES = 5
+"""Wrong codes allowed before a new one must be asked for."""
+DAY = 86400.0
 MAX_COMPONENTS = 100
 _TABLE = Subscriber.__table__
 _EMAIL = re.compile(
@@ -57,6 +63,10 @@ class AddressRefused(ValueError):
 
 class TokenRefused(ValueError):
     """A link that is not ours, is for something else, or has expired."""
+
+
+class LimitReached(ValueError):
+    """An abuse limit says no (SMS codes per number per day): a sentence for the page."""
 
 
 def normalize(channel: Channel, address: str, region: str = "CN") -> str:
@@ -333,3 +343,91 @@ def export(conn: Connection, keys: Keys, subscriber_id: int) -> dict[str, Any]:
         "ended_at": row.ended_at,
         "reason": row.reason,
     }
+
+
+# -- SMS verification codes ----------------------------------------------------------------
+def _code_digest(keys: Keys, subscriber_id: int, code: str) -> str:
+    return hmac.new(
+        keys.lookup, f"code:{subscriber_id}:{code}".encode(), hashlib.sha256
+    ).hexdigest()
+
+
+def issue_code(
+    repo: StateRepository, keys: Keys, subscriber_id: int, *, at: float, per_day: int
+) -> str:
+    """A new 6-digit code for a pending SMS subscriber, valid ``CODE_FOR``; at most
+    ``per_day`` codes to one number in any 24 hours (SMS pumping costs money)."""
+    with repo.transaction() as conn:
+        row = conn.execute(select(_TABLE).where(_TABLE.c.id == subscriber_id)).first()
+        if row is None:
+            raise NotFound(f"no subscriber {subscriber_id}")
+        if row.channel != "sms":
+            raise ValueError("verification codes are for text-message subscriptions")
+        recent = [t for t in (row.codes_sent or []) if t > at - DAY]
+        if len(recent) >= per_day:
+            raise LimitReached("too many codes to this number today: try again tomorrow")
+        code = f"{secrets.randbelow(1_000_000):06d}"
+        conn.execute(
+            update(_TABLE)
+            .where(_TABLE.c.id == subscriber_id)
+            .values(
+                code_digest=_code_digest(keys, subscriber_id, code),
+                code_expires_at=at + CODE_FOR,
+                code_tries=0,
+                codes_sent=[*recent, at],
+            )  # fmt: skip
+        )
+        return code
+
+
+def check_code(
+    repo: StateRepository, keys: Keys, subscriber_id: int, code: str, *, at: float
+) -> SubscriberRow:
+    """Confirm a pending SMS subscriber with the code they got; ``TokenRefused`` with a
+    sentence otherwise (wrong, expired, too many tries)."""
+    with repo.transaction() as conn:
+        row = conn.execute(select(_TABLE).where(_TABLE.c.id == subscriber_id)).first()
+        if row is None:
+            raise NotFound(f"no subscriber {subscriber_id}")
+        if row.code_digest is None or row.code_expires_at is None or at > row.code_expires_at:
+            raise TokenRefused("this code has expired: ask for a new one")
+        if row.code_tries >= CODE_TRIES:
+            raise TokenRefused("too many wrong codes: ask for a new one")
+        good = hmac.compare_digest(row.code_digest, _code_digest(keys, subscriber_id, code.strip()))
+        if not good:
+            # Counted, and committed: the refusal is raised after the transaction.
+            conn.execute(update(_TABLE).where(_TABLE.c.id == subscriber_id)
+                         .values(code_tries=_TABLE.c.code_tries + 1))  # fmt: skip
+        else:
+            conn.execute(
+                update(_TABLE)
+                .where(_TABLE.c.id == subscriber_id)
+                .values(code_digest=None, code_expires_at=None, code_tries=0)
+            )
+    if not good:
+        raise TokenRefused("this is not the code we sent")
+    return confirm(repo, subscriber_id, at=at)
+
+
+STOP_WORDS = frozenset({"stop", "unsubscribe", "td", "退订", "取消", "退订通知"})
+"""Replies that end a text-message subscription (STOP, 退订...)."""
+
+
+def stop_by_reply(repo: StateRepository, keys: Keys, number: str, text: str, *, at: float) -> bool:
+    """A reply from ``number``: unsubscribes it when the text is a stop word. Returns
+    whether it did (an inbound SMS callback of the provider calls this)."""
+    if text.strip().lower() not in STOP_WORDS:
+        return False
+    try:
+        normalized = normalize("sms", number)
+    except AddressRefused:
+        return False
+    digest = keys.digest("sms", normalized)
+    with repo.transaction() as conn:
+        row = conn.execute(
+            select(_TABLE.c.id).where(_TABLE.c.channel == "sms", _TABLE.c.address_digest == digest)
+        ).first()
+    if row is None:
+        return False
+    unsubscribe(repo, row.id, at=at)
+    return True

@@ -136,3 +136,32 @@ def test_components_must_be_on_the_page(world: tuple[StateRepository, Keys]) -> 
     repo, keys = world
     with pytest.raises(AddressRefused, match="choose at least one component"):
         subs.subscribe(repo, keys, "email", "a@example.cn", [], "en", known=COMPONENTS, at=T0)
+
+
+def test_sms_codes_confirm_are_capped_per_number_per_day_and_stop_unsubscribes(
+    world: tuple[StateRepository, Keys],
+) -> None:
+    repo, keys = world
+    sid = ask(repo, keys, "13800138000", channel="sms").subscriber.id
+    codes = [subs.issue_code(repo, keys, sid, at=T0 + n, per_day=10) for n in range(10)]
+    with pytest.raises(subs.LimitReached, match="too many codes to this number today"):
+        subs.issue_code(repo, keys, sid, at=T0 + 60, per_day=10)  # the 11th in a day
+    assert subs.issue_code(repo, keys, sid, at=T0 + 86400 + 1, per_day=10)  # a day later
+    late = codes[-1]
+    with pytest.raises(TokenRefused, match="not the code we sent|expired"):
+        subs.check_code(repo, keys, sid, late, at=T0 + 86400 + 2)  # an old code
+    fresh = subs.issue_code(repo, keys, sid, at=T0 + 2 * 86400, per_day=10)
+    wrong = "000000" if fresh != "000000" else "111111"
+    for _ in range(subs.CODE_TRIES):
+        with pytest.raises(TokenRefused, match="not the code we sent"):
+            subs.check_code(repo, keys, sid, wrong, at=T0 + 2 * 86400 + 1)
+    with pytest.raises(TokenRefused, match="too many wrong codes"):
+        subs.check_code(repo, keys, sid, fresh, at=T0 + 2 * 86400 + 2)
+    fresh = subs.issue_code(repo, keys, sid, at=T0 + 2 * 86400 + 3, per_day=10)
+    assert subs.check_code(repo, keys, sid, f" {fresh} ", at=T0 + 2 * 86400 + 4).state == "active"
+    with pytest.raises(TokenRefused, match="expired"):
+        subs.check_code(repo, keys, sid, fresh, at=T0 + 2 * 86400 + 5)  # used up
+    assert not subs.stop_by_reply(repo, keys, "+8613800138000", "hello", at=T0)
+    assert subs.stop_by_reply(repo, keys, "+86 138 0013 8000", "退订", at=T0)
+    with repo.reading() as conn:
+        assert subs.get(conn, sid).state == "unsubscribed"

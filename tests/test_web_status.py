@@ -10,6 +10,7 @@ from monitor import incident_actions as actions
 from monitor.components import members
 from monitor.config.schema import Config
 from monitor.health import Health
+from monitor.redact import MASK, redact, sensitive_strings
 from monitor.store import queries
 from monitor.store.repository import StateRepository
 from tests.test_events import Driven, target
@@ -24,7 +25,6 @@ from tests.test_web_support import (
 )
 from web import WebServices, create_app
 from web.components import ComponentState, component_state, overall_state
-from monitor.redact import MASK, redact, sensitive_strings
 
 S = ComponentState
 

@@ -26,13 +26,13 @@ from monitor import components as members_of
 from monitor.config.models import ComponentConfig
 from monitor.config.schema import Config
 from monitor.health import Health
+from monitor.redact import redact, sensitive_strings
 from monitor.store import queries
 from monitor.store.models import INCIDENT_OPEN
 from probes import PROBES
 from web import components as comp
 from web import guard
 from web.i18n import LOCALES, iso, lang_tag
-from monitor.redact import redact, sensitive_strings
 from web.services import WebServices
 from web.status_snapshot import Rendered, conditional_response, snapshots_of
 from web.views import current_services

@@ -745,6 +745,8 @@ class Subscriber(Base):
     """An SMS verification code waiting (keyed digest), until confirmed."""
     code_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     code_tries: Mapped[int] = mapped_column(Integer, default=0)
+    codes_sent: Mapped[list[Any]] = mapped_column(default=list)
+    """When verification codes were sent in the last day (the per-number daily cap)."""
 
 
 class CustomerThread(Base):
