@@ -236,3 +236,41 @@ def test_the_password_is_in_no_repr(tmp_path: Path) -> None:
     mail = channel(25, tls="starttls", username="noc", password="s3cret-pass")
     for shown in (repr(mail), repr(mail.config), str(mail.config), repr(mail.config.smtp)):
         assert "s3cret-pass" not in shown
+
+
+class CountingEhlo(Accepting):
+    """Accepts every message and counts the sessions (one EHLO each)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sessions = 0
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,  # noqa: N802
+                          responses: list[str]) -> list[str]:  # fmt: skip
+        self.sessions += 1
+        session.host_name = hostname  # aiosmtpd leaves this to a handler with its own EHLO
+        return responses
+
+
+def test_a_burst_of_messages_shares_one_logged_in_session() -> None:
+    counting = CountingEhlo()
+    with smtp_server(counting) as server:
+        mail = channel(server.port)
+        for n in range(3):
+            mail.send(Message(delivery_id=f"d-{n}", subject="s", text="t", html=None,
+                              language="en", email=f"c{n}@example.cn"))  # fmt: skip
+    assert [r.rcpt_tos for r in counting.received] == [["c0@example.cn"], ["c1@example.cn"],
+                                                         ["c2@example.cn"]]  # fmt: skip
+    assert counting.sessions == 1
+
+
+def test_a_kept_session_the_server_dropped_is_replaced_without_a_failure() -> None:
+    port = free_port()
+    first, second = Accepting(), Accepting()
+    with smtp_server(first, port=port):
+        mail = channel(port)
+        mail.send(MESSAGE)
+    with smtp_server(second, port=port):  # the server restarted: the kept session is dead
+        receipt = mail.send(MESSAGE)
+    assert len(first.received) == 1 and len(second.received) == 1
+    assert receipt.provider_id == message_id("d-1042", "example.cn")

@@ -32,6 +32,7 @@ import hashlib
 import smtplib
 import socket
 import ssl
+import threading
 import time
 from email import policy
 from email.errors import MessageError
@@ -192,6 +193,12 @@ def _headers(config: EmailChannelConfig, message: Message, recipient: Address) -
     return mail
 
 
+IDLE_FOR = 30.0
+"""Seconds a logged-in session is kept for the next message (servers drop idle ones
+after a minute or more)."""
+MAX_IDLE = 16
+
+
 class _Deadline:
     """Gives the socket what is left of one overall deadline before every read and write.
 
@@ -236,6 +243,27 @@ class EmailChannel:
     def __init__(self, config: EmailChannelConfig) -> None:
         self.config = config
         self._context: ssl.SSLContext | None = None
+        # Logged-in sessions kept open between messages (a burst of customer notices
+        # would otherwise pay a connect, EHLO, STARTTLS and login per message).
+        self._idle: list[tuple[float, smtplib.SMTP]] = []
+        self._idle_lock = threading.Lock()
+
+    def _take(self) -> smtplib.SMTP | None:
+        now = time.monotonic()
+        with self._idle_lock:
+            while self._idle:
+                since, client = self._idle.pop()
+                if now - since < IDLE_FOR:
+                    return client
+                _close(client)
+        return None
+
+    def _give(self, client: smtplib.SMTP) -> None:
+        with self._idle_lock:
+            if len(self._idle) < MAX_IDLE:
+                self._idle.append((time.monotonic(), client))
+                return
+        _close(client)
 
     def __repr__(self) -> str:
         return f"EmailChannel({self.config.id!r}, {self.config.smtp.server})"
@@ -264,44 +292,59 @@ class EmailChannel:
             raise DeliveryError(
                 f"cannot write the message to {recipient}: {exc}", permanent=True
             ) from None
-        step = "connect"
-        client: smtplib.SMTP | None = None
+        client = self._take()
+        if client is not None:
+            client.deadline = time.monotonic() + smtp.timeout  # type: ignore[attr-defined]
+            try:
+                return self._transaction(client, mail, body, recipient, needs_utf8, reused=True)
+            except _Stale:
+                client = None  # the server closed the idle session: a fresh one below
+        return self._transaction(None, mail, body, recipient, needs_utf8, reused=False)
+
+    def _transaction(
+        self, client: smtplib.SMTP | None, mail: EmailMessage, body: bytes, recipient: str,
+        needs_utf8: bool, *, reused: bool,
+    ) -> Receipt:  # fmt: skip
+        smtp = self.config.smtp
+        step = "MAIL FROM" if client is not None else "connect"
+        done = False
         try:
-            # Not smtplib's default (socket.getfqdn()): that is a reverse lookup, unbounded.
-            helo = smtp.helo or socket.gethostname()
-            if smtp.tls == "implicit":
-                client = _SMTPS(local_hostname=helo, context=self._tls())
-            else:
-                client = _SMTP(local_hostname=helo)
-            client.timeout = smtp.timeout
-            # smtplib names the TLS server from the constructor's host only (not connect's).
-            client._host = smtp.host
-            client.deadline = time.monotonic() + smtp.timeout
-            client.connect(smtp.host, smtp.port or DEFAULT_PORTS[smtp.tls])
-            step = "EHLO"
-            client.ehlo_or_helo_if_needed()
-            if smtp.tls == "starttls":
-                step = "STARTTLS"
-                if not client.has_extn("starttls"):
-                    raise DeliveryError(
-                        f"the SMTP server {smtp.server} does not offer STARTTLS "
-                        "(tls: starttls refuses to send in clear text)",
-                        permanent=True,
-                        error_class=ErrorClass.TLS,
-                    )
-                client.starttls(context=self._tls())
+            if client is None:
+                # Not smtplib's default (socket.getfqdn()): that is a reverse lookup, unbounded.
+                helo = smtp.helo or socket.gethostname()
+                if smtp.tls == "implicit":
+                    client = _SMTPS(local_hostname=helo, context=self._tls())
+                else:
+                    client = _SMTP(local_hostname=helo)
+                client.timeout = smtp.timeout
+                # smtplib names the TLS server from the constructor's host only (not connect's).
+                client._host = smtp.host
+                client.deadline = time.monotonic() + smtp.timeout
+                client.connect(smtp.host, smtp.port or DEFAULT_PORTS[smtp.tls])
                 step = "EHLO"
                 client.ehlo_or_helo_if_needed()
-            if smtp.username is not None:
-                step = "AUTH"
-                if not client.has_extn("auth"):
-                    raise DeliveryError(
-                        f"the SMTP server {smtp.server} offers no login (AUTH); "
-                        "remove username, or check the port",
-                        permanent=True,
-                        error_class=ErrorClass.AUTH,
-                    )
-                client.login(smtp.username, smtp.password or "")
+                if smtp.tls == "starttls":
+                    step = "STARTTLS"
+                    if not client.has_extn("starttls"):
+                        raise DeliveryError(
+                            f"the SMTP server {smtp.server} does not offer STARTTLS "
+                            "(tls: starttls refuses to send in clear text)",
+                            permanent=True,
+                            error_class=ErrorClass.TLS,
+                        )
+                    client.starttls(context=self._tls())
+                    step = "EHLO"
+                    client.ehlo_or_helo_if_needed()
+                if smtp.username is not None:
+                    step = "AUTH"
+                    if not client.has_extn("auth"):
+                        raise DeliveryError(
+                            f"the SMTP server {smtp.server} offers no login (AUTH); "
+                            "remove username, or check the port",
+                            permanent=True,
+                            error_class=ErrorClass.AUTH,
+                        )
+                    client.login(smtp.username, smtp.password or "")
             options: list[str] = []
             if needs_utf8:
                 if not client.has_extn("smtputf8"):
@@ -312,14 +355,25 @@ class EmailChannel:
                     )
                 options.append("SMTPUTF8")
             step = "MAIL FROM"
-            _expect(client.mail(self.config.sender, options), (250,), step, smtp.server)
+            try:
+                reply = client.mail(self.config.sender, options)
+            except (smtplib.SMTPServerDisconnected, ConnectionError):
+                if reused:
+                    raise _Stale() from None
+                raise
+            if reused and reply[0] != 250:
+                # A kept session the server no longer keeps (421, or 503 after it lost the
+                # session's EHLO): the answer of a fresh session is the one that counts.
+                raise _Stale()
+            _expect(reply, (250,), step, smtp.server)
             step = f"RCPT TO <{recipient}>"
             _expect(client.rcpt(recipient), (250, 251), step, smtp.server)
             step = "DATA"
             code, answer = client.data(body)
             text = answer.decode("utf-8", "replace")
+            done = True
             return Receipt(str(mail["Message-ID"]), shortened(f"{code} {text}"))
-        except DeliveryError:
+        except (DeliveryError, _Stale):
             raise
         except smtplib.SMTPResponseException as exc:
             raise _refused(exc.smtp_code, exc.smtp_error, step, smtp.server) from None
@@ -370,7 +424,14 @@ class EmailChannel:
             ) from None
         finally:
             if client is not None:
-                _close(client)
+                if done:
+                    self._give(client)  # ready for the next MAIL FROM
+                else:
+                    _close(client)
+
+
+class _Stale(Exception):
+    """A kept session the server closed meanwhile: open a new one and send again."""
 
 
 def _expect(reply: tuple[int, bytes], codes: tuple[int, ...], step: str, server: str) -> None:

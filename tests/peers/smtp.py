@@ -111,6 +111,7 @@ def smtp_server(
     tls_context: ssl.SSLContext | None = None,
     ssl_context: ssl.SSLContext | None = None,
     users: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> Iterator[SmtpServer]:
     """A real SMTP server on 127.0.0.1 (STARTTLS with ``tls_context``, implicit TLS with
     ``ssl_context``; logins required with ``users``), stopped at the end."""
@@ -126,7 +127,7 @@ def smtp_server(
         # handled=False: aiosmtpd answers 535 itself (the default, True, means "I answered").
         return AuthResult(success=ok, handled=False, auth_data=data if ok else None)
 
-    port = free_port()
+    port = port or free_port()
     kwargs: dict[str, Any] = {}
     if tls_context is not None:
         kwargs.update(tls_context=tls_context, require_starttls=True)
