@@ -121,13 +121,14 @@ def fanout(
             notes.customers.handle(repo, event)
 
         async def drain() -> None:
-            while len(received.received) < count:
-                notes.customers.tick(repo, time.time())
-                await notes.sender.round()
-                await asyncio.sleep(0)
-                if time.monotonic() - t0 > 600:
-                    raise RuntimeError(f"only {len(received.received)} of {count} arrived")
-            await notes.sender.settle()
+            await notes.start()  # the sender's own loop, with its tick, as in the appliance
+            try:
+                while len(received.received) < count:
+                    await asyncio.sleep(0.05)
+                    if time.monotonic() - t0 > 600:
+                        raise RuntimeError(f"only {len(received.received)} of {count} arrived")
+            finally:
+                await notes.stop()
 
         asyncio.run(drain())
         took = time.monotonic() - t0
