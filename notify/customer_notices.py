@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 EVENTS = frozenset({EventKind.TRANSITION, EventKind.CUSTOMER_UPDATE})
 _THREAD = CustomerThread.__table__
 TROUBLE = frozenset({Health.DOWN, Health.DEGRADED})
+TICK_BATCH = 500
+"""Threads one tick handles: the transaction holds the one writer lock meanwhile."""
 
 
 def _thread(state: Mapping[str, Any]) -> Thread:
@@ -152,10 +154,11 @@ class CustomerNotices:
         """Queue what is due now; returns how many notices were queued."""
         rules = self.rules()
         queued = 0
+        self._incidents: dict[str, Any] = {}  # per tick: one read per component, not per notice
         with repo.transaction() as conn:
             rows = conn.execute(
                 select(_THREAD).where(_THREAD.c.check_at <= now).order_by(_THREAD.c.check_at)
-                .limit(1000)
+                .limit(TICK_BATCH)
             ).all()  # fmt: skip
             for row in rows:
                 thread = _thread(row.state)
@@ -212,8 +215,11 @@ class CustomerNotices:
         return 1
 
     def _incident_of(self, conn: Connection, component: Any) -> queries.IncidentRow | None:
+        cache = getattr(self, "_incidents", None)
+        if cache is not None and component.id in cache:
+            return cache[component.id]
         ids = set(members(component, list(self.config().targets)))
-        for incident in queries.open_incidents(conn):
-            if ids & set(incident.member_ids):
-                return incident
-        return None
+        found = next((i for i in queries.open_incidents(conn) if ids & set(i.member_ids)), None)
+        if cache is not None:
+            cache[component.id] = found
+        return found
