@@ -28,6 +28,17 @@ PUBLIC = {
     "ack.ack_page",  # the signed, expiring acknowledge link of a page (notify.ack_links)
     "ack.ack_submit",  # its confirm form: the signed link and CSRF
     "push.service_worker",
+    # Subscribing on the status page (web.status_subscribe): customers have no account.
+    "status_subscribe.subscribe_page",  # the form: CSRF token, no data shown
+    "status_subscribe.subscribe_submit",  # CSRF and Origin, rate limited per address and
+    # network, the same answer whether the address is subscribed or not (no enumeration)
+    "status_subscribe.confirm_page",  # the signed, expiring confirm link; shows a button only
+    "status_subscribe.confirm_submit",  # that button: the signed link and CSRF
+    "status_subscribe.manage_page",  # the signed manage link, mailed only to the address
+    "status_subscribe.manage_submit",  # its forms: the signed link and CSRF
+    "status_subscribe.unsubscribe_page",  # the signed unsubscribe link; shows a button only
+    "status_subscribe.unsubscribe_submit",  # RFC 8058 one-click: the signed link is the only
+    # credential (no CSRF, no Origin: guard.signed_link), and all it can do is stop mail
 }
 """Endpoints anyone may call (each guards itself: CSRF, the setup code, a token)."""
 SELF_SERVICE = {
@@ -65,6 +76,13 @@ def test_the_route_list_is_not_empty_and_names_the_public_ones(world) -> None:  
     endpoints = {e for e, _m, _u in routes(world.app)}
     assert endpoints >= PUBLIC, PUBLIC - endpoints
     assert len(endpoints - PUBLIC) >= 8
+
+
+def test_only_the_one_click_unsubscribe_skips_csrf_and_the_origin_check(world) -> None:  # noqa: ANN001
+    from web.guard import _SIGNED_LINK
+
+    exempt = {e for e, view in world.app.view_functions.items() if getattr(view, _SIGNED_LINK, 0)}
+    assert exempt == {"status_subscribe.unsubscribe_submit"}
 
 
 def test_every_staff_route_refuses_an_anonymous_caller(world) -> None:  # noqa: ANN001

@@ -35,6 +35,7 @@ from web.i18n import (
     valid_timezone,
 )
 from web.login_throttle import LoginThrottle
+from web.rate_limit import WindowLimit
 from web.services import WebServices
 from web.views import current_services
 
@@ -174,12 +175,14 @@ def create_app(services: WebServices) -> Flask:
         runbook_pages,
         silences,
         status,
+        status_subscribe,
     )
 
     app = Flask(__name__)
     app.extensions["dialwatch"] = services
     app.extensions["dialwatch.repo"] = services.repo or StateRepository(services.db)
     app.extensions["dialwatch.login_throttle"] = LoginThrottle(services.clock)
+    app.extensions[status_subscribe.LIMIT_EXTENSION] = WindowLimit(services.clock)
     app.secret_key = services.secret_key or secrets.token_bytes(32)
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_BODY,
@@ -225,6 +228,7 @@ def create_app(services: WebServices) -> Flask:
         }
 
     app.register_blueprint(status.bp)
+    app.register_blueprint(status_subscribe.bp)
     app.register_blueprint(login.bp)
     app.register_blueprint(account.bp)
     app.register_blueprint(dashboard.bp)

@@ -7,7 +7,9 @@ to mark is closed, not open. For staff routes it checks, in order: the Host
 header (DNS rebinding), who is asking (a login session cookie or an
 ``Authorization: Bearer`` API token), the role, the second factor where
 ``web.require_2fa_for`` asks for one, and — for a state change made with a
-session cookie — the Origin and the CSRF token. Anonymous pages redirect to
+session cookie — the Origin and the CSRF token. A public route's state
+changes need the Origin and the CSRF token too, unless it is a
+``@signed_link`` (the one-click unsubscribe a mail client posts). Anonymous pages redirect to
 ``/login``; anonymous API calls get a 401 with the reason; a role too low
 gets a 403 naming the role needed.
 """
@@ -45,6 +47,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _PUBLIC = "_dialwatch_public"
 _ROLE = "_dialwatch_role"
 _ANY_2FA_STATE = "_dialwatch_before_2fa"
+_SIGNED_LINK = "_dialwatch_signed_link"
 
 csrf = CSRFProtect()
 
@@ -62,6 +65,16 @@ def require(role: str) -> Callable[[F], F]:
 def public(view: F) -> F:
     """A route anyone may use: the status page, /healthz, the login pages."""
     setattr(view, _PUBLIC, True)
+    return view
+
+
+def signed_link(view: F) -> F:
+    """A public POST whose URL carries a signed token that is all its authentication: no
+    Origin check and no CSRF token. Only for the RFC 8058 one-click unsubscribe, which a
+    mail client posts on its own (``List-Unsubscribe=One-Click``, no cookie, no token,
+    its own Origin or none); a forged request would need the token, and whoever has the
+    token can make the request anyway. Use with ``@public``."""
+    setattr(view, _SIGNED_LINK, True)
     return view
 
 
@@ -198,7 +211,7 @@ def guard_request() -> Any:
     if view is None:
         return None  # 404 / 405: the error handlers answer (and show routes only to staff)
     if request.endpoint == "static" or getattr(view, _PUBLIC, False):
-        if request.method not in SAFE_METHODS:
+        if request.method not in SAFE_METHODS and not getattr(view, _SIGNED_LINK, False):
             if _cross_site():
                 return _refuse(403, _("Cross-site requests are refused."))
             csrf.protect()

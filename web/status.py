@@ -137,6 +137,30 @@ def shown_components(cfg: Config) -> ShownComponents:
     return found
 
 
+@dataclass(frozen=True)
+class Choice:
+    """A component a visitor may subscribe to: its id (the form's value) and its name."""
+
+    id: str
+    name: str
+
+
+def subscribe_choices(cfg: Config, lang: str) -> list[Choice]:
+    """The shown components, named as the status page names them in ``lang``."""
+    hidden = sensitive_strings(cfg)
+    return [
+        Choice(c.id, redact(comp.localized(c.name, lang, c.id), hidden))
+        for c in shown_components(cfg).components
+    ]
+
+
+def email_subscriptions_open(svc: WebServices) -> bool:
+    """Whether visitors can subscribe by e-mail: the notifications run in this process
+    and ``customers.email_channel`` names the channel that sends the mail."""
+    customers = getattr(svc.config(), "customers", None)
+    return svc.notifications is not None and getattr(customers, "email_channel", None) is not None
+
+
 def component_health(svc: WebServices, shown: ShownComponents) -> dict[str, Health]:
     """The stored health of every member of the shown components (one query per 1,000)."""
     return queries.health_of(svc.db, (i for ids in shown.members.values() for i in ids))
@@ -242,6 +266,8 @@ def _status_html(svc: WebServices, lang: str) -> str:
         recent_incidents=[shown_incident(r) for r in recent],
         recent_days=RECENT_DAYS,
         now=now,
+        subscribe_open=email_subscriptions_open(svc),
+        subscribe_choices=subscribe_choices(cfg, lang),
     )
 
 
