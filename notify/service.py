@@ -90,7 +90,7 @@ class Notifications:
         self._built = self._build(config())
         self.paging = Paging(lambda: self._built.roster, on_delivery=self._wake)
         self.customers = CustomerNotices(
-            config, self.subscriber_keys, lambda: self._built.composer.base_url, wake=self._wake
+            config, self.subscriber_keys, lambda: self.base_url, wake=self._wake
         )
         paging_config = paging_of(config())
         self.sender = Sender(
@@ -111,6 +111,12 @@ class Notifications:
         )
         self._clock = clock
         self._heartbeat: asyncio.Task[None] | None = None
+
+    @property
+    def base_url(self) -> str:
+        """Where links in messages point (``web.base_url``, else the listener), without a
+        trailing slash: the one rule for pages' and customers' links."""
+        return self._built.composer.base_url
 
     def recipient(self, recipient_id: str) -> Recipient | None:
         """A person of the config, or a status page subscriber (``subscriber:<id>``, whose
@@ -158,7 +164,7 @@ class Notifications:
         if kind != "subscriber" or not ident.isdigit():
             return {}
         token = self.subscriber_keys.token(int(ident), "unsubscribe", self.clock.time())
-        return {"unsubscribe_url": f"{self._built.composer.base_url}/status/unsubscribe/{token}"}
+        return {"unsubscribe_url": f"{self.base_url}/status/unsubscribe/{token}"}
 
     def _wake(self) -> None:
         self.sender.wake()

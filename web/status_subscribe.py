@@ -105,14 +105,10 @@ def _limits() -> SubscribeLimits:
 
 
 def _base_url() -> str:
-    """Where the links in mails point: ``web.base_url``, else the listener (as
-    ``notify.service`` builds the unsubscribe link). Never the request's Host header:
-    this form is public, and a forged Host would send the owner a link to elsewhere."""
-    svc = current_services()
-    if svc.config().web.base_url:
-        return svc.config().web.base_url.rstrip("/")
-    host = svc.listen_host if ":" not in svc.listen_host else f"[{svc.listen_host}]"
-    return f"http://{host}:{svc.listen_port}"
+    """Where the links in mails point: the notification service's one rule
+    (``web.base_url``, else the listener). Never the request's Host header: this form
+    is public, and a forged Host would send the owner a link to elsewhere."""
+    return _notifications().base_url
 
 
 def _token(purpose: Purpose, subscriber_id: int) -> str:
