@@ -166,6 +166,7 @@ def create_app(services: WebServices) -> Flask:
         api_incidents,
         api_paging,
         api_runbooks,
+        api_subscribers,
         dashboard,
         incident_pages,
         login,
@@ -246,6 +247,7 @@ def create_app(services: WebServices) -> Flask:
     app.register_blueprint(api_paging.bp)
     app.register_blueprint(api_failover.bp)
     app.register_blueprint(api_runbooks.bp)
+    app.register_blueprint(api_subscribers.bp)
     app.register_blueprint(ack_pages.bp)
     app.register_blueprint(push.bp)
     app.before_request(guard.guard_request)

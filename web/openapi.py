@@ -372,6 +372,37 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
             },
         }
     ),
+    "Subscriber": _object(
+        {
+            "id": {"type": "integer"},
+            "channel": {"enum": ["email", "sms", "webpush"]},
+            "address": {"type": "string", "description": "masked: z***@example.cn"},
+            "language": {"type": "string"},
+            "components": {"type": "array", "items": {"type": "string"}},
+            "state": {"enum": ["pending", "active", "unsubscribed", "retired"]},
+            "created_at": _TIME,
+            "confirmed_at": _TIME_OR_NULL,
+            "ended_at": _TIME_OR_NULL,
+            "reason": {"type": ["string", "null"]},
+            "failures": {"type": "integer"},
+        }
+    ),
+    "Subscribers": _object({"items": {"type": "array", "items": _ref("Subscriber")}}),
+    "SubscriberExport": _object(
+        {
+            "id": {"type": "integer"},
+            "channel": {"type": "string"},
+            "address": {"type": "string", "description": "the address, opened"},
+            "language": {"type": "string"},
+            "components": {"type": "array", "items": {"type": "string"}},
+            "state": {"type": "string"},
+            "created_at": _TIME,
+            "confirmed_at": _TIME_OR_NULL,
+            "ended_at": _TIME_OR_NULL,
+            "reason": {"type": "string"},
+        }
+    ),
+    "SubscriberErased": _object({"erased": {"type": "integer"}}),
     "FailoverMember": _object(
         {
             "target": {"type": "string"},
@@ -711,6 +742,23 @@ DOCS: dict[str, Doc] = {
         "Roll back an interrupted or failed run: its rollback steps run (operators)",
         "Run",
         tag="runbooks",
+        refusals=(404, 409),
+    ),
+    "api_subscribers.list_subscribers": Doc(
+        "Status page subscribers, addresses masked (admins)",
+        "Subscribers",
+        tag="customers",
+    ),
+    "api_subscribers.export": Doc(
+        "Everything kept about one subscriber, the address opened (admins, audited)",
+        "SubscriberExport",
+        tag="customers",
+        refusals=(404, 409),
+    ),
+    "api_subscribers.erase": Doc(
+        "Erase a subscriber and their address for good (admins, audited)",
+        "SubscriberErased",
+        tag="customers",
         refusals=(404, 409),
     ),
     "api_failover.failover": Doc(
