@@ -79,8 +79,10 @@ class CustomerNotices:
     def settings(self) -> CustomersConfig:
         return getattr(self.config(), "customers", None) or CustomersConfig()
 
-    def rules(self) -> Rules:
-        return self.settings().rules(self.config().site.timezone)
+    def rules(self, component_id: str | None = None) -> Rules:
+        config = self.config()
+        component = next((c for c in config.components if c.id == component_id), None)
+        return self.settings().rules(config.site.timezone, component)
 
     def subscriber(self, name: str = "notify.customers") -> DbSubscriber:
         return DbSubscriber(name, self.handle, kinds=EVENTS, after_commit=self.wake)
@@ -101,8 +103,8 @@ class CustomerNotices:
     def _transition(self, conn: Connection, target_id: str, at: float) -> None:
         config = self.config()
         targets = list(config.targets)
-        rules = self.rules()
         for component in self._components_of(target_id):
+            rules = self.rules(component.id)
             healths = queries.health_of(conn, members(component, targets)).values()
             in_trouble = component_health(healths) in TROUBLE
             for sub in subscribers.active_for(conn, component.id):
@@ -115,13 +117,13 @@ class CustomerNotices:
         incident = queries.incident(conn, event.incident_id)  # type: ignore[arg-type]
         if incident is None:
             return
-        rules = self.rules()
         seen: set[str] = set()
         for target_id in incident.member_ids:
             for component in self._components_of(target_id):
                 if component.id in seen:
                     continue
                 seen.add(component.id)
+                rules = self.rules(component.id)
                 ref = f"{event.incident_id}:{event.payload.get('update_id', '')}"
                 for sub in subscribers.active_for(conn, component.id):
                     thread = self._load(conn, sub.id, component.id)
@@ -152,7 +154,6 @@ class CustomerNotices:
     # -- time --------------------------------------------------------------------------
     def tick(self, repo: StateRepository, now: float) -> int:
         """Queue what is due now; returns how many notices were queued."""
-        rules = self.rules()
         queued = 0
         self._incidents: dict[str, Any] = {}  # per tick: one read per component, not per notice
         with repo.transaction() as conn:
@@ -161,6 +162,7 @@ class CustomerNotices:
                 .limit(TICK_BATCH)
             ).all()  # fmt: skip
             for row in rows:
+                rules = self.rules(row.component_id)
                 thread = _thread(row.state)
                 notices, after = due(thread, now, rules)
                 try:

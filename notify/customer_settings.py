@@ -68,7 +68,8 @@ class CustomersConfig(StrictModel):
     outage_in_quiet_hours: Bool = True
     limits: SubscribeLimits = Field(default_factory=SubscribeLimits)
 
-    def rules(self, timezone: str) -> Rules:
+    def rules(self, timezone: str, component: Any = None) -> Rules:
+        """The rules for one component: its own ``notify`` / ``notify_delay`` where set."""
         quiet = None
         if self.quiet_hours is not None:
             quiet = QuietHours(
@@ -76,7 +77,9 @@ class CustomersConfig(StrictModel):
                 time.fromisoformat(self.quiet_hours.end),
                 timezone,
             )
-        return Rules(self.notify, self.delay, self.settle, quiet, self.outage_in_quiet_hours)
+        mode = getattr(component, "notify", None) or self.notify
+        delay = getattr(component, "notify_delay", None) or self.delay
+        return Rules(mode, delay, self.settle, quiet, self.outage_in_quiet_hours)
 
     def channel_for(self, kind: str) -> str | None:
         return {"email": self.email_channel, "sms": self.sms_channel}.get(kind)

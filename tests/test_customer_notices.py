@@ -144,3 +144,21 @@ def test_manual_components_wait_for_a_published_update(tmp_path: Path, mode: str
     )
     w.health("down", T0)
     assert w.notices.tick(w.repo, T0 + 3600) == 0
+
+
+def test_a_component_can_be_manual_or_have_its_own_delay(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    [component] = w.config.components
+    w.config = w.config.model_copy(
+        update={"components": [component.model_copy(update={"notify_delay": 60.0})]}
+    )
+    w.health("down", T0)
+    assert w.notices.tick(w.repo, T0 + 60) == 1  # its own 1 min, not the 5 min default
+    w.config = w.config.model_copy(
+        update={"components": [component.model_copy(update={"notify": "manual"})]}
+    )
+    w.health("up", T0 + 100)
+    assert w.notices.tick(w.repo, T0 + 700) == 1  # the all clear of the first outage
+    w.health("down", T0 + 2000)
+    assert w.notices.tick(w.repo, T0 + 9000) == 0  # manual now: nothing until an update
+    assert [s for _, s, _ in w.outbox()][-1] == "Outbound calling: resolved."

@@ -293,6 +293,12 @@ class ComponentConfig(StrictModel):
     """Target ids that make up this component."""
     selector: dict[TagKey, str] = Field(default_factory=dict)
     """Tag selector: every target whose tags include all of these."""
+    notify: Literal["auto", "manual"] | None = None
+    """How its subscribers are told (``customers.notify`` when left out): ``auto``, after
+    ``notify_delay`` of trouble; ``manual``, only when staff publish a customer update."""
+    notify_delay: Duration | None = None
+    """``auto``: how long the trouble lasts before the first notice (``customers.delay``
+    when left out)."""
 
     @field_validator("name")
     @classmethod
