@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -409,7 +410,7 @@ class RunbookEngine:
         for row in done:
             if row.state == "succeeded":
                 steps[row.step_id] = {"state": row.state, "summary": row.summary,
-                                      "output": row.output, "data": {}}  # fmt: skip
+                                      "output": row.output, "data": dict(row.data)}  # fmt: skip
         return {
             "params": dict(run.params),
             "run": {"id": run.id, "runbook": runbook.id, "started_by": run.started_by},
@@ -479,7 +480,8 @@ class RunbookEngine:
                 state, summary, output, retry = "failed", f"{type(exc).__name__}: {exc}", "", False
             text = "\n".join([*lines, output] if output else lines)
             self._close_step(row_id, state, summary, text, run=run, key=key, phase=phase,
-                             position=position)  # fmt: skip
+                             position=position,
+                             data=result.data if state == "succeeded" else None)  # fmt: skip
             if state == "succeeded":
                 values["steps"][key] = {
                     "state": state,
@@ -529,14 +531,16 @@ class RunbookEngine:
     def _close_step(
         self, row_id: int, state: str, summary: str, output: str, *,
         run: RunRow | None = None, key: str = "", phase: str = "", position: int = 0,
+        data: Mapping[str, Any] | None = None,
     ) -> None:  # fmt: skip
         now = self.clock.time()
         summary, output = short(self.mask(summary), 1000), tail(self.mask(output))
+        kept = _json_safe(data or {})
         with self.repo.transaction() as conn:
             conn.execute(
                 update(_STEP)
                 .where(_STEP.c.id == row_id)
-                .values(state=state, ended_at=now, summary=summary, output=output)
+                .values(state=state, ended_at=now, summary=summary, output=output, data=kept)
             )
             if run is not None:
                 line = f"run {run.id}: step {key} {state.replace('_', ' ')}: {summary}"
@@ -620,3 +624,12 @@ def _address_of(target: Any) -> str | None:
         if isinstance(value, str):
             return value
     return None
+
+
+def _json_safe(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` as the DB's JSON column takes it (anything else as its text), at most
+    64 KiB of it: a step's values for later steps, not its whole output."""
+    text = json.dumps(dict(data), default=str, ensure_ascii=False)
+    if len(text) > 64 * 1024:
+        return {"truncated": True}
+    return json.loads(text)

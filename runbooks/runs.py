@@ -20,7 +20,7 @@ Guarantees kept here, not by callers:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
@@ -126,6 +126,7 @@ class StepRow:
     decided_by: str | None
     decided_at: float | None
     note: str
+    data: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _run_row(r: Any) -> RunRow:
@@ -141,7 +142,7 @@ def _step_row(r: Any) -> StepRow:
     return StepRow(
         r.id, r.run_id, r.phase, r.position, r.step_id, r.kind, r.attempt, r.state,
         r.started_at, r.ended_at, r.summary, r.output, r.waiting_for, r.role, r.prompt,
-        r.decision, r.decided_by, r.decided_at, r.note,
+        r.decision, r.decided_by, r.decided_at, r.note, dict(r.data or {}),
     )  # fmt: skip
 
 

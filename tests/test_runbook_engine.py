@@ -475,3 +475,18 @@ def test_a_clean_stop_leaves_a_question_open_and_the_restart_asks_it_again(tmp_p
     asyncio.run(second_life())
     [row] = w.steps(run.id)  # the same row, asked once
     assert row.state == "failed" and row.summary == "no answer in time (on_timeout: abort)"
+
+
+def test_what_a_step_gave_later_steps_is_kept_for_a_resume(tmp_path: Path) -> None:
+    w = World(tmp_path, {"id": "rb", "steps": [
+        {"id": "first", "kind": "shell", "command": ECHO + " hi"},
+        {"kind": "shell", "command": ECHO + " exit was {{ steps.first.data.exit }}"},
+    ]})  # fmt: skip
+    run = w.start("rb")
+    done = asyncio.run(execute(w, run.id))
+    assert done.state == "succeeded"
+    assert w.steps(run.id)[1].output.strip() == "exit was 0"
+    # A new engine (after a restart) sees the same values for a resumed run.
+    again = w.make_engine()
+    values = again.values(w.run(run.id), w.runbook("rb"), w.steps(run.id))
+    assert values["steps"]["first"]["data"] == {"exit": 0}

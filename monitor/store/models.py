@@ -693,6 +693,8 @@ class RunbookStep(Base):
     ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     summary: Mapped[str] = mapped_column(String(1000), default="")
     output: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """What the step gave later steps (``steps.<id>.data``), kept for a resume."""
     waiting_for: Mapped[str | None] = mapped_column(String(16), nullable=True)
     """``approve`` or ``manual`` while a person is asked."""
     role: Mapped[str | None] = mapped_column(String(16), nullable=True)

@@ -14,11 +14,11 @@ and fails at ``timeout`` saying the health it was last in.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
-from core.config import Bool, TargetId
+from core.config import Bool, Duration, TargetId
 from monitor.health import Health
 from runbooks.steps.base import StepConfig, StepContext, StepFailed, StepResult
 
@@ -34,8 +34,8 @@ class WaitForStepConfig(StepConfig):
     health: list[HealthName] = Field(min_length=1)  # type: ignore[valid-type]
     not_: Bool = Field(False, alias="not")
     """Wait until the target is in none of ``health``."""
-    every: float = Field(1.0, gt=0, le=60)
-    """Seconds between looks."""
+    every: Annotated[Duration, Field(gt=0, le=60)] = 1.0
+    """Time between looks (``1s``, ``5s``)."""
 
 
 class WaitForStep:
