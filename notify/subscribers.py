@@ -41,6 +41,7 @@ from monitor.store.models import (
     Subscriber,
 )
 from monitor.store.repository import NotFound, StateRepository
+from notify.channels.webpush import PUSH_SERVICE_HOSTS, endpoint_refusal
 
 Channel = Literal["email", "sms", "webpush"]
 Purpose = Literal["confirm", "manage", "unsubscribe"]
@@ -69,7 +70,12 @@ class LimitReached(ValueError):
     """An abuse limit says no (SMS codes per number per day): a sentence for the page."""
 
 
-def normalize(channel: Channel, address: str, region: str = "CN") -> str:
+def normalize(
+    channel: Channel,
+    address: str,
+    region: str = "CN",
+    push_hosts: Sequence[str] = PUSH_SERVICE_HOSTS,
+) -> str:
     """The address as it is stored and looked up: e-mail with its domain in lower case,
     a phone number in E.164 (numbers without ``+`` are read in ``region``)."""
     text = address.strip()
@@ -92,6 +98,11 @@ def normalize(channel: Channel, address: str, region: str = "CN") -> str:
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     if not text.startswith("https://") or len(text) > 2000:
         raise AddressRefused("a push endpoint is an https:// URL")
+    # Only the known push services: a made-up endpoint must never make the appliance
+    # connect somewhere (SSRF). Checked before anything is stored or sent.
+    refusal = endpoint_refusal(text, push_hosts)
+    if refusal is not None:
+        raise AddressRefused(refusal)
     return text
 
 

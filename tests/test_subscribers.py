@@ -122,6 +122,8 @@ def test_unsubscribe_manage_retire_export_and_erase(world: tuple[StateRepository
         ("sms", "12345", "not a valid phone number"),
         ("sms", "+86 10 6552 9988", "text messages need a mobile number"),
         ("webpush", "http://push.example/x", "https://"),
+        ("webpush", "https://10.0.0.5/push/abc", "not an allowed push service"),
+        ("webpush", "https://evil.example.cn/fcm/send/x", "not an allowed push service"),
     ],
 )
 def test_junk_is_refused_with_a_sentence(
@@ -165,3 +167,11 @@ def test_sms_codes_confirm_are_capped_per_number_per_day_and_stop_unsubscribes(
     assert subs.stop_by_reply(repo, keys, "+86 138 0013 8000", "退订", at=T0)
     with repo.reading() as conn:
         assert subs.get(conn, sid).state == "unsubscribed"
+
+
+def test_a_push_endpoint_of_a_known_push_service_is_taken(
+    world: tuple[StateRepository, Keys],
+) -> None:
+    repo, keys = world
+    asked = ask(repo, keys, "https://fcm.googleapis.com/fcm/send/abc123", channel="webpush")
+    assert asked.subscriber.masked == "push via fcm.googleapis.com"
