@@ -302,7 +302,15 @@ class RunbookEngine:
                 runs.note(self.repo, conn, run, RUN_RUNNING,
                           f"run {run_id} ({runbook.display_name()}) executing", now)  # fmt: skip
         phase, position = run.phase, run.position
-        passed_over: list[str] = []
+        # Failures passed over before a restart or resume count too: the last attempt of
+        # each main step already behind the run that did not succeed.
+        last: dict[int, StepRow] = {}
+        for row in done:
+            if row.phase == "main" and row.position < run.position:
+                last[row.position] = row
+        passed_over = [
+            r.step_id for _, r in sorted(last.items()) if r.state in ("failed", "timed_out")
+        ]
         while True:
             steps = runbook.steps if phase == "main" else runbook.rollback
             if position >= len(steps):
