@@ -490,3 +490,28 @@ def test_what_a_step_gave_later_steps_is_kept_for_a_resume(tmp_path: Path) -> No
     again = w.make_engine()
     values = again.values(w.run(run.id), w.runbook("rb"), w.steps(run.id))
     assert values["steps"]["first"]["data"] == {"exit": 0}
+
+
+def test_a_step_passed_over_before_a_restart_is_still_named(tmp_path: Path) -> None:
+    seen = tmp_path / "seen"
+    w = World(tmp_path, {"id": "rb", "steps": [
+        {"kind": "shell", "command": FALSE, "on_failure": "continue"},
+        {"kind": "shell", "timeout": "1h",
+         "command": SH + f" -c 'if [ -f {seen} ]; then exit 0; fi; touch {seen}; exec /bin/sleep 300'"},
+        {"kind": "shell", "command": ECHO + " last"},
+    ]})  # fmt: skip
+    run = w.start("rb")
+
+    async def first_life() -> None:
+        await w.engine.start()
+        await until(lambda: seen.exists())
+        await w.engine.stop()
+
+    asyncio.run(first_life())
+    runs.resume(w.repo, "user:li", run.id, rollback=False, at=w.clock.time())
+    done = asyncio.run(execute(w, run.id))
+    assert done.state == "succeeded"
+    assert (
+        done.error
+        == "done; 1 of 3 steps failed and were passed over (on_failure: continue): step-1"
+    )
