@@ -465,7 +465,9 @@ def status_view(svc: WebServices, lang: str, now: float | None = None) -> Status
         since=now - (UPTIME_DAYS + 1) * 86400,
     ).items
     recent = [r for r in window if (r.resolved_at or 0) >= now - RECENT_DAYS * 86400][:20]
-    updates = queries.customer_updates(svc.db, [r.id for r in (*open_rows, *window)])
+    # Updates only of the incidents listed: the bars need no more than a resolved
+    # incident's headline, which its updates do not change.
+    updates = queries.customer_updates(svc.db, [r.id for r in (*open_rows, *recent)])
     incidents = {r.id: publisher.incident(r, updates.get(r.id, ())) for r in (*open_rows, *window)}
     days = queries.uptime_days(
         svc.db, COMPONENT, [c.id for c in shown.components], first_day, today
