@@ -1,9 +1,14 @@
-"""The public status page (``/status``) and ``/healthz``.
+"""The public status page (``/status``), its JSON (``/status.json``) and ``/healthz``.
 
 Shows components and incidents in customer words only: component names,
-states, the summary/cause/ETA staff wrote and the customer updates they
-published (never internal notes). Target ids, addresses and credentials never
-appear; every text also passes through ``redact``.
+states, 90 days of uptime, the summary/cause/ETA staff wrote and the customer
+updates they published (never internal notes). Target ids, addresses and
+credentials never appear; every text also passes through ``redact``.
+
+One read model serves the page, the JSON, the incident history and the feed
+(``web.status_history``): ``read_status`` reads the state DB once,
+``status_view`` words it in one language through a ``Publisher`` (which
+incidents are public, how each text is redacted).
 
 The page is served from a snapshot (``web.status_snapshot``), one per
 language, rebuilt when an event says something changed: a crowd of visitors
