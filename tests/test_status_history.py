@@ -338,3 +338,25 @@ def test_the_feed_links_to_web_base_url_when_it_is_set(tmp_path) -> None:
         .get("href")
         .startswith("https://status.example.cn/status/incidents/")
     )
+
+
+def test_incidents_of_no_shown_component_stay_out_of_the_json_the_history_and_the_feed(
+    world,
+) -> None:
+    # "router" is in no component: its outage is internal
+    add_incident(world.db, ["router"], summary={"en": "Internal router replaced"})
+    add_incident(world.db, ["router"], state="resolved", summary={"en": "Router reboot"})
+    client = world.anonymous()
+    assert client.get("/status.json").get_json()["incidents"] == []
+    for url in ("/status/incidents?lang=en", "/status/feed.atom?lang=en"):
+        text = client.get(url).get_data(as_text=True)
+        assert "Internal router" not in text and "Router reboot" not in text, url
+
+
+def test_a_private_status_page_keeps_its_history_and_feed_from_anonymous_callers(tmp_path) -> None:
+    w = make_world(tmp_path, config=make_config(web={"public_status": False}))
+    add_targets(w.db, standard_rows())
+    incident = add_incident(w.db, ["crm-db"], state="resolved", opened_ago=600)
+    for url in ("/status/incidents", f"/status/incidents/{incident}", "/status/feed.atom"):
+        assert w.anonymous().get(url).status_code == 404, url
+        assert w.client("viewer").get(url).status_code == 200, url
