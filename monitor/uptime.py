@@ -129,6 +129,21 @@ def component_seconds(members: Sequence[Timeline], begin: float, end: float) -> 
     return HealthSeconds.of(spans)
 
 
+def uptime_ratio(days: Iterable[HealthSeconds]) -> float | None:
+    """The share of the counted time that was available, over one day or many (None:
+    nothing counted): ``(up + degraded) / (up + degraded + down)``.
+
+    ``down`` counts against it; ``degraded`` (slow, or a component's partial outage)
+    still served calls, so it does not. Maintenance is planned and unknown time is not
+    observed: neither is counted, either way.
+    """
+    available = counted = 0.0
+    for d in days:
+        available += d.up + d.degraded
+        counted += d.up + d.degraded + d.down
+    return available / counted if counted > 0 else None
+
+
 def day_bounds(day: date, tz: ZoneInfo) -> tuple[float, float]:
     """Epoch seconds of the start of ``day`` and of the next day, in ``tz`` (23–25 h apart)."""
     # A midnight that does not exist (a DST jump at 00:00) resolves, with fold=0,

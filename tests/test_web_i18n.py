@@ -114,7 +114,11 @@ def test_relative_times_are_in_the_page_language(world) -> None:
 
 
 def _source_msgids() -> set[str]:
-    method_map = [("**/templates/**.html", "jinja2"), ("**.py", "python")]
+    method_map = [
+        ("**/templates/**.html", "jinja2"),
+        ("**/templates/**.xml", "jinja2"),  # the Atom feed
+        ("**.py", "python"),
+    ]
     ids: set[str] = set()
     for _file, _line, message, _comments, _ctx in extract_from_dir(
         str(WEB), method_map, keywords=KEYWORDS

@@ -17,6 +17,12 @@ PUBLIC = {
     "static",
     "status.status_page",
     "status.healthz",
+    # The status page's history (issue 13): the page's own read model and redaction,
+    # read-only; 404 like the page when web.public_status is off and nobody is logged in.
+    "status.status_json",  # the page as JSON for customers' dashboards (a snapshot)
+    "status_history.incident_list",  # resolved incidents of the shown components, paged
+    "status_history.incident_page",  # one of them: published customer updates only
+    "status_history.feed",  # the Atom feed of those incidents (a snapshot)
     "login.login_page",
     "login.login_submit",
     "login.code_page",

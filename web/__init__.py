@@ -29,6 +29,7 @@ from web.i18n import (
     DialwatchBabel,
     absolute_time,
     choose_locale,
+    iso,
     lang_tag,
     locale_for_tag,
     relative_time,
@@ -176,6 +177,7 @@ def create_app(services: WebServices) -> Flask:
         runbook_pages,
         silences,
         status,
+        status_history,
         status_subscribe,
     )
 
@@ -208,6 +210,7 @@ def create_app(services: WebServices) -> Flask:
     app.jinja_env.filters.update(
         abs_time=absolute_time,
         rel_time=relative_time,
+        iso=iso,
         latency=fmt.latency,
         duration=format_duration,
         metric_value=fmt.value,
@@ -229,6 +232,7 @@ def create_app(services: WebServices) -> Flask:
         }
 
     app.register_blueprint(status.bp)
+    app.register_blueprint(status_history.bp)
     app.register_blueprint(status_subscribe.bp)
     app.register_blueprint(login.bp)
     app.register_blueprint(account.bp)

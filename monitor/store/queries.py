@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -59,7 +60,9 @@ from monitor.store.models import (
     Silence,
     TargetState,
     Transition,
+    UptimeDay,
 )
+from monitor.uptime import HealthSeconds
 
 StateDB = Engine | Connection
 """The state DB as the functions here take it (see the module docstring)."""
@@ -82,6 +85,7 @@ _OUTBOX: Table = EventRecord.__table__  # type: ignore[assignment]
 _SILENCE: Table = Silence.__table__  # type: ignore[assignment]
 _WINDOW: Table = ManualMaintenance.__table__  # type: ignore[assignment]
 _FAILOVER: Table = FailoverMember.__table__  # type: ignore[assignment]
+_UPTIME: Table = UptimeDay.__table__  # type: ignore[assignment]
 
 Role = Literal["root", "affected"]
 
@@ -881,6 +885,13 @@ def _merged_away() -> Any:
     )
 
 
+def _resolved_for_customers() -> list[ColumnElement[bool]]:
+    """Resolved incidents that were an incident to a customer: not merged into their
+    parent's (see ``_merged_away``), and lasting some time."""
+    i = _INCIDENT
+    return [i.c.state == INCIDENT_RESOLVED, i.c.resolved_at > i.c.opened_at, ~_merged_away()]
+
+
 def resolved_for_status(db: StateDB, since: float, limit: int = 20) -> tuple[IncidentRow, ...]:
     """Like ``resolved_since``, without what is no incident to a customer: incidents merged
     into their parent's (see ``_merged_away``) and any that lasted no time at all."""
@@ -889,15 +900,82 @@ def resolved_for_status(db: StateDB, since: float, limit: int = 20) -> tuple[Inc
         return _incidents(
             conn,
             select(i)
-            .where(
-                i.c.state == INCIDENT_RESOLVED,
-                i.c.resolved_at >= since,
-                i.c.resolved_at > i.c.opened_at,
-                ~_merged_away(),
-            )
+            .where(*_resolved_for_customers(), i.c.resolved_at >= since)
             .order_by(i.c.resolved_at.desc(), i.c.id.desc())
             .limit(limit),
         )
+
+
+def customer_incident(db: StateDB, incident_id: int) -> IncidentRow | None:
+    """The incident if it is one to customers: open, or resolved as ``resolved_for_status``
+    takes them (a merged or zero-length one is None, as an unknown id is)."""
+    i = _INCIDENT
+    shown = or_(i.c.state == INCIDENT_OPEN, and_(*_resolved_for_customers()))
+    with _connected(db) as conn:
+        found = _incidents(conn, select(i).where(i.c.id == incident_id, shown))
+    return found[0] if found else None
+
+
+def status_history(
+    db: StateDB, target_ids: Sequence[str], page: Page = FIRST_PAGE, since: float | None = None
+) -> IncidentPage:
+    """The status page's history: resolved incidents as ``resolved_for_status`` takes them,
+    with a member among ``target_ids`` (the shown components' members), resolved at or
+    after ``since`` (None: any time), newest resolved first; with the total.
+
+    Three statements: the total, the page, its members.
+    """
+    i = _INCIDENT
+    where = [
+        *_resolved_for_customers(),
+        *_incident_filters(IncidentFilter(member_of=(tuple(target_ids),))),
+    ]
+    if since is not None:
+        where.append(i.c.resolved_at >= since)
+    with _connected(db) as conn:
+        total = int(conn.execute(select(func.count()).select_from(i).where(*where)).scalar_one())
+        items = _incidents(
+            conn,
+            select(i)
+            .where(*where)
+            .order_by(i.c.resolved_at.desc(), i.c.id.desc())
+            .offset(page.offset)
+            .limit(page.per_page),
+        )
+    return IncidentPage(items, total, page)
+
+
+def uptime_days(
+    db: StateDB, kind: str, subject_ids: Sequence[str], first: date, last: date
+) -> dict[str, dict[date, HealthSeconds]]:
+    """The rolled-up days ``first`` … ``last`` (inclusive) of these subjects (``kind``:
+    ``target`` or ``component``, as ``monitor.store.uptime`` writes them): subject id →
+    day → seconds per health. A day without a row is missing (nothing was counted).
+
+    One statement per ``_IN_CHUNK`` subjects, from the table's primary key.
+    """
+    u = _UPTIME
+    found: dict[str, dict[date, HealthSeconds]] = {s: {} for s in subject_ids}
+    with _connected(db) as conn:
+        for chunk in _chunks(list(dict.fromkeys(subject_ids))):
+            for r in conn.execute(
+                select(u)
+                .where(
+                    u.c.subject_kind == kind,
+                    u.c.subject_id.in_(chunk),
+                    u.c.day >= first,
+                    u.c.day <= last,
+                )
+                .order_by(u.c.subject_id, u.c.day)
+            ):
+                found[r.subject_id][r.day] = HealthSeconds(
+                    up=r.up_seconds,
+                    degraded=r.degraded_seconds,
+                    down=r.down_seconds,
+                    maintenance=r.maintenance_seconds,
+                    unknown=r.unknown_seconds,
+                )
+    return found
 
 
 def customer_updates(
