@@ -34,7 +34,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -120,7 +120,6 @@ class PlannedStep:
 class _Outcome:
     ok: bool
     reason: str = ""
-    steps: dict[str, Any] = field(default_factory=dict)
 
 
 class RunbookEngine:
