@@ -28,13 +28,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import multiprocessing
 import os
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 from sqlalchemy import insert, update
@@ -50,9 +55,47 @@ from monitor.store.repository import StateRepository
 from notify import subscribers
 from notify.channels import ChannelContext, Message, build_channel
 from notify.service import Notifications
-from tests.peers.smtp import Accepting, smtp_server
+from tests.peers.smtp import QUEUED, smtp_server
 
-CONCURRENCY = 8
+CONCURRENCY = 32
+
+
+@dataclass
+class Counting:
+    """Counts the messages accepted, in the server's process."""
+
+    count: Any  # a multiprocessing.Value
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        with self.count.get_lock():
+            self.count.value += 1
+        return QUEUED
+
+
+def _serve(count: Any, ports: Any, stop: Any) -> None:
+    with smtp_server(Counting(count)) as smtp:
+        ports.send(smtp.port)
+        stop.wait()
+
+
+@contextlib.contextmanager
+def smtp_peer() -> Iterator[tuple[int, Any]]:
+    """The real SMTP server (``aiosmtpd``) in a process of its own, as a mail server is:
+    sharing this process's interpreter lock it would be timed as part of Dialwatch.
+    Yields its port and the shared count of messages accepted."""
+    ctx = multiprocessing.get_context("spawn")
+    count = ctx.Value("i", 0)
+    mine, theirs = ctx.Pipe()
+    stop = ctx.Event()
+    child = ctx.Process(target=_serve, args=(count, theirs, stop), daemon=True)
+    child.start()
+    try:
+        if not mine.poll(30):
+            raise RuntimeError("the SMTP server did not start")
+        yield mine.recv(), count
+    finally:
+        stop.set()
+        child.join(10)
 
 
 class Memory:
@@ -94,9 +137,7 @@ def config(port: int) -> Config:
     )  # fmt: skip
 
 
-def fanout(
-    work: Path, port: int, count: int, received: Accepting
-) -> tuple[float, float, list[float]]:
+def fanout(work: Path, port: int, count: int, received: Any) -> tuple[float, float, list[float]]:
     cfg = config(port)
     repo = StateRepository(open_database(None, work))
     box = SecretBox.from_file(work / "keys" / "appliance.key")
@@ -123,10 +164,10 @@ def fanout(
         async def drain() -> None:
             await notes.start()  # the sender's own loop, with its tick, as in the appliance
             try:
-                while len(received.received) < count:
+                while received.value < count:
                     await asyncio.sleep(0.05)
                     if time.monotonic() - t0 > 600:
-                        raise RuntimeError(f"only {len(received.received)} of {count} arrived")
+                        raise RuntimeError(f"only {received.value} of {count} arrived")
             finally:
                 await notes.stop()
 
@@ -158,22 +199,22 @@ def main() -> int:
     print(f"{n} e-mail subscribers; {os.cpu_count()} CPUs; Python {sys.version.split()[0]}; "
           f"load average {load[0]:.2f}", flush=True)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="fanout-") as tmp:
-        got = Accepting()
-        with smtp_server(got) as smtp:
-            setup, took, rss = fanout(Path(tmp), smtp.port, n, got)
-        plain = Accepting()
-        with smtp_server(plain) as smtp:
-            ref = reference(smtp.port, n, config(smtp.port), Path(tmp))
+        with smtp_peer() as (port, got):
+            setup, took, rss = fanout(Path(tmp), port, n, got)
+            sent = got.value
+        with smtp_peer() as (port, plain):
+            ref = reference(port, n, config(port), Path(tmp))
+            plain_sent = plain.value
     print(f"setup: {n} subscribers subscribed and confirmed in {setup:.1f} s")
     print()
     print("| design | messages | s | messages/s | RSS first / last / max MiB | goal |")
     print("| --- | ---: | ---: | ---: | --- | --- |")
     goal = "≤ 60 s — **met**" if took <= 60 else "≤ 60 s — missed"
-    print(f"| customer notices (policy, outbox, sender) | {len(got.received)} | {took:.1f} | "
-          f"{len(got.received) / took:.0f} | {rss[0]:.0f} / {rss[-1]:.0f} / {max(rss):.0f} | "
+    print(f"| customer notices (policy, outbox, sender) | {sent} | {took:.1f} | "
+          f"{sent / took:.0f} | {rss[0]:.0f} / {rss[-1]:.0f} / {max(rss):.0f} | "
           f"{goal} |")  # fmt: skip
-    print(f"| e-mail channel alone, {CONCURRENCY} threads (reference) | {len(plain.received)} | "
-          f"{ref:.1f} | {len(plain.received) / ref:.0f} | - | |")  # fmt: skip
+    print(f"| e-mail channel alone, {CONCURRENCY} threads (reference) | {plain_sent} | "
+          f"{ref:.1f} | {plain_sent / ref:.0f} | - | |")  # fmt: skip
     return 0
 
 

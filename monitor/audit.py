@@ -83,7 +83,17 @@ def _clip(value: str, limit: int) -> str:
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
+_HEAD = "dialwatch.audit_head"
+"""``conn.info`` key: (the transaction, the hash this module wrote last in it)."""
+
+
 def _chain_head(conn: Connection) -> str:
+    # Inside one write transaction the head is the entry written last by this code (the
+    # writer lock, or PostgreSQL's advisory lock, keeps every other writer out until the
+    # commit): a batch of entries reads it once.
+    cached = conn.info.get(_HEAD)
+    if cached is not None and cached[0] is conn.get_transaction():
+        return str(cached[1])
     last = conn.execute(select(_ENTRY.c.hash).order_by(_ENTRY.c.id.desc()).limit(1)).scalar()
     if last is not None:
         return str(last)
@@ -133,11 +143,14 @@ def record(
             fields[key] = json.loads(json.dumps(fields[key], default=str))
     prev = _chain_head(conn)
     digest = entry_hash(prev, fields)
-    return int(
+    entry_id = int(
         conn.execute(
             insert(_ENTRY).values(**fields, prev_hash=prev, hash=digest)
         ).inserted_primary_key[0]  # type: ignore[index]
     )
+    if conn.get_transaction() is not None:
+        conn.info[_HEAD] = (conn.get_transaction(), digest)
+    return entry_id
 
 
 @dataclass(frozen=True, slots=True)

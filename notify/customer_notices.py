@@ -145,11 +145,9 @@ class CustomerNotices:
         where = (_THREAD.c.subscriber_id == subscriber_id) & (
             _THREAD.c.component_id == component_id
         )
-        if conn.execute(select(_THREAD.c.subscriber_id).where(where)).first() is None:
+        if conn.execute(update(_THREAD).where(where).values(**values)).rowcount == 0:
             conn.execute(insert(_THREAD).values(subscriber_id=subscriber_id,
                                                 component_id=component_id, **values))  # fmt: skip
-        else:
-            conn.execute(update(_THREAD).where(where).values(**values))
 
     # -- time --------------------------------------------------------------------------
     def tick(self, repo: StateRepository, now: float) -> int:

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
 
 from monitor.store.models import (
     ATTEMPT_FAILED,
@@ -322,6 +322,36 @@ def attempt_sent(
         update(d)
         .where(d.c.id == delivery_id)
         .values(state=DELIVERY_SENT, sent_at=now, tries=d.c.tries + 1, reason="")
+    )
+
+
+def attempts_sent(
+    conn: Connection, sent: Sequence[tuple[int, int, float, str | None, str]]
+) -> None:
+    """``attempt_sent`` for many at once: (delivery id, attempt id, at, provider id, answer)
+    each, two statements in all (a burst of notices commits its outcomes together)."""
+    if not sent:
+        return
+    conn.execute(
+        update(_ATTEMPT)
+        .where(_ATTEMPT.c.id == bindparam("b_attempt"))
+        .values(
+            ended_at=bindparam("b_at"),
+            outcome=ATTEMPT_SENT,
+            provider_id=bindparam("b_provider"),
+            answer=bindparam("b_answer"),
+        ),
+        [
+            {"b_attempt": a, "b_at": at, "b_provider": p, "b_answer": answer}
+            for _d, a, at, p, answer in sent
+        ],
+    )
+    d = _DELIVERY
+    conn.execute(
+        update(d)
+        .where(d.c.id == bindparam("b_delivery"))
+        .values(state=DELIVERY_SENT, sent_at=bindparam("b_at"), tries=d.c.tries + 1, reason=""),
+        [{"b_delivery": delivery, "b_at": at} for delivery, _a, at, _p, _answer in sent],
     )
 
 

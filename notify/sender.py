@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,7 +42,13 @@ from notify.fallback import RateLimit, RetryPolicy, after_failure, rate_wait
 log = logging.getLogger(__name__)
 
 BATCH = 100
+SUBSCRIBER = "subscriber:"
+"""The recipient ids of status page subscribers (``notify.service``)."""
 POLL_EVERY = 5.0
+TICK_EVERY = 0.5
+"""A round started only because a send finished runs ``tick`` at most this often (s):
+a fan-out of thousands of notices finishes hundreds of sends a second, and paging's
+and the customers' clocks need no finer grain than this."""
 DEFAULT_RETRY = RetryPolicy()
 DEFAULT_RATE = RateLimit()
 
@@ -126,6 +134,12 @@ class Sender:
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._called = True
+        """Someone committed deliveries or the loop's timer ran out: the next round ticks."""
+        self._ticked_at: float | None = None
+        self._sent_pending: deque[tuple[Claimed, Receipt, float]] = deque()
+        """Sends finished, outcomes not yet written: appended on the loop, drained on the
+        outbox thread (a deque's append and popleft are safe across threads)."""
         self.interrupted: list[outbox.AttemptRow] = []
         """The attempts a crash left in flight, found at start (sent again, named here)."""
         self.degraded: dict[str, str] = {}
@@ -149,7 +163,11 @@ class Sender:
         """New deliveries are committed. Safe from any thread."""
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._wake.set)
+            loop.call_soon_threadsafe(self._call)
+
+    def _call(self) -> None:
+        self._called = True
+        self._wake.set()
 
     async def stop(self, grace: float = 5.0) -> None:
         self._stopping = True
@@ -175,23 +193,34 @@ class Sender:
         while not self._stopping:
             self._wake.clear()
             next_at: float | None = None
+            now = self.clock.time()
+            tick = (
+                self._called
+                or self._ticked_at is None
+                or not 0 <= now - self._ticked_at < TICK_EVERY
+            )
+            self._called = False
             try:
-                next_at = await self.round()
+                next_at = await self.round(tick=tick)
             except Exception as exc:  # the outbox itself failed: report, look again later
                 log.exception("the delivery outbox could not be read")
                 self.faults.report("notify:sender", f"{type(exc).__name__}: {exc}")
             wait = self.poll_every
+            if not tick and self._ticked_at is not None:  # the skipped tick is owed soon
+                next_at = min(next_at or math.inf, self._ticked_at + TICK_EVERY)
             if next_at is not None:
                 wait = max(0.0, min(wait, next_at - self.clock.time()))
             try:
                 async with self.clock.timeout(wait):
                     await self._wake.wait()
             except TimeoutError:
-                pass
+                self._called = True
 
-    async def round(self) -> float | None:
+    async def round(self, *, tick: bool = True) -> float | None:
         """Claim what is due and start sending it; returns when the next pending one is due.
-        (The loop's one step; tests call it with a manual clock, then ``settle``.)"""
+        (The loop's one step; tests call it with a manual clock, then ``settle``.)
+        ``tick``: run ``self.tick`` first (the loop skips it in rounds that only a finished
+        send started, ``TICK_EVERY``)."""
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         # Claim only what can be sent now: an attempt is written "in flight" when claimed,
@@ -199,7 +228,7 @@ class Sender:
         free = self.concurrency - len(self._inflight)
         if free <= 0:
             return None
-        claimed, next_at = await self._in_db(self._claim, free)
+        claimed, next_at = await self._in_db(self._claim, free, tick)
         for item in claimed:
             await self._slots.acquire()
             task = asyncio.create_task(self._deliver(item))
@@ -226,10 +255,11 @@ class Sender:
         self.interrupted = await self._in_db(self._recover)
         return self.interrupted
 
-    def _claim(self, limit: int = BATCH) -> tuple[list[Claimed], float | None]:
+    def _claim(self, limit: int = BATCH, tick: bool = True) -> tuple[list[Claimed], float | None]:
         """Due deliveries → sending, each with its in-flight attempt (one transaction)."""
         now = self.clock.time()
-        if self.tick is not None:
+        if tick and self.tick is not None:
+            self._ticked_at = now
             try:
                 self.tick(now)
             except Exception as exc:  # paging's trouble must not stop sending
@@ -314,7 +344,8 @@ class Sender:
                     self._failed, item, DeliveryError(shortened(reason), permanent=False)
                 )
                 return
-            await self._in_db(self._sent, item, receipt)
+            self._sent_pending.append((item, receipt, self.clock.time()))
+            await self._in_db(self._record_sent)
         except Exception as exc:
             log.exception("delivery %d: its outcome could not be recorded", item.delivery.id)
             self.faults.report("notify:sender", f"{type(exc).__name__}: {exc}")
@@ -322,16 +353,43 @@ class Sender:
             self._slots.release()
             self._wake.set()
 
-    def _sent(self, item: Claimed, receipt: Receipt) -> None:
-        now = self.clock.time()
-        d = item.delivery
-        with self.repo.transaction() as conn:
-            outbox.attempt_sent(
-                conn, d.id, item.attempt_id, now, receipt.provider_id, receipt.answer
-            )
-            line = f"notified {d.person_id} via {d.channel} ({d.kind})"
-            self._record(conn, d, now, line, "ok", {"channel": d.channel, "answer": receipt.answer})
-        self.degraded.pop(d.channel or "", None)
+    def _record_sent(self) -> None:
+        """Every send that finished since the last call, in one transaction (on the outbox
+        thread): under a burst one commit carries many outcomes, and a send whose own call
+        finds the list empty was recorded by an earlier call, which ran first."""
+        done = []
+        while self._sent_pending:
+            done.append(self._sent_pending.popleft())
+        if not done:
+            return
+        try:
+            with self.repo.transaction() as conn:
+                outbox.attempts_sent(conn, [
+                    (i.delivery.id, i.attempt_id, now, r.provider_id, r.answer)
+                    for i, r, now in done
+                ])  # fmt: skip
+                customers: dict[tuple[str, str], list[int]] = {}
+                for item, receipt, now in done:
+                    d = item.delivery
+                    if d.person_id.startswith(SUBSCRIBER) and not _incidents(d):
+                        customers.setdefault((d.channel or "", d.kind), []).append(d.id)
+                        continue
+                    line = f"notified {d.person_id} via {d.channel} ({d.kind})"
+                    after = {"channel": d.channel, "answer": receipt.answer}
+                    self._record(conn, d, now, line, "ok", after)
+                for (channel, kind), ids in customers.items():
+                    # A fan-out to thousands of subscribers is one entry per commit, not one
+                    # per address: each delivery and attempt stays in the outbox by its id.
+                    audit.record(conn, at=done[-1][2], actor="engine", action="delivery",
+                                 object=f"delivery:{ids[0]}", count=len(ids),
+                                 after={"kind": kind, "channel": channel, "deliveries": ids},
+                                 detail=f"notified {len(ids)} status page subscriber(s) "
+                                        f"via {channel} ({kind})")  # fmt: skip
+        except Exception:
+            self._sent_pending.extendleft(reversed(done))  # the next call tries them again
+            raise
+        for item, _receipt, _now in done:
+            self.degraded.pop(item.delivery.channel or "", None)
 
     def _failed(self, item: Claimed, error: DeliveryError) -> None:
         now = self.clock.time()
@@ -408,8 +466,12 @@ def _user(person: Recipient) -> dict[str, Any]:
     return {"user": user} if user is not None else {}
 
 
+def _incidents(d: outbox.DeliveryRow) -> list[int]:
+    return sorted({n.incident_id for n in d.notices if n.incident_id is not None})
+
+
 def _facts(d: outbox.DeliveryRow) -> dict[str, Any]:
-    incidents = sorted({n.incident_id for n in d.notices if n.incident_id is not None})
+    incidents = _incidents(d)
     return {
         "kind": d.kind,
         # A console link for channels that open one (web push): the incident, or the list.
