@@ -57,7 +57,7 @@ from notify.channels import ChannelContext, Message, build_channel
 from notify.service import Notifications
 from tests.peers.smtp import QUEUED, smtp_server
 
-CONCURRENCY = 32
+CONCURRENCY = 16
 
 
 @dataclass
