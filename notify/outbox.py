@@ -255,17 +255,23 @@ def next_due_at(conn: Connection) -> float | None:
     return None if found is None else float(found)
 
 
-def sent_since(conn: Connection, person_id: str, since: float) -> list[float]:
-    """When each delivery to ``person_id`` sent after ``since`` went out (rate limits)."""
+def sent_since_many(
+    conn: Connection, person_ids: Iterable[str], since: float
+) -> dict[str, list[float]]:
+    """When each delivery to each of ``person_ids`` sent after ``since`` went out (rate
+    limits), in one query: person id → sorted send times."""
+    wanted = sorted(set(person_ids))
+    found: dict[str, list[float]] = {}
     d = _DELIVERY
-    return [
-        float(at)
-        for at in conn.execute(
-            select(d.c.sent_at)
-            .where(d.c.person_id == person_id, d.c.state == DELIVERY_SENT, d.c.sent_at > since)
+    for chunk in (wanted[i : i + 500] for i in range(0, len(wanted), 500)):
+        rows = conn.execute(
+            select(d.c.person_id, d.c.sent_at)
+            .where(d.c.person_id.in_(chunk), d.c.state == DELIVERY_SENT, d.c.sent_at > since)
             .order_by(d.c.sent_at)
-        ).scalars()
-    ]
+        )
+        for person_id, at in rows:
+            found.setdefault(person_id, []).append(float(at))
+    return found
 
 
 def postpone(conn: Connection, delivery_id: int, until: float) -> None:

@@ -267,13 +267,15 @@ class Sender:
                 self.faults.report("notify:paging", f"{type(exc).__name__}: {exc}")
         claimed: list[Claimed] = []
         with self.repo.transaction() as conn:
-            for delivery in outbox.due(conn, now, limit):
-                wait = rate_wait(
-                    outbox.sent_since(conn, delivery.person_id, now - self.rate.window),
-                    now,
-                    self.rate,
-                )
-                if wait is not None and delivery.tries == 0 and delivery.channel_index == 0:
+            due = outbox.due(conn, now, limit)
+            # Only a first attempt waits for the rate limit (a retry or fallback is owed).
+            fresh = [d.person_id for d in due if d.tries == 0 and d.channel_index == 0]
+            sent = outbox.sent_since_many(conn, fresh, now - self.rate.window)
+            for delivery in due:
+                wait = None
+                if delivery.tries == 0 and delivery.channel_index == 0:
+                    wait = rate_wait(sent.get(delivery.person_id, []), now, self.rate)
+                if wait is not None:
                     outbox.postpone(conn, delivery.id, wait)
                     continue
                 claimed.append(self._begin(conn, delivery, now))
