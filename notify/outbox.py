@@ -225,12 +225,15 @@ def add(
 
 
 def _link(conn: Connection, delivery_id: int, incidents: Iterable[int]) -> None:
+    incidents = set(incidents)
+    if not incidents:  # a customer notice, a runbook's message: nothing to look up
+        return
     have = set(
         conn.execute(
             select(_LINK.c.incident_id).where(_LINK.c.delivery_id == delivery_id)
         ).scalars()
     )
-    rows = [{"delivery_id": delivery_id, "incident_id": i} for i in sorted(set(incidents) - have)]
+    rows = [{"delivery_id": delivery_id, "incident_id": i} for i in sorted(incidents - have)]
     if rows:
         conn.execute(insert(_LINK), rows)
 
