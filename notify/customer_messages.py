@@ -29,6 +29,9 @@ _WORDS: dict[str, dict[str, str]] = {
         "cause": "原因：{cause}",
         "eta": "预计恢复时间：{eta}",
         "footer": "更改订阅：{manage}\n退订：{unsubscribe}",
+        "code.subject": "【{site}】",
+        "code.text": "您的订阅验证码是 {code}，10 分钟内有效。如非本人操作请忽略。"
+        "订阅后回复“退订”即可停止接收。",
     },
     "en": {
         "confirm.subject": "{site}: please confirm your subscription",
@@ -45,6 +48,9 @@ _WORDS: dict[str, dict[str, str]] = {
         "cause": "Cause: {cause}",
         "eta": "Expected back: {eta}",
         "footer": "Change your subscription: {manage}\nUnsubscribe: {unsubscribe}",
+        "code.subject": "{site}",
+        "code.text": "Your code is {code} (valid 10 minutes). Not you? Ignore this. "
+        "Once subscribed, reply STOP to stop.",
     },
 }
 
@@ -100,3 +106,10 @@ def notice(
         lines.append(w["eta"].format(eta=f"{when} ({timezone})"))
     lines += ["", w["footer"].format(manage=manage, unsubscribe=unsubscribe)]
     return Written(subject, "\n".join(lines) + "\n")
+
+
+def sms_code(language: str, site: str, code: str) -> Written:
+    """The verification text: short (one SMS), and how to stop once subscribed. The SMS
+    channel writes the subject (the site's name) before the text."""
+    w = _words(language)
+    return Written(w["code.subject"].format(site=site), w["code.text"].format(site=site, code=code))

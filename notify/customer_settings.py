@@ -49,6 +49,8 @@ class SubscribeLimits(StrictModel):
     per_network_per_hour: Annotated[int, Field(ge=1, le=10_000)] = 20
     """Per client address (an IPv6 /64 counts as one network)."""
     sms_codes_per_number_per_day: Annotated[int, Field(ge=1, le=100)] = 10
+    sms_codes_per_network_per_day: Annotated[int, Field(ge=1, le=10_000)] = 5
+    """Verification texts asked for from one client network (an IPv6 /64) a day."""
     sms_codes_per_day: Annotated[int, Field(ge=1, le=1_000_000)] = 500
     """Verification texts in total per day (SMS pumping costs money)."""
 

@@ -363,12 +363,31 @@ def _code_digest(keys: Keys, subscriber_id: int, code: str) -> str:
     ).hexdigest()
 
 
+def codes_sent_today(conn: Connection, at: float) -> int:
+    """Verification texts sent to every number in the 24 hours before ``at``."""
+    rows = conn.execute(
+        select(_TABLE.c.codes_sent).where(
+            _TABLE.c.channel == "sms", _TABLE.c.codes_sent.isnot(None)
+        )
+    ).scalars()
+    return sum(1 for sent in rows for t in (sent or []) if t > at - DAY)
+
+
 def issue_code(
-    repo: StateRepository, keys: Keys, subscriber_id: int, *, at: float, per_day: int
+    repo: StateRepository,
+    keys: Keys,
+    subscriber_id: int,
+    *,
+    at: float,
+    per_day: int,
+    total_per_day: int | None = None,
 ) -> str:
     """A new 6-digit code for a pending SMS subscriber, valid ``CODE_FOR``; at most
-    ``per_day`` codes to one number in any 24 hours (SMS pumping costs money)."""
+    ``per_day`` codes to one number and ``total_per_day`` to all numbers in any 24 hours
+    (SMS pumping costs money). Counted in the state DB: a restart forgives nothing."""
     with repo.transaction() as conn:
+        if total_per_day is not None and codes_sent_today(conn, at) >= total_per_day:
+            raise LimitReached("too many verification texts today: try again tomorrow")
         row = conn.execute(select(_TABLE).where(_TABLE.c.id == subscriber_id)).first()
         if row is None:
             raise NotFound(f"no subscriber {subscriber_id}")

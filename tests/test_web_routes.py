@@ -45,6 +45,10 @@ PUBLIC = {
     "status_subscribe.unsubscribe_page",  # the signed unsubscribe link; shows a button only
     "status_subscribe.unsubscribe_submit",  # RFC 8058 one-click: the signed link is the only
     # credential (no CSRF, no Origin: guard.signed_link), and all it can do is stop mail
+    "status_subscribe_sms.subscribe_page",  # the text-message form: CSRF token, no data
+    "status_subscribe_sms.subscribe_submit",  # CSRF and Origin, hourly limits as above and
+    # verification texts capped per number, per network and in total a day; same answer
+    "status_subscribe_sms.verify",  # CSRF, the form's signed token and the texted code
 }
 """Endpoints anyone may call (each guards itself: CSRF, the setup code, a token)."""
 SELF_SERVICE = {

@@ -179,6 +179,7 @@ def create_app(services: WebServices) -> Flask:
         status,
         status_history,
         status_subscribe,
+        status_subscribe_sms,
     )
 
     app = Flask(__name__)
@@ -186,6 +187,9 @@ def create_app(services: WebServices) -> Flask:
     app.extensions["dialwatch.repo"] = services.repo or StateRepository(services.db)
     app.extensions["dialwatch.login_throttle"] = LoginThrottle(services.clock)
     app.extensions[status_subscribe.LIMIT_EXTENSION] = WindowLimit(services.clock)
+    app.extensions[status_subscribe_sms.DAY_LIMIT_EXTENSION] = WindowLimit(
+        services.clock, window=86400.0
+    )
     app.secret_key = services.secret_key or secrets.token_bytes(32)
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_BODY,
@@ -234,6 +238,7 @@ def create_app(services: WebServices) -> Flask:
     app.register_blueprint(status.bp)
     app.register_blueprint(status_history.bp)
     app.register_blueprint(status_subscribe.bp)
+    app.register_blueprint(status_subscribe_sms.bp)
     app.register_blueprint(login.bp)
     app.register_blueprint(account.bp)
     app.register_blueprint(dashboard.bp)

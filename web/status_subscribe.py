@@ -176,6 +176,11 @@ def _form_open() -> None:
         raise Refused(503, _("Subscriptions are not available on this status page."))
 
 
+def _sms_open() -> bool:
+    customers = getattr(current_services().config(), "customers", None)
+    return getattr(customers, "sms_channel", None) is not None
+
+
 # -- subscribe --------------------------------------------------------------------------
 @bp.get("/status/subscribe")
 @guard.public
@@ -188,6 +193,7 @@ def subscribe_page() -> tuple[Response, int]:
         chosen=request.args.getlist("component"),
         address="",
         message="",
+        sms_open=_sms_open(),
     )
 
 
@@ -206,7 +212,7 @@ def subscribe_submit() -> tuple[Response, int]:
 
     def again(status: int, message: str) -> tuple[Response, int]:
         return _page("subscribe.html", status, choices=choices, chosen=chosen,
-                     address=address, message=message)  # fmt: skip
+                     address=address, message=message, sms_open=_sms_open())  # fmt: skip
 
     try:
         normalized = subscribers.normalize("email", address)
