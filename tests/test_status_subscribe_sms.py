@@ -59,7 +59,9 @@ class Site:
             return subscribers.listed(conn)
 
 
-def make_site(tmp_path: Path, peer: Peer, **limits: int) -> Site:
+def make_site(
+    tmp_path: Path, peer: Peer, extra_channels: tuple[dict[str, Any], ...] = (), **limits: int
+) -> Site:
     config = ApplianceConfig.model_validate(
         {
             **BASE_CONFIG,
@@ -67,7 +69,7 @@ def make_site(tmp_path: Path, peer: Peer, **limits: int) -> Site:
             "channels": [{"id": "text", "kind": "sms", "provider": "twilio",
                           "account_sid": TWILIO_SID, "auth_token": TWILIO_TOKEN,
                           "from": "+15005550006", "endpoint": peer.url(),
-                          "allow_private": True, "timeout": "2s"}],
+                          "allow_private": True, "timeout": "2s"}, *extra_channels],
             "customers": {"sms_channel": "text", "limits": limits},
         }
     )  # fmt: skip

@@ -49,6 +49,8 @@ PUBLIC = {
     "status_subscribe_sms.subscribe_submit",  # CSRF and Origin, hourly limits as above and
     # verification texts capped per number, per network and in total a day; same answer
     "status_subscribe_sms.verify",  # CSRF, the form's signed token and the texted code
+    "sms_inbound.reply",  # an SMS provider's reply callback: its signature (Twilio's
+    # X-Twilio-Signature, a gateway's HMAC) is checked before anything is read
 }
 """Endpoints anyone may call (each guards itself: CSRF, the setup code, a token)."""
 SELF_SERVICE = {

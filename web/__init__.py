@@ -176,6 +176,7 @@ def create_app(services: WebServices) -> Flask:
         push,
         runbook_pages,
         silences,
+        sms_inbound,
         status,
         status_history,
         status_subscribe,
@@ -239,6 +240,7 @@ def create_app(services: WebServices) -> Flask:
     app.register_blueprint(status_history.bp)
     app.register_blueprint(status_subscribe.bp)
     app.register_blueprint(status_subscribe_sms.bp)
+    app.register_blueprint(sms_inbound.bp)
     app.register_blueprint(login.bp)
     app.register_blueprint(account.bp)
     app.register_blueprint(dashboard.bp)

@@ -78,6 +78,14 @@ def signed_link(view: F) -> F:
     return view
 
 
+def provider_callback(view: F) -> F:
+    """A public POST a service provider makes (an SMS provider forwarding a reply): no
+    Origin check and no CSRF token, because the provider has neither; the view must check
+    the provider's own signature before it reads anything. Use with ``@public``."""
+    setattr(view, _SIGNED_LINK, True)
+    return view
+
+
 def before_second_factor(view: F) -> F:
     """A staff route a user who must set up a second factor may still use (to set it up)."""
     setattr(view, _ANY_2FA_STATE, True)

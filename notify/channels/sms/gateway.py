@@ -119,6 +119,9 @@ class GatewaySmsConfig(SmsConfigBase):
     """Characters of ``message`` (subject and text in one line) before it is cut with ``…``."""
     success: Success = Field(default_factory=Success)
     """What counts as accepted."""
+    inbound_secret: Annotated[str, Field(min_length=16)] | None = None
+    """A shared secret for replies your gateway posts to ``/hooks/sms/<channel id>``
+    (``X-Dialwatch-Signature: sha256=<hex HMAC-SHA256 of the body>``); none: no replies."""
 
     @field_validator("url")
     @classmethod
