@@ -90,11 +90,12 @@ def test_the_route_list_is_not_empty_and_names_the_public_ones(world) -> None:  
     assert len(endpoints - PUBLIC) >= 8
 
 
-def test_only_the_one_click_unsubscribe_skips_csrf_and_the_origin_check(world) -> None:  # noqa: ANN001
+def test_only_the_one_click_unsubscribe_and_the_sms_reply_hook_skip_csrf_and_origin(world) -> None:  # noqa: ANN001
     from web.guard import _SIGNED_LINK
 
     exempt = {e for e, view in world.app.view_functions.items() if getattr(view, _SIGNED_LINK, 0)}
-    assert exempt == {"status_subscribe.unsubscribe_submit"}
+    # Each authenticates otherwise: the signed link; the SMS provider's signature.
+    assert exempt == {"status_subscribe.unsubscribe_submit", "sms_inbound.reply"}
 
 
 def test_every_staff_route_refuses_an_anonymous_caller(world) -> None:  # noqa: ANN001
