@@ -126,8 +126,7 @@ class Notifications:
             return self._built.roster.people.get(recipient_id)
         with self.repo.reading() as conn:
             try:
-                row = subscribers.get(conn, int(ident))
-                address = subscribers.address_of(conn, self.subscriber_keys, row.id)
+                row, address = subscribers.opened(conn, self.subscriber_keys, int(ident))
             except LookupError:
                 return None
         if row.state != SUBSCRIBER_ACTIVE and row.state != SUBSCRIBER_PENDING:

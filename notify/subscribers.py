@@ -199,6 +199,14 @@ def address_of(conn: Connection, keys: Keys, subscriber_id: int) -> str:
     return keys.box.open(row.address_sealed, f"subscriber:{row.channel}")
 
 
+def opened(conn: Connection, keys: Keys, subscriber_id: int) -> tuple[SubscriberRow, str]:
+    """The row and its address, opened, in one read (the sender, for each notice)."""
+    row = conn.execute(select(_TABLE).where(_TABLE.c.id == subscriber_id)).first()
+    if row is None:
+        raise NotFound(f"no subscriber {subscriber_id}")
+    return _row(row), keys.box.open(row.address_sealed, f"subscriber:{row.channel}")
+
+
 def active_for(conn: Connection, component_id: str) -> list[SubscriberRow]:
     """Everyone who hears about ``component_id`` now."""
     rows = conn.execute(
