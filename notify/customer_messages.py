@@ -29,6 +29,11 @@ _WORDS: dict[str, dict[str, str]] = {
         "cause": "原因：{cause}",
         "eta": "预计恢复时间：{eta}",
         "footer": "更改订阅：{manage}\n退订：{unsubscribe}",
+        "maintenance.ahead": "{component}：计划维护通知。",
+        "maintenance.start": "{component}：计划维护已开始。",
+        "maintenance.end": "{component}：计划维护已结束。",
+        "maintenance.when": "维护时间：{start} 至 {end}（{timezone}）",
+        "maintenance.effect": "维护期间相关服务可能中断。",
         "code.subject": "【{site}】",
         "code.text": "您的订阅验证码是 {code}，10 分钟内有效。如非本人操作请忽略。"
         "订阅后回复“退订”即可停止接收。",
@@ -48,6 +53,11 @@ _WORDS: dict[str, dict[str, str]] = {
         "cause": "Cause: {cause}",
         "eta": "Expected back: {eta}",
         "footer": "Change your subscription: {manage}\nUnsubscribe: {unsubscribe}",
+        "maintenance.ahead": "{component}: scheduled maintenance.",
+        "maintenance.start": "{component}: scheduled maintenance has begun.",
+        "maintenance.end": "{component}: scheduled maintenance is over.",
+        "maintenance.when": "When: {start} to {end} ({timezone})",
+        "maintenance.effect": "The service may be interrupted meanwhile.",
         "code.subject": "{site}",
         "code.text": "Your code is {code} (valid 10 minutes). Not you? Ignore this. "
         "Once subscribed, reply STOP to stop.",
@@ -113,3 +123,32 @@ def sms_code(language: str, site: str, code: str) -> Written:
     channel writes the subject (the site's name) before the text."""
     w = _words(language)
     return Written(w["code.subject"].format(site=site), w["code.text"].format(site=site, code=code))
+
+
+def maintenance(
+    language: str,
+    stage: str,
+    *,
+    component: str,
+    start: float,
+    end: float,
+    reason: str,
+    timezone: str,
+    manage: str,
+    unsubscribe: str,
+) -> Written:
+    """A scheduled maintenance notice (``stage``: ahead, start or end) for one component."""
+    w = _words(language)
+    zone = ZoneInfo(timezone)
+    subject = w[f"maintenance.{stage}"].format(component=component)
+    lines = [subject, ""]
+    if reason:
+        lines.append(reason)
+    lines.append(w["maintenance.when"].format(
+        start=datetime.fromtimestamp(start, zone).strftime("%Y-%m-%d %H:%M"),
+        end=datetime.fromtimestamp(end, zone).strftime("%Y-%m-%d %H:%M"), timezone=timezone,
+    ))  # fmt: skip
+    if stage != "end":
+        lines.append(w["maintenance.effect"])
+    lines += ["", w["footer"].format(manage=manage, unsubscribe=unsubscribe)]
+    return Written(subject, "\n".join(lines) + "\n")

@@ -33,9 +33,12 @@ from monitor.events import Event, EventKind
 from monitor.health import Health
 from monitor.redact import redact, sensitive_strings
 from monitor.store import queries
-from monitor.store.models import CustomerThread
+from monitor.store.models import CustomerMaintenanceMark, CustomerThread
 from monitor.store.repository import StateRepository
 from notify import customer_messages, outbox, subscribers
+from notify.customer_maintenance import Due as MaintenanceDue
+from notify.customer_maintenance import due as maintenance_due
+from notify.customer_maintenance import occurrences as maintenance_occurrences
 from notify.customer_policy import Notice, Rules, Thread, due, next_due, ok, trouble
 from notify.customer_policy import update as with_update
 from notify.customer_settings import CustomersConfig
@@ -47,6 +50,9 @@ log = logging.getLogger(__name__)
 EVENTS = frozenset({EventKind.TRANSITION, EventKind.CUSTOMER_UPDATE})
 _THREAD = CustomerThread.__table__
 TROUBLE = frozenset({Health.DOWN, Health.DEGRADED})
+MAINTENANCE_EVERY = 30.0
+"""Seconds between looks at the scheduled maintenance windows (a notice is at most this late)."""
+_MARK = CustomerMaintenanceMark.__table__
 TICK_BATCH = 500
 """Threads one tick handles: the transaction holds the one writer lock meanwhile."""
 
@@ -174,9 +180,73 @@ class CustomerNotices:
                     for notice in notices:
                         queued += self._queue(conn, sub, row.component_id, notice, now)
                 self._save(conn, row.subscriber_id, row.component_id, after, rules)
+            queued += self._maintenance(conn, now)
         if queued:
             self.wake()
         return queued
+
+    # -- scheduled maintenance ---------------------------------------------------------
+    def _maintenance(self, conn: Connection, now: float) -> int:
+        """Queue the maintenance notices due (``notify.customer_maintenance``); at most
+        every ``MAINTENANCE_EVERY`` seconds (cron windows cost a computation each)."""
+        last = getattr(self, "_maintenance_at", None)
+        if last is not None and 0 <= now - last < MAINTENANCE_EVERY:
+            return 0
+        self._maintenance_at = now
+        config = self.config()
+        settings = self.settings()
+        leads = sorted(settings.maintenance_notice, reverse=True)
+        horizon = (leads[0] if leads else 0.0) + MAINTENANCE_EVERY
+        by_id = {t.id: t for t in config.targets}
+        targets = list(config.targets)
+        queued = 0
+        for component in config.components:
+            windows = [w for i in members(component, targets) for w in by_id[i].maintenance]
+            if not windows:
+                continue
+            rules = self.rules(component.id)
+            quiet = rules.quiet is not None and rules.quiet.inside(now)
+            for o in maintenance_occurrences(windows, now, horizon, config.site.timezone):
+                marks = conn.execute(select(_MARK.c.stage).where(
+                    _MARK.c.component_id == component.id, _MARK.c.window_start == o.start
+                )).scalars()  # fmt: skip
+                found = maintenance_due(o, leads, now, set(marks), quiet=quiet)
+                if found is None:
+                    continue
+                conn.execute(insert(_MARK), [
+                    {"component_id": component.id, "window_start": o.start, "stage": m, "at": now}
+                    for m in found.marks
+                ])  # fmt: skip
+                for sub in subscribers.active_for(conn, component.id):
+                    queued += self._queue_maintenance(conn, sub, component, found, now)
+        return queued
+
+    def _queue_maintenance(
+        self,
+        conn: Connection,
+        sub: SubscriberRow,
+        component: Any,
+        found: MaintenanceDue,
+        now: float,
+    ) -> int:
+        config = self.config()
+        channel = self.settings().channel_for(sub.channel)
+        if channel is None:
+            return 0
+        language = sub.language if sub.language in component.name else config.site.language
+        name = component.name.get(language) or next(iter(component.name.values()))
+        reason = found.occurrence.reason
+        reason = redact(reason, sensitive_strings(config)) if reason else ""
+        base = self.base_url()
+        written = customer_messages.maintenance(
+            language, found.stage, component=name, start=found.occurrence.start,
+            end=found.occurrence.end, reason=reason, timezone=config.site.timezone,
+            manage=f"{base}/status/manage/{self.keys.token(sub.id, 'manage', now)}",
+            unsubscribe=f"{base}/status/unsubscribe/{self.keys.token(sub.id, 'unsubscribe', now)}",
+        )  # fmt: skip
+        outbox.add(conn, f"subscriber:{sub.id}", [OutboxNotice("customer", None)], [channel], now,
+                   subject=written.subject, text=written.text)  # fmt: skip
+        return 1
 
     def _queue(
         self, conn: Connection, sub: SubscriberRow, component_id: str, notice: Notice, now: float

@@ -69,6 +69,11 @@ class CustomersConfig(StrictModel):
     quiet_hours: QuietHoursConfig | None = None
     outage_in_quiet_hours: Bool = True
     limits: SubscribeLimits = Field(default_factory=SubscribeLimits)
+    maintenance_notice: Annotated[list[Duration], Field(max_length=5)] = Field(
+        default_factory=lambda: [86400.0, 3600.0]
+    )
+    """How long before a scheduled maintenance window of a component its subscribers are
+    told (then again when it starts and ends); ``[]``: only at its start and end."""
 
     def rules(self, timezone: str, component: Any = None) -> Rules:
         """The rules for one component: its own ``notify`` / ``notify_delay`` where set."""

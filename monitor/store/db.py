@@ -166,7 +166,7 @@ def _sqlite_engine(url: str, data_dir: Path) -> Engine:
     return engine
 
 
-HEAD_REVISION = "0013_runbook_step_data"
+HEAD_REVISION = "0014_customer_maintenance_marks"
 """The newest packaged migration, kept here so a start with a current schema
 needs no Alembic import (35 MB of RSS for the life of the process);
 tests/test_state_db.py checks it equals Alembic's head."""

@@ -751,6 +751,19 @@ class Subscriber(Base):
     """When verification codes were sent in the last day (the per-number daily cap)."""
 
 
+class CustomerMaintenanceMark(Base):
+    """A maintenance notice stage sent to a component's subscribers (``notify.customer_notices``):
+    kept so a restart or a second tick never sends it again."""
+
+    __tablename__ = "customer_maintenance_mark"
+
+    component_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[float] = mapped_column(Float, primary_key=True)
+    stage: Mapped[str] = mapped_column(String(32), primary_key=True)
+    """``ahead``, ``start`` or ``end``."""
+    at: Mapped[float] = mapped_column(Float)
+
+
 class CustomerThread(Base):
     """What one subscriber has heard about one component, and when to look again
     (``notify.customer_policy.Thread``, kept so a restart neither repeats nor forgets)."""
