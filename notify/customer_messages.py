@@ -29,6 +29,7 @@ _WORDS: dict[str, dict[str, str]] = {
         "cause": "原因：{cause}",
         "eta": "预计恢复时间：{eta}",
         "footer": "更改订阅：{manage}\n退订：{unsubscribe}",
+        "footer.sms": "回复“退订”停止接收。更改订阅：{manage}",
         "maintenance.ahead": "{component}：计划维护通知。",
         "maintenance.start": "{component}：计划维护已开始。",
         "maintenance.end": "{component}：计划维护已结束。",
@@ -53,6 +54,7 @@ _WORDS: dict[str, dict[str, str]] = {
         "cause": "Cause: {cause}",
         "eta": "Expected back: {eta}",
         "footer": "Change your subscription: {manage}\nUnsubscribe: {unsubscribe}",
+        "footer.sms": "Reply STOP to stop. Change: {manage}",
         "maintenance.ahead": "{component}: scheduled maintenance.",
         "maintenance.start": "{component}: scheduled maintenance has begun.",
         "maintenance.end": "{component}: scheduled maintenance is over.",
@@ -102,8 +104,10 @@ def notice(
     timezone: str = "Asia/Shanghai",
     manage: str,
     unsubscribe: str,
+    channel: str = "email",
 ) -> Written:
-    """One notice about one component: what the status page says, and the links."""
+    """One notice about one component: what the status page says, and the links (a text
+    message says to reply STOP instead of the long unsubscribe link)."""
     w = _words(language)
     subject = w[kind].format(component=component)
     lines = [subject]
@@ -114,8 +118,13 @@ def notice(
     if eta is not None and kind != "resolved":
         when = datetime.fromtimestamp(eta, ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")
         lines.append(w["eta"].format(eta=f"{when} ({timezone})"))
-    lines += ["", w["footer"].format(manage=manage, unsubscribe=unsubscribe)]
+    lines += ["", _footer(w, channel, manage, unsubscribe)]
     return Written(subject, "\n".join(lines) + "\n")
+
+
+def _footer(w: dict[str, str], channel: str, manage: str, unsubscribe: str) -> str:
+    key = "footer.sms" if channel == "sms" else "footer"
+    return w[key].format(manage=manage, unsubscribe=unsubscribe)
 
 
 def sms_code(language: str, site: str, code: str) -> Written:
@@ -136,6 +145,7 @@ def maintenance(
     timezone: str,
     manage: str,
     unsubscribe: str,
+    channel: str = "email",
 ) -> Written:
     """A scheduled maintenance notice (``stage``: ahead, start or end) for one component."""
     w = _words(language)
@@ -150,5 +160,5 @@ def maintenance(
     ))  # fmt: skip
     if stage != "end":
         lines.append(w["maintenance.effect"])
-    lines += ["", w["footer"].format(manage=manage, unsubscribe=unsubscribe)]
+    lines += ["", _footer(w, channel, manage, unsubscribe)]
     return Written(subject, "\n".join(lines) + "\n")

@@ -243,6 +243,7 @@ class CustomerNotices:
             end=found.occurrence.end, reason=reason, timezone=config.site.timezone,
             manage=f"{base}/status/manage/{self.keys.token(sub.id, 'manage', now)}",
             unsubscribe=f"{base}/status/unsubscribe/{self.keys.token(sub.id, 'unsubscribe', now)}",
+            channel=sub.channel,
         )  # fmt: skip
         outbox.add(conn, f"subscriber:{sub.id}", [OutboxNotice("customer", None)], [channel], now,
                    subject=written.subject, text=written.text)  # fmt: skip
@@ -279,6 +280,7 @@ class CustomerNotices:
             timezone=config.site.timezone,
             manage=f"{base}/status/manage/{self.keys.token(sub.id, 'manage', now)}",
             unsubscribe=f"{base}/status/unsubscribe/{self.keys.token(sub.id, 'unsubscribe', now)}",
+            channel=sub.channel,
         )  # fmt: skip
         outbox.add(conn, f"subscriber:{sub.id}", [OutboxNotice("customer", None)], [channel], now,
                    subject=written.subject, text=written.text)  # fmt: skip

@@ -132,3 +132,19 @@ def test_a_target_in_maintenance_tells_no_outage(tmp_path: Path) -> None:
     w.notices.tick(w.repo, START + 10 * 60)
     subjects = [s for _p, s, _t in w.outbox()]
     assert subjects == ["Outbound calling: scheduled maintenance has begun."]
+
+
+def test_text_messages_say_reply_stop_instead_of_the_long_unsubscribe_link() -> None:
+    from notify import customer_messages
+
+    links = {
+        "manage": "https://s.example.cn/status/manage/1.m",
+        "unsubscribe": "https://s.example.cn/u/1",
+    }
+    sms = customer_messages.notice("zh-CN", "outage", component="外呼线路", channel="sms", **links)
+    mail = customer_messages.notice("zh-CN", "outage", component="外呼线路", **links)
+    assert "回复“退订”停止接收" in sms.text and links["unsubscribe"] not in sms.text
+    assert links["unsubscribe"] in mail.text and "回复" not in mail.text
+    en = customer_messages.maintenance("en", "start", component="Outbound", start=START, end=START + H,
+                                       reason="", timezone=TZ, channel="sms", **links)  # fmt: skip
+    assert "Reply STOP to stop." in en.text
