@@ -8,7 +8,7 @@ subscribers hear about one component; its target goes down (``delay: 1s``),
 and the sender's ticks queue and send every notice. Measured: seconds from
 the transition to the last message accepted by the SMTP server, and the
 process's resident memory sampled during the burst (flat is the goal: the
-tick queues at most 1,000 notices at a time and the sender claims only what
+tick queues at most 500 notices at a time and the sender claims only what
 it sends).
 
 The reference, in the same run: the same e-mail channel class sending the
