@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
@@ -49,6 +49,7 @@ from monitor.store import queries
 from monitor.store.models import INCIDENT_OPEN
 from monitor.store.uptime import COMPONENT
 from monitor.uptime import HealthSeconds, day_of, uptime_ratio
+from notify.customer_maintenance import occurrences as maintenance_occurrences
 from probes import PROBES
 from web import components as comp
 from web import guard
@@ -141,6 +142,23 @@ class PublicIncident:
 
 
 @dataclass(frozen=True)
+class PublicMaintenance:
+    """A scheduled maintenance occurrence of shown components (now or in the next week)."""
+
+    start: float
+    end: float
+    reason: str
+    component_ids: list[str]
+    components: list[str]
+    """Their names in the page's language."""
+    running: bool
+
+
+MAINTENANCE_AHEAD = 7 * 86400.0
+"""How far ahead the status page lists scheduled maintenance."""
+
+
+@dataclass(frozen=True)
 class StatusView:
     """What the public status page shows, in one language: the one read model of the
     page, ``/status.json``, the incident history and the feed."""
@@ -152,6 +170,8 @@ class StatusView:
     open_incidents: list[PublicIncident]
     recent_incidents: list[PublicIncident]
     """Resolved in the last ``RECENT_DAYS``, newest first."""
+    maintenance: list[PublicMaintenance] = field(default_factory=list)
+    """Scheduled maintenance running now or starting within ``MAINTENANCE_AHEAD``, by start."""
 
 
 def percent(ratio: float | None) -> str:
@@ -376,6 +396,16 @@ def status_document(
         "status": {"state": first.overall.value, "description": overall},
         "components": [component(n) for n in range(len(first.components))],
         "incidents": [incident(n) for n in range(len(first.open_incidents))],
+        "scheduled_maintenances": [
+            {
+                "starts_at": iso(m.start),
+                "ends_at": iso(m.end),
+                "running": m.running,
+                "reason": m.reason or None,
+                "components": m.component_ids,
+            }
+            for m in first.maintenance
+        ],  # fmt: skip
     }
 
 
@@ -405,6 +435,7 @@ def _status_html(svc: WebServices, lang: str) -> str:
         overall_labels=comp.OVERALL_LABELS,
         open_incidents=view.open_incidents,
         recent_incidents=view.recent_incidents,
+        maintenance=view.maintenance,
         recent_days=RECENT_DAYS,
         uptime_days=UPTIME_DAYS,
         now=view.now,
@@ -568,7 +599,39 @@ def status_view(svc: WebServices, lang: str, read: StatusRead | None = None) -> 
         overall=comp.overall_state(c.state for c in public),
         open_incidents=[incidents[r.id] for r in got.open_rows],
         recent_incidents=[incidents[r.id] for r in got.recent],
+        maintenance=_maintenance(svc.config(), got, public, publisher.hidden),
     )
+
+
+def _maintenance(
+    cfg: Config, got: StatusRead, public: list[PublicComponent], hidden: list[str]
+) -> list[PublicMaintenance]:
+    """The shown components' scheduled windows (their members' ``maintenance:``), one
+    entry per occurrence naming every component it covers; reasons redacted."""
+    names = {c.id: c.name for c in public}
+    targets = {t.id: t for t in cfg.targets}
+    found: dict[tuple[float, float], tuple[str, list[str]]] = {}
+    for c in got.shown.components:
+        windows = [
+            w for i in got.shown.members[c.id] if i in targets for w in targets[i].maintenance
+        ]
+        for o in maintenance_occurrences(windows, got.now, MAINTENANCE_AHEAD, cfg.site.timezone):
+            if o.end <= got.now:
+                continue
+            reason, ids = found.setdefault((o.start, o.end), (o.reason, []))
+            if c.id not in ids:
+                ids.append(c.id)
+    return [
+        PublicMaintenance(
+            start,
+            end,
+            redact(reason, hidden) if reason else "",
+            ids,
+            [names[i] for i in ids],
+            start <= got.now,
+        )  # fmt: skip
+        for (start, end), (reason, ids) in sorted(found.items())
+    ]
 
 
 def _uptime(
