@@ -233,18 +233,32 @@ class CustomerNotices:
         channel = self.settings().channel_for(sub.channel)
         if channel is None:
             return 0
-        language = sub.language if sub.language in component.name else config.site.language
-        name = component.name.get(language) or next(iter(component.name.values()))
+        language, name = self._words_for(sub, component)
         reason = found.occurrence.reason
         reason = redact(reason, sensitive_strings(config)) if reason else ""
-        base = self.base_url()
         written = customer_messages.maintenance(
             language, found.stage, component=name, start=found.occurrence.start,
             end=found.occurrence.end, reason=reason, timezone=config.site.timezone,
-            manage=f"{base}/status/manage/{self.keys.token(sub.id, 'manage', now)}",
-            unsubscribe=f"{base}/status/unsubscribe/{self.keys.token(sub.id, 'unsubscribe', now)}",
-            channel=sub.channel,
+            channel=sub.channel, **self._links(sub, now),
         )  # fmt: skip
+        return self._put(conn, sub, channel, written, now)
+
+    def _words_for(self, sub: SubscriberRow, component: Any) -> tuple[str, str]:
+        """The subscriber's language (the site's when the component has no name in it) and
+        the component's name in it."""
+        language = sub.language if sub.language in component.name else self.config().site.language
+        return language, component.name.get(language) or next(iter(component.name.values()))
+
+    def _links(self, sub: SubscriberRow, now: float) -> dict[str, str]:
+        base = self.base_url()
+        return {
+            "manage": f"{base}/status/manage/{self.keys.token(sub.id, 'manage', now)}",
+            "unsubscribe": f"{base}/status/unsubscribe/{self.keys.token(sub.id, 'unsubscribe', now)}",
+        }
+
+    def _put(
+        self, conn: Connection, sub: SubscriberRow, channel: str, written: Any, now: float
+    ) -> int:
         outbox.add(conn, f"subscriber:{sub.id}", [OutboxNotice("customer", None)], [channel], now,
                    subject=written.subject, text=written.text)  # fmt: skip
         return 1
@@ -257,8 +271,7 @@ class CustomerNotices:
         component = next((c for c in config.components if c.id == component_id), None)
         if channel is None or component is None:
             return 0
-        language = sub.language if sub.language in component.name else config.site.language
-        name = component.name.get(language) or next(iter(component.name.values()))
+        language, name = self._words_for(sub, component)
         cause = eta = summary = None
         incident = self._incident_of(conn, component)
         if incident is not None:
@@ -274,17 +287,11 @@ class CustomerNotices:
         # "carrier sip:10.9.8.7 not answering" reaches no customer with the address.
         sensitive = sensitive_strings(config)
         cause, summary = (redact(t, sensitive) if t else t for t in (cause, summary))
-        base = self.base_url()
         written = customer_messages.notice(
             language, notice.kind, component=name, cause=cause, eta=eta, summary=summary,
-            timezone=config.site.timezone,
-            manage=f"{base}/status/manage/{self.keys.token(sub.id, 'manage', now)}",
-            unsubscribe=f"{base}/status/unsubscribe/{self.keys.token(sub.id, 'unsubscribe', now)}",
-            channel=sub.channel,
+            timezone=config.site.timezone, channel=sub.channel, **self._links(sub, now),
         )  # fmt: skip
-        outbox.add(conn, f"subscriber:{sub.id}", [OutboxNotice("customer", None)], [channel], now,
-                   subject=written.subject, text=written.text)  # fmt: skip
-        return 1
+        return self._put(conn, sub, channel, written, now)
 
     def _incident_of(self, conn: Connection, component: Any) -> queries.IncidentRow | None:
         cache = getattr(self, "_incidents", None)

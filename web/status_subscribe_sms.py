@@ -31,6 +31,7 @@ from web.i18n import lang_tag
 from web.rate_limit import WindowLimit, network_of
 from web.status_subscribe import (
     Refused,
+    _address_sentence,
     _answering,
     _choices,
     _limit,
@@ -67,13 +68,7 @@ def _number_sentence(exc: AddressRefused) -> str:
         return _("Text messages need a mobile number.")
     if text.startswith("this is not"):
         return _("This is not a mobile number we can text.")
-    if text == "choose at least one component":
-        return _("Choose at least one component.")
-    if text.startswith("at most "):
-        return _("Choose at most %(count)s components.", count=subscribers.MAX_COMPONENTS)
-    if text.startswith("no component "):
-        return _("One of the components chosen is not on this status page.")
-    return text
+    return _address_sentence(exc)  # the components' sentences, shared with the e-mail form
 
 
 def _code_sentence(exc: TokenRefused) -> str:
@@ -84,8 +79,6 @@ def _code_sentence(exc: TokenRefused) -> str:
         return _("Too many wrong codes: ask for a new one.")
     if "not the code" in text:
         return _("This is not the code we sent.")
-    if "something else" in text or "not one of ours" in text or "expired" in text:
-        return _("This form has expired: ask for a new code.")
     return _("This form has expired: ask for a new code.")
 
 
