@@ -116,10 +116,13 @@ def notice(
     if cause and kind != "resolved":
         lines.append(w["cause"].format(cause=cause))
     if eta is not None and kind != "resolved":
-        when = datetime.fromtimestamp(eta, ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")
-        lines.append(w["eta"].format(eta=f"{when} ({timezone})"))
+        lines.append(w["eta"].format(eta=f"{_local(eta, timezone)} ({timezone})"))
     lines += ["", _footer(w, channel, manage, unsubscribe)]
     return Written(subject, "\n".join(lines) + "\n")
+
+
+def _local(at: float, timezone: str) -> str:
+    return datetime.fromtimestamp(at, ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")
 
 
 def _footer(w: dict[str, str], channel: str, manage: str, unsubscribe: str) -> str:
@@ -131,7 +134,7 @@ def sms_code(language: str, site: str, code: str) -> Written:
     """The verification text: short (one SMS), and how to stop once subscribed. The SMS
     channel writes the subject (the site's name) before the text."""
     w = _words(language)
-    return Written(w["code.subject"].format(site=site), w["code.text"].format(site=site, code=code))
+    return Written(w["code.subject"].format(site=site), w["code.text"].format(code=code))
 
 
 def maintenance(
@@ -149,14 +152,12 @@ def maintenance(
 ) -> Written:
     """A scheduled maintenance notice (``stage``: ahead, start or end) for one component."""
     w = _words(language)
-    zone = ZoneInfo(timezone)
     subject = w[f"maintenance.{stage}"].format(component=component)
     lines = [subject, ""]
     if reason:
         lines.append(reason)
     lines.append(w["maintenance.when"].format(
-        start=datetime.fromtimestamp(start, zone).strftime("%Y-%m-%d %H:%M"),
-        end=datetime.fromtimestamp(end, zone).strftime("%Y-%m-%d %H:%M"), timezone=timezone,
+        start=_local(start, timezone), end=_local(end, timezone), timezone=timezone
     ))  # fmt: skip
     if stage != "end":
         lines.append(w["maintenance.effect"])

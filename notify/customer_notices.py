@@ -160,6 +160,7 @@ class CustomerNotices:
         """Queue what is due now; returns how many notices were queued."""
         queued = 0
         self._incidents: dict[str, Any] = {}  # per tick: one read per component, not per notice
+        self._hidden: list[str] | None = None  # per tick: the config's strings no customer sees
         with repo.transaction() as conn:
             rows = conn.execute(
                 select(_THREAD).where(_THREAD.c.check_at <= now).order_by(_THREAD.c.check_at)
@@ -217,8 +218,9 @@ class CustomerNotices:
                     {"component_id": component.id, "window_start": o.start, "stage": m, "at": now}
                     for m in found.marks
                 ])  # fmt: skip
+                reason = self._redacted(o.reason) or ""  # the same for every subscriber
                 for sub in subscribers.active_for(conn, component.id):
-                    queued += self._queue_maintenance(conn, sub, component, found, now)
+                    queued += self._queue_maintenance(conn, sub, component, found, reason, now)
         return queued
 
     def _queue_maintenance(
@@ -227,6 +229,7 @@ class CustomerNotices:
         sub: SubscriberRow,
         component: Any,
         found: MaintenanceDue,
+        reason: str,
         now: float,
     ) -> int:
         config = self.config()
@@ -234,14 +237,22 @@ class CustomerNotices:
         if channel is None:
             return 0
         language, name = self._words_for(sub, component)
-        reason = found.occurrence.reason
-        reason = redact(reason, sensitive_strings(config)) if reason else ""
         written = customer_messages.maintenance(
             language, found.stage, component=name, start=found.occurrence.start,
             end=found.occurrence.end, reason=reason, timezone=config.site.timezone,
             channel=sub.channel, **self._links(sub, now),
         )  # fmt: skip
         return self._put(conn, sub, channel, written, now)
+
+    def _redacted(self, text: str | None) -> str | None:
+        """``text`` scrubbed like the status page (``monitor.redact``), with the config's
+        sensitive strings worked out once per tick, not once per notice."""
+        if not text:
+            return text
+        hidden = getattr(self, "_hidden", None)
+        if hidden is None:
+            hidden = self._hidden = sensitive_strings(self.config())
+        return redact(text, hidden)
 
     def _words_for(self, sub: SubscriberRow, component: Any) -> tuple[str, str]:
         """The subscriber's language (the site's when the component has no name in it) and
@@ -285,8 +296,7 @@ class CustomerNotices:
                 summary = texts[0].text.get(language) or next(iter(texts[0].text.values()), None)
         # The status page's own scrubbing, as a second line of defence: a cause typed as
         # "carrier sip:10.9.8.7 not answering" reaches no customer with the address.
-        sensitive = sensitive_strings(config)
-        cause, summary = (redact(t, sensitive) if t else t for t in (cause, summary))
+        cause, summary = self._redacted(cause), self._redacted(summary)
         written = customer_messages.notice(
             language, notice.kind, component=name, cause=cause, eta=eta, summary=summary,
             timezone=config.site.timezone, channel=sub.channel, **self._links(sub, now),

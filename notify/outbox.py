@@ -313,32 +313,11 @@ def begin_attempt(
     return int(attempt)
 
 
-def attempt_sent(
-    conn: Connection,
-    delivery_id: int,
-    attempt_id: int,
-    now: float,
-    provider_id: str | None,
-    answer: str,
-) -> None:
-    conn.execute(
-        update(_ATTEMPT)
-        .where(_ATTEMPT.c.id == attempt_id)
-        .values(ended_at=now, outcome=ATTEMPT_SENT, provider_id=provider_id, answer=answer)
-    )
-    d = _DELIVERY
-    conn.execute(
-        update(d)
-        .where(d.c.id == delivery_id)
-        .values(state=DELIVERY_SENT, sent_at=now, tries=d.c.tries + 1, reason="")
-    )
-
-
 def attempts_sent(
     conn: Connection, sent: Sequence[tuple[int, int, float, str | None, str]]
 ) -> None:
-    """``attempt_sent`` for many at once: (delivery id, attempt id, at, provider id, answer)
-    each, two statements in all (a burst of notices commits its outcomes together)."""
+    """Record sent attempts: (delivery id, attempt id, at, provider id, answer) each, in
+    two statements however many (a burst of notices commits its outcomes together)."""
     if not sent:
         return
     conn.execute(

@@ -191,12 +191,7 @@ def get(conn: Connection, subscriber_id: int) -> SubscriberRow:
 
 def address_of(conn: Connection, keys: Keys, subscriber_id: int) -> str:
     """The address, opened (to send a notice, or for an admin's export)."""
-    row = conn.execute(
-        select(_TABLE.c.channel, _TABLE.c.address_sealed).where(_TABLE.c.id == subscriber_id)
-    ).first()
-    if row is None:
-        raise NotFound(f"no subscriber {subscriber_id}")
-    return keys.box.open(row.address_sealed, f"subscriber:{row.channel}")
+    return opened(conn, keys, subscriber_id)[1]
 
 
 def opened(conn: Connection, keys: Keys, subscriber_id: int) -> tuple[SubscriberRow, str]:

@@ -262,11 +262,29 @@ def subscribe_choices(cfg: Config, lang: str) -> list[Choice]:
     ]
 
 
-def email_subscriptions_open(svc: WebServices) -> bool:
-    """Whether visitors can subscribe by e-mail: the notifications run in this process
-    and ``customers.email_channel`` names the channel that sends the mail."""
+def subscriptions_open(svc: WebServices, channel: str = "email") -> bool:
+    """Whether visitors can subscribe by ``channel`` (email, sms): the notifications run
+    in this process and ``customers:`` names the channel that sends to them."""
     customers = getattr(svc.config(), "customers", None)
-    return svc.notifications is not None and getattr(customers, "email_channel", None) is not None
+    return (
+        svc.notifications is not None
+        and customers is not None
+        and customers.channel_for(channel) is not None
+    )
+
+
+def public_services() -> WebServices:
+    """The services, for a page of the status page's: 404 when ``web.public_status`` is
+    off and nobody is logged in (a private status page does not exist for strangers)."""
+    svc = current_services()
+    if not svc.config().web.public_status and guard.who() is None:
+        abort(404)
+    return svc
+
+
+def cache_control(svc: WebServices) -> str:
+    """The snapshots' ``Cache-Control``: shared caches may keep a public page, not a private one."""
+    return f"{'public' if svc.config().web.public_status else 'private'}, max-age={MAX_AGE}"
 
 
 def component_health(svc: WebServices, shown: ShownComponents) -> dict[str, Health]:
@@ -295,19 +313,12 @@ def snapshot(app: Flask, key: Hashable, build: Callable[[], Rendered]) -> Render
 @bp.get("/status")
 @guard.public
 def status_page() -> Response:
-    svc = current_services()
-    cfg = svc.config()
-    public = cfg.web.public_status
-    if not public and guard.who() is None:
-        abort(404)
+    svc = public_services()
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     lang, root = lang_tag(), request.script_root
     rendered = snapshot(app, ("status", lang, root), lambda: _render_status(app, lang, root))
     return conditional_response(
-        rendered,
-        "text/html",
-        f"{'public' if public else 'private'}, max-age={MAX_AGE}",
-        vary=("Accept-Language", "Cookie"),
+        rendered, "text/html", cache_control(svc), vary=("Accept-Language", "Cookie")
     )
 
 
@@ -315,20 +326,13 @@ def status_page() -> Response:
 @guard.public
 def status_json() -> Response:
     """The page as JSON, for customers' own dashboards: every language at once."""
-    svc = current_services()
-    public = svc.config().web.public_status
-    if not public and guard.who() is None:
-        abort(404)
+    svc = public_services()
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     root = request.script_root
     rendered = snapshot(app, ("status.json", root), lambda: _render_json(app, root))
-    response = conditional_response(
-        rendered,
-        "application/json",
-        f"{'public' if public else 'private'}, max-age={MAX_AGE}",
-        vary=("Cookie",),
-    )
-    if public:
+    response = conditional_response(rendered, "application/json", cache_control(svc),
+                                    vary=("Cookie",))  # fmt: skip
+    if svc.config().web.public_status:
         # Read-only, the same for everyone and sent without credentials: another site's
         # dashboard may fetch it from the browser.
         response.headers["Access-Control-Allow-Origin"] = "*"
@@ -439,7 +443,7 @@ def _status_html(svc: WebServices, lang: str) -> str:
         recent_days=RECENT_DAYS,
         uptime_days=UPTIME_DAYS,
         now=view.now,
-        subscribe_open=email_subscriptions_open(svc),
+        subscribe_open=subscriptions_open(svc, "email"),
         subscribe_choices=subscribe_choices(svc.config(), lang),
         feed_url=url_for("status_history.feed", lang=lang),
         history_url=url_for("status_history.incident_list"),

@@ -27,9 +27,10 @@ from web.components import STATE_LABELS
 from web.i18n import iso, lang_tag
 from web.services import WebServices
 from web.status import (
-    MAX_AGE,
     PublicIncident,
     Publisher,
+    cache_control,
+    public_services,
     shown_components,
     snapshot,
     status_view,
@@ -48,13 +49,6 @@ MAX_UPDATES = 200
 """Customer updates shown under one incident on its page."""
 
 
-def _public_or_404() -> WebServices:
-    svc = current_services()
-    if not svc.config().web.public_status and guard.who() is None:
-        abort(404)
-    return svc
-
-
 def _bad_request(exc: Exception) -> tuple[str, int]:
     return render_template("error.html", code=400, message=str(exc)), 400
 
@@ -62,7 +56,7 @@ def _bad_request(exc: Exception) -> tuple[str, int]:
 @bp.get("/status/incidents")
 @guard.public
 def incident_list() -> str | tuple[str, int]:
-    svc = _public_or_404()
+    svc = public_services()
     args = request.args.to_dict(flat=False)
     try:
         params.reject_unknown(args, ("page", "lang"))
@@ -88,7 +82,7 @@ def incident_list() -> str | tuple[str, int]:
 @bp.get("/status/incidents/<id:incident_id>")
 @guard.public
 def incident_page(incident_id: int) -> str:
-    svc = _public_or_404()
+    svc = public_services()
     publisher = Publisher.of(svc.config(), lang_tag())
     row = queries.customer_incident(svc.db, incident_id)
     if row is None or not publisher.is_public(row):
@@ -106,16 +100,12 @@ def incident_page(incident_id: int) -> str:
 @bp.get("/status/feed.atom")
 @guard.public
 def feed() -> Response:
-    svc = _public_or_404()
-    public = svc.config().web.public_status
+    svc = public_services()
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     lang, root = lang_tag(), request.script_root
     rendered = snapshot(app, ("feed", lang, root), lambda: _render_feed(app, lang, root))
     return conditional_response(
-        rendered,
-        "application/atom+xml",
-        f"{'public' if public else 'private'}, max-age={MAX_AGE}",
-        vary=("Accept-Language", "Cookie"),
+        rendered, "application/atom+xml", cache_control(svc), vary=("Accept-Language", "Cookie")
     )
 
 

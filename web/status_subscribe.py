@@ -28,7 +28,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, render_template, request, url_for
+from flask import Blueprint, Response, current_app, render_template, request, url_for
 from flask_babel import gettext as _
 
 from monitor.incident_actions import Conflict
@@ -41,7 +41,7 @@ from notify.subscribers import AddressRefused, Purpose, SubscriberRow, TokenRefu
 from web import guard
 from web.i18n import lang_tag
 from web.rate_limit import WindowLimit, network_of
-from web.status import Choice, email_subscriptions_open, subscribe_choices
+from web.status import Choice, public_services, subscribe_choices, subscriptions_open
 from web.views import current_services
 
 bp = Blueprint("status_subscribe", __name__)
@@ -170,15 +170,18 @@ def _choices() -> list[Choice]:
 
 def _form_open() -> None:
     """The subscribe form is where the status page is: a private one has none for strangers."""
-    if not current_services().config().web.public_status and guard.who() is None:
-        abort(404)
-    if not email_subscriptions_open(current_services()):
+    if not subscriptions_open(public_services(), "email"):
         raise Refused(503, _("Subscriptions are not available on this status page."))
 
 
 def _sms_open() -> bool:
-    customers = getattr(current_services().config(), "customers", None)
-    return getattr(customers, "sms_channel", None) is not None
+    return subscriptions_open(current_services(), "sms")
+
+
+def _retry_later(answer: tuple[Response, int], wait: float) -> tuple[Response, int]:
+    """A form's 429 page, saying when to try again."""
+    answer[0].headers["Retry-After"] = str(int(wait) + 1)
+    return answer
 
 
 # -- subscribe --------------------------------------------------------------------------
@@ -227,11 +230,8 @@ def subscribe_submit() -> tuple[Response, int]:
     }
     wait = _limit().take(counted)
     if wait > 0:
-        response, status = again(
-            429, _("Too many requests for this address or from your network: try again later.")
-        )
-        response.headers["Retry-After"] = str(int(wait) + 1)
-        return response, status
+        sentence = _("Too many requests for this address or from your network: try again later.")
+        return _retry_later(again(429, sentence), wait)
     now = svc.clock()
     try:
         asked = subscribers.subscribe(

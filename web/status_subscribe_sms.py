@@ -21,7 +21,7 @@ manage link. Every form carries a CSRF token.
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, current_app, request, url_for
+from flask import Blueprint, Response, current_app, request, url_for
 from flask_babel import gettext as _
 
 from notify import customer_messages, subscribers
@@ -29,6 +29,7 @@ from notify.subscribers import AddressRefused, LimitReached, TokenRefused
 from web import guard
 from web.i18n import lang_tag
 from web.rate_limit import WindowLimit, network_of
+from web.status import public_services, subscriptions_open
 from web.status_subscribe import (
     Refused,
     _address_sentence,
@@ -39,6 +40,7 @@ from web.status_subscribe import (
     _names,
     _notifications,
     _page,
+    _retry_later,
     _token,
 )
 from web.views import current_services
@@ -49,16 +51,8 @@ DAY_LIMIT_EXTENSION = "dialwatch.sms_code_limit"
 """A ``WindowLimit`` over a day: verification codes per client network."""
 
 
-def sms_subscriptions_open() -> bool:
-    svc = current_services()
-    customers = getattr(svc.config(), "customers", None)
-    return svc.notifications is not None and getattr(customers, "sms_channel", None) is not None
-
-
 def _form_open() -> None:
-    if not current_services().config().web.public_status and guard.who() is None:
-        abort(404)
-    if not sms_subscriptions_open():
+    if not subscriptions_open(public_services(), "sms"):
         raise Refused(503, _("Subscriptions by text message are not available here."))
 
 
@@ -127,11 +121,8 @@ def subscribe_submit() -> tuple[Response, int]:
         if wait > 0:
             _limit().give_back(hourly)
     if wait > 0:
-        response, status = again(
-            429, _("Too many requests for this number or from your network: try again later.")
-        )
-        response.headers["Retry-After"] = str(int(wait) + 1)
-        return response, status
+        sentence = _("Too many requests for this number or from your network: try again later.")
+        return _retry_later(again(429, sentence), wait)
     now = svc.clock()
     lang = lang_tag()
     try:
