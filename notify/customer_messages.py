@@ -117,8 +117,16 @@ def notice(
         lines.append(w["cause"].format(cause=cause))
     if eta is not None and kind != "resolved":
         lines.append(w["eta"].format(eta=f"{_local(eta, timezone)} ({timezone})"))
-    lines += ["", _footer(w, channel, manage, unsubscribe)]
-    return Written(subject, "\n".join(lines) + "\n")
+    return Written(subject, _text(lines, w, channel, manage, unsubscribe))
+
+
+def _text(lines: list[str], w: dict[str, str], channel: str, manage: str, unsub: str) -> str:
+    """The lines and the footer; a push's title is already the first line, so its body
+    starts after it (and has no footer: a click opens the status page, where the browser
+    unsubscribes)."""
+    if channel == "webpush":
+        return "\n".join(lines[1:]).strip("\n") + "\n"
+    return "\n".join([*lines, "", _footer(w, channel, manage, unsub)]) + "\n"
 
 
 def _local(at: float, timezone: str) -> str:
@@ -161,5 +169,4 @@ def maintenance(
     ))  # fmt: skip
     if stage != "end":
         lines.append(w["maintenance.effect"])
-    lines += ["", _footer(w, channel, manage, unsubscribe)]
-    return Written(subject, "\n".join(lines) + "\n")
+    return Written(subject, _text(lines, w, channel, manage, unsubscribe))

@@ -4,6 +4,7 @@
 customers:
   email_channel: mail          # a channels: entry of kind email
   sms_channel: sms             # a channels: entry of kind sms
+  push_channel: push           # a channels: entry of kind webpush
   notify: auto                 # or manual: only when staff publish a customer update
   delay: 5m                    # auto: the first notice after this much trouble
   settle: 10m                  # an all clear waits this long (a flap is one outage)
@@ -63,6 +64,10 @@ class CustomersConfig(StrictModel):
     e-mail subscriptions."""
     sms_channel: TargetId | None = None
     """The ``channels:`` entry (kind ``sms``) for text messages; none: no SMS subscriptions."""
+    push_channel: TargetId | None = None
+    """The ``channels:`` entry (kind ``webpush``) for browser notifications from the status
+    page's own service worker; its ``allowed_hosts`` say which push services a subscriber's
+    browser may use. None: no push subscriptions."""
     notify: Literal["auto", "manual"] = "auto"
     delay: Duration = 300.0
     settle: Duration = 600.0
@@ -89,7 +94,12 @@ class CustomersConfig(StrictModel):
         return Rules(mode, delay, self.settle, quiet, self.outage_in_quiet_hours)
 
     def channel_for(self, kind: str) -> str | None:
-        return {"email": self.email_channel, "sms": self.sms_channel}.get(kind)
+        """The channel that sends to subscribers of ``kind`` (email, sms, webpush)."""
+        return {
+            "email": self.email_channel,
+            "sms": self.sms_channel,
+            "webpush": self.push_channel,
+        }.get(kind)
 
 
 def customers_problems(config: Any) -> Iterable[tuple[KeyPath, str]]:
@@ -98,7 +108,11 @@ def customers_problems(config: Any) -> Iterable[tuple[KeyPath, str]]:
     if customers is None:
         return
     kinds = {c.id: c.kind for c in getattr(config, "channels", [])}
-    for key, wanted in (("email_channel", "email"), ("sms_channel", "sms")):
+    for key, wanted in (
+        ("email_channel", "email"),
+        ("sms_channel", "sms"),
+        ("push_channel", "webpush"),
+    ):
         name = getattr(customers, key)
         if name is None:
             continue

@@ -464,8 +464,9 @@ class Sender:
 
 
 def _user(person: Recipient) -> dict[str, Any]:
-    user = getattr(person, "user", None)
-    return {"user": user} if user is not None else {}
+    """The addresses only some recipients have: a console user, a browser's subscription."""
+    found = {k: getattr(person, k, None) for k in ("user", "push_subscription")}
+    return {k: v for k, v in found.items() if v is not None}
 
 
 def _incidents(d: outbox.DeliveryRow) -> list[int]:

@@ -50,6 +50,8 @@ class SubscriberRecipient:
     language: str = "zh-CN"
     name: str | None = None
     user: str | None = None
+    push_subscription: str | None = None
+    """The browser's subscription as JSON (a web push subscriber)."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,7 @@ class Notifications:
             recipient_id,
             email=address if row.channel == "email" else None,
             phone=address if row.channel == "sms" else None,
+            push_subscription=address if row.channel == "webpush" else None,
             language=row.language,
         )
 
@@ -163,7 +166,8 @@ class Notifications:
         if kind != "subscriber" or not ident.isdigit():
             return {}
         token = self.subscriber_keys.token(int(ident), "unsubscribe", self.clock.time())
-        return {"unsubscribe_url": f"{self.base_url}/status/unsubscribe/{token}"}
+        # "url": what a push opens on a click: the status page, never a console page.
+        return {"unsubscribe_url": f"{self.base_url}/status/unsubscribe/{token}", "url": "/status"}
 
     def _wake(self) -> None:
         self.sender.wake()

@@ -27,12 +27,14 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import phonenumbers
 from sqlalchemy import Connection, delete, insert, select, update
 
 from core.secret_box import SecretBox
 from monitor.incident_actions import Conflict
+from monitor.staff.push_subscriptions import check_endpoint, check_keys
 from monitor.store.models import (
     SUBSCRIBER_ACTIVE,
     SUBSCRIBER_PENDING,
@@ -41,7 +43,7 @@ from monitor.store.models import (
     Subscriber,
 )
 from monitor.store.repository import NotFound, StateRepository
-from notify.channels.webpush import PUSH_SERVICE_HOSTS, endpoint_refusal
+from notify.channels.webpush import PUSH_SERVICE_HOSTS, BrowserSubscription, endpoint_refusal
 
 Channel = Literal["email", "sms", "webpush"]
 Purpose = Literal["confirm", "manage", "unsubscribe"]
@@ -96,7 +98,12 @@ def normalize(
                         phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE):  # fmt: skip
             raise AddressRefused("text messages need a mobile number")
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    if not text.startswith("https://") or len(text) > 2000:
+    try:
+        check_endpoint(text)
+    except ValueError as exc:
+        raise AddressRefused(str(exc)) from None
+    if not text.startswith("https://") and urlsplit(text).hostname not in push_hosts:
+        # Plain http:// only for an address written on the list (a lab receiver).
         raise AddressRefused("a push endpoint is an https:// URL")
     # Only the known push services: a made-up endpoint must never make the appliance
     # connect somewhere (SSRF). Checked before anything is stored or sent.
@@ -116,8 +123,8 @@ def mask(channel: Channel, normalized: str) -> str:
         national = str(number.national_number)
         hidden = national[:3] + "*" * max(0, len(national) - 7) + national[-4:]
         return f"+{number.country_code} {hidden}"
-    host = re.sub(r"^https://([^/]+).*$", r"\1", normalized)
-    return f"push via {host}"
+    # The host only: the rest of the endpoint is the capability to push to that browser.
+    return f"push via {urlsplit(normalized).hostname or '?'}"
 
 
 # -- keys and links ------------------------------------------------------------------------
@@ -250,7 +257,10 @@ def subscribe(
     at: float,
     region: str = "CN",
 ) -> Asked:
-    """Ask to subscribe ``address`` to ``components`` (pending until confirmed)."""
+    """Ask to subscribe ``address`` to ``components`` (pending until confirmed); a
+    browser subscribes with ``subscribe_push``."""
+    if channel == "webpush":
+        raise ValueError("a browser subscribes with subscribe_push")
     normalized = normalize(channel, address, region)
     chosen = _components(components, known)
     digest = keys.digest(channel, normalized)
@@ -275,6 +285,67 @@ def subscribe(
             subscriber_id = row.id
             conn.execute(update(_TABLE).where(_TABLE.c.id == row.id).values(**values))
         return Asked(get(conn, int(subscriber_id)), confirm=True)
+
+
+def subscribe_push(
+    repo: StateRepository,
+    keys: Keys,
+    subscription: BrowserSubscription,
+    components: Sequence[str],
+    language: str,
+    *,
+    known: Sequence[str],
+    at: float,
+    push_hosts: Sequence[str] = PUSH_SERVICE_HOSTS,
+) -> SubscriberRow:
+    """A browser's subscription, active at once: the browser's own permission prompt is
+    the opt-in, and only that browser holds the keys that read what is pushed to it (no
+    one can subscribe someone else's). The same endpoint again takes the new keys,
+    components and language, and starts again if it had ended. The endpoint's host must
+    be on ``push_hosts``, checked before anything is stored."""
+    endpoint = normalize("webpush", subscription.endpoint, push_hosts=push_hosts)
+    try:
+        p256dh, auth = check_keys(subscription.p256dh, subscription.auth)
+    except ValueError as exc:
+        raise AddressRefused(str(exc)) from None
+    chosen = _components(components, known)
+    sealed = keys.box.seal(
+        BrowserSubscription(endpoint, p256dh, auth).to_json(), "subscriber:webpush"
+    )
+    digest = keys.digest("webpush", endpoint)
+    values = dict(
+        state=SUBSCRIBER_ACTIVE, components=chosen, language=language, address_sealed=sealed,
+        confirmed_at=at, ended_at=None, reason="",
+    )  # fmt: skip
+    with repo.transaction() as conn:
+        row = conn.execute(
+            select(_TABLE.c.id).where(
+                _TABLE.c.channel == "webpush", _TABLE.c.address_digest == digest
+            )
+        ).first()
+        if row is None:
+            subscriber_id = conn.execute(
+                insert(_TABLE).values(
+                    channel="webpush", address_digest=digest, masked=mask("webpush", endpoint),
+                    created_at=at, failures=0, **values,
+                )
+            ).inserted_primary_key[0]  # fmt: skip
+        else:
+            subscriber_id = row.id
+            conn.execute(update(_TABLE).where(_TABLE.c.id == row.id).values(**values))
+        return get(conn, int(subscriber_id))
+
+
+def find_push(conn: Connection, keys: Keys, endpoint: str) -> SubscriberRow | None:
+    """The subscriber of a browser's endpoint (it is the capability: whoever knows it can
+    push to that browser, so knowing it is enough to unsubscribe it)."""
+    row = conn.execute(
+        select(_TABLE).where(
+            _TABLE.c.channel == "webpush",
+            _TABLE.c.address_digest == keys.digest("webpush", endpoint.strip()),
+        )
+    ).first()
+    return None if row is None else _row(row)
 
 
 def confirm(repo: StateRepository, subscriber_id: int, *, at: float) -> SubscriberRow:

@@ -15,7 +15,9 @@ from monitor.store.db import open_database
 from monitor.store.models import Subscriber
 from monitor.store.repository import StateRepository
 from notify import subscribers as subs
+from notify.channels.webpush import BrowserSubscription
 from notify.subscribers import AddressRefused, Keys, TokenRefused
+from tests.peers.push import PushClient
 
 T0 = 1_800_000_000.0
 COMPONENTS = ["outbound", "crm"]
@@ -121,9 +123,6 @@ def test_unsubscribe_manage_retire_export_and_erase(world: tuple[StateRepository
         ("email", "x@example.cn<script>", "not an e-mail address"),
         ("sms", "12345", "not a valid phone number"),
         ("sms", "+86 10 6552 9988", "text messages need a mobile number"),
-        ("webpush", "http://push.example/x", "https://"),
-        ("webpush", "https://10.0.0.5/push/abc", "not an allowed push service"),
-        ("webpush", "https://evil.example.cn/fcm/send/x", "not an allowed push service"),
     ],
 )
 def test_junk_is_refused_with_a_sentence(
@@ -169,9 +168,45 @@ def test_sms_codes_confirm_are_capped_per_number_per_day_and_stop_unsubscribes(
         assert subs.get(conn, sid).state == "unsubscribed"
 
 
-def test_a_push_endpoint_of_a_known_push_service_is_taken(
+def browser(endpoint: str) -> BrowserSubscription:
+    return BrowserSubscription(endpoint, PushClient().p256dh, PushClient().auth)
+
+
+def test_a_push_endpoint_of_a_known_push_service_is_taken_active_at_once(
     world: tuple[StateRepository, Keys],
 ) -> None:
     repo, keys = world
-    asked = ask(repo, keys, "https://fcm.googleapis.com/fcm/send/abc123", channel="webpush")
-    assert asked.subscriber.masked == "push via fcm.googleapis.com"
+    endpoint = "https://fcm.googleapis.com/fcm/send/abc123"
+    row = subs.subscribe_push(repo, keys, browser(endpoint), ["outbound"], "en",
+                              known=COMPONENTS, at=T0)  # fmt: skip
+    assert (row.masked, row.state, row.confirmed_at) == (
+        "push via fcm.googleapis.com",
+        "active",
+        T0,
+    )
+    with repo.reading() as conn:
+        _row, opened = subs.opened(conn, keys, row.id)
+        assert BrowserSubscription.from_json(opened).endpoint == endpoint
+        assert subs.find_push(conn, keys, endpoint) == row
+        assert subs.find_push(conn, keys, endpoint + "x") is None
+    with pytest.raises(ValueError, match="subscribe_push"):
+        ask(repo, keys, endpoint, channel="webpush")
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "words"),
+    [
+        ("http://push.example/x", "https://"),
+        ("https://10.0.0.5/push/abc", "not an allowed push service"),
+        ("https://evil.example.cn/fcm/send/x", "not an allowed push service"),
+        ("https://a:b@fcm.googleapis.com/x", "https://"),
+        ("ftp://fcm.googleapis.com/x", "https://"),
+    ],
+)
+def test_a_push_endpoint_elsewhere_is_refused(
+    world: tuple[StateRepository, Keys], endpoint: str, words: str
+) -> None:
+    repo, keys = world
+    with pytest.raises(AddressRefused, match=words):
+        subs.subscribe_push(repo, keys, browser(endpoint), ["outbound"], "en",
+                            known=COMPONENTS, at=T0)  # fmt: skip

@@ -49,6 +49,11 @@ PUBLIC = {
     "status_subscribe_sms.subscribe_submit",  # CSRF and Origin, hourly limits as above and
     # verification texts capped per number, per network and in total a day; same answer
     "status_subscribe_sms.verify",  # CSRF, the form's signed token and the texted code
+    "status_subscribe_push.service_worker",  # the status page's worker: one file for all
+    "status_subscribe_push.subscribe",  # CSRF and Origin, hourly limits per endpoint and
+    # network; the endpoint's host on the push channel's allow-list before anything is kept
+    "status_subscribe_push.lookup",  # CSRF; the endpoint (a browser's secret) is the key
+    "status_subscribe_push.unsubscribe",  # CSRF; the endpoint again; the same answer always
     "sms_inbound.reply",  # an SMS provider's reply callback: its signature (Twilio's
     # X-Twilio-Signature, a gateway's HMAC) is checked before anything is read
 }

@@ -180,6 +180,7 @@ def create_app(services: WebServices) -> Flask:
         status,
         status_history,
         status_subscribe,
+        status_subscribe_push,
         status_subscribe_sms,
     )
 
@@ -240,6 +241,7 @@ def create_app(services: WebServices) -> Flask:
     app.register_blueprint(status_history.bp)
     app.register_blueprint(status_subscribe.bp)
     app.register_blueprint(status_subscribe_sms.bp)
+    app.register_blueprint(status_subscribe_push.bp)
     app.register_blueprint(sms_inbound.bp)
     app.register_blueprint(login.bp)
     app.register_blueprint(account.bp)

@@ -178,6 +178,13 @@ def _sms_open() -> bool:
     return subscriptions_open(current_services(), "sms")
 
 
+def _push_config(choices: list[Choice]) -> dict[str, Any] | None:
+    # Imported here: the push blueprint builds on this one's helpers.
+    from web.status_subscribe_push import config_for_page
+
+    return config_for_page(choices)
+
+
 def _retry_later(answer: tuple[Response, int], wait: float) -> tuple[Response, int]:
     """A form's 429 page, saying when to try again."""
     answer[0].headers["Retry-After"] = str(int(wait) + 1)
@@ -190,13 +197,15 @@ def _retry_later(answer: tuple[Response, int], wait: float) -> tuple[Response, i
 @_answering
 def subscribe_page() -> tuple[Response, int]:
     _form_open()
+    choices = _choices()
     return _page(
         "subscribe.html",
-        choices=_choices(),
+        choices=choices,
         chosen=request.args.getlist("component"),
         address="",
         message="",
         sms_open=_sms_open(),
+        push_config=_push_config(choices),
     )
 
 
@@ -214,8 +223,8 @@ def subscribe_submit() -> tuple[Response, int]:
     chosen = request.form.getlist("component")
 
     def again(status: int, message: str) -> tuple[Response, int]:
-        return _page("subscribe.html", status, choices=choices, chosen=chosen,
-                     address=address, message=message, sms_open=_sms_open())  # fmt: skip
+        return _page("subscribe.html", status, choices=choices, chosen=chosen, address=address,
+                     message=message, sms_open=_sms_open(), push_config=_push_config(choices))  # fmt: skip
 
     try:
         normalized = subscribers.normalize("email", address)

@@ -79,7 +79,7 @@ def _subscription(row: Any) -> Subscription:
     )
 
 
-def _key(value: object, name: str, size: int) -> str:
+def check_key(value: object, name: str, size: int) -> str:
     """A URL-safe base64 key of ``size`` bytes, as the browser wrote it (padding dropped)."""
     if not isinstance(value, str) or not value.isascii() or len(value) > 200:
         raise ValueError(f"keys.{name} must be URL-safe base64 text")
@@ -110,6 +110,11 @@ def check_endpoint(endpoint: object) -> str:
     return endpoint
 
 
+def check_keys(p256dh: object, auth: object) -> tuple[str, str]:
+    """A browser's ``keys.p256dh`` and ``keys.auth`` as stored; ``ValueError`` naming the bad one."""
+    return check_key(p256dh, "p256dh", 65), check_key(auth, "auth", 16)
+
+
 def add(
     repo: StateRepository,
     actor: str,
@@ -123,8 +128,7 @@ def add(
 ) -> Subscription:
     """Subscribe one browser for ``user`` (replacing the row of the same endpoint)."""
     endpoint = check_endpoint(endpoint)
-    p256dh = _key(p256dh, "p256dh", 65)
-    auth = _key(auth, "auth", 16)
+    p256dh, auth = check_keys(p256dh, auth)
     agent = " ".join(str(user_agent).split())[:MAX_AGENT]
     with repo.transaction() as conn:
         owner = find_user(conn, user)

@@ -84,6 +84,9 @@ class Message:
     user: str | None = None
     """The recipient's console user name (``people[].user``): web push goes to that user's
     subscriptions."""
+    push_subscription: str | None = None
+    """A browser's push subscription as JSON (``{"endpoint", "keys": {"p256dh", "auth"}}``):
+    a status page subscriber's. Web push goes to it instead of a user's subscriptions."""
 
     def __post_init__(self) -> None:
         # It goes into headers (Message-ID, X-Dialwatch-Delivery): no spaces, no line breaks.

@@ -29,6 +29,11 @@ One send succeeds when at least one push service accepted the message
 deleted. 429 (with ``Retry-After``), 408 and 5xx are transient; other
 answers are permanent. No subscription at all is a permanent failure, so
 the person's next contact method is tried at once.
+
+A status page subscriber is not a console user: their message carries their one
+browser's subscription (``Message.push_subscription``, opened from the sealed
+subscriber row) and goes there, under the same allow-list; a 404/410 fails the
+delivery permanently, which retires the subscriber (``notify.service``).
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
@@ -56,9 +61,6 @@ from notify.channels.base import (
     shortened,
 )
 from notify.channels.exchange import TRANSIENT_4XX, Exchange
-
-if TYPE_CHECKING:
-    from monitor.staff.push_subscriptions import Subscription
 
 PUSH_SERVICE_HOSTS: tuple[str, ...] = (
     "fcm.googleapis.com",  # Chrome, Edge on Android, Opera, Samsung Internet
@@ -196,6 +198,52 @@ def topic_of(delivery_id: str) -> str:
     return base64.urlsafe_b64encode(digest).decode("ascii")
 
 
+class PushTarget(Protocol):
+    """What one push needs of a subscription (a console user's or a subscriber's)."""
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def endpoint(self) -> str: ...
+
+    def info(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class BrowserSubscription:
+    """One browser's subscription as ``PushSubscription.toJSON()`` gives it."""
+
+    endpoint: str
+    p256dh: str
+    auth: str
+
+    @property
+    def label(self) -> str:
+        from monitor.staff.push_subscriptions import label
+
+        return label(self.endpoint)
+
+    def info(self) -> dict[str, Any]:
+        return {"endpoint": self.endpoint, "keys": {"p256dh": self.p256dh, "auth": self.auth}}
+
+    def to_json(self) -> str:
+        return json.dumps(self.info(), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> BrowserSubscription:
+        """``ValueError`` when ``text`` is not a subscription."""
+        try:
+            data = json.loads(text)
+            keys = data["keys"]
+            found = cls(str(data["endpoint"]), str(keys["p256dh"]), str(keys["auth"]))
+        except (ValueError, KeyError, TypeError):
+            raise ValueError("not a push subscription (endpoint, keys.p256dh, keys.auth)") from None
+        if not found.endpoint or not found.p256dh or not found.auth:
+            raise ValueError("not a push subscription (endpoint, keys.p256dh, keys.auth)")
+        return found
+
+
 @dataclass(frozen=True)
 class _Outcome:
     label: str
@@ -222,6 +270,8 @@ class WebPushChannel:
     def send(self, message: Message) -> Receipt:
         from monitor.staff import push_subscriptions as subs
 
+        if message.push_subscription is not None:
+            return self._send_to_subscriber(message, message.push_subscription)
         context = self.context
         user = message.user
         if not user:
@@ -269,6 +319,22 @@ class WebPushChannel:
             retry_after=max(waits) if waits else None,
         )
 
+    def _send_to_subscriber(self, message: Message, subscription_json: str) -> Receipt:
+        try:
+            target = BrowserSubscription.from_json(subscription_json)
+        except ValueError as exc:
+            raise DeliveryError(f"web push: {exc}", permanent=True) from None
+        deadline = time.monotonic() + self.config.timeout
+        o = self._push(target, payload_of(message), message.delivery_id, self._vapid(), deadline)
+        if o.accepted:
+            return Receipt(o.location, shortened(f"pushed to {o.label}: {o.said}"))
+        raise DeliveryError(
+            shortened(f"web push to {o.label}: {o.said}", 500),
+            permanent=o.permanent,
+            error_class=ErrorClass.RESPONSE,
+            retry_after=o.retry_after,
+        )
+
     # -- one subscription --------------------------------------------------------------
     def _vapid(self) -> Any:  # py_vapid.Vapid02: the library has no types
         from py_vapid import Vapid02
@@ -294,7 +360,7 @@ class WebPushChannel:
 
     def _push(
         self,
-        subscription: Subscription,
+        subscription: PushTarget,
         payload: bytes,
         delivery_id: str,
         vapid: Any,  # py_vapid.Vapid02: the library has no types
